@@ -1,0 +1,82 @@
+"""Writes that either happen completely or not at all.
+
+A stage killed half-way (SIGKILL, full disk, bad input found late) must never
+leave a half-written output that the next stage or `dvc repro` mistakes for a
+finished one, and must never destroy the previous good output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def staged_directory(target: str | Path) -> Iterator[Path]:
+    """Build a directory beside `target`, then swap it into place on success.
+
+    On any exception the staging directory is removed and `target` (if it
+    existed) is left exactly as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_directory(staging, target)
+
+
+def replace_directory(new: Path, target: Path) -> None:
+    """Move `new` to `target`, replacing an existing directory with a minimal window.
+
+    POSIX cannot atomically swap two non-empty directories, so the old one is
+    first renamed aside (one rename), the new one renamed in (one rename), and
+    only then is the old one deleted.
+    """
+    retired = None
+    if target.exists() or target.is_symlink():
+        retired = target.with_name(f".{target.name}.retired-{os.getpid()}")
+        if retired.exists():
+            shutil.rmtree(retired)
+        os.replace(target, retired)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if retired is not None:
+            os.replace(retired, target)
+        raise
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)

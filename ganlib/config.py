@@ -1,0 +1,244 @@
+"""Typed parameters: params.yaml -> validated, immutable pydantic models.
+
+Every stage receives the whole `Params` object explicitly; nothing reads
+params.yaml behind the caller's back. Unknown keys, wrong types and
+out-of-range values are errors that name the file and the key, and
+`--set section.key=value` overrides go through exactly the same checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+class ParamsError(ValueError):
+    """params.yaml (or an override) is invalid; the message says where and why."""
+
+
+class Section(BaseModel):
+    # Frozen so that a stage cannot quietly mutate what the next stage sees;
+    # extra="forbid" so that a typo is an error, not a silently ignored knob.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- base
+
+
+class Paths(Section):
+    raw: str
+    prepared: str
+    train: str
+    checkpoints: str
+    evaluate: str
+    fid_cache: str
+    weights: str
+    publish_record: str
+    history: str
+    reports: str
+
+
+class BaseParams(Section):
+    seed: int = Field(ge=0)
+    device: Literal["auto", "cpu", "cuda", "mps"]
+    paths: Paths
+
+
+# --------------------------------------------------------------------------- data
+
+
+class DataParams(Section):
+    """The embedded default dataset (procedural natural scenes)."""
+
+    n_images: int = Field(ge=1, le=1_000_000)
+    size: int = Field(ge=16, le=1024)
+    seed: int = Field(ge=0)
+
+
+# --------------------------------------------------------------------------- preprocess
+
+
+class PreprocessParams(Section):
+    resolution: int = Field(ge=8, le=1024)
+    min_side: int = Field(ge=1)
+    max_aspect_ratio: float = Field(ge=1.0)
+    max_pixels: int = Field(ge=1)
+    background: tuple[int, int, int]
+    dedupe: bool
+    workers: int = Field(ge=0, le=256)
+
+    @field_validator("background")
+    @classmethod
+    def _rgb_range(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if not all(0 <= c <= 255 for c in value):
+            raise ValueError("each channel must be in 0..255")
+        return value
+
+
+# --------------------------------------------------------------------------- train
+
+
+class TrainParams(Section):
+    arch: Literal["dcgan", "resnet"]
+    z_dim: int = Field(ge=1, le=4096)
+    g_width: int = Field(ge=4, le=2048)       # channels of the widest G layer / 8
+    d_width: int = Field(ge=4, le=2048)
+    loss: Literal["bce", "hinge", "lsgan", "wgan-gp"]
+    gp_weight: float = Field(ge=0)            # WGAN-GP gradient penalty weight
+    r1_gamma: float = Field(ge=0)             # 0 disables lazy R1
+    r1_interval: int = Field(ge=1)
+    diffaugment: list[Literal["color", "translation", "cutout"]]
+    batch_size: int = Field(ge=1)             # global batch (split across nproc)
+    lr_g: float = Field(gt=0)
+    lr_d: float = Field(gt=0)
+    betas: tuple[float, float]
+    d_steps: int = Field(ge=1)                # discriminator steps per generator step
+    kimg: float = Field(gt=0)                 # training length in thousands of real images shown
+    tick_kimg: float = Field(gt=0)            # upkeep (log, stats, grid, snapshot) every N kimg
+    keep_last: int = Field(ge=1)              # checkpoints kept
+    ema_halflife_kimg: float = Field(ge=0)
+    precision: Literal["fp32", "bf16", "fp16"]
+    channels_last: bool
+    compile: bool
+    tf32: bool
+    nproc: int = Field(ge=1)                  # data-parallel processes (torchrun)
+    grid_size: int = Field(ge=1, le=32)       # sample grid is grid_size x grid_size
+    resume: Literal["auto", "fresh"]
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+class EvaluateParams(Section):
+    n_samples: int = Field(ge=2)
+    batch_size: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    metrics: list[Literal["fid", "kid", "is", "prc"]]
+    kid_subset_size: int = Field(ge=2)
+    inception_weights: str | None             # torch-fidelity inception-v3-compat .pth for IS; None = look in torch hub cache
+
+
+# --------------------------------------------------------------------------- root
+
+
+class Params(Section):
+    base: BaseParams
+    data: DataParams
+    preprocess: PreprocessParams
+    train: TrainParams
+    evaluate: EvaluateParams
+
+    def section_dict(self, *names: str) -> dict[str, Any]:
+        """The named sections as plain JSON-able data (for hashing and records)."""
+        dumped = self.model_dump(mode="json")
+        return {name: dumped[name] for name in names}
+
+
+def params_fingerprint(params: Params, *sections: str, exclude: Sequence[str] = ()) -> str:
+    """A short, stable hash of the given sections, for tracing results to params.
+
+    `exclude` holds dotted keys ("train.kimg") that do not change what a stage
+    computes, so that e.g. extending training does not look like a new run.
+    """
+    data = params.section_dict(*sections)
+    for dotted in exclude:
+        section, *rest = dotted.split(".")
+        node = data[section]
+        for key in rest[:-1]:
+            node = node[key]
+        node.pop(rest[-1], None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: Sequence[str] = ()) -> Params:
+    """Read, override and validate params.yaml. Raises ParamsError naming the problem."""
+    path = Path(path)
+    raw = _read_yaml_mapping(path)
+    for expression in overrides:
+        raw = apply_override(raw, expression)
+    source = f"{path} (with --set {' '.join(overrides)})" if overrides else str(path)
+    return validate_params(raw, source=source)
+
+
+def validate_params(raw: dict[str, Any], source: str) -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(_format_validation_error(exc, source)) from None
+
+
+def apply_override(raw: dict[str, Any], expression: str) -> dict[str, Any]:
+    """Return a copy of `raw` with `section.key=value` applied (value parsed as YAML)."""
+    if "=" not in expression:
+        raise ParamsError(f"--set {expression!r}: expected section.key=value, e.g. train.kimg=20")
+    dotted, _, text = expression.partition("=")
+    keys = dotted.strip().split(".")
+    if len(keys) < 2 or not all(keys):
+        raise ParamsError(f"--set {expression!r}: expected section.key=value, e.g. train.kimg=20")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"--set {expression!r}: value is not valid YAML: {exc}") from None
+
+    updated = copy.deepcopy(raw)
+    node = updated
+    for depth, key in enumerate(keys[:-1]):
+        child = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(child, dict):
+            where = ".".join(keys[: depth + 1])
+            raise ParamsError(f"--set {expression!r}: unknown section {where!r}; known: {_known(node)}")
+        node = child
+    if keys[-1] not in node:
+        where = ".".join(keys[:-1])
+        raise ParamsError(
+            f"--set {expression!r}: unknown key {dotted!r}; keys in {where!r} are: {_known(node)}"
+        )
+    node[keys[-1]] = value
+    return updated
+
+
+def write_resolved_params(params: Params, out_dir: str | Path, filename: str = "params.json") -> Path:
+    """Record the exact parameters a stage ran with, beside its outputs."""
+    out = Path(out_dir) / filename
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(params.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ParamsError(f"{path}: parameter file not found (run from the repository root, or pass --params PATH)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections (base, preprocess, ...), got {type(data).__name__}")
+    return data
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid parameters ({exc.error_count()} problem(s)):"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (typo? remove it or check the section it belongs to)"
+        elif error["type"] == "missing":
+            message = "missing key (every parameter must be set in params.yaml)"
+        got = "" if error["type"] == "missing" else f" (got {error.get('input')!r})"
+        lines.append(f"  {key}: {message}{got}")
+    return "\n".join(lines)
+
+
+def _known(node: Any) -> str:
+    return ", ".join(sorted(node)) if isinstance(node, dict) else "(none)"

@@ -1,0 +1,27 @@
+"""Where a result came from: the dataset version (DVC md5) and the code/params."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+
+def dvc_tracked_md5(dvc_file: str | Path) -> str | None:
+    """The md5 recorded in a `.dvc` file for its (single) output, or None.
+
+    For a directory DVC records e.g. "3f2a...c1.dir"; we keep the suffix off
+    so the value reads the same for files and directories.
+    """
+    path = Path(dvc_file)
+    if not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text()) or {}
+    outs = data.get("outs") or []
+    if not outs or "md5" not in outs[0]:
+        return None
+    return str(outs[0]["md5"]).removesuffix(".dir")
+
+
+def short_md5(md5: str | None, length: int = 8) -> str:
+    return md5[:length] if md5 else "untracked"
