@@ -17,10 +17,12 @@ from typing import Any, Literal, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ganlib.errors import UserFacingError
+
 DEFAULT_PARAMS_FILE = "params.yaml"
 
 
-class ParamsError(ValueError):
+class ParamsError(UserFacingError, ValueError):
     """params.yaml (or an override) is invalid; the message says where and why."""
 
 

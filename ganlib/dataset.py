@@ -20,13 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from ganlib.errors import UserFacingError
+
 FORMAT = "scenegan-prepared/1"
 IMAGES_FILE = "images.npy"
 MANIFEST_FILE = "manifest.json"
 QA_REPORT_FILE = "qa_report.json"
 
 
-class PreparedDatasetError(RuntimeError):
+class PreparedDatasetError(UserFacingError, RuntimeError):
     """The prepared dataset is missing or inconsistent; the message says what to run."""
 
 
