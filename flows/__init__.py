@@ -1,0 +1,1 @@
+"""Prefect flows: one per DVC stage, the whole pipeline, scheduled retraining, comparison."""

@@ -1,0 +1,37 @@
+"""Loading a stage's parameters inside a flow, and naming its runs.
+
+Paths in params.yaml are relative to the file's own directory (the
+repository root), so a flow behaves the same whatever the worker's cwd.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+from prefect.runtime import flow_run
+
+from ganlib.config import Params, load_params
+from ganlib.provenance import dvc_tracked_md5, short_md5
+from ganlib.raw_data import DATA_DVC_FILE
+
+
+def load_stage_params(params_file: str, overrides: Sequence[str] = ()) -> tuple[Params, Path]:
+    """The validated params and the repository root they are relative to."""
+    path = Path(params_file).resolve()
+    return load_params(path, overrides), path.parent
+
+
+def dataset_tag(root: Path) -> str:
+    """`data 1a2b3c4d`: the dataset version as it reads in a run name."""
+    return f"data {short_md5(dvc_tracked_md5(root / DATA_DVC_FILE))}"
+
+
+def stage_run_name(stage: str) -> Callable[[], str]:
+    """A flow_run_name callable: `train · data 1a2b3c4d`."""
+
+    def name() -> str:
+        params_file = flow_run.parameters.get("params_file", "params.yaml")
+        return f"{stage} · {dataset_tag(Path(params_file).resolve().parent)}"
+
+    return name

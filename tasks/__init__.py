@@ -1,0 +1,1 @@
+"""Thin Prefect tasks around ganlib's stage functions: logging, retries, artifacts."""

@@ -1,0 +1,78 @@
+"""Shared fixtures: the repo's params, a real Prefect test server, a temporary DVC repo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# What a stage needs to run inside a scratch copy of the project.
+PROJECT_FILES = ("ganlib", "tasks", "flows", "dvc.yaml", "params.yaml", ".dvcignore")
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+def load_test_params(overrides: Sequence[str] = ()):
+    """The project's params.yaml with overrides applied (tests shrink sizes this way)."""
+    from ganlib.config import load_params
+
+    return load_params(REPO_ROOT / "params.yaml", overrides)
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url() -> Iterator[str]:
+    """One real Prefect server (temporary SQLite database) for the whole session."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def subprocess_env(prefect_api_url: str) -> dict[str, str]:
+    """Environment for child processes (dvc repro, the CLI) that report to the test server."""
+    env = dict(os.environ)
+    env["PREFECT_API_URL"] = prefect_api_url
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run(cmd: Sequence[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(cmd), cwd=cwd, env=env, text=True, capture_output=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A scratch git + DVC repository holding a copy of the project's code and params."""
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in PROJECT_FILES:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, root / name)
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    run(["git", "init", "-q"], root)
+    run(["git", "config", "user.email", "test@example.com"], root)
+    run(["git", "config", "user.name", "scenegan tests"], root)
+    run([dvc, "init", "-q"], root)
+    run([dvc, "config", "core.analytics", "false"], root)
+    return root

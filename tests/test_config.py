@@ -1,0 +1,107 @@
+"""params.yaml contract: every mistake is an error that names the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ganlib.config import ParamsError, load_params, params_fingerprint, write_resolved_params
+
+from conftest import REPO_ROOT
+
+
+def write_params(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    mutate(data)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_repository_params_load():
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert params.preprocess.resolution > 0
+    assert params.base.paths.raw == "data/raw"
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    path = write_params(tmp_path, lambda d: d["train"].update(lr_gen=0.1))
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(path) in str(err.value)
+    assert "train.lr_gen" in str(err.value) and "unknown key" in str(err.value)
+
+
+def test_missing_key_is_an_error(tmp_path):
+    path = write_params(tmp_path, lambda d: d["preprocess"].pop("resolution"))
+    with pytest.raises(ParamsError, match=r"preprocess\.resolution: missing key"):
+        load_params(path)
+
+
+def test_wrong_type_and_out_of_range(tmp_path):
+    def mutate(d):
+        d["preprocess"]["resolution"] = "big"
+        d["base"]["seed"] = -1
+        d["base"]["device"] = "tpu"
+
+    path = write_params(tmp_path, mutate)
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    message = str(err.value)
+    assert "3 problem(s)" in message
+    for key in ("preprocess.resolution", "base.seed", "base.device"):
+        assert key in message
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("base: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)
+
+
+def test_missing_file_says_what_to_do(tmp_path):
+    with pytest.raises(ParamsError, match="parameter file not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_overrides_are_typed_and_validated():
+    params = load_params(REPO_ROOT / "params.yaml", ["train.kimg=0.5", "train.diffaugment=[color, cutout]"])
+    assert params.train.kimg == 0.5
+    assert params.train.diffaugment == ["color", "cutout"]
+
+    with pytest.raises(ParamsError, match=r"unknown key 'train\.kimgs'"):
+        load_params(REPO_ROOT / "params.yaml", ["train.kimgs=1"])
+    with pytest.raises(ParamsError, match="unknown section 'trian'"):
+        load_params(REPO_ROOT / "params.yaml", ["trian.kimg=1"])
+    with pytest.raises(ParamsError, match=r"(?s)--set train\.kimg=-3.*train\.kimg"):
+        load_params(REPO_ROOT / "params.yaml", ["train.kimg=-3"])
+    with pytest.raises(ParamsError, match="expected section.key=value"):
+        load_params(REPO_ROOT / "params.yaml", ["kimg"])
+
+
+def test_params_are_immutable():
+    params = load_params(REPO_ROOT / "params.yaml")
+    with pytest.raises(Exception):
+        params.train.kimg = 3  # type: ignore[misc]
+
+
+def test_fingerprint_tracks_only_the_named_sections():
+    base = load_params(REPO_ROOT / "params.yaml")
+    changed_eval = load_params(REPO_ROOT / "params.yaml", ["evaluate.n_samples=123"])
+    changed_train = load_params(REPO_ROOT / "params.yaml", ["train.lr_g=0.001"])
+    assert params_fingerprint(base, "base", "train") == params_fingerprint(changed_eval, "base", "train")
+    assert params_fingerprint(base, "base", "train") != params_fingerprint(changed_train, "base", "train")
+    longer = load_params(REPO_ROOT / "params.yaml", ["train.kimg=999"])
+    assert params_fingerprint(base, "train", exclude=["train.kimg"]) == params_fingerprint(
+        longer, "train", exclude=["train.kimg"]
+    )
+
+
+def test_resolved_params_round_trip(tmp_path):
+    params = load_params(REPO_ROOT / "params.yaml", ["train.kimg=7"])
+    written = write_resolved_params(params, tmp_path)
+    reloaded = yaml.safe_load(written.read_text())  # JSON is YAML
+    assert reloaded["train"]["kimg"] == 7
