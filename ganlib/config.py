@@ -119,13 +119,31 @@ class TrainParams(Section):
 # --------------------------------------------------------------------------- evaluate
 
 
+class DuringTrainingEvalParams(Section):
+    """A cheaper FID/KID measured while training runs, written as a curve."""
+
+    every_kimg: float = Field(ge=0)           # 0 = off; otherwise at the first tick past each multiple
+    n_samples: int = Field(ge=2)              # fewer than evaluate.n_samples: it runs inside training
+
+
 class EvaluateParams(Section):
-    n_samples: int = Field(ge=2)
+    # fid-inception-v3-tf2015: the standard FID Inception (weights from `make weights`);
+    # inception-v3-compat: torch-fidelity's own (needs inception_weights);
+    # tiny-random-conv: a small fixed random network for tests and smoke runs only
+    # (its numbers are not comparable with published FIDs).
+    extractor: Literal["fid-inception-v3-tf2015", "inception-v3-compat", "tiny-random-conv"]
+    device: Literal["auto", "cpu", "cuda"]
+    n_samples: int = Field(ge=2)              # generated images per evaluation
+    n_reference: int = Field(ge=0)            # real images for the reference statistics; 0 = all
     batch_size: int = Field(ge=1)
-    seed: int = Field(ge=0)
+    seed: int = Field(ge=0)                   # latents, KID subsets, reference subset: same seed, same numbers
     metrics: list[Literal["fid", "kid", "is", "prc"]]
-    kid_subset_size: int = Field(ge=2)
+    kid_subsets: int = Field(ge=1)
+    kid_subset_size: int = Field(ge=2)        # reduced (and recorded) when fewer samples exist
+    isc_splits: int = Field(ge=1)
+    prc_neighborhood: int = Field(ge=1)       # k of the k-NN manifolds for precision/recall
     inception_weights: str | None             # torch-fidelity inception-v3-compat .pth for IS; None = look in torch hub cache
+    during_training: DuringTrainingEvalParams
 
 
 # --------------------------------------------------------------------------- root
