@@ -1,0 +1,403 @@
+"""The preprocess stage: data/raw (any photos) -> the prepared dataset (see ganlib/dataset.py).
+
+Reads every file under the raw directory in sorted order, decodes them in
+parallel, and streams the accepted images into one memory-mapped images.npy,
+so a dataset far larger than RAM prepares in constant memory. Every file that
+is not used is listed in qa_report.json with its reason. The output directory
+appears complete or not at all, and identical inputs give byte-identical
+outputs (DVC hashes them; downstream stages re-run when they change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import multiprocessing
+import os
+import stat
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ganlib import dataset, images
+from ganlib.atomic import atomic_write_json, staged_directory
+from ganlib.config import Params, PreprocessParams, params_fingerprint, write_resolved_params
+from ganlib.logs import Logger
+from ganlib.provenance import dvc_tracked_md5
+
+# Reject reasons decided here (decoding reasons live in ganlib.images).
+DUPLICATE = "duplicate"
+SYMLINK_OUTSIDE_ROOT = "symlink_outside_root"
+BROKEN_SYMLINK = "broken_symlink"
+NOT_A_REGULAR_FILE = "not_a_regular_file"
+UNREADABLE = "unreadable"
+ALREADY_SCANNED = "already_scanned"
+
+QA_FORMAT = "scenegan-qa/1"
+PROGRESS_INTERVAL_S = 5.0
+DATA_DVC_FILE = "data.dvc"
+
+
+class PreprocessError(RuntimeError):
+    """The raw dataset cannot be prepared; the message names the directory and what to do."""
+
+
+@dataclass(frozen=True)
+class RejectRecord:
+    path: str  # relative to the raw directory, POSIX separators
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class RawScan:
+    """What a walk of the raw directory found, before any file is decoded."""
+
+    files: list[tuple[str, Path]]  # (relative path, real path to open), sorted by relative path
+    rejects: list[RejectRecord]
+    hidden: int  # dot-files and dot-directories skipped (each counted once, not descended)
+
+
+@dataclass(frozen=True)
+class PreparedSummary:
+    out_dir: Path
+    count: int
+    resolution: int
+    scanned: int
+    rejected: int
+    rejects_by_reason: dict[str, int]
+    hidden_skipped: int
+    images_sha256: str
+    data_md5: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Examined:
+    """A worker's answer for one file: its content hash (when deduplicating) and the decode."""
+
+    sha256: bytes | None
+    decoded: images.Decoded
+
+
+def prepare_dataset(params: Params, log: Logger, root: Path) -> PreparedSummary:
+    """Decode `base.paths.raw` into `base.paths.prepared` (both relative to `root`)."""
+    cfg = params.preprocess
+    raw_name, out_name = params.base.paths.raw, params.base.paths.prepared
+    raw_dir, out_dir = root / raw_name, root / out_name
+    started = time.monotonic()
+
+    log.info("preprocess: scanning %s", raw_name)
+    scan = scan_raw_directory(raw_dir, raw_name)
+    workers = _worker_count(cfg, len(scan.files))
+    log.info(
+        "preprocess: %d files to decode (%d rejected while scanning, %d hidden skipped); "
+        "%d px, %d worker(s)",
+        len(scan.files), len(scan.rejects), scan.hidden, cfg.resolution, workers,
+    )
+    if not scan.files:
+        raise _nothing_usable(raw_name, scan.rejects)
+
+    rejects = list(scan.rejects)
+    with staged_directory(out_dir) as staging:
+        writer = _ImageArrayWriter(staging / dataset.IMAGES_FILE, len(scan.files), cfg.resolution)
+        progress = _Progress(log, total=len(scan.files))
+        kept_by_hash: dict[bytes, str] = {}
+        with closing(_examine_in_order(scan.files, raw_name, cfg, workers)) as examined:
+            for (rel, _), result in zip(scan.files, examined):
+                progress.advance()
+                reject = _reject_for(rel, result, kept_by_hash, raw_name)
+                if reject is not None:
+                    rejects.append(reject)
+                else:
+                    writer.append(result.decoded.image)
+        if writer.count == 0:
+            raise _nothing_usable(raw_name, rejects)  # the staging directory goes with it
+        writer.finish()
+
+        rejects.sort(key=lambda r: (r.path, r.reason))
+        by_reason = dict(sorted(Counter(r.reason for r in rejects).items()))
+        images_sha256 = _file_digest(staging / dataset.IMAGES_FILE).hex()
+        data_md5 = dvc_tracked_md5(root / DATA_DVC_FILE)
+        scanned = writer.count + len(rejects)
+        atomic_write_json(staging / dataset.MANIFEST_FILE, {
+            "format": dataset.FORMAT,
+            "count": writer.count,
+            "resolution": cfg.resolution,
+            "data_md5": data_md5,
+            "images_sha256": images_sha256,
+            "source": raw_name,
+            "scanned": scanned,
+            "accepted": writer.count,
+            "rejected": len(rejects),
+            "rejects_by_reason": by_reason,
+            "hidden_skipped": scan.hidden,
+            "preprocess_params": params_fingerprint(params, "preprocess"),
+        })
+        atomic_write_json(staging / dataset.QA_REPORT_FILE, {
+            "format": QA_FORMAT,
+            "source": raw_name,
+            "scanned": scanned,
+            "rejected": len(rejects),
+            "rejects_by_reason": by_reason,
+            "rejects": [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rejects],
+        })
+        write_resolved_params(params, staging)
+
+    seconds = time.monotonic() - started
+    log.info(
+        "preprocess: wrote %d images (%d px) to %s; rejected %d of %d (%s); %.1f s, %.1f files/s",
+        writer.count, cfg.resolution, out_name, len(rejects), scanned,
+        _reason_counts_text(by_reason), seconds, len(scan.files) / max(seconds, 1e-9),
+    )
+    return PreparedSummary(
+        out_dir=out_dir, count=writer.count, resolution=cfg.resolution, scanned=scanned,
+        rejected=len(rejects), rejects_by_reason=by_reason, hidden_skipped=scan.hidden,
+        images_sha256=images_sha256, data_md5=data_md5, seconds=seconds,
+    )
+
+
+def scan_raw_directory(raw_dir: Path, display_name: str | None = None) -> RawScan:
+    """Walk `raw_dir` (sorted, depth-first) and classify every entry without decoding it.
+
+    Symlinks are followed only while they stay inside `raw_dir`; a directory
+    reached a second time (a symlink loop, or an alias of one already walked)
+    is reported once and not walked again, so a walk always terminates.
+    """
+    display_name = display_name or str(raw_dir)
+    if not raw_dir.is_dir():
+        raise PreprocessError(
+            f"{display_name}: raw dataset directory not found; fetch it with `dvc pull`, "
+            "import photos with `scenegan data import SRC`, or set base.paths.raw"
+        )
+    root_real = Path(os.path.realpath(raw_dir))
+    files: list[tuple[str, Path]] = []
+    rejects: list[RejectRecord] = []
+    hidden = 0
+    first_walked_as: dict[Path, str] = {}
+    stack: list[tuple[Path, str]] = [(root_real, "")]
+    while stack:
+        directory, rel_dir = stack.pop()
+        if directory in first_walked_as:
+            first = first_walked_as[directory] or "."
+            rejects.append(RejectRecord(rel_dir, ALREADY_SCANNED, f"{display_name}/{rel_dir}: same directory as {first!r}, walked once"))
+            continue
+        first_walked_as[directory] = rel_dir
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            rejects.append(RejectRecord(rel_dir or ".", UNREADABLE, f"{display_name}/{rel_dir}: cannot list directory ({exc.strerror})"))
+            continue
+        subdirs: list[tuple[Path, str]] = []
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.name.startswith("."):
+                hidden += 1
+                continue
+            kind, target, detail = _classify_entry(entry, root_real, f"{display_name}/{rel}")
+            if kind == "dir":
+                subdirs.append((target, rel))
+            elif kind == "file":
+                files.append((rel, target))
+            else:
+                rejects.append(RejectRecord(rel, kind, detail))
+        stack.extend(reversed(subdirs))  # pop order = sorted order
+    files.sort(key=lambda item: item[0])
+    return RawScan(files=files, rejects=rejects, hidden=hidden)
+
+
+def _classify_entry(entry: os.DirEntry, root_real: Path, shown: str) -> tuple[str, Path, str]:
+    """("dir" | "file" | a reject reason, the real path, a detail for rejects)."""
+    path = Path(entry.path)
+    if entry.is_symlink():
+        target = Path(os.path.realpath(path))
+        if not target.is_relative_to(root_real):
+            return SYMLINK_OUTSIDE_ROOT, target, f"{shown}: symlink to {os.readlink(path)} leaves the dataset root"
+        path = target
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return BROKEN_SYMLINK, path, f"{shown}: symlink target cannot be read ({exc.strerror})"
+    if stat.S_ISDIR(mode):
+        return "dir", path, ""
+    if stat.S_ISREG(mode):
+        return "file", path, ""
+    # FIFOs and devices would block or stream forever if opened.
+    return NOT_A_REGULAR_FILE, path, f"{shown}: not a regular file (mode {stat.filemode(mode)})"
+
+
+def _reject_for(rel: str, result: _Examined, kept_by_hash: dict[bytes, str], raw_name: str) -> RejectRecord | None:
+    # Results arrive in sorted path order, so the first of identical files is the one kept.
+    if result.sha256 is not None:
+        kept = kept_by_hash.setdefault(result.sha256, rel)
+        if kept != rel:
+            return RejectRecord(rel, DUPLICATE, f"{raw_name}/{rel}: byte-identical to {raw_name}/{kept} (kept)")
+    if result.decoded.reject is not None:
+        return RejectRecord(rel, result.decoded.reject.reason, result.decoded.reject.detail)
+    return None
+
+
+# --------------------------------------------------------------------------- decoding in workers
+
+
+def _examine_in_order(
+    files: Sequence[tuple[str, Path]], raw_name: str, cfg: PreprocessParams, workers: int
+) -> Iterator[_Examined]:
+    """Examine every file, yielding results in the order of `files`.
+
+    At most a few chunks per worker are in flight, so memory stays bounded
+    however large the dataset; a crashed worker (a decoder segfault, the OOM
+    killer) is an error naming the files it held, never a hang.
+    """
+    jobs = [(f"{raw_name}/{rel}", str(path)) for rel, path in files]
+    size = _chunk_size(len(jobs), workers)
+    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    if workers == 1 and images.pillow_allows_pixels(cfg.max_pixels):
+        for chunk in chunks:
+            yield from _examine_chunk(chunk, cfg)
+        return
+
+    # spawn, not fork: the caller (a Prefect worker) runs threads, and forking
+    # a process that holds another thread's lock can deadlock the child.
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=images.lift_pillow_pixel_limit,
+    )
+    try:
+        remaining = iter(chunks)
+        in_flight: deque[tuple[list[tuple[str, str]], Future]] = deque()
+        for chunk in itertools.islice(remaining, workers * 4):
+            in_flight.append((chunk, pool.submit(_examine_chunk, chunk, cfg)))
+        while in_flight:
+            chunk, future = in_flight.popleft()
+            try:
+                results = future.result()
+            except BrokenProcessPool:
+                names = ", ".join(shown for shown, _ in chunk)
+                raise PreprocessError(
+                    f"a decoder process died (crash or out of memory) while decoding one of: {names}; "
+                    "remove the offending file or lower preprocess.workers"
+                ) from None
+            for next_chunk in itertools.islice(remaining, 1):
+                in_flight.append((next_chunk, pool.submit(_examine_chunk, next_chunk, cfg)))
+            yield from results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _examine_chunk(chunk: list[tuple[str, str]], cfg: PreprocessParams) -> list[_Examined]:
+    return [_examine_file(shown, Path(path), cfg) for shown, path in chunk]
+
+
+def _examine_file(shown: str, path: Path, cfg: PreprocessParams) -> _Examined:
+    try:
+        digest = _file_digest(path) if cfg.dedupe else None
+    except OSError as exc:
+        reject = images.Reject(UNREADABLE, f"{shown}: cannot read ({exc.strerror})")
+        return _Examined(None, images.Decoded(image=None, reject=reject, source_size=None))
+    return _Examined(digest, images.decode_image(path, cfg, name=shown))
+
+
+def _worker_count(cfg: PreprocessParams, n_files: int) -> int:
+    wanted = cfg.workers or os.cpu_count() or 1
+    return max(1, min(wanted, n_files))
+
+
+def _chunk_size(n_jobs: int, workers: int) -> int:
+    # Big enough to amortise inter-process overhead on tiny PNGs, small enough
+    # that the workers stay busy to the end on a few large photos.
+    return max(1, min(32, n_jobs // (workers * 16)))
+
+
+# --------------------------------------------------------------------------- output
+
+
+class _ImageArrayWriter:
+    """images.npy filled in order as images arrive; the final count is known only at the end.
+
+    The file is created for every candidate (sparse: unwritten tail costs no
+    disk), then its header is rewritten with the real count and the tail cut
+    off. The header is padded to a fixed 64-byte multiple, so its length does
+    not depend on the count and the data never moves.
+    """
+
+    def __init__(self, path: Path, capacity: int, resolution: int) -> None:
+        self.path = path
+        self.count = 0
+        self._frame = (resolution, resolution, 3)
+        self._array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(capacity, *self._frame))
+        self._data_offset = int(self._array.offset)
+
+    def append(self, image: np.ndarray) -> None:
+        self._array[self.count] = image
+        self.count += 1
+
+    def finish(self) -> None:
+        self._array.flush()
+        del self._array  # unmaps the file
+        header = _npy_header((self.count, *self._frame))
+        if len(header) != self._data_offset:
+            raise AssertionError(f"npy header length changed ({len(header)} != {self._data_offset})")
+        with open(self.path, "r+b") as handle:
+            handle.write(header)
+            handle.truncate(self._data_offset + self.count * int(np.prod(self._frame)))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def _file_digest(path: Path) -> bytes:
+    """sha256 of a file's bytes, read in blocks (files can be larger than RAM)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.digest()
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+class _Progress:
+    def __init__(self, log: Logger, total: int) -> None:
+        self._log, self._total = log, total
+        self._done = 0
+        self._started = self._last = time.monotonic()
+
+    def advance(self) -> None:
+        self._done += 1
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_INTERVAL_S:
+            self._last = now
+            rate = self._done / max(now - self._started, 1e-9)
+            self._log.info("preprocess: %d/%d decoded, %.1f img/s", self._done, self._total, rate)
+
+
+def _nothing_usable(raw_name: str, rejects: list[RejectRecord]) -> PreprocessError:
+    if not rejects:
+        return PreprocessError(f"{raw_name}: no files found (hidden dot-files are skipped); add images or run `dvc pull`")
+    counts = dict(sorted(Counter(r.reason for r in rejects).items()))
+    examples = "; ".join(r.detail for r in sorted(rejects, key=lambda r: r.path)[:3])
+    return PreprocessError(
+        f"{raw_name}: no usable images among {len(rejects)} files ({_reason_counts_text(counts)}). "
+        f"For example: {examples}. Nothing was written. Replace the files, or relax "
+        "preprocess.min_side / max_aspect_ratio / max_pixels if the rejects are wrong"
+    )
+
+
+def _reason_counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "none"
