@@ -146,6 +146,26 @@ class EvaluateParams(Section):
     during_training: DuringTrainingEvalParams
 
 
+# --------------------------------------------------------------------------- publish
+
+
+class PublishParams(Section):
+    # A local directory (relative to the repository root, or absolute) or any
+    # fsspec URL: s3://bucket/prefix, gs://..., file:///abs/path, memory://name.
+    target: str = Field(min_length=1)
+    # always: publish every run | better_fid: only when FID beats the published gallery's
+    gate: Literal["always", "better_fid"]
+    seed: int = Field(ge=0)                   # latents of the grid, samples and interpolation
+    grid_size: int = Field(ge=1, le=32)       # grid is grid_size x grid_size
+    n_samples: int = Field(ge=1, le=10_000)   # individual sample files
+    interpolation_rows: int = Field(ge=1, le=32)
+    interpolation_steps: int = Field(ge=2, le=64)
+    image_format: Literal["png", "webp"]      # both lossless
+    display_scale: int = Field(ge=1, le=16)   # on-page upscale (nearest neighbour, via CSS)
+    keep_releases: int = Field(ge=1, le=1000) # releases kept in the target, the published one included
+    batch_size: int = Field(ge=1)             # generator batch (CPU, fp32)
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -155,6 +175,7 @@ class Params(Section):
     preprocess: PreprocessParams
     train: TrainParams
     evaluate: EvaluateParams
+    publish: PublishParams
 
     def section_dict(self, *names: str) -> dict[str, Any]:
         """The named sections as plain JSON-able data (for hashing and records)."""
