@@ -1,0 +1,364 @@
+"""`scenegan data import SRC`: bring a user's photos into the raw dataset directory.
+
+SRC is a folder (nested) or an archive (.zip, .tar, .tar.gz/.tgz, .tar.bz2,
+.tar.xz). Decisions, so that an import can never damage what is there:
+
+- Only files with an image extension (IMAGE_SUFFIXES) are imported; anything
+  else (README.txt, .json annotations, Thumbs.db) is skipped and reported, so
+  that data/raw - and the DVC cache - hold photos only. Hidden names
+  (dot-files, dot-directories, __MACOSX) are skipped and counted.
+- Relative names are kept: `trips/2021/a.jpg` in SRC becomes
+  `DEST/trips/2021/a.jpg`.
+- Nothing is written outside DEST: archive members with absolute paths or
+  `..` components, symlinks, hard links and device files are skipped and
+  reported (never extracted), archives are never handed to extractall(), and
+  a DEST path that leads outside DEST through an existing symlink is refused.
+- Archives that expand beyond `max_total_bytes` (zip bombs) are an error.
+- All or nothing: everything is staged beside DEST first; if any staged file
+  would replace an existing DEST file with different content, the import
+  stops with an error listing them and DEST is left untouched. Identical
+  files already in DEST are counted as already present.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from ganlib.logs import Logger
+
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".dib", ".gif",
+    ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".avif",
+})
+DEFAULT_MAX_TOTAL_BYTES = 64 * 2**30  # far above any photo collection one imports by hand
+PROGRESS_INTERVAL_S = 5.0
+_COPY_BLOCK = 1 << 20
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+
+# Skip reasons.
+NOT_AN_IMAGE_NAME = "not an image file extension"
+UNSAFE_PATH = "unsafe path (absolute or '..'): not extracted"
+SYMLINK = "symlink: not followed"
+HARD_LINK = "hard link: not extracted"
+SPECIAL_FILE = "device, FIFO or other special file: not extracted"
+DUPLICATE_NAME = "same name as an earlier member (first kept)"
+PATH_CLASH = "path clashes with another member (a file where a folder is needed)"
+
+
+class DatasetImportError(ValueError):
+    """The import cannot proceed; DEST is unchanged. The message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    source: Path
+    dest: Path
+    imported: tuple[str, ...]         # relative names newly written to dest
+    already_present: tuple[str, ...]  # identical files that dest already had
+    skipped: tuple[Skipped, ...]
+    hidden_skipped: int
+    total_bytes: int                  # bytes of image files read from the source
+
+
+def import_dataset(
+    src: Path, dest: Path, log: Logger, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+) -> ImportSummary:
+    """Copy the image files of folder or archive `src` into `dest` (see module docstring)."""
+    src, dest = Path(src), Path(dest)
+    _check_source(src, dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.import-", dir=dest.parent))
+    try:
+        stager = _Stager(staging, max_total_bytes, log, str(src))
+        log.info("import: reading %s", src)
+        if src.is_dir():
+            _stage_folder(src, stager)
+        elif zipfile.is_zipfile(src):
+            _stage_zip(src, stager)
+        elif tarfile.is_tarfile(src):
+            _stage_tar(src, stager)
+        else:
+            raise DatasetImportError(f"{src}: not a folder, .zip or .tar(.gz/.bz2/.xz) archive")
+        if not stager.names:
+            reasons = _skip_reason_counts(stager.skipped)
+            raise DatasetImportError(
+                f"{src}: no image files to import ({stager.hidden} hidden skipped; {reasons or 'nothing else found'}); "
+                f"image files are recognised by extension: {' '.join(sorted(IMAGE_SUFFIXES))}"
+            )
+        imported, present = _merge_into(staging, sorted(stager.names), dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    summary = ImportSummary(
+        source=src, dest=dest, imported=tuple(imported), already_present=tuple(present),
+        skipped=tuple(sorted(stager.skipped, key=lambda s: s.name)), hidden_skipped=stager.hidden,
+        total_bytes=stager.bytes,
+    )
+    log.info(
+        "import: %d new files in %s, %d already present, %d skipped (%s), %d hidden skipped, %.1f MB read",
+        len(imported), dest, len(present), len(summary.skipped),
+        _skip_reason_counts(summary.skipped) or "none", stager.hidden, stager.bytes / 1e6,
+    )
+    for skipped in summary.skipped:
+        log.info("import: skipped %s: %s", skipped.name, skipped.reason)
+    return summary
+
+
+def safe_member_name(name: str) -> PurePosixPath | None:
+    """An archive member name as a relative path that stays inside its target, or None.
+
+    Backslashes count as separators: archives made on Windows use them, and
+    `..\\x` must not survive as a name that means `../x` somewhere else.
+    """
+    if not name or "\x00" in name:
+        return None
+    normalised = name.replace("\\", "/")
+    if normalised.startswith("/") or _WINDOWS_DRIVE.match(normalised):
+        return None
+    parts = [part for part in normalised.split("/") if part not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return PurePosixPath(*parts)
+
+
+def _check_source(src: Path, dest: Path) -> None:
+    if not src.exists():
+        raise DatasetImportError(f"{src}: not found; give a folder or a .zip/.tar archive of photos")
+    real_src, real_dest = Path(os.path.realpath(src)), Path(os.path.realpath(dest))
+    if src.is_dir() and (real_dest.is_relative_to(real_src) or real_src.is_relative_to(real_dest)):
+        raise DatasetImportError(
+            f"{src}: the source folder and the destination {dest} contain one another; "
+            "import from a folder outside the dataset"
+        )
+
+
+class _Stager:
+    """Writes accepted members into the staging directory and keeps the books."""
+
+    def __init__(self, staging: Path, max_total_bytes: int, log: Logger, source: str) -> None:
+        self.staging = staging
+        self.names: list[str] = []
+        self.skipped: list[Skipped] = []
+        self.hidden = 0
+        self.bytes = 0
+        self._max_total_bytes = max_total_bytes
+        self._log, self._source = log, source
+        self._last_progress = time.monotonic()
+
+    def accepts(self, name: PurePosixPath) -> bool:
+        """False (and the books updated) for hidden names and non-image extensions."""
+        if any(_is_hidden(part) for part in name.parts):
+            self.hidden += 1
+            return False
+        if name.suffix.lower() not in IMAGE_SUFFIXES:
+            self.skip(str(name), NOT_AN_IMAGE_NAME)
+            return False
+        return True
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped.append(Skipped(name, reason))
+
+    def write(self, name: PurePosixPath, stream: BinaryIO) -> None:
+        target = self.staging.joinpath(*name.parts)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(target, "xb")  # never replaces: a repeated name is reported
+        except FileExistsError:
+            if target.is_dir():
+                self.skip(str(name), PATH_CLASH)
+            else:
+                self.skip(str(name), DUPLICATE_NAME)
+            return
+        except (NotADirectoryError, IsADirectoryError):
+            self.skip(str(name), PATH_CLASH)
+            return
+        with handle:
+            for block in iter(lambda: stream.read(_COPY_BLOCK), b""):
+                self._spend(len(block), name)
+                handle.write(block)
+        self.names.append(str(name))
+        self._maybe_log_progress()
+
+    def check_declared_size(self, declared: int) -> None:
+        """Fail fast on what an archive says it holds (the streamed count below is what counts)."""
+        if declared > self._max_total_bytes:
+            raise self._too_big(f"declares {declared} bytes")
+
+    def _spend(self, n_bytes: int, name: PurePosixPath) -> None:
+        # Counted on the bytes actually produced: an archive's declared sizes can lie.
+        self.bytes += n_bytes
+        if self.bytes > self._max_total_bytes:
+            raise self._too_big(f"expands past the limit at member {name}")
+
+    def _too_big(self, what: str) -> DatasetImportError:
+        return DatasetImportError(
+            f"{self._source}: {what}, more than max_total_bytes={self._max_total_bytes} (a zip bomb, or a larger "
+            "dataset than expected). Nothing was imported; raise max_total_bytes if the archive is genuine"
+        )
+
+    def _maybe_log_progress(self) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_INTERVAL_S:
+            self._last_progress = now
+            self._log.info("import: %d files staged, %.1f MB", len(self.names), self.bytes / 1e6)
+
+
+def _stage_folder(src: Path, stager: _Stager) -> None:
+    for dirpath, dirnames, filenames in os.walk(src):
+        directory = Path(dirpath)
+        rel_dir = PurePosixPath(directory.relative_to(src).as_posix())
+        walk_next = []
+        for dirname in sorted(dirnames):
+            if _is_hidden(dirname):
+                stager.hidden += 1  # counted once, not walked
+            elif (directory / dirname).is_symlink():
+                stager.skip(str(rel_dir / dirname), SYMLINK)
+            else:
+                walk_next.append(dirname)
+        dirnames[:] = walk_next
+        for filename in sorted(filenames):
+            path, name = directory / filename, rel_dir / filename
+            if not stager.accepts(name):
+                continue
+            if path.is_symlink():
+                stager.skip(str(name), SYMLINK)
+            elif not stat.S_ISREG(path.lstat().st_mode):
+                stager.skip(str(name), SPECIAL_FILE)
+            else:
+                with open(path, "rb") as stream:
+                    stager.write(name, stream)
+
+
+def _stage_zip(src: Path, stager: _Stager) -> None:
+    try:
+        with zipfile.ZipFile(src) as archive:
+            stager.check_declared_size(sum(info.file_size for info in archive.infolist()))
+            for info in archive.infolist():
+                if info.is_dir():
+                    continue
+                name = safe_member_name(info.filename)
+                mode = info.external_attr >> 16  # Unix mode when the archiver recorded one, else 0
+                if name is None:
+                    stager.skip(info.filename, UNSAFE_PATH)
+                elif stat.S_ISLNK(mode):
+                    stager.skip(info.filename, SYMLINK)
+                elif mode and not stat.S_ISREG(mode):
+                    stager.skip(info.filename, SPECIAL_FILE)
+                elif stager.accepts(name):
+                    with archive.open(info) as stream:
+                        stager.write(name, stream)
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, zlib.error) as exc:
+        # RuntimeError: an encrypted member. OSError includes a full disk, hence the exception text.
+        raise DatasetImportError(
+            f"{src}: cannot import this zip archive ({type(exc).__name__}: {exc}); nothing was imported"
+        ) from None
+
+
+def _stage_tar(src: Path, stager: _Stager) -> None:
+    try:
+        with tarfile.open(src, "r:*") as archive:
+            for member in archive:  # streams: members are read in archive order
+                if member.isdir():
+                    continue
+                name = safe_member_name(member.name)
+                if name is None:
+                    stager.skip(member.name, UNSAFE_PATH)
+                elif member.issym():
+                    stager.skip(member.name, SYMLINK)
+                elif member.islnk():
+                    stager.skip(member.name, HARD_LINK)
+                elif not member.isreg():
+                    stager.skip(member.name, SPECIAL_FILE)
+                elif stager.accepts(name):
+                    stream = archive.extractfile(member)
+                    assert stream is not None  # regular members always have data
+                    with stream:
+                        stager.write(name, stream)
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        raise DatasetImportError(
+            f"{src}: cannot import this tar archive ({type(exc).__name__}: {exc}); nothing was imported"
+        ) from None
+
+
+def _merge_into(staging: Path, names: list[str], dest: Path) -> tuple[list[str], list[str]]:
+    """Move staged files into dest; refuse (changing nothing) if any would clash."""
+    real_dest = Path(os.path.realpath(dest))
+    new, present, clashes = [], [], []
+    for name in names:
+        staged, target = staging / name, dest / name
+        if not Path(os.path.realpath(target)).is_relative_to(real_dest) or _blocked_by_file(dest, name):
+            clashes.append(f"{name} (a folder on its path in {dest} is a file or a symlink)")
+        elif target.is_symlink() or target.exists():
+            if target.is_file() and not target.is_symlink() and _same_bytes(staged, target):
+                present.append(name)
+            else:
+                clashes.append(f"{name} (exists with different content)")
+        else:
+            new.append(name)
+    if clashes:
+        shown = "; ".join(clashes[:10]) + (f"; and {len(clashes) - 10} more" if len(clashes) > 10 else "")
+        raise DatasetImportError(
+            f"import into {dest} would overwrite {len(clashes)} file(s): {shown}. Nothing was imported; "
+            "rename or remove those files (in the source or in the destination) and import again"
+        )
+    if not dest.exists():
+        os.replace(staging, dest)  # a fresh destination appears in one rename
+        return new, present
+    for name in new:
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / name, target)
+    return new, present
+
+
+def _is_hidden(part: str) -> bool:
+    return part.startswith(".") or part == "__MACOSX"
+
+
+def _blocked_by_file(dest: Path, name: str) -> bool:
+    """True if some existing ancestor of dest/name (below dest) is not a real directory."""
+    node = dest
+    for part in PurePosixPath(name).parts[:-1]:
+        node = node / part
+        if node.is_symlink() or (node.exists() and not node.is_dir()):
+            return True
+        if not node.exists():
+            return False
+    return False
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            block_a, block_b = fa.read(_COPY_BLOCK), fb.read(_COPY_BLOCK)
+            if block_a != block_b:
+                return False
+            if not block_a:
+                return True
+
+
+def _skip_reason_counts(skipped: list[Skipped] | tuple[Skipped, ...]) -> str:
+    counts: dict[str, int] = {}
+    for item in skipped:
+        counts[item.reason] = counts.get(item.reason, 0) + 1
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
