@@ -255,12 +255,13 @@ def _stage_zip(src: Path, stager: _Stager) -> None:
                 if info.is_dir():
                     continue
                 name = safe_member_name(info.filename)
-                mode = info.external_attr >> 16  # Unix mode when the archiver recorded one, else 0
+                # The Unix file type, when the archiver recorded one (0 = unknown: a plain file).
+                kind = stat.S_IFMT(info.external_attr >> 16)
                 if name is None:
                     stager.skip(info.filename, UNSAFE_PATH)
-                elif stat.S_ISLNK(mode):
+                elif kind == stat.S_IFLNK:
                     stager.skip(info.filename, SYMLINK)
-                elif mode and not stat.S_ISREG(mode):
+                elif kind not in (0, stat.S_IFREG):
                     stager.skip(info.filename, SPECIAL_FILE)
                 elif stager.accepts(name):
                     with archive.open(info) as stream:
