@@ -140,7 +140,8 @@ def prepare_dataset(params: Params, log: Logger, root: Path) -> PreparedSummary:
             "rejected": len(rejects),
             "rejects_by_reason": by_reason,
             "hidden_skipped": scan.hidden,
-            "preprocess_params": params_fingerprint(params, "preprocess"),
+            # workers changes how fast, not what: leave it out so outputs match across machines.
+            "preprocess_params": params_fingerprint(params, "preprocess", exclude=["preprocess.workers"]),
         })
         atomic_write_json(staging / dataset.QA_REPORT_FILE, {
             "format": QA_FORMAT,
