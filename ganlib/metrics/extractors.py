@@ -1,0 +1,184 @@
+"""Feature extractors, registered with torch-fidelity under their own names.
+
+- `fid-inception-v3-tf2015`: the standard FID Inception (TF 2015-12-05 graph)
+  as a TorchScript from `make weights`. It expects a float batch already
+  resized to 299x299 and scaled to (x - 128) / 128, and returns the 2048-d
+  pool features; this wrapper does the resize exactly as torch-fidelity's own
+  FeatureExtractorInceptionV3 does (TF1-compatible bilinear), so that the two
+  agree.
+- `inception-v3-compat`: torch-fidelity's own, used only with weights found on
+  disk (never None, which would make it download).
+- `tiny-random-conv`: a small convolutional net with fixed random weights. Its
+  numbers mean nothing next to published FIDs; it exists so that tests and
+  smoke runs exercise the real pipeline in milliseconds.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch_fidelity import FeatureExtractorBase, register_feature_extractor
+from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils import create_feature_extractor
+
+from ganlib.config import EvaluateParams
+from ganlib.weights import FID_INCEPTION_SHA1, WeightsError, fid_inception_path, find_is_inception_weights
+
+FID_INCEPTION = "fid-inception-v3-tf2015"
+TORCH_FIDELITY_INCEPTION = "inception-v3-compat"
+TINY_RANDOM_CONV = "tiny-random-conv"
+
+POOL_FEATURES = "2048"
+IS_LOGITS = "logits_unbiased"  # torch-fidelity's layer for the Inception Score
+TINY_FEATURES = "tiny64"
+
+
+class FidInceptionTF2015(FeatureExtractorBase):
+    INPUT_IMAGE_SIZE = 299
+
+    # torch-fidelity constructs every registered extractor as
+    # cls(name, features_list, **all_of_calculate_metrics_kwargs), hence **kwargs.
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, cpu_channels_last=True, **kwargs):
+        super().__init__(name, features_list)
+        if feature_extractor_weights_path is None:
+            raise WeightsError(f"{name}: no weights path given; run `make weights` (this extractor never downloads)")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.load.*")
+            self.network = torch.jit.load(str(feature_extractor_weights_path), map_location="cpu").eval()
+        # channels_last roughly doubles CPU throughput of this network here
+        # (bench/eval_throughput.py); features move by ~1e-6 relative.
+        self.cpu_channels_last = cpu_channels_last
+
+    @staticmethod
+    def get_provided_features_list():
+        return (POOL_FEATURES,)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        if metric == "isc":
+            raise ValueError(f"{FID_INCEPTION} has no classifier head, so it cannot compute the Inception Score")
+        return POOL_FEATURES
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return (torch.rand([1, 3, 4, 4]) * 255).to(torch.uint8)
+
+    def forward(self, x):
+        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3):
+            raise ValueError(f"expected a uint8 batch [B, 3, H, W], got {getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
+        x = interpolate_bilinear_2d_like_tensorflow1x(
+            x.to(torch.float32), size=(self.INPUT_IMAGE_SIZE, self.INPUT_IMAGE_SIZE), align_corners=False
+        )
+        x = (x - 128) / 128
+        if self.cpu_channels_last and x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return (self.network(x).to(torch.float32),)
+
+
+class TinyRandomConv(FeatureExtractorBase):
+    def __init__(self, name, features_list, **kwargs):
+        super().__init__(name, features_list)
+        generator = torch.Generator().manual_seed(20240101)
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, kernel_size=3, stride=2, padding=1)
+        with torch.no_grad():
+            for conv in (self.conv1, self.conv2):
+                fan_in = conv.weight[0].numel()
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) / fan_in**0.5)
+                conv.bias.copy_(0.1 * torch.randn(conv.bias.shape, generator=generator))
+
+    @staticmethod
+    def get_provided_features_list():
+        return (TINY_FEATURES,)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return TINY_FEATURES
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return (torch.rand([1, 3, 8, 8]) * 255).to(torch.uint8)
+
+    def forward(self, x):
+        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3):
+            raise ValueError(f"expected a uint8 batch [B, 3, H, W], got {getattr(x, 'dtype', type(x))}")
+        x = x.to(torch.float32) / 127.5 - 1
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        # Mean and spread per channel: the spread is what makes the features react to noise.
+        return (torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1),)
+
+
+def register_extractors() -> None:
+    """Make our extractors known to torch-fidelity (idempotent)."""
+    for name, cls in ((FID_INCEPTION, FidInceptionTF2015), (TINY_RANDOM_CONV, TinyRandomConv)):
+        if name not in FEATURE_EXTRACTORS_REGISTRY:
+            register_feature_extractor(name, cls)
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """Which extractor, with which weights, and which of its layers FID/KID/PRC use."""
+
+    name: str
+    weights_path: Path | None
+    feature_layer: str
+    description: str  # what reports print: network, layer, weights identity
+
+
+def resolve_extractor(settings: EvaluateParams, weights_dir: Path, root: Path) -> ExtractorSpec:
+    """The configured extractor with verified weights, or WeightsError saying what to do."""
+    if settings.extractor == FID_INCEPTION:
+        path = fid_inception_path(weights_dir)
+        return ExtractorSpec(
+            FID_INCEPTION, path, POOL_FEATURES,
+            f"{FID_INCEPTION} (FID Inception TorchScript, pool3 2048-d, sha1 {FID_INCEPTION_SHA1[:12]})",
+        )
+    if settings.extractor == TORCH_FIDELITY_INCEPTION:
+        path, reason = find_is_inception_weights(settings.inception_weights, root)
+        if path is None:
+            raise WeightsError(f"evaluate.extractor is {TORCH_FIDELITY_INCEPTION} but {reason}")
+        return ExtractorSpec(
+            TORCH_FIDELITY_INCEPTION, path, POOL_FEATURES,
+            f"{TORCH_FIDELITY_INCEPTION} (torch-fidelity InceptionV3, 2048-d, {path.name})",
+        )
+    return ExtractorSpec(
+        TINY_RANDOM_CONV, None, TINY_FEATURES,
+        f"{TINY_RANDOM_CONV} (fixed random 2-layer CNN, 64-d; for tests only, not comparable with published FID)",
+    )
+
+
+def is_extractor_spec(weights_path: Path) -> ExtractorSpec:
+    """torch-fidelity's Inception with its classifier head, for the Inception Score."""
+    return ExtractorSpec(
+        TORCH_FIDELITY_INCEPTION, weights_path, IS_LOGITS,
+        f"{TORCH_FIDELITY_INCEPTION} (torch-fidelity InceptionV3 logits, {weights_path.name})",
+    )
+
+
+def build_extractor(spec: ExtractorSpec, layers: list[str], device: torch.device) -> FeatureExtractorBase:
+    """Instantiate through torch-fidelity's registry, as calculate_metrics would."""
+    register_extractors()
+    if spec.name == TORCH_FIDELITY_INCEPTION and spec.weights_path is None:
+        raise WeightsError(f"{spec.name}: no weights path; refusing to let torch-fidelity download them")
+    return create_feature_extractor(
+        spec.name,
+        layers,
+        cuda=device.type == "cuda",
+        feature_extractor_weights_path=None if spec.weights_path is None else str(spec.weights_path),
+        verbose=False,
+    )

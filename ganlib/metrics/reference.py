@@ -1,0 +1,145 @@
+"""Reference statistics of the real data: computed once, reused, never stale.
+
+An entry is keyed by what determines its numbers: the content hash of the
+prepared images (sha256 of images.npy, so any changed pixel means a new
+entry), the resolution, the extractor and its layer, and which images were
+used (count and subset seed). It stores the features themselves (KID and
+precision/recall need them) and the FID mean/covariance, computed by
+torch-fidelity's own function so that FID matches calculate_metrics'.
+
+Each entry is one .npz written atomically, with its key and a checksum of its
+arrays inside; a file that fails to load, does not match its key or its
+checksum is recomputed, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch_fidelity import FeatureExtractorBase
+from torch_fidelity.metric_fid import fid_features_to_statistics
+
+from ganlib.atomic import atomic_write_bytes
+from ganlib.dataset import PreparedDataset
+from ganlib.logs import Logger
+from ganlib.metrics.extractors import ExtractorSpec
+from ganlib.metrics.features import dataset_features
+from ganlib.metrics.sources import PreparedImages, reference_indices
+
+CACHE_FORMAT = "scenegan-reference-stats/1"
+
+
+@dataclass(frozen=True)
+class ReferenceStats:
+    features: torch.Tensor  # float32 [N, D], CPU
+    mu: np.ndarray
+    sigma: np.ndarray
+    key: dict[str, Any]
+    data_md5: str | None
+
+    @property
+    def fid_statistics(self) -> dict[str, np.ndarray]:
+        return {"mu": self.mu, "sigma": self.sigma}
+
+    @property
+    def count(self) -> int:
+        return int(self.features.shape[0])
+
+
+def reference_key(dataset: PreparedDataset, spec: ExtractorSpec, n_reference: int, seed: int) -> dict[str, Any]:
+    """Everything that changes the statistics' numbers, and nothing else."""
+    indices = reference_indices(dataset.count, n_reference, seed)
+    return {
+        "format": CACHE_FORMAT,
+        "dataset_sha256": dataset.content_hash,
+        "resolution": dataset.resolution,
+        "extractor": spec.name,
+        "feature_layer": spec.feature_layer,
+        "n_images": dataset.count if indices is None else len(indices),
+        "subset_seed": None if indices is None else seed,
+    }
+
+
+def reference_cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    name = f"{key['dataset_sha256'][:12]}-{key['resolution']}px-{key['extractor']}-{key['feature_layer']}-n{key['n_images']}-{digest}.npz"
+    return Path(cache_dir) / name
+
+
+def reference_statistics(
+    dataset: PreparedDataset,
+    spec: ExtractorSpec,
+    make_extractor: Callable[[], FeatureExtractorBase],
+    n_reference: int,
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    cache_dir: Path,
+    log: Logger,
+) -> tuple[ReferenceStats, bool]:
+    """The dataset's reference statistics and whether they came from the cache.
+
+    `make_extractor` is only called on a cache miss, so a cached evaluation
+    does not even load the network for the real side.
+    """
+    key = reference_key(dataset, spec, n_reference, seed)
+    path = reference_cache_path(cache_dir, key)
+    cached, problem = load_reference_stats(path, key)
+    if cached is not None:
+        log.info(f"reference statistics: cached {path} ({cached.count} images)")
+        return cached, True
+    if problem is not None:
+        log.warning(f"reference statistics: {problem}; recomputing")
+
+    started = time.perf_counter()
+    images = PreparedImages(dataset.images, reference_indices(dataset.count, n_reference, seed))
+    features = dataset_features(images, make_extractor(), batch_size, device)[spec.feature_layer]
+    statistics = fid_features_to_statistics(features)
+    stats = ReferenceStats(features, statistics["mu"], statistics["sigma"], key, dataset.data_md5)
+    save_reference_stats(path, stats)
+    log.info(
+        f"reference statistics: {len(images)} real images through {spec.name} in "
+        f"{time.perf_counter() - started:.1f} s, cached at {path}"
+    )
+    return stats, False
+
+
+def save_reference_stats(path: Path, stats: ReferenceStats) -> Path:
+    features = stats.features.numpy()
+    meta = {"key": stats.key, "data_md5": stats.data_md5, "arrays_sha256": _arrays_digest(features, stats.mu, stats.sigma)}
+    buffer = io.BytesIO()
+    np.savez(buffer, features=features, mu=stats.mu, sigma=stats.sigma, meta=np.array(json.dumps(meta, sort_keys=True)))
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_reference_stats(path: Path, key: dict[str, Any]) -> tuple[ReferenceStats | None, str | None]:
+    """(stats, None) for a valid entry; (None, why not) for a bad one; (None, None) when there is none."""
+    if not path.is_file():
+        return None, None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            features, mu, sigma = archive["features"], archive["mu"], archive["sigma"]
+            meta = json.loads(str(archive["meta"]))
+    except Exception as exc:  # truncated zip, bad header, missing array: whatever it is, recompute
+        return None, f"unreadable cache file {path} ({type(exc).__name__}: {exc})"
+    if meta.get("key") != key:
+        return None, f"cache file {path} was written for {meta.get('key')}, not {key}"
+    if meta.get("arrays_sha256") != _arrays_digest(features, mu, sigma):
+        return None, f"cache file {path} fails its checksum (corrupt)"
+    return ReferenceStats(torch.from_numpy(features), mu, sigma, key, meta.get("data_md5")), None
+
+
+def _arrays_digest(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,131 @@
+"""Evaluation results as data: metrics.json, table rows (for a Prefect table artifact), a text table."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """One generator scored against one dataset. Scores not computed are None."""
+
+    fid: float | None
+    kid_mean: float | None
+    kid_std: float | None
+    kid_subset_size: int | None
+    is_mean: float | None
+    is_std: float | None
+    is_unavailable_reason: str | None
+    precision: float | None
+    recall: float | None
+    n_samples: int
+    n_reference: int
+    batch_size: int
+    seed: int
+    extractor: str
+    extractor_description: str
+    data_md5: str | None
+    dataset_sha256: str
+    checkpoint_kimg: float | None
+    resolution: int
+    reference_stats_cached: bool
+    device: str
+    notes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """What metrics.json holds (DVC metrics): every field, notes as a list."""
+        data = asdict(self)
+        data["notes"] = list(self.notes)
+        return data
+
+    def report_rows(self) -> list[dict[str, str]]:
+        """Rows {metric, value, detail} for a printed table or a Prefect table artifact."""
+        rows = [
+            _row("FID", self.fid, "lower is better"),
+            _row("KID", self.kid_mean, _plus_minus(self.kid_std, f"subset size {self.kid_subset_size}")),
+            _row("IS", self.is_mean, _plus_minus(self.is_std, "higher is better"),
+                 missing=f"unavailable: {self.is_unavailable_reason}" if self.is_unavailable_reason else "not computed"),
+            _row("precision", self.precision, "generated samples inside the real manifold"),
+            _row("recall", self.recall, "real samples inside the generated manifold"),
+            {"metric": "samples", "value": str(self.n_samples), "detail": f"batch {self.batch_size}, seed {self.seed}"},
+            {"metric": "reference", "value": str(self.n_reference), "detail": "cached" if self.reference_stats_cached else "computed now"},
+            {"metric": "extractor", "value": self.extractor, "detail": self.extractor_description},
+            {"metric": "dataset", "value": _short(self.data_md5), "detail": f"images sha256 {self.dataset_sha256[:12]}, {self.resolution}px"},
+            {"metric": "checkpoint", "value": _number(self.checkpoint_kimg) + " kimg", "detail": f"device {self.device}"},
+        ]
+        rows += [{"metric": "note", "value": "", "detail": note} for note in self.notes]
+        return rows
+
+
+@dataclass(frozen=True)
+class DatasetComparison:
+    """FID/KID between two prepared datasets (e.g. two dataset versions)."""
+
+    fid: float
+    kid_mean: float | None
+    kid_std: float | None
+    kid_subset_size: int | None
+    n_a: int
+    n_b: int
+    seed: int
+    extractor: str
+    extractor_description: str
+    data_md5_a: str | None
+    data_md5_b: str | None
+    dataset_sha256_a: str
+    dataset_sha256_b: str
+    resolution: int
+    reference_stats_cached: tuple[bool, bool]
+    notes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["reference_stats_cached"] = list(self.reference_stats_cached)
+        data["notes"] = list(self.notes)
+        return data
+
+    def report_rows(self) -> list[dict[str, str]]:
+        rows = [
+            _row("FID", self.fid, "0 = same feature distribution"),
+            _row("KID", self.kid_mean, _plus_minus(self.kid_std, f"subset size {self.kid_subset_size}")),
+            {"metric": "dataset A", "value": _short(self.data_md5_a), "detail": f"{self.n_a} images, sha256 {self.dataset_sha256_a[:12]}"},
+            {"metric": "dataset B", "value": _short(self.data_md5_b), "detail": f"{self.n_b} images, sha256 {self.dataset_sha256_b[:12]}"},
+            {"metric": "extractor", "value": self.extractor, "detail": self.extractor_description},
+        ]
+        rows += [{"metric": "note", "value": "", "detail": note} for note in self.notes]
+        return rows
+
+
+def render_table(rows: list[dict[str, str]]) -> str:
+    """Rows of equal keys as a plain-text table (what the CLI prints)."""
+    if not rows:
+        return ""
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    line = "  ".join(c.ljust(widths[c]) for c in columns).rstrip()
+    rule = "  ".join("-" * widths[c] for c in columns)
+    body = ["  ".join(str(r[c]).ljust(widths[c]) for c in columns).rstrip() for r in rows]
+    return "\n".join([line, rule, *body])
+
+
+def _row(metric: str, value: float | None, detail: str, missing: str = "not computed") -> dict[str, str]:
+    if value is None:
+        return {"metric": metric, "value": "n/a", "detail": missing}
+    return {"metric": metric, "value": _number(value), "detail": detail}
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.6g}" if abs(value) < 1e5 else f"{value:.4e}"
+
+
+def _plus_minus(std: float | None, detail: str) -> str:
+    return detail if std is None else f"± {_number(std)}, {detail}"
+
+
+def _short(md5: str | None) -> str:
+    return md5[:8] if md5 else "untracked"
