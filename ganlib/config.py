@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ganlib.errors import UserFacingError
 
@@ -89,16 +89,19 @@ class PreprocessParams(Section):
 
 
 class TrainParams(Section):
-    arch: Literal["dcgan", "resnet"]
+    """The training stage (ganlib/training.py). Comments give units and the why."""
+
+    arch: Literal["dcgan", "resnet"]          # ganlib/models/registry.py lists resolutions per arch
     z_dim: int = Field(ge=1, le=4096)
-    g_width: int = Field(ge=4, le=2048)       # channels of the widest G layer / 8
-    d_width: int = Field(ge=4, le=2048)
+    g_width: int = Field(ge=4, le=2048)       # base channels: G's last hidden layer (DCGAN-64: ngf)
+    d_width: int = Field(ge=4, le=2048)       # base channels: D's first layer (DCGAN-64: ndf)
     loss: Literal["bce", "hinge", "lsgan", "wgan-gp"]
-    gp_weight: float = Field(ge=0)            # WGAN-GP gradient penalty weight
-    r1_gamma: float = Field(ge=0)             # 0 disables lazy R1
-    r1_interval: int = Field(ge=1)
+    gp_weight: float = Field(ge=0)            # WGAN-GP gradient penalty weight (loss: wgan-gp only)
+    r1_gamma: float = Field(ge=0)             # lazy R1 penalty weight; 0 disables
+    r1_interval: int = Field(ge=1)            # R1 every N discriminator steps (scaled by N)
     diffaugment: list[Literal["color", "translation", "cutout"]]
-    batch_size: int = Field(ge=1)             # global batch (split across nproc)
+    batch_size: int = Field(ge=1)             # global batch per optimiser step, all processes together
+    microbatch: int = Field(ge=1)             # images per forward pass per process (BatchNorm sees this many)
     lr_g: float = Field(gt=0)
     lr_d: float = Field(gt=0)
     betas: tuple[float, float]
@@ -106,14 +109,39 @@ class TrainParams(Section):
     kimg: float = Field(gt=0)                 # training length in thousands of real images shown
     tick_kimg: float = Field(gt=0)            # upkeep (log, stats, grid, snapshot) every N kimg
     keep_last: int = Field(ge=1)              # checkpoints kept
-    ema_halflife_kimg: float = Field(ge=0)
-    precision: Literal["fp32", "bf16", "fp16"]
+    ema_halflife_kimg: float = Field(ge=0)    # 0: G_ema is G
+    ema_rampup: float = Field(ge=0)           # half-life at most rampup * kimg so far (early samples); 0: off
+    precision: Literal["fp32", "bf16", "fp16"]  # autocast dtype (fp16 adds a gradient scaler)
     channels_last: bool
-    compile: bool
-    tf32: bool
-    nproc: int = Field(ge=1)                  # data-parallel processes (torchrun)
+    compile: bool                             # torch.compile G and D (CUDA; slow to start)
+    tf32: bool                                # TF32 matmul/conv on CUDA
+    data_on_device: bool                      # keep the uint8 dataset in GPU memory (CUDA)
+    check_finite_every: int = Field(ge=1)     # steps between host checks of the non-finite flag
+    nproc: int = Field(ge=1)                  # data-parallel processes (torchrun); 1 = in-process
     grid_size: int = Field(ge=1, le=32)       # sample grid is grid_size x grid_size
-    resume: Literal["auto", "fresh"]
+    resume: Literal["auto", "fresh"]          # auto: continue a matching checkpoint | fresh: ignore them
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in value):
+            raise ValueError("Adam betas must be in [0, 1)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainParams":
+        per_step = self.nproc * self.microbatch
+        if self.batch_size % per_step:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of nproc * microbatch "
+                f"({self.nproc} * {self.microbatch} = {per_step})"
+            )
+        if self.loss == "wgan-gp" and self.arch == "dcgan":
+            raise ValueError(
+                "loss wgan-gp needs a discriminator without BatchNorm (the per-sample gradient "
+                "penalty is ill-defined on a batch-normalised batch): use arch: resnet"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- evaluate
