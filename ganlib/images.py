@@ -122,11 +122,11 @@ def _decode_opened(im: Image.Image, cfg: PreprocessParams, name: str) -> Decoded
     if early is not None:
         return Decoded(image=None, reject=early, source_size=(width, height))
 
-    if im.format == "JPEG":
-        # JPEG decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost;
-        # a 5000-px photo becomes ~600 px before the real resize.
-        target = cfg.resolution * DRAFT_OVERSAMPLING
-        im.draft(None, (target, target))
+    # JPEG (and MPO) decode at 1/2, 1/4 or 1/8 scale for a fraction of the
+    # cost: a 5000-px photo becomes ~600 px before the real resize. Other
+    # formats ignore draft().
+    target = cfg.resolution * DRAFT_OVERSAMPLING
+    im.draft(None, (target, target))
     im.load()  # decoding happens here: truncation and corruption surface now
 
     oriented = ImageOps.exif_transpose(im)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from ganlib.errors import UserFacingError
 from ganlib.logs import Logger
 
 IMAGE_SUFFIXES = frozenset({
@@ -57,7 +58,7 @@ DUPLICATE_NAME = "same name as an earlier member (first kept)"
 PATH_CLASH = "path clashes with another member (a file where a folder is needed)"
 
 
-class DatasetImportError(ValueError):
+class DatasetImportError(UserFacingError, ValueError):
     """The import cannot proceed; DEST is unchanged. The message says what to fix."""
 
 

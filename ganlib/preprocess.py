@@ -30,6 +30,7 @@ import numpy as np
 from ganlib import dataset, images
 from ganlib.atomic import atomic_write_json, staged_directory
 from ganlib.config import Params, PreprocessParams, params_fingerprint, write_resolved_params
+from ganlib.errors import UserFacingError
 from ganlib.logs import Logger
 from ganlib.provenance import dvc_tracked_md5
 
@@ -46,7 +47,7 @@ PROGRESS_INTERVAL_S = 5.0
 DATA_DVC_FILE = "data.dvc"
 
 
-class PreprocessError(RuntimeError):
+class PreprocessError(UserFacingError, RuntimeError):
     """The raw dataset cannot be prepared; the message names the directory and what to do."""
 
 
@@ -61,7 +62,9 @@ class RejectRecord:
 class RawScan:
     """What a walk of the raw directory found, before any file is decoded."""
 
-    files: list[tuple[str, Path]]  # (relative path, real path to open), sorted by relative path
+    # (relative path, real path to open), sorted by relative path; plain
+    # strings because a large dataset has millions of them.
+    files: list[tuple[str, str]]
     rejects: list[RejectRecord]
     hidden: int  # dot-files and dot-directories skipped (each counted once, not descended)
 
@@ -179,12 +182,12 @@ def scan_raw_directory(raw_dir: Path, display_name: str | None = None) -> RawSca
             f"{display_name}: raw dataset directory not found; fetch it with `dvc pull`, "
             "import photos with `scenegan data import SRC`, or set base.paths.raw"
         )
-    root_real = Path(os.path.realpath(raw_dir))
-    files: list[tuple[str, Path]] = []
+    root_real = os.path.realpath(raw_dir)
+    files: list[tuple[str, str]] = []
     rejects: list[RejectRecord] = []
     hidden = 0
-    first_walked_as: dict[Path, str] = {}
-    stack: list[tuple[Path, str]] = [(root_real, "")]
+    first_walked_as: dict[str, str] = {}  # real directory path -> relative path it was walked as
+    stack: list[tuple[str, str]] = [(root_real, "")]
     while stack:
         directory, rel_dir = stack.pop()
         if directory in first_walked_as:
@@ -197,7 +200,7 @@ def scan_raw_directory(raw_dir: Path, display_name: str | None = None) -> RawSca
         except OSError as exc:
             rejects.append(RejectRecord(rel_dir or ".", UNREADABLE, f"{display_name}/{rel_dir}: cannot list directory ({exc.strerror})"))
             continue
-        subdirs: list[tuple[Path, str]] = []
+        subdirs: list[tuple[str, str]] = []
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if entry.name.startswith("."):
@@ -215,24 +218,30 @@ def scan_raw_directory(raw_dir: Path, display_name: str | None = None) -> RawSca
     return RawScan(files=files, rejects=rejects, hidden=hidden)
 
 
-def _classify_entry(entry: os.DirEntry, root_real: Path, shown: str) -> tuple[str, Path, str]:
+def _classify_entry(entry: os.DirEntry, root_real: str, shown: str) -> tuple[str, str, str]:
     """("dir" | "file" | a reject reason, the real path, a detail for rejects)."""
-    path = Path(entry.path)
-    if entry.is_symlink():
-        target = Path(os.path.realpath(path))
-        if not target.is_relative_to(root_real):
-            return SYMLINK_OUTSIDE_ROOT, target, f"{shown}: symlink to {os.readlink(path)} leaves the dataset root"
-        path = target
+    if not entry.is_symlink():
+        # Answered from the directory listing itself: no extra system call per file.
+        if entry.is_dir(follow_symlinks=False):
+            return "dir", entry.path, ""
+        if entry.is_file(follow_symlinks=False):
+            return "file", entry.path, ""
+        mode = entry.stat(follow_symlinks=False).st_mode
+        return NOT_A_REGULAR_FILE, entry.path, f"{shown}: not a regular file (mode {stat.filemode(mode)})"
+
+    target = os.path.realpath(entry.path)
+    if os.path.commonpath([root_real, target]) != root_real:
+        return SYMLINK_OUTSIDE_ROOT, target, f"{shown}: symlink to {os.readlink(entry.path)} leaves the dataset root"
     try:
-        mode = path.stat().st_mode
+        mode = os.stat(target).st_mode
     except OSError as exc:
-        return BROKEN_SYMLINK, path, f"{shown}: symlink target cannot be read ({exc.strerror})"
+        return BROKEN_SYMLINK, target, f"{shown}: symlink target cannot be read ({exc.strerror})"
     if stat.S_ISDIR(mode):
-        return "dir", path, ""
+        return "dir", target, ""
     if stat.S_ISREG(mode):
-        return "file", path, ""
+        return "file", target, ""
     # FIFOs and devices would block or stream forever if opened.
-    return NOT_A_REGULAR_FILE, path, f"{shown}: not a regular file (mode {stat.filemode(mode)})"
+    return NOT_A_REGULAR_FILE, target, f"{shown}: symlink to something that is not a regular file (mode {stat.filemode(mode)})"
 
 
 def _reject_for(rel: str, result: _Examined, kept_by_hash: dict[bytes, str], raw_name: str) -> RejectRecord | None:
@@ -250,7 +259,7 @@ def _reject_for(rel: str, result: _Examined, kept_by_hash: dict[bytes, str], raw
 
 
 def _examine_in_order(
-    files: Sequence[tuple[str, Path]], raw_name: str, cfg: PreprocessParams, workers: int
+    files: Sequence[tuple[str, str]], raw_name: str, cfg: PreprocessParams, workers: int
 ) -> Iterator[_Examined]:
     """Examine every file, yielding results in the order of `files`.
 
@@ -258,9 +267,11 @@ def _examine_in_order(
     however large the dataset; a crashed worker (a decoder segfault, the OOM
     killer) is an error naming the files it held, never a hang.
     """
-    jobs = [(f"{raw_name}/{rel}", str(path)) for rel, path in files]
-    size = _chunk_size(len(jobs), workers)
-    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    size = _chunk_size(len(files), workers)
+    chunks = (
+        [(f"{raw_name}/{rel}", path) for rel, path in files[start : start + size]]
+        for start in range(0, len(files), size)
+    )
     if workers == 1 and images.pillow_allows_pixels(cfg.max_pixels):
         for chunk in chunks:
             yield from _examine_chunk(chunk, cfg)
@@ -274,7 +285,7 @@ def _examine_in_order(
         initializer=images.lift_pillow_pixel_limit,
     )
     try:
-        remaining = iter(chunks)
+        remaining = chunks
         in_flight: deque[tuple[list[tuple[str, str]], Future]] = deque()
         for chunk in itertools.islice(remaining, workers * 4):
             in_flight.append((chunk, pool.submit(_examine_chunk, chunk, cfg)))
