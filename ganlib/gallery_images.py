@@ -1,0 +1,127 @@
+"""The gallery's images: fixed latents -> generator -> uint8 pixels -> PNG/WebP bytes.
+
+Everything here is deterministic: latents come from seeded CPU generators,
+the generator runs on the CPU in fp32, and the encoders write no timestamps,
+so the same generator and params give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ganlib.errors import UserFacingError
+from ganlib.grid import image_grid
+
+# The latents of each part come from their own seed, so that changing e.g.
+# n_samples does not change the grid a reader compares across releases.
+GRID_LATENTS = "grid"
+SAMPLE_LATENTS = "samples"
+INTERPOLATION_LATENTS = "interpolation"
+
+
+class GeneratorOutputError(UserFacingError, RuntimeError):
+    """The generator produced something that is not an image batch in [-1, 1]."""
+
+
+def fixed_latents(seed: int, purpose: str, count: int, z_dim: int) -> torch.Tensor:
+    """`count` latents z ~ N(0, I), fp32 on the CPU, fixed by (seed, purpose).
+
+    Drawn with numpy's PCG64, which produces one value after another: latent i
+    is the same whatever `count` is (so sample_0003 stays sample_0003 when
+    n_samples grows), unlike torch.randn, whose CPU kernel changes algorithm
+    with the tensor size.
+    """
+    purpose_key = int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:8], "little")
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, purpose_key])))
+    return torch.from_numpy(rng.standard_normal((count, z_dim))).to(torch.float32)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between rows of `a` and `b` at fractions `t` ([N] each row).
+
+    Gaussian latents concentrate near a sphere; a straight line between two of
+    them passes through low-norm latents the generator rarely saw, so a linear
+    strip fades to grey in the middle while slerp does not.
+    """
+    t = t.reshape(-1, 1)
+    a_unit = a / a.norm(dim=1, keepdim=True)
+    b_unit = b / b.norm(dim=1, keepdim=True)
+    cos_omega = (a_unit * b_unit).sum(dim=1, keepdim=True).clamp(-1.0, 1.0)
+    omega = torch.acos(cos_omega)
+    sin_omega = torch.sin(omega)
+    nearly_parallel = sin_omega.abs() < 1e-6
+    safe_sin = torch.where(nearly_parallel, torch.ones_like(sin_omega), sin_omega)
+    spherical = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / safe_sin
+    linear = (1 - t) * a + t * b
+    return torch.where(nearly_parallel, linear, spherical)
+
+
+def interpolation_latents(seed: int, rows: int, steps: int, z_dim: int) -> torch.Tensor:
+    """[rows * steps, z_dim]: each row slerps from one fixed latent to another, row-major."""
+    ends = fixed_latents(seed, INTERPOLATION_LATENTS, 2 * rows, z_dim)
+    starts, stops = ends[:rows], ends[rows:]
+    t = torch.linspace(0.0, 1.0, steps, dtype=torch.float32)
+    a = starts.repeat_interleave(steps, dim=0)
+    b = stops.repeat_interleave(steps, dim=0)
+    return slerp(a, b, t.repeat(rows))
+
+
+def generate_images(
+    generator: nn.Module, latents: torch.Tensor, resolution: int, batch_size: int
+) -> Iterator[np.ndarray]:
+    """Yield uint8 [B, R, R, 3] batches of generator(latents), in order.
+
+    The generator must already be on the CPU in fp32 (see the module note);
+    its output is checked, so a broken checkpoint fails here with a message
+    instead of publishing noise or black squares.
+    """
+    generator.eval()
+    with torch.inference_mode():
+        for start in range(0, latents.shape[0], batch_size):
+            output = generator(latents[start : start + batch_size])
+            yield images_to_uint8(output, resolution)
+
+
+def images_to_uint8(output: torch.Tensor, resolution: int) -> np.ndarray:
+    """Generator output [B, 3, R, R] in [-1, 1] -> uint8 [B, R, R, 3]."""
+    expected = (3, resolution, resolution)
+    if output.ndim != 4 or tuple(output.shape[1:]) != expected:
+        raise GeneratorOutputError(
+            f"generator output has shape {tuple(output.shape)}, expected [B, {', '.join(map(str, expected))}]; "
+            "the checkpoint does not match its recorded resolution: re-run the train stage"
+        )
+    if not torch.isfinite(output).all():
+        raise GeneratorOutputError(
+            "generator output contains NaN or infinite values (training diverged?); "
+            "nothing was published: re-run training or publish an earlier checkpoint"
+        )
+    pixels = ((output.float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def generate_all(generator: nn.Module, latents: torch.Tensor, resolution: int, batch_size: int) -> np.ndarray:
+    return np.concatenate(list(generate_images(generator, latents, resolution, batch_size)), axis=0)
+
+
+def contact_sheet(images: np.ndarray, cols: int) -> np.ndarray:
+    return image_grid(images, cols=cols, pad=2, pad_value=0)
+
+
+def encode_image(image: np.ndarray, image_format: str) -> bytes:
+    """uint8 [H, W, 3] -> lossless PNG or WebP bytes, with no metadata (no timestamps)."""
+    buffer = io.BytesIO()
+    picture = Image.fromarray(image)
+    if image_format == "png":
+        picture.save(buffer, format="PNG", compress_level=9)
+    elif image_format == "webp":
+        picture.save(buffer, format="WEBP", lossless=True, quality=100, method=4, exact=True)
+    else:
+        raise ValueError(f"publish.image_format {image_format!r}: expected png or webp")
+    return buffer.getvalue()

@@ -1,0 +1,385 @@
+"""The publish stage: the EMA generator's samples as a static gallery, gated on FID.
+
+`publish_gallery` is the stage: it loads `generator.pt` and the evaluate
+stage's metrics.json, decides whether to publish (`publish.gate`), writes a
+new release to `publish.target` (layout and failure behaviour: see
+ganlib/publish_target.py) and records what it did in
+`base.paths.publish_record`. A skipped publish leaves the target byte for
+byte as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+
+from ganlib.atomic import atomic_write_json
+from ganlib.config import Params, PublishParams
+from ganlib.errors import UserFacingError
+from ganlib.gallery_html import GalleryPage, HistoryEntry, ImageRef, render_gallery_html
+from ganlib.gallery_images import (
+    GRID_LATENTS,
+    SAMPLE_LATENTS,
+    contact_sheet,
+    encode_image,
+    fixed_latents,
+    generate_all,
+    generate_images,
+    interpolation_latents,
+)
+from ganlib.logs import Logger
+from ganlib.publish_target import (
+    GALLERY_FORMAT,
+    INDEX_FILE,
+    MANIFEST_FILE,
+    GalleryTarget,
+    GalleryUpload,
+    PublishedGallery,
+    new_release_id,
+    open_target,
+    sha256_hex,
+)
+
+GENERATOR_FILE = "generator.pt"
+METRICS_FILE = "metrics.json"
+SECTIONS_SHOWN = ("train", "evaluate")  # the params a reader needs to reproduce the samples' model
+KIMG_TOLERANCE = 1e-6
+
+
+class PublishError(UserFacingError, RuntimeError):
+    """Publishing cannot proceed (missing metrics for the gate, mismatched inputs); nothing was changed."""
+
+
+class GeneratorFacts(Protocol):
+    """What the page and manifest say about the generator (ganlib.generator_file.GeneratorInfo)."""
+
+    z_dim: int
+    resolution: int
+    kimg: float
+    arch: str
+    data_md5: str | None
+    dataset_sha256: str | None
+    params_fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    publish: bool
+    reason: str
+    previous_release: str | None
+    previous_fid: float | None
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    status: Literal["published", "skipped"]
+    reason: str
+    target: str                    # publish.target as configured
+    index: str                     # the gallery page: <target>/index.html
+    release: str | None            # the release the target now points at (None: nothing published)
+    fid: float | None              # this run's FID (None: not evaluated)
+    previous_release: str | None
+    previous_fid: float | None
+    manifest_sha256: str | None    # of <target>/manifest.json after this run
+    checkpoint_kimg: float
+    files: int                     # files written (0 when skipped)
+    date: str                      # UTC, ISO 8601
+
+    def as_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def publish_gallery(params: Params, log: Logger, root: Path) -> PublishReport:
+    """The publish stage: load the trained EMA generator and publish (or skip) its gallery."""
+    # Imported here, not at the top: generator_file pulls in the model
+    # definitions, which the rest of this module (and its tests) never need.
+    from ganlib.generator_file import load_generator
+
+    path = root / params.base.paths.train / GENERATOR_FILE
+    if not path.is_file():
+        raise PublishError(f"{path}: no trained generator; run the train stage first (`dvc repro train`)")
+    # CPU and fp32 whatever base.device says: the published bytes must not
+    # depend on the machine that publishes them.
+    generator, info = load_generator(path, torch.device("cpu"))
+    return publish_generator(generator, info, params, log, root, now=datetime.now(timezone.utc))
+
+
+def publish_generator(
+    generator: nn.Module, info: GeneratorFacts, params: Params, log: Logger, root: Path, now: datetime
+) -> PublishReport:
+    """Gate, publish and record for an already loaded generator (the stage minus the file loading)."""
+    settings = params.publish
+    metrics_path = root / params.base.paths.evaluate / METRICS_FILE
+    metrics = read_metrics(metrics_path)
+    target = open_target(settings.target, root)
+    current = target.current()
+    mismatches = metrics_mismatches(metrics, info) if metrics is not None else []
+    if mismatches and settings.gate == "better_fid":
+        raise PublishError(
+            f"{metrics_path} does not describe {GENERATOR_FILE}: {'; '.join(mismatches)}. "
+            "Re-run the evaluate stage (`dvc repro evaluate`) before a gated publish."
+        )
+    decision = decide_gate(settings.gate, metrics, current, metrics_path)
+    fid = metrics.get("fid") if metrics is not None else None
+    if not decision.publish:
+        log.info("publish skipped: %s", decision.reason)
+        report = _report("skipped", decision, settings, now, fid, info.kimg, current, files=0)
+    else:
+        notes = [decision.reason] + [f"warning: {text}" for text in mismatches]
+        for text in mismatches:
+            log.warning("metrics.json does not match generator.pt: %s", text)
+        published = write_release(
+            target, generator, info, metrics, settings, params.section_dict(*SECTIONS_SHOWN), notes, current, log, now
+        )
+        log.info("published release %s to %s (%s)", published.release, target.location, decision.reason)
+        report = _report("published", decision, settings, now, fid, info.kimg, published, files=published.files)
+    atomic_write_json(root / params.base.paths.publish_record, report.as_record())
+    return report
+
+
+def read_metrics(path: Path) -> dict[str, Any] | None:
+    """The evaluate stage's metrics.json, or None when it does not exist."""
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PublishError(f"{path}: not valid JSON ({exc}); re-run the evaluate stage") from None
+    if not isinstance(metrics, dict):
+        raise PublishError(f"{path}: expected a JSON object of metrics; re-run the evaluate stage")
+    fid = metrics.get("fid")
+    if fid is not None and (not isinstance(fid, (int, float)) or isinstance(fid, bool) or not math.isfinite(fid)):
+        raise PublishError(f"{path}: fid is {fid!r}, expected a finite number or null; re-run the evaluate stage")
+    return metrics
+
+
+def metrics_mismatches(metrics: dict[str, Any], info: GeneratorFacts) -> list[str]:
+    """Ways in which metrics.json was measured on something other than this generator."""
+    problems = []
+    kimg = metrics.get("checkpoint_kimg")
+    if isinstance(kimg, (int, float)) and abs(float(kimg) - float(info.kimg)) > KIMG_TOLERANCE:
+        problems.append(f"metrics are for the checkpoint at {kimg} kimg, the generator is at {info.kimg} kimg")
+    resolution = metrics.get("resolution")
+    if isinstance(resolution, int) and resolution != info.resolution:
+        problems.append(f"metrics are at {resolution} px, the generator makes {info.resolution} px")
+    data_md5 = metrics.get("data_md5")
+    if data_md5 and info.data_md5 and data_md5 != info.data_md5:
+        problems.append(f"metrics are for dataset {data_md5}, the generator was trained on {info.data_md5}")
+    return problems
+
+
+def decide_gate(
+    gate: Literal["always", "better_fid"], metrics: dict[str, Any] | None, current: PublishedGallery | None, metrics_path: Path
+) -> GateDecision:
+    """Publish or not. better_fid: only a strictly lower FID than the published gallery's replaces it."""
+    previous_release = current.release if current else None
+    previous_fid = current.fid if current else None
+
+    def decision(publish: bool, reason: str) -> GateDecision:
+        return GateDecision(publish, reason, previous_release, previous_fid)
+
+    if gate == "always":
+        evaluated = "" if metrics is not None else f"; not evaluated ({metrics_path.name} absent)"
+        return decision(True, f"publish.gate is always{evaluated}")
+    if metrics is None:
+        raise PublishError(
+            f"publish.gate is better_fid but {metrics_path} does not exist: run the evaluate stage first "
+            "(`dvc repro evaluate`), or set publish.gate: always"
+        )
+    fid = metrics.get("fid")
+    if fid is None:
+        raise PublishError(
+            f"publish.gate is better_fid but {metrics_path} has no fid: add fid to evaluate.metrics "
+            "and re-run evaluate, or set publish.gate: always"
+        )
+    if current is None:
+        return decision(True, f"FID {fid:.3f}; no gallery was published at the target before")
+    if previous_fid is None:
+        return decision(True, f"FID {fid:.3f}; the published release {previous_release} has no FID")
+    if fid < previous_fid:
+        return decision(True, f"FID {fid:.3f} beats the published {previous_fid:.3f} (release {previous_release})")
+    return decision(
+        False,
+        f"FID {fid:.3f} does not beat the published {previous_fid:.3f} (release {previous_release}); "
+        "the gallery is unchanged",
+    )
+
+
+@dataclass(frozen=True)
+class PublishedRelease:
+    release: str
+    manifest_sha256: str
+    files: int
+
+
+def write_release(
+    target: GalleryTarget,
+    generator: nn.Module,
+    info: GeneratorFacts,
+    metrics: dict[str, Any] | None,
+    settings: PublishParams,
+    shown_params: dict[str, Any],
+    notes: list[str],
+    current: PublishedGallery | None,
+    log: Logger,
+    now: datetime,
+) -> PublishedRelease:
+    """Generate the images and write a complete release, then point the target at it."""
+    generator = generator.to(device="cpu", dtype=torch.float32)
+    release_id = new_release_id(now)
+    history = release_history(current, target.release_ids(), settings.keep_releases - 1)
+    with target.publish(release_id, keep={entry.release for entry in history}, log=log) as upload:
+        images = write_images(upload, generator, info, settings)
+        page = GalleryPage(
+            release=release_id,
+            published_at=now,
+            checkpoint_kimg=info.kimg,
+            dataset_version=info.data_md5,
+            model_facts=model_facts(info),
+            metrics=metrics,
+            notes=notes,
+            params=shown_params,
+            display_scale=settings.display_scale,
+            history=history,
+            grid=images.grid,
+            interpolation=images.interpolation,
+            samples=images.samples,
+        )
+        upload.add(INDEX_FILE, render_gallery_html(page, link_prefix="", show_history=False).encode())
+        manifest = release_manifest(page, info, metrics, settings.gate)
+        release_files = {path.removeprefix(upload.prefix): digest for path, digest in upload.checksums.items()}
+        upload.add(MANIFEST_FILE, _json_bytes({**manifest, "files": release_files}))
+        upload.set_pointer(INDEX_FILE, render_gallery_html(page, link_prefix=upload.prefix).encode())
+        top_manifest = _json_bytes({
+            **manifest,
+            "files": dict(sorted(upload.checksums.items())),  # the release's files and index.html, from the target root
+            "history": [asdict(entry) for entry in history],
+        })
+        upload.set_pointer(MANIFEST_FILE, top_manifest)
+    return PublishedRelease(release_id, sha256_hex(top_manifest), files=len(upload.checksums))
+
+
+@dataclass(frozen=True)
+class GalleryImages:
+    grid: ImageRef
+    interpolation: ImageRef
+    samples: list[ImageRef]
+
+
+def write_images(upload: GalleryUpload, generator: nn.Module, info: GeneratorFacts, settings: PublishParams) -> GalleryImages:
+    """Write the grid, the individual samples and the interpolation strip into the release."""
+    ext, r, batch = settings.image_format, info.resolution, settings.batch_size
+
+    grid_latents = fixed_latents(settings.seed, GRID_LATENTS, settings.grid_size**2, info.z_dim)
+    grid_sheet = contact_sheet(generate_all(generator, grid_latents, r, batch), cols=settings.grid_size)
+    upload.add(f"grid.{ext}", encode_image(grid_sheet, ext))
+    grid = ImageRef(f"grid.{ext}", grid_sheet.shape[1], grid_sheet.shape[0], "samples from fixed seeds")
+
+    sample_latents = fixed_latents(settings.seed, SAMPLE_LATENTS, settings.n_samples, info.z_dim)
+    samples = []
+    index = 0
+    for batch_images in generate_images(generator, sample_latents, r, batch):
+        for image in batch_images:
+            name = f"samples/sample_{index:04d}.{ext}"
+            upload.add(name, encode_image(image, ext))
+            samples.append(ImageRef(name, r, r, f"sample {index}"))
+            index += 1
+
+    strip_latents = interpolation_latents(settings.seed, settings.interpolation_rows, settings.interpolation_steps, info.z_dim)
+    strip = contact_sheet(generate_all(generator, strip_latents, r, batch), cols=settings.interpolation_steps)
+    upload.add(f"interpolation.{ext}", encode_image(strip, ext))
+    interpolation = ImageRef(f"interpolation.{ext}", strip.shape[1], strip.shape[0], "latent interpolation")
+    return GalleryImages(grid=grid, interpolation=interpolation, samples=samples)
+
+
+def release_history(current: PublishedGallery | None, present: list[str], limit: int) -> list[HistoryEntry]:
+    """The releases kept beside the new one, newest first: the current one, then its history."""
+    if current is None or limit <= 0:
+        return []
+    candidates = [current.manifest] + list(current.manifest.get("history") or [])
+    entries = [
+        HistoryEntry(
+            release=str(item.get("release")),
+            published_at=str(item.get("published_at")),
+            checkpoint_kimg=item.get("checkpoint_kimg"),
+            fid=item.get("fid"),
+        )
+        for item in candidates
+        if isinstance(item, dict) and item.get("release") in present
+    ]
+    return entries[:limit]
+
+
+def model_facts(info: GeneratorFacts) -> list[tuple[str, str]]:
+    return [
+        ("architecture", info.arch),
+        ("resolution", f"{info.resolution} px"),
+        ("latent size (z_dim)", str(info.z_dim)),
+        ("checkpoint", f"{info.kimg:.1f} kimg (EMA generator)"),
+        ("dataset version (DVC md5)", info.data_md5 or "untracked"),
+        ("prepared data sha256", info.dataset_sha256 or "unknown"),
+        ("params fingerprint", info.params_fingerprint or "unknown"),
+    ]
+
+
+def release_manifest(page: GalleryPage, info: GeneratorFacts, metrics: dict[str, Any] | None, gate: str) -> dict[str, Any]:
+    return {
+        "format": GALLERY_FORMAT,
+        "release": page.release,
+        "published_at": _iso_utc(page.published_at),
+        "gate": gate,
+        "notes": list(page.notes),
+        "fid": metrics.get("fid") if metrics is not None else None,
+        "checkpoint_kimg": info.kimg,
+        "model": {
+            "arch": info.arch,
+            "resolution": info.resolution,
+            "z_dim": info.z_dim,
+            "data_md5": info.data_md5,
+            "dataset_sha256": info.dataset_sha256,
+            "params_fingerprint": info.params_fingerprint,
+        },
+        "metrics": metrics,
+        "params": page.params,
+    }
+
+
+def _report(
+    status: Literal["published", "skipped"],
+    decision: GateDecision,
+    settings: PublishParams,
+    now: datetime,
+    fid: float | None,
+    kimg: float,
+    pointer: PublishedGallery | PublishedRelease | None,
+    files: int,
+) -> PublishReport:
+    return PublishReport(
+        status=status,
+        reason=decision.reason,
+        target=settings.target,
+        index=f"{settings.target.rstrip('/')}/{INDEX_FILE}",
+        release=pointer.release if pointer is not None else None,
+        fid=fid,
+        previous_release=decision.previous_release,
+        previous_fid=decision.previous_fid,
+        manifest_sha256=pointer.manifest_sha256 if pointer is not None else None,
+        checkpoint_kimg=kimg,
+        files=files,
+        date=_iso_utc(now),
+    )
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def _iso_utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,436 @@
+"""The publish stage: gallery contents, checksums, escaping, the FID gate, failure safety, determinism.
+
+A tiny real generator (Linear + tanh) stands in for the trained one; targets
+are real local directories and real fsspec filesystems (memory://, file://).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from conftest import load_test_params
+from ganlib.gallery_images import (
+    GeneratorOutputError,
+    fixed_latents,
+    interpolation_latents,
+    slerp,
+)
+from ganlib.publish import PublishError, publish_generator
+from ganlib.publish_target import PublishTargetError
+
+LOG = logging.getLogger("test_publish")
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+SMALL = [
+    "publish.grid_size=2",
+    "publish.n_samples=5",
+    "publish.interpolation_rows=2",
+    "publish.interpolation_steps=3",
+    "publish.batch_size=2",
+]
+GENERATED_NAME = re.compile(
+    r"^(index\.html|manifest\.json|releases/\d{8}T\d{6}Z-[0-9a-f]{8}/"
+    r"(index\.html|manifest\.json|grid\.(png|webp)|interpolation\.(png|webp)|samples/sample_\d{4}\.(png|webp)))$"
+)
+
+
+class TinyGenerator(nn.Module):
+    """z [B, z_dim] -> [B, 3, R, R] in [-1, 1], with weights fixed by `seed`."""
+
+    def __init__(self, z_dim: int = 8, resolution: int = 8, seed: int = 0) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.linear = nn.Linear(z_dim, 3 * resolution * resolution)
+        rng = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.randn(self.linear.weight.shape, generator=rng))
+            self.linear.bias.zero_()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.linear(z)).view(-1, 3, self.resolution, self.resolution)
+
+
+class FailingGenerator(TinyGenerator):
+    """Fails on its n-th call: a crash half-way through writing a release."""
+
+    def __init__(self, fail_on_call: int) -> None:
+        super().__init__()
+        self.calls, self.fail_on_call = 0, fail_on_call
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise RuntimeError("simulated crash while publishing")
+        return super().forward(z)
+
+
+class NaNGenerator(TinyGenerator):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.full((z.shape[0], 3, self.resolution, self.resolution), float("nan"))
+
+
+@dataclass(frozen=True)
+class Info:
+    z_dim: int = 8
+    resolution: int = 8
+    kimg: float = 2.0
+    arch: str = "dcgan"
+    data_md5: str | None = "0123456789abcdef0123456789abcdef"
+    dataset_sha256: str | None = "f" * 64
+    params_fingerprint: str | None = "a1b2c3d4e5f60718"
+
+
+def write_metrics(root: Path, fid: float | None, **extra) -> None:
+    path = root / "results" / "evaluate" / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "fid": fid, "kid_mean": 0.01, "kid_std": 0.002, "is_mean": None, "is_std": None,
+        "is_unavailable_reason": "no IS weights", "precision": None, "recall": None, "n_samples": 64,
+        "extractor": "tiny-random-conv", "data_md5": Info.data_md5, "checkpoint_kimg": 2.0, "resolution": 8,
+    }
+    path.write_text(json.dumps({**metrics, **extra}))
+
+
+def publish(root: Path, target: str, *, gate: str = "always", generator: nn.Module | None = None,
+            info: Info = Info(), overrides: tuple[str, ...] = (), now: datetime = T0):
+    params = load_test_params([*SMALL, f"publish.target={target}", f"publish.gate={gate}", *overrides])
+    return publish_generator(generator or TinyGenerator(), info, params, LOG, root, now)
+
+
+def snapshot(target: str, root: Path) -> dict[str, bytes]:
+    """Every file under a target (local path or fsspec URL), relative path -> bytes."""
+    if "://" not in target:
+        base = root / target
+        return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+    fs, path = fsspec.core.url_to_fs(target)
+    path = path.rstrip("/")
+    return {name[len(path) + 1:]: fs.cat_file(name) for name in sorted(fs.find(path))}
+
+
+def release_relative(files: dict[str, bytes]) -> dict[str, bytes]:
+    """Release files keyed by their name inside the release directory (the id removed)."""
+    return {name.split("/", 2)[2]: data for name, data in files.items() if name.startswith("releases/")}
+
+
+def memory_url() -> str:
+    return f"memory://gallery-{uuid.uuid4().hex}"
+
+
+@pytest.fixture(params=["local", "memory"])
+def target(request, tmp_path) -> str:
+    return str(tmp_path / "site" / "gallery") if request.param == "local" else memory_url()
+
+
+# ----------------------------------------------------------------------------- contents
+
+
+def test_manifest_lists_every_file_with_its_sha256(tmp_path, target):
+    write_metrics(tmp_path, fid=31.5)
+    report = publish(tmp_path, target)
+    files = snapshot(target, tmp_path)
+    manifest = json.loads(files["manifest.json"])
+
+    assert set(manifest["files"]) == set(files) - {"manifest.json"}
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256(files[name]).hexdigest() == digest, name
+    assert report.manifest_sha256 == hashlib.sha256(files["manifest.json"]).hexdigest()
+
+    release = f"releases/{manifest['release']}/"
+    release_manifest = json.loads(files[release + "manifest.json"])
+    in_release = {n[len(release):] for n in files if n.startswith(release)}
+    assert set(release_manifest["files"]) == in_release - {"manifest.json"}
+    assert manifest["fid"] == 31.5 and manifest["checkpoint_kimg"] == 2.0
+    # 1 grid + 5 samples + 1 strip + 2 pages + 2 manifests
+    assert report.files == len(files) == 11
+
+
+def test_images_have_the_configured_sizes_and_come_from_the_generator(tmp_path):
+    target = str(tmp_path / "gallery")
+    publish(tmp_path, target)
+    files = release_relative(snapshot(target, tmp_path))
+    grid = np.asarray(Image.open(io.BytesIO(files["grid.png"])))
+    strip = np.asarray(Image.open(io.BytesIO(files["interpolation.png"])))
+    pad, r = 2, 8
+    assert grid.shape == (2 * (r + pad) + pad, 2 * (r + pad) + pad, 3)
+    assert strip.shape == (2 * (r + pad) + pad, 3 * (r + pad) + pad, 3)
+    assert sorted(n for n in files if n.startswith("samples/")) == [f"samples/sample_{i:04d}.png" for i in range(5)]
+
+    # The first sample is G(first sample latent), quantised to uint8.
+    z = fixed_latents(2024, "samples", 1, 8)
+    with torch.no_grad():
+        expected = ((TinyGenerator()(z)[0].permute(1, 2, 0) + 1) * 127.5).round().numpy()
+    first = np.asarray(Image.open(io.BytesIO(files["samples/sample_0000.png"])))
+    assert np.abs(first.astype(float) - expected).max() <= 1
+
+
+def test_file_names_are_generated_never_taken_from_the_dataset(tmp_path):
+    raw = tmp_path / "data" / "raw"
+    raw.mkdir(parents=True)
+    Image.new("RGB", (64, 64)).save(raw / "holiday_IMG_4711.png")
+    target = str(tmp_path / "gallery")
+    publish(tmp_path, target)
+    files = snapshot(target, tmp_path)
+    assert all(GENERATED_NAME.match(name) for name in files), sorted(files)
+    assert not any(b"IMG_4711" in data or "IMG_4711" in name for name, data in files.items())
+
+
+def test_webp_images_hold_the_same_pixels_as_png(tmp_path):
+    png, webp = str(tmp_path / "png"), str(tmp_path / "webp")
+    publish(tmp_path, png)
+    publish(tmp_path, webp, overrides=("publish.image_format=webp",))
+    png_files, webp_files = release_relative(snapshot(png, tmp_path)), release_relative(snapshot(webp, tmp_path))
+    for name in ("grid", "interpolation", "samples/sample_0003"):
+        a = np.asarray(Image.open(io.BytesIO(png_files[f"{name}.png"])))
+        b = np.asarray(Image.open(io.BytesIO(webp_files[f"{name}.webp"])).convert("RGB"))
+        assert np.array_equal(a, b), name
+    assert b".webp" in snapshot(webp, tmp_path)["index.html"]
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+class TagCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_page_escapes_every_injected_text(tmp_path):
+    attack = "<script>alert('x')</script>"
+    write_metrics(tmp_path, fid=12.0, is_unavailable_reason=attack, **{"<b>metric</b>": attack})
+    info = Info(arch='"><img src=x onerror=alert(1)>', data_md5=attack)
+    target = str(tmp_path / "gallery")
+    publish(tmp_path, target, info=info, overrides=(f"evaluate.inception_weights={json.dumps(attack)}",))
+    files = snapshot(target, tmp_path)
+
+    for name in ("index.html", next(n for n in files if n.endswith("/index.html"))):
+        page = files[name].decode()
+        assert "<script" not in page.lower()
+        assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page   # shown, as text
+        assert "&lt;b&gt;metric&lt;/b&gt;" in page
+        parser = TagCollector()
+        parser.feed(page)
+        allowed = {"html", "head", "meta", "link", "title", "style", "body", "header", "h1", "h2", "p", "section",
+                   "ul", "li", "table", "tr", "th", "td", "img", "div", "pre", "footer", "a"}
+        assert {tag for tag, _ in parser.tags} <= allowed
+        for tag, attrs in parser.tags:
+            assert not any(key.startswith("on") for key in attrs), (tag, attrs)
+            if tag == "img":
+                assert not re.match(r"^[a-z]+:|^/", attrs["src"]), attrs["src"]   # relative links only
+                assert attrs["src"] in {n.removeprefix(name.removesuffix("index.html")) for n in files}
+
+
+def test_page_shows_metrics_dataset_kimg_date_and_params(tmp_path):
+    write_metrics(tmp_path, fid=12.3456)
+    target = str(tmp_path / "gallery")
+    publish(tmp_path, target, overrides=("train.lr_g=0.000321",))
+    page = snapshot(target, tmp_path)["index.html"].decode()
+    for text in ("12.346", "0.01000 ± 0.00200", "unavailable: no IS weights", Info.data_md5,
+                 "2.0 kimg", "2026-01-02 03:04:05 UTC", "0.000321", "tiny-random-conv"):
+        assert text in page, text
+    assert "not evaluated" not in page
+
+
+def test_missing_metrics_publish_ungated_as_not_evaluated(tmp_path):
+    target = str(tmp_path / "gallery")
+    report = publish(tmp_path, target)
+    files = snapshot(target, tmp_path)
+    assert report.status == "published" and report.fid is None
+    assert "not evaluated" in files["index.html"].decode()
+    assert json.loads(files["manifest.json"])["fid"] is None
+
+
+# ----------------------------------------------------------------------------- the gate
+
+
+def test_gate_publishes_better_fid_and_leaves_the_gallery_untouched_otherwise(tmp_path, target):
+    write_metrics(tmp_path, fid=20.0)
+    first = publish(tmp_path, target, gate="better_fid")
+    assert first.status == "published" and first.previous_fid is None
+
+    before = snapshot(target, tmp_path)
+    write_metrics(tmp_path, fid=25.0)
+    worse = publish(tmp_path, target, gate="better_fid", generator=TinyGenerator(seed=1), now=T0 + timedelta(hours=1))
+    assert worse.status == "skipped" and worse.files == 0
+    assert (worse.previous_fid, worse.release, worse.manifest_sha256) == (20.0, first.release, first.manifest_sha256)
+    assert snapshot(target, tmp_path) == before
+
+    write_metrics(tmp_path, fid=20.0)   # equal is not better
+    assert publish(tmp_path, target, gate="better_fid").status == "skipped"
+    assert snapshot(target, tmp_path) == before
+
+    write_metrics(tmp_path, fid=15.0)
+    better = publish(tmp_path, target, gate="better_fid", generator=TinyGenerator(seed=2), now=T0 + timedelta(hours=2))
+    assert better.status == "published" and better.previous_fid == 20.0 and better.release != first.release
+    manifest = json.loads(snapshot(target, tmp_path)["manifest.json"])
+    assert manifest["fid"] == 15.0 and manifest["history"][0]["release"] == first.release
+
+    record = json.loads((tmp_path / "results" / "publish.json").read_text())
+    assert record["status"] == "published" and record["previous_fid"] == 20.0 and record["fid"] == 15.0
+    assert record["manifest_sha256"] == better.manifest_sha256 and record["date"] == "2026-01-02T05:04:05Z"
+
+
+def test_skip_is_recorded(tmp_path):
+    target = str(tmp_path / "gallery")
+    write_metrics(tmp_path, fid=10.0)
+    publish(tmp_path, target, gate="better_fid")
+    write_metrics(tmp_path, fid=11.0)
+    publish(tmp_path, target, gate="better_fid")
+    record = json.loads((tmp_path / "results" / "publish.json").read_text())
+    assert record["status"] == "skipped"
+    assert "does not beat the published 10.000" in record["reason"]
+    assert (record["fid"], record["previous_fid"], record["target"]) == (11.0, 10.0, target)
+
+
+def test_gate_without_metrics_is_a_clear_error_and_changes_nothing(tmp_path):
+    target = str(tmp_path / "gallery")
+    publish(tmp_path, target)
+    before = snapshot(target, tmp_path)
+    with pytest.raises(PublishError, match=r"metrics\.json does not exist.*evaluate"):
+        publish(tmp_path, target, gate="better_fid")
+    write_metrics(tmp_path, fid=None)
+    with pytest.raises(PublishError, match="has no fid"):
+        publish(tmp_path, target, gate="better_fid")
+    write_metrics(tmp_path, fid=5.0, checkpoint_kimg=1.0)
+    with pytest.raises(PublishError, match="1.0 kimg"):
+        publish(tmp_path, target, gate="better_fid")
+    assert snapshot(target, tmp_path) == before
+
+
+def test_ungated_publish_of_mismatched_metrics_warns_on_the_page(tmp_path):
+    write_metrics(tmp_path, fid=5.0, checkpoint_kimg=1.0)
+    target = str(tmp_path / "gallery")
+    publish(tmp_path, target)
+    assert "warning: metrics are for the checkpoint at 1.0 kimg" in snapshot(target, tmp_path)["index.html"].decode()
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+# Generator calls with SMALL params: grid 1-2, samples 3-5, interpolation 6-8. Failing on call 4
+# comes after the grid and two samples were written; on call 7, after every sample.
+@pytest.mark.parametrize("fail_on_call", [4, 7])
+def test_failure_mid_publish_leaves_the_previous_gallery_intact(tmp_path, target, fail_on_call):
+    write_metrics(tmp_path, fid=30.0)
+    publish(tmp_path, target)
+    before = snapshot(target, tmp_path)
+
+    write_metrics(tmp_path, fid=10.0)
+    crashing = FailingGenerator(fail_on_call)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        publish(tmp_path, target, gate="better_fid", generator=crashing)
+    assert crashing.calls == fail_on_call
+    assert snapshot(target, tmp_path) == before
+    if "://" not in target:
+        assert sorted(p.name for p in Path(target).parent.iterdir()) == ["gallery"]   # no staging left over
+
+
+def test_broken_generator_publishes_nothing(tmp_path, target):
+    publish(tmp_path, target)
+    before = snapshot(target, tmp_path)
+    with pytest.raises(GeneratorOutputError, match="NaN"):
+        publish(tmp_path, target, generator=NaNGenerator())
+    with pytest.raises(GeneratorOutputError, match="shape"):
+        publish(tmp_path, target, info=Info(resolution=16))
+    assert snapshot(target, tmp_path) == before
+
+
+def test_a_foreign_directory_is_never_replaced(tmp_path):
+    target = tmp_path / "not-a-gallery"
+    target.mkdir()
+    (target / "thesis.tex").write_text("years of work")
+    with pytest.raises(PublishTargetError, match="not a scenegan gallery"):
+        publish(tmp_path, str(target))
+    assert [p.name for p in target.iterdir()] == ["thesis.tex"]
+
+
+def test_missing_fsspec_backend_is_a_clear_error(tmp_path):
+    with pytest.raises(PublishTargetError, match=r"publish\.target"):
+        publish(tmp_path, "nosuchscheme://bucket/gallery")
+
+
+# ----------------------------------------------------------------------------- layout, history, determinism
+
+
+def test_old_releases_are_kept_up_to_keep_releases(tmp_path, target):
+    reports = [
+        publish(tmp_path, target, generator=TinyGenerator(seed=i), now=T0 + timedelta(minutes=i),
+                overrides=("publish.keep_releases=2",))
+        for i in range(3)
+    ]
+    files = snapshot(target, tmp_path)
+    releases = {name.split("/")[1] for name in files if name.startswith("releases/")}
+    assert releases == {reports[1].release, reports[2].release}
+    manifest = json.loads(files["manifest.json"])
+    assert [entry["release"] for entry in manifest["history"]] == [reports[1].release]
+    assert f'href="releases/{reports[1].release}/index.html"' in files["index.html"].decode()
+
+
+def test_same_generator_and_params_give_identical_images_on_every_kind_of_target(tmp_path):
+    targets = [str(tmp_path / "local"), f"file://{tmp_path / 'via-fsspec'}", memory_url()]
+    images = []
+    for i, target in enumerate(targets):
+        publish(tmp_path, target, now=T0 + timedelta(seconds=i))
+        files = release_relative(snapshot(target, tmp_path))
+        images.append({name: data for name, data in files.items() if not name.endswith((".html", ".json"))})
+        assert set(snapshot(target, tmp_path)) - {n for n in snapshot(target, tmp_path) if n.startswith("releases/")} \
+            == {"index.html", "manifest.json"}
+    assert images[0] == images[1] == images[2]
+    assert len(images[0]) == 7
+
+    other_seed = str(tmp_path / "other-seed")
+    publish(tmp_path, other_seed, overrides=("publish.seed=7",))
+    assert release_relative(snapshot(other_seed, tmp_path))["grid.png"] != images[0]["grid.png"]
+
+
+def test_changing_the_sample_count_keeps_the_grid_and_the_earlier_samples(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    publish(tmp_path, a)
+    publish(tmp_path, b, overrides=("publish.n_samples=9",))
+    five, nine = release_relative(snapshot(a, tmp_path)), release_relative(snapshot(b, tmp_path))
+    assert five["grid.png"] == nine["grid.png"]
+    assert all(five[f"samples/sample_{i:04d}.png"] == nine[f"samples/sample_{i:04d}.png"] for i in range(5))
+
+
+# ----------------------------------------------------------------------------- latents
+
+
+def test_slerp_hits_the_endpoints_and_keeps_gaussian_norms():
+    rng = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 256, generator=rng), torch.randn(4, 256, generator=rng)
+    assert torch.allclose(slerp(a, b, torch.zeros(4)), a, atol=1e-5)
+    assert torch.allclose(slerp(a, b, torch.ones(4)), b, atol=1e-5)
+    middle = slerp(a, b, torch.full((4,), 0.5))
+    lerp_middle = (a + b) / 2
+    # Linear interpolation of near-orthogonal Gaussians shrinks the norm by ~1/sqrt(2); slerp does not.
+    assert (middle.norm(dim=1) / a.norm(dim=1)).min() > 0.9
+    assert (lerp_middle.norm(dim=1) / a.norm(dim=1)).max() < 0.8
+    # Parallel endpoints (angle 0) fall back to a finite linear interpolation.
+    assert torch.allclose(slerp(a, 2 * a, torch.full((4,), 0.5)), 1.5 * a, atol=1e-4)
+
+
+def test_interpolation_rows_run_between_fixed_latents():
+    z = interpolation_latents(seed=3, rows=2, steps=5, z_dim=16)
+    ends = fixed_latents(3, "interpolation", 4, 16)
+    assert z.shape == (10, 16)
+    assert torch.allclose(z[0], ends[0], atol=1e-5) and torch.allclose(z[4], ends[2], atol=1e-5)
+    assert torch.allclose(z[5], ends[1], atol=1e-5) and torch.allclose(z[9], ends[3], atol=1e-5)
+    assert torch.equal(z, interpolation_latents(seed=3, rows=2, steps=5, z_dim=16))
