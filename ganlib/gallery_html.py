@@ -30,13 +30,24 @@ table { border-collapse: collapse; margin: .5rem 0 1rem; }
 th, td { text-align: left; padding: .25rem .8rem .25rem 0; border-bottom: 1px solid #2a3038; vertical-align: top; }
 th { color: #a8b0b8; font-weight: normal; }
 td.num { font-variant-numeric: tabular-nums; }
-img.px { image-rendering: pixelated; image-rendering: crisp-edges; max-width: 100%; height: auto;
+img.px { image-rendering: crisp-edges; image-rendering: pixelated; max-width: 100%; height: auto;
          background: #000; display: block; }
 .samples { display: flex; flex-wrap: wrap; gap: 6px; }
 .samples img.px { display: inline-block; }
+summary { cursor: pointer; color: #a8b0b8; }
 pre { background: #1a1f26; padding: .8rem; overflow-x: auto; font-size: .85rem; }
 footer { color: #a8b0b8; margin-top: 2rem; font-size: .9rem; }
 """
+
+
+# How evaluate's bookkeeping keys read in the metrics table; any other key shows as it is.
+MEASUREMENT_LABELS = {
+    "n_samples": "generated images measured",
+    "extractor": "feature extractor",
+    "checkpoint_kimg": "measured at (kimg)",
+    "data_md5": "measured against dataset",
+    "resolution": "resolution (px)",
+}
 
 
 @dataclass(frozen=True)
@@ -131,7 +142,7 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
         if key in metrics:
             rows.append((label, _number(metrics[key], 3)))
     for key in sorted(set(metrics) - shown):
-        rows.append((key, _value_text(metrics[key])))
+        rows.append((MEASUREMENT_LABELS.get(key, key), _value_text(metrics[key])))
     return rows
 
 
@@ -178,7 +189,11 @@ def _facts_section(facts: Sequence[tuple[str, str]]) -> str:
 
 def _params_section(params: Mapping[str, Any]) -> str:
     text = json.dumps(params, indent=2, sort_keys=True, ensure_ascii=False)
-    return f'<section id="params"><h2>Parameters</h2><pre>{escape(text)}</pre></section>'
+    names = ", ".join(params)
+    return (
+        f'<section id="params"><h2>Parameters</h2><details><summary>{escape(names)} sections of params.yaml'
+        f"</summary><pre>{escape(text)}</pre></details></section>"
+    )
 
 
 def _history_section(history: Sequence[HistoryEntry]) -> str:

@@ -229,7 +229,7 @@ def test_page_escapes_every_injected_text(tmp_path):
         parser = TagCollector()
         parser.feed(page)
         allowed = {"html", "head", "meta", "link", "title", "style", "body", "header", "h1", "h2", "p", "section",
-                   "ul", "li", "table", "tr", "th", "td", "img", "div", "pre", "footer", "a"}
+                   "ul", "li", "table", "tr", "th", "td", "img", "div", "pre", "footer", "a", "details", "summary"}
         assert {tag for tag, _ in parser.tags} <= allowed
         for tag, attrs in parser.tags:
             assert not any(key.startswith("on") for key in attrs), (tag, attrs)
