@@ -1,0 +1,121 @@
+"""Reference statistics: computed once, reused for the same data, never stale, never trusted when corrupt."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from ganlib.dataset import open_prepared
+from ganlib.logs import plain_logger
+from ganlib.metrics.evaluate import compare_datasets, score_generator
+from ganlib.metrics.extractors import build_extractor, resolve_extractor
+from ganlib.metrics.reference import reference_cache_path, reference_key, reference_statistics
+
+from test_metrics_support import TinyGenerator, TinyInfo, project, smooth_images, tiny_params, write_prepared_dataset
+
+LOG = plain_logger("scenegan-tests")
+
+
+def cache_files(root, params):
+    return sorted((root / params.base.paths.fid_cache).glob("*.npz"))
+
+
+def test_second_evaluation_reuses_the_statistics(tmp_path):
+    root = project(tmp_path)
+    params = tiny_params()
+    first = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
+    second = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
+    assert (first.reference_stats_cached, second.reference_stats_cached) == (False, True)
+    assert (first.fid, first.kid_mean) == (second.fid, second.kid_mean)
+    assert len(cache_files(root, params)) == 1
+
+
+def test_changed_dataset_content_never_reuses_stale_statistics(tmp_path):
+    root = project(tmp_path)
+    params = tiny_params()
+    before = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
+
+    prepared = root / params.base.paths.prepared
+    images = np.load(prepared / "images.npy")
+    images[0, 0, 0] ^= 0xFF  # one pixel: same shape, count and resolution, new content
+    write_prepared_dataset(prepared, images)
+    after = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
+
+    assert after.reference_stats_cached is False
+    assert after.dataset_sha256 != before.dataset_sha256
+    assert after.fid != before.fid
+    assert len(cache_files(root, params)) == 2
+
+
+def test_reference_size_and_seed_are_part_of_the_key(tmp_path):
+    root = project(tmp_path, n_real=48)
+    all_images = score_generator(TinyGenerator(), TinyInfo(), tiny_params(), LOG, root)
+    subset = score_generator(TinyGenerator(), TinyInfo(), tiny_params("evaluate.n_reference=20"), LOG, root)
+    assert (all_images.n_reference, subset.n_reference) == (48, 20)
+    assert subset.reference_stats_cached is False
+    other_seed = score_generator(TinyGenerator(), TinyInfo(), tiny_params("evaluate.n_reference=20", "evaluate.seed=3"), LOG, root)
+    assert other_seed.reference_stats_cached is False
+    # n_reference beyond the dataset means "all": the same entry as 0.
+    everything = score_generator(TinyGenerator(), TinyInfo(), tiny_params("evaluate.n_reference=500"), LOG, root)
+    assert everything.reference_stats_cached is True
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "tampered"])
+def test_corrupt_cache_file_is_recomputed(tmp_path, damage, caplog):
+    root = project(tmp_path)
+    params = tiny_params()
+    first = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
+    (path,) = cache_files(root, params)
+    if damage == "garbage":
+        path.write_bytes(b"\x00" * 100)
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-200])
+    else:  # a valid archive whose features were changed: only the checksum can tell
+        with np.load(path) as archive:
+            arrays = dict(archive)
+        arrays["features"] = arrays["features"] + 1.0
+        with open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    LOG.propagate = True
+    try:
+        with caplog.at_level(logging.WARNING, logger=LOG.name):
+            second = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
+    finally:
+        LOG.propagate = False
+    assert second.reference_stats_cached is False
+    assert second.fid == first.fid
+    assert "recomputing" in caplog.text
+    third = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
+    assert third.reference_stats_cached is True  # the rewritten file is valid again
+
+
+def test_a_file_written_for_another_key_is_not_trusted(tmp_path):
+    root = project(tmp_path)
+    params = tiny_params()
+    dataset = open_prepared(root / params.base.paths.prepared)
+    spec = resolve_extractor(params.evaluate, root / params.base.paths.weights, root)
+    key = reference_key(dataset, spec, 0, params.evaluate.seed)
+    cache_dir = root / params.base.paths.fid_cache
+    import torch
+
+    make = lambda: build_extractor(spec, [spec.feature_layer], torch.device("cpu"))  # noqa: E731
+    reference_statistics(dataset, spec, make, 20, 1, 8, torch.device("cpu"), cache_dir, LOG)
+    (subset_file,) = cache_files(root, params)
+    subset_file.rename(reference_cache_path(cache_dir, key))  # a subset's stats under the full set's name
+    stats, cached = reference_statistics(dataset, spec, make, 0, params.evaluate.seed, 8, torch.device("cpu"), cache_dir, LOG)
+    assert cached is False and stats.count == dataset.count
+
+
+def test_real_vs_real_shares_the_cache_with_evaluation(tmp_path):
+    root = project(tmp_path)
+    params = tiny_params()
+    score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
+    other = write_prepared_dataset(tmp_path / "v2", smooth_images(48, seed=9), data_md5="fedcba9876543210")
+    result = compare_datasets(root / params.base.paths.prepared, other, params, LOG, root)
+    assert result.reference_stats_cached == (True, False)
+    assert result.fid > 0 and result.data_md5_b == "fedcba9876543210"
+    again = compare_datasets(root / params.base.paths.prepared, other, params, LOG, root)
+    assert again.reference_stats_cached == (True, True) and again.fid == result.fid

@@ -1,0 +1,87 @@
+"""What evaluation writes: metrics.json (DVC metrics), params.json, the table, and the training curve."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import torch
+
+from ganlib.logs import plain_logger
+from ganlib.metrics.during_training import TrainingEvaluator, default_curve_path, read_curve
+from ganlib.metrics.evaluate import score_generator, write_evaluation
+from ganlib.metrics.report import render_table
+
+from test_metrics_support import TinyGenerator, TinyInfo, empty_torch_hub, project, tiny_params  # noqa: F401
+
+LOG = plain_logger("scenegan-tests")
+
+REQUIRED = {
+    "fid": float, "kid_mean": float, "kid_std": float, "is_mean": type(None), "is_std": type(None),
+    "is_unavailable_reason": str, "precision": float, "recall": float, "n_samples": int, "batch_size": int,
+    "seed": int, "extractor": str, "data_md5": str, "dataset_sha256": str, "checkpoint_kimg": float,
+    "resolution": int, "reference_stats_cached": bool,
+}
+
+
+def test_metrics_json_schema_and_params_record(tmp_path, empty_torch_hub):
+    root = project(tmp_path)
+    params = tiny_params("evaluate.metrics=[fid,kid,is,prc]")
+    report = score_generator(TinyGenerator(), TinyInfo(kimg=2.5), params, LOG, root)
+    out_dir = root / params.base.paths.evaluate
+    path = write_evaluation(report, params, out_dir)
+
+    metrics = json.loads(path.read_text())
+    for key, kind in REQUIRED.items():
+        assert isinstance(metrics[key], kind), (key, metrics[key])
+    assert metrics["n_samples"] == 40 and metrics["batch_size"] == 16 and metrics["seed"] == 12345
+    assert metrics["extractor"] == "tiny-random-conv" and metrics["checkpoint_kimg"] == 2.5
+    assert metrics["resolution"] == 16 and len(metrics["dataset_sha256"]) == 64
+    recorded = json.loads((out_dir / "params.json").read_text())
+    assert recorded["evaluate"]["n_samples"] == 40
+    assert sorted(p.name for p in out_dir.iterdir()) == ["metrics.json", "params.json"]
+
+
+def test_table_and_rows_state_samples_seed_and_extractor(tmp_path, empty_torch_hub):
+    root = project(tmp_path)
+    report = score_generator(TinyGenerator(), TinyInfo(), tiny_params("evaluate.metrics=[fid,is]"), LOG, root)
+    rows = report.report_rows()
+    assert all(set(row) == {"metric", "value", "detail"} for row in rows)
+    by_metric = {row["metric"]: row for row in rows}
+    assert by_metric["FID"]["value"] != "n/a"
+    assert by_metric["IS"]["value"] == "n/a" and by_metric["IS"]["detail"].startswith("unavailable:")
+    assert by_metric["KID"]["detail"] == "not computed"
+    table = render_table(rows)
+    for text in ("FID", "samples", "40", "seed 12345", "tiny-random-conv"):
+        assert text in table
+
+
+def test_training_curve_every_n_kimg_with_resume(tmp_path):
+    root = project(tmp_path)
+    params = tiny_params("evaluate.during_training.every_kimg=2", "evaluate.during_training.n_samples=20")
+    curve = default_curve_path(params, root)
+    evaluator = TrainingEvaluator(params, LOG, root, curve, torch.device("cpu"))
+    generator = TinyGenerator().train()
+    measured = [kimg for kimg in (0.5, 1.0, 2.0, 2.5, 3.0, 4.5) if evaluator.maybe_measure(generator, 8, kimg)]
+    assert measured == [2.0, 4.5]
+    assert generator.training
+
+    rows = read_curve(curve)
+    assert [r["kimg"] for r in rows] == [2.0, 4.5]
+    assert all(r["n_samples"] == 20 and r["fid"] > 0 for r in rows)
+    with open(curve, newline="") as handle:
+        assert next(csv.reader(handle)) == ["kimg", "fid", "kid_mean", "kid_std", "n_samples"]
+
+    # A resumed run (from a checkpoint at 4 kimg) replaces the points it re-measures.
+    resumed = TrainingEvaluator(params, LOG, root, curve, torch.device("cpu"))
+    assert not resumed.due(4.5) and resumed.due(6.0)
+    resumed.measure(generator, 8, 4.0)
+    assert [r["kimg"] for r in read_curve(curve)] == [2.0, 4.0]
+
+
+def test_training_curve_off_by_default(tmp_path):
+    root = project(tmp_path)
+    params = tiny_params()
+    evaluator = TrainingEvaluator(params, LOG, root, default_curve_path(params, root), torch.device("cpu"))
+    assert evaluator.maybe_measure(TinyGenerator(), 8, 100.0) is None
+    assert not default_curve_path(params, root).exists()
