@@ -23,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -109,64 +109,78 @@ def prepare_dataset(params: Params, log: Logger, root: Path) -> PreparedSummary:
     if not scan.files:
         raise _nothing_usable(raw_name, scan.rejects)
 
-    rejects = list(scan.rejects)
     with staged_directory(out_dir) as staging:
-        writer = _ImageArrayWriter(staging / dataset.IMAGES_FILE, len(scan.files), cfg.resolution)
-        progress = _Progress(log, total=len(scan.files))
-        kept_by_hash: dict[bytes, str] = {}
-        with closing(_examine_in_order(scan.files, raw_name, cfg, workers)) as examined:
-            for (rel, _), result in zip(scan.files, examined):
-                progress.advance()
-                reject = _reject_for(rel, result, kept_by_hash, raw_name)
-                if reject is not None:
-                    rejects.append(reject)
-                else:
-                    writer.append(result.decoded.image)
-        if writer.count == 0:
-            raise _nothing_usable(raw_name, rejects)  # the staging directory goes with it
-        writer.finish()
-
-        rejects.sort(key=lambda r: (r.path, r.reason))
-        by_reason = dict(sorted(Counter(r.reason for r in rejects).items()))
-        images_sha256 = _file_digest(staging / dataset.IMAGES_FILE).hex()
-        data_md5 = dvc_tracked_md5(root / DATA_DVC_FILE)
-        scanned = writer.count + len(rejects)
-        atomic_write_json(staging / dataset.MANIFEST_FILE, {
-            "format": dataset.FORMAT,
-            "count": writer.count,
-            "resolution": cfg.resolution,
-            "data_md5": data_md5,
-            "images_sha256": images_sha256,
-            "source": raw_name,
-            "scanned": scanned,
-            "accepted": writer.count,
-            "rejected": len(rejects),
-            "rejects_by_reason": by_reason,
-            "hidden_skipped": scan.hidden,
-            # workers changes how fast, not what: leave it out so outputs match across machines.
-            "preprocess_params": params_fingerprint(params, "preprocess", exclude=["preprocess.workers"]),
-        })
-        atomic_write_json(staging / dataset.QA_REPORT_FILE, {
-            "format": QA_FORMAT,
-            "source": raw_name,
-            "scanned": scanned,
-            "rejected": len(rejects),
-            "rejects_by_reason": by_reason,
-            "rejects": [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rejects],
-        })
-        write_resolved_params(params, staging)
+        count, rejects = _decode_into(staging / dataset.IMAGES_FILE, scan, raw_name, cfg, workers, log)
+        manifest = _write_records(staging, params, root, scan, count, rejects)
 
     seconds = time.monotonic() - started
     log.info(
         "preprocess: wrote %d images (%d px) to %s; rejected %d of %d (%s); %.1f s, %.1f files/s",
-        writer.count, cfg.resolution, out_name, len(rejects), scanned,
-        _reason_counts_text(by_reason), seconds, len(scan.files) / max(seconds, 1e-9),
+        count, cfg.resolution, out_name, manifest["rejected"], manifest["scanned"],
+        _reason_counts_text(manifest["rejects_by_reason"]), seconds, len(scan.files) / max(seconds, 1e-9),
     )
     return PreparedSummary(
-        out_dir=out_dir, count=writer.count, resolution=cfg.resolution, scanned=scanned,
-        rejected=len(rejects), rejects_by_reason=by_reason, hidden_skipped=scan.hidden,
-        images_sha256=images_sha256, data_md5=data_md5, seconds=seconds,
+        out_dir=out_dir, count=count, resolution=cfg.resolution, scanned=manifest["scanned"],
+        rejected=manifest["rejected"], rejects_by_reason=manifest["rejects_by_reason"], hidden_skipped=scan.hidden,
+        images_sha256=manifest["images_sha256"], data_md5=manifest["data_md5"], seconds=seconds,
     )
+
+
+def _decode_into(
+    images_path: Path, scan: RawScan, raw_name: str, cfg: PreprocessParams, workers: int, log: Logger
+) -> tuple[int, list[RejectRecord]]:
+    """Decode every scanned file into images.npy, in order; return the count and all rejects."""
+    writer = _ImageArrayWriter(images_path, len(scan.files), cfg.resolution)
+    progress = _Progress(log, total=len(scan.files))
+    rejects = list(scan.rejects)
+    kept_by_hash: dict[bytes, str] = {}
+    with closing(_examine_in_order(scan.files, raw_name, cfg, workers)) as examined:
+        for (rel, _), result in zip(scan.files, examined, strict=True):
+            progress.advance()
+            reject = _reject_for(rel, result, kept_by_hash, raw_name)
+            if reject is not None:
+                rejects.append(reject)
+            else:
+                writer.append(result.decoded.image)
+    if writer.count == 0:
+        raise _nothing_usable(raw_name, rejects)  # the caller's staging directory goes with it
+    writer.finish()
+    rejects.sort(key=lambda r: (r.path, r.reason))
+    return writer.count, rejects
+
+
+def _write_records(
+    staging: Path, params: Params, root: Path, scan: RawScan, count: int, rejects: list[RejectRecord]
+) -> dict[str, Any]:
+    """manifest.json, qa_report.json and params.json beside images.npy; returns the manifest."""
+    by_reason = dict(sorted(Counter(r.reason for r in rejects).items()))
+    raw_name = params.base.paths.raw
+    manifest = {
+        "format": dataset.FORMAT,
+        "count": count,
+        "resolution": params.preprocess.resolution,
+        "data_md5": dvc_tracked_md5(root / DATA_DVC_FILE),
+        "images_sha256": _file_digest(staging / dataset.IMAGES_FILE).hex(),
+        "source": raw_name,
+        "scanned": count + len(rejects),
+        "accepted": count,
+        "rejected": len(rejects),
+        "rejects_by_reason": by_reason,
+        "hidden_skipped": scan.hidden,
+        # workers changes how fast, not what: leave it out so outputs match across machines.
+        "preprocess_params": params_fingerprint(params, "preprocess", exclude=["preprocess.workers"]),
+    }
+    atomic_write_json(staging / dataset.MANIFEST_FILE, manifest)
+    atomic_write_json(staging / dataset.QA_REPORT_FILE, {
+        "format": QA_FORMAT,
+        "source": raw_name,
+        "scanned": manifest["scanned"],
+        "rejected": len(rejects),
+        "rejects_by_reason": by_reason,
+        "rejects": [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rejects],
+    })
+    write_resolved_params(params, staging)
+    return manifest
 
 
 def scan_raw_directory(raw_dir: Path, display_name: str | None = None) -> RawScan:
