@@ -1,0 +1,114 @@
+"""The `scenegan` command line.
+
+    scenegan data default [--n N] [--size PX] [--out DIR]   generate the embedded default dataset
+    scenegan data import SRC [--out DIR]                    import a folder or .zip/.tar of photos
+    scenegan data ensure                                    make sure data/raw exists (pull or generate)
+    scenegan run STAGE [--set section.key=value ...]        run one stage as a Prefect flow
+
+Defaults come from params.yaml; errors a user can fix are printed as one
+message (exit status 2), not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ganlib.config import load_params
+from ganlib.errors import UserFacingError
+from ganlib.logs import plain_logger
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 1
+    try:
+        return args.handler(args) or 0
+    except UserFacingError as exc:
+        print(f"scenegan: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scenegan", description="Reproducible GAN pipeline for natural scenes.")
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    data = commands.add_parser("data", help="create, import or fetch the raw dataset").add_subparsers(metavar="ACTION")
+    default = _command(data, "default", "generate the embedded procedural natural-scene dataset", data_default)
+    default.add_argument("--n", type=int, help="number of images (default: data.n_images)")
+    default.add_argument("--size", type=int, help="side in pixels (default: data.size)")
+    default.add_argument("--seed", type=int, help="generator seed (default: data.seed)")
+    default.add_argument("--out", type=Path, help="output directory (default: base.paths.raw)")
+    default.add_argument("--overwrite", action="store_true", help="replace an existing non-empty directory")
+    imported = _command(data, "import", "copy photos from a folder or a .zip/.tar archive", data_import)
+    imported.add_argument("source", type=Path)
+    imported.add_argument("--out", type=Path, help="destination (default: base.paths.raw)")
+    _command(data, "ensure", "make sure the raw dataset exists: keep, pull from DVC, or generate", data_ensure)
+
+    from flows.stage import add_stage_arguments
+
+    stage = commands.add_parser("run", help="run one stage (preprocess, train, evaluate, publish) as a flow")
+    add_stage_arguments(stage)
+    stage.set_defaults(handler=run_one_stage)
+    return parser
+
+
+def _command(subparsers, name: str, help_text: str, handler: Callable) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameter file")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def data_default(args: argparse.Namespace) -> int:
+    from ganlib.scenes import write_default_dataset
+
+    params = load_params(args.params)
+    root = args.params.resolve().parent
+    out = args.out or root / params.base.paths.raw
+    summary = write_default_dataset(
+        out,
+        args.n or params.data.n_images,
+        args.size or params.data.size,
+        params.data.seed if args.seed is None else args.seed,
+        plain_logger(),
+        overwrite=args.overwrite,
+    )
+    print(summary)
+    print(f"next: `dvc add {out}` to record this dataset version")
+    return 0
+
+
+def data_import(args: argparse.Namespace) -> int:
+    from ganlib.importer import import_dataset
+
+    params = load_params(args.params)
+    out = args.out or args.params.resolve().parent / params.base.paths.raw
+    summary = import_dataset(args.source, out, plain_logger())
+    print(summary)
+    print(f"next: `dvc add {out}` to record this dataset version, then `dvc repro`")
+    return 0
+
+
+def data_ensure(args: argparse.Namespace) -> int:
+    from ganlib.raw_data import ensure_raw_data
+
+    params = load_params(args.params)
+    status = ensure_raw_data(params, args.params.resolve().parent, plain_logger())
+    print(f"{status.path}: {status.origin} (data.dvc md5 {status.md5_after})")
+    return 0
+
+
+def run_one_stage(args: argparse.Namespace) -> int:
+    from flows.stage import run_stage
+
+    return run_stage(args.stage, args.params, args.overrides)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
