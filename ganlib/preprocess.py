@@ -45,6 +45,9 @@ ALREADY_SCANNED = "already_scanned"
 QA_FORMAT = "scenegan-qa/1"
 PROGRESS_INTERVAL_S = 5.0
 DATA_DVC_FILE = "data.dvc"
+# With `dvc config cache.type symlink`, every file of data/raw is a symlink
+# into the repository's DVC cache: links there are the dataset, not an escape.
+DVC_CACHE_DIR = ".dvc/cache"
 
 
 class PreprocessError(UserFacingError, RuntimeError):
@@ -99,7 +102,7 @@ def prepare_dataset(params: Params, log: Logger, root: Path) -> PreparedSummary:
     started = time.monotonic()
 
     log.info("preprocess: scanning %s", raw_name)
-    scan = scan_raw_directory(raw_dir, raw_name)
+    scan = scan_raw_directory(raw_dir, raw_name, link_targets_allowed=[root / DVC_CACHE_DIR])
     workers = _worker_count(cfg, len(scan.files))
     log.info(
         "preprocess: %d files to decode (%d rejected while scanning, %d hidden skipped); "
@@ -183,12 +186,15 @@ def _write_records(
     return manifest
 
 
-def scan_raw_directory(raw_dir: Path, display_name: str | None = None) -> RawScan:
+def scan_raw_directory(
+    raw_dir: Path, display_name: str | None = None, link_targets_allowed: Sequence[Path] = ()
+) -> RawScan:
     """Walk `raw_dir` (sorted, depth-first) and classify every entry without decoding it.
 
-    Symlinks are followed only while they stay inside `raw_dir`; a directory
-    reached a second time (a symlink loop, or an alias of one already walked)
-    is reported once and not walked again, so a walk always terminates.
+    Symlinks are followed only while they stay inside `raw_dir` (or inside
+    one of `link_targets_allowed`); a directory reached a second time (a
+    symlink loop, or an alias of one already walked) is reported once and
+    not walked again, so a walk always terminates.
     """
     display_name = display_name or str(raw_dir)
     if not raw_dir.is_dir():
@@ -197,6 +203,7 @@ def scan_raw_directory(raw_dir: Path, display_name: str | None = None) -> RawSca
             "import photos with `scenegan data import SRC`, or set base.paths.raw"
         )
     root_real = os.path.realpath(raw_dir)
+    inside = (root_real, *(os.path.realpath(path) for path in link_targets_allowed))
     files: list[tuple[str, str]] = []
     rejects: list[RejectRecord] = []
     hidden = 0
@@ -220,7 +227,7 @@ def scan_raw_directory(raw_dir: Path, display_name: str | None = None) -> RawSca
             if entry.name.startswith("."):
                 hidden += 1
                 continue
-            kind, target, detail = _classify_entry(entry, root_real, f"{display_name}/{rel}")
+            kind, target, detail = _classify_entry(entry, inside, f"{display_name}/{rel}")
             if kind == "dir":
                 subdirs.append((target, rel))
             elif kind == "file":
@@ -232,7 +239,7 @@ def scan_raw_directory(raw_dir: Path, display_name: str | None = None) -> RawSca
     return RawScan(files=files, rejects=rejects, hidden=hidden)
 
 
-def _classify_entry(entry: os.DirEntry, root_real: str, shown: str) -> tuple[str, str, str]:
+def _classify_entry(entry: os.DirEntry, inside: tuple[str, ...], shown: str) -> tuple[str, str, str]:
     """("dir" | "file" | a reject reason, the real path, a detail for rejects)."""
     if not entry.is_symlink():
         # Answered from the directory listing itself: no extra system call per file.
@@ -244,7 +251,7 @@ def _classify_entry(entry: os.DirEntry, root_real: str, shown: str) -> tuple[str
         return NOT_A_REGULAR_FILE, entry.path, f"{shown}: not a regular file (mode {stat.filemode(mode)})"
 
     target = os.path.realpath(entry.path)
-    if os.path.commonpath([root_real, target]) != root_real:
+    if not any(os.path.commonpath([allowed, target]) == allowed for allowed in inside):
         return SYMLINK_OUTSIDE_ROOT, target, f"{shown}: symlink to {os.readlink(entry.path)} leaves the dataset root"
     try:
         mode = os.stat(target).st_mode

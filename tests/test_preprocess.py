@@ -204,6 +204,16 @@ def test_failure_leaves_the_previous_output_untouched(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["prepared", "raw"]
 
 
+def test_symlinks_into_the_dvc_cache_are_the_dataset(tmp_path: Path) -> None:
+    # What `dvc checkout` makes of data/raw with `cache.type symlink`.
+    cached = tmp_path / ".dvc" / "cache" / "files" / "md5" / "ab" / "cdef0123"
+    save_colour(cached.with_suffix(".png"), (5, 6, 7))
+    cached.with_suffix(".png").rename(cached)
+    (tmp_path / RAW).mkdir(parents=True)
+    (tmp_path / RAW / "a.png").symlink_to(cached)
+    assert prepare_dataset(make_params(), LOG, root=tmp_path).count == 1
+
+
 def test_missing_or_empty_raw_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PreprocessError, match="data/raw: raw dataset directory not found"):
         prepare_dataset(make_params(), LOG, root=tmp_path)
