@@ -34,7 +34,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from ganlib.errors import UserFacingError
 from ganlib.logs import Logger
@@ -45,6 +45,7 @@ IMAGE_SUFFIXES = frozenset({
 })
 DEFAULT_MAX_TOTAL_BYTES = 64 * 2**30  # far above any photo collection one imports by hand
 PROGRESS_INTERVAL_S = 5.0
+SKIPS_LOGGED = 20
 _COPY_BLOCK = 1 << 20
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -84,20 +85,13 @@ def import_dataset(
 ) -> ImportSummary:
     """Copy the image files of folder or archive `src` into `dest` (see module docstring)."""
     src, dest = Path(src), Path(dest)
-    _check_source(src, dest)
+    stage_source = _source_reader(src, dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.import-", dir=dest.parent))
     try:
         stager = _Stager(staging, max_total_bytes, log, str(src))
         log.info("import: reading %s", src)
-        if src.is_dir():
-            _stage_folder(src, stager)
-        elif zipfile.is_zipfile(src):
-            _stage_zip(src, stager)
-        elif tarfile.is_tarfile(src):
-            _stage_tar(src, stager)
-        else:
-            raise DatasetImportError(f"{src}: not a folder, .zip or .tar(.gz/.bz2/.xz) archive")
+        stage_source(src, stager)
         if not stager.names:
             reasons = _skip_reason_counts(stager.skipped)
             raise DatasetImportError(
@@ -118,8 +112,10 @@ def import_dataset(
         len(imported), dest, len(present), len(summary.skipped),
         _skip_reason_counts(summary.skipped) or "none", stager.hidden, stager.bytes / 1e6,
     )
-    for skipped in summary.skipped:
+    for skipped in summary.skipped[:SKIPS_LOGGED]:
         log.info("import: skipped %s: %s", skipped.name, skipped.reason)
+    if len(summary.skipped) > SKIPS_LOGGED:
+        log.info("import: ... and %d more skipped (ImportSummary.skipped lists them all)", len(summary.skipped) - SKIPS_LOGGED)
     return summary
 
 
@@ -140,15 +136,23 @@ def safe_member_name(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
-def _check_source(src: Path, dest: Path) -> None:
+def _source_reader(src: Path, dest: Path) -> Callable[[Path, _Stager], None]:
+    """The function that stages `src`, or a clear error for a source we cannot read."""
     if not src.exists():
         raise DatasetImportError(f"{src}: not found; give a folder or a .zip/.tar archive of photos")
-    real_src, real_dest = Path(os.path.realpath(src)), Path(os.path.realpath(dest))
-    if src.is_dir() and (real_dest.is_relative_to(real_src) or real_src.is_relative_to(real_dest)):
-        raise DatasetImportError(
-            f"{src}: the source folder and the destination {dest} contain one another; "
-            "import from a folder outside the dataset"
-        )
+    if src.is_dir():
+        real_src, real_dest = Path(os.path.realpath(src)), Path(os.path.realpath(dest))
+        if real_dest.is_relative_to(real_src) or real_src.is_relative_to(real_dest):
+            raise DatasetImportError(
+                f"{src}: the source folder and the destination {dest} contain one another; "
+                "import from a folder outside the dataset"
+            )
+        return _stage_folder
+    if zipfile.is_zipfile(src):
+        return _stage_zip
+    if tarfile.is_tarfile(src):
+        return _stage_tar
+    raise DatasetImportError(f"{src}: not a folder, .zip or .tar(.gz/.bz2/.xz) archive")
 
 
 class _Stager:
@@ -251,7 +255,10 @@ def _stage_folder(src: Path, stager: _Stager) -> None:
 def _stage_zip(src: Path, stager: _Stager) -> None:
     try:
         with zipfile.ZipFile(src) as archive:
-            stager.check_declared_size(sum(info.file_size for info in archive.infolist()))
+            stager.check_declared_size(sum(
+                info.file_size for info in archive.infolist()
+                if PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
+            ))
             for info in archive.infolist():
                 if info.is_dir():
                     continue
