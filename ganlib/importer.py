@@ -185,15 +185,13 @@ class _Stager:
         target = self.staging.joinpath(*name.parts)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            self.skip(str(name), PATH_CLASH)
+            return
+        try:
             handle = open(target, "xb")  # never replaces: a repeated name is reported
         except FileExistsError:
-            if target.is_dir():
-                self.skip(str(name), PATH_CLASH)
-            else:
-                self.skip(str(name), DUPLICATE_NAME)
-            return
-        except (NotADirectoryError, IsADirectoryError):
-            self.skip(str(name), PATH_CLASH)
+            self.skip(str(name), PATH_CLASH if target.is_dir() else DUPLICATE_NAME)
             return
         with handle:
             for block in iter(lambda: stream.read(_COPY_BLOCK), b""):

@@ -139,6 +139,23 @@ def test_tar_traversal_links_and_devices_never_write_outside_dest(tmp_path: Path
     }
 
 
+def test_repeated_and_clashing_member_names_keep_the_first(tmp_path: Path) -> None:
+    archive_path, dest = tmp_path / "in.tar", tmp_path / "raw"
+    with tarfile.open(archive_path, "w") as archive:
+        add_tar_member(archive, "a.png", png_bytes((1, 1, 1)))
+        add_tar_member(archive, "a.png", png_bytes((2, 2, 2)))
+        add_tar_member(archive, "a.png/b.png", png_bytes())
+        add_tar_member(archive, "d.png/c.png", png_bytes())
+        add_tar_member(archive, "d.png", png_bytes())
+    summary = import_dataset(archive_path, dest, LOG)
+    assert tree(dest) == {"a.png": png_bytes((1, 1, 1)), "d.png/c.png": png_bytes()}
+    assert [(s.name, s.reason) for s in summary.skipped] == [
+        ("a.png", importer.DUPLICATE_NAME),
+        ("a.png/b.png", importer.PATH_CLASH),
+        ("d.png", importer.PATH_CLASH),
+    ]
+
+
 def test_existing_symlink_in_dest_cannot_redirect_writes(tmp_path: Path) -> None:
     outside, dest, src = tmp_path / "outside", tmp_path / "raw", tmp_path / "photos"
     outside.mkdir()
