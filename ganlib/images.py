@@ -69,8 +69,9 @@ def decode_image(path: Path, cfg: PreprocessParams, name: str | None = None) -> 
         size = _file_size(path)
         what = "empty file (0 bytes)" if size == 0 else f"Pillow cannot identify an image format ({size} bytes)"
         return _rejected(NOT_AN_IMAGE, f"{name}: {what}")
-    except Image.DecompressionBombError as exc:
-        # Pillow's own process-wide guard fired before ours could (see module docstring).
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own process-wide guard fired before ours could (see module
+        # docstring); its warning is an exception where warnings are errors.
         return _rejected(DECOMPRESSION_BOMB, f"{name}: {exc} (Pillow's limit in this process)")
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
         return _rejected(*_classify_decode_error(exc, name, path))
