@@ -1,0 +1,91 @@
+"""The real FID Inception on a handful of images (about 7 images/s on 2 CPU cores, so: few)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch_fidelity import calculate_metrics
+
+from ganlib.logs import plain_logger
+from ganlib.metrics.evaluate import compare_datasets
+from ganlib.metrics.extractors import (
+    FID_INCEPTION,
+    POOL_FEATURES,
+    TORCH_FIDELITY_INCEPTION,
+    build_extractor,
+    is_extractor_spec,
+    register_extractors,
+    resolve_extractor,
+)
+from ganlib.metrics.features import dataset_features
+from ganlib.metrics.sources import PreparedImages
+from ganlib.weights import FID_INCEPTION_FILE, find_is_inception_weights
+
+from conftest import REPO_ROOT, load_test_params
+from test_metrics_support import no_network, smooth_images, write_prepared_dataset  # noqa: F401
+
+LOG = plain_logger("scenegan-tests")
+WEIGHTS_DIR = REPO_ROOT / load_test_params().base.paths.weights
+CPU = torch.device("cpu")
+
+pytestmark = pytest.mark.skipif(
+    not (WEIGHTS_DIR / FID_INCEPTION_FILE).is_file(),
+    reason=f"FID Inception weights not installed in {WEIGHTS_DIR}; run `make weights`",
+)
+
+
+def inception_params():
+    return load_test_params(
+        ("evaluate.extractor=fid-inception-v3-tf2015", "evaluate.device=cpu", "evaluate.batch_size=6",
+         "evaluate.metrics=[fid]", f"base.paths.weights={WEIGHTS_DIR}")
+    )
+
+
+@pytest.fixture(scope="module")
+def fid_extractor():
+    params = inception_params()
+    spec = resolve_extractor(params.evaluate, WEIGHTS_DIR, REPO_ROOT)
+    return build_extractor(spec, [POOL_FEATURES], CPU)
+
+
+def test_pool_features_have_the_standard_shape_and_scale(fid_extractor):
+    images = PreparedImages(smooth_images(4, seed=11, resolution=32))
+    features = dataset_features(images, fid_extractor, 4, CPU)[POOL_FEATURES]
+    assert features.shape == (4, 2048) and features.dtype == torch.float32
+    assert torch.isfinite(features).all() and (features >= 0).all()  # average of ReLU outputs
+    assert 0.05 < features.mean().item() < 2.0  # pool3 activations are O(0.1-1)
+    assert (features.std(dim=0) > 0).float().mean() > 0.5  # different images, different features
+
+
+def test_fid_with_itself_is_zero_and_matches_calculate_metrics(tmp_path, no_network):
+    params = inception_params()
+    images = smooth_images(6, seed=2)
+    a = write_prepared_dataset(tmp_path / "a", images)
+    a_shuffled = write_prepared_dataset(tmp_path / "a2", images[::-1].copy())  # new hash: features recomputed
+    b = write_prepared_dataset(tmp_path / "b", smooth_images(6, seed=3))
+
+    same = compare_datasets(a, a_shuffled, params, LOG, tmp_path)
+    assert same.reference_stats_cached == (False, False)
+    assert 0.0 <= same.fid < 1e-3
+
+    ours = compare_datasets(a, b, params, LOG, tmp_path)
+    register_extractors()
+    theirs = calculate_metrics(
+        input1=PreparedImages(images), input2=PreparedImages(smooth_images(6, seed=3)),
+        feature_extractor=FID_INCEPTION, feature_extractor_weights_path=str(WEIGHTS_DIR / FID_INCEPTION_FILE),
+        fid=True, batch_size=6, cuda=False, cache=False, verbose=False, save_cpu_ram=True,
+    )
+    assert ours.fid > 1.0
+    assert ours.fid == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
+
+
+def test_features_agree_with_torch_fidelity_inception(fid_extractor):
+    is_weights, reason = find_is_inception_weights(load_test_params().evaluate.inception_weights, REPO_ROOT)
+    if is_weights is None:
+        pytest.skip(f"cannot compare with torch-fidelity's {TORCH_FIDELITY_INCEPTION}: {reason}")
+    theirs_extractor = build_extractor(is_extractor_spec(is_weights), [POOL_FEATURES], CPU)
+    images = PreparedImages(smooth_images(3, seed=5, resolution=32))
+    ours = dataset_features(images, fid_extractor, 3, CPU)[POOL_FEATURES]
+    theirs = dataset_features(images, theirs_extractor, 3, CPU)[POOL_FEATURES]
+    assert np.allclose(ours.numpy(), theirs.numpy(), rtol=1e-3, atol=1e-3)
