@@ -317,8 +317,10 @@ def _examine_in_order(
             except BrokenProcessPool:
                 names = ", ".join(shown for shown, _ in chunk)
                 raise PreprocessError(
-                    f"a decoder process died (crash or out of memory) while decoding one of: {names}; "
-                    "remove the offending file or lower preprocess.workers"
+                    f"a decoder worker process died while decoding one of: {names}. Either a decoder "
+                    "crashed or ran out of memory (remove that file, or lower preprocess.workers), or the "
+                    "workers could not start: they re-import the calling script, which must be a file "
+                    "with an `if __name__ == \"__main__\":` guard"
                 ) from None
             for next_chunk in itertools.islice(remaining, 1):
                 in_flight.append((next_chunk, pool.submit(_examine_chunk, next_chunk, cfg)))
