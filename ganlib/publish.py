@@ -34,6 +34,7 @@ from ganlib.gallery_images import (
     generate_images,
     interpolation_latents,
 )
+from ganlib.generator_file import load_generator
 from ganlib.logs import Logger
 from ganlib.publish_target import (
     GALLERY_FORMAT,
@@ -98,13 +99,7 @@ class PublishReport:
 
 def publish_gallery(params: Params, log: Logger, root: Path) -> PublishReport:
     """The publish stage: load the trained EMA generator and publish (or skip) its gallery."""
-    # Imported here, not at the top: generator_file pulls in the model
-    # definitions, which the rest of this module (and its tests) never need.
-    from ganlib.generator_file import load_generator
-
     path = root / params.base.paths.train / GENERATOR_FILE
-    if not path.is_file():
-        raise PublishError(f"{path}: no trained generator; run the train stage first (`dvc repro train`)")
     # CPU and fp32 whatever base.device says: the published bytes must not
     # depend on the machine that publishes them.
     generator, info = load_generator(path, torch.device("cpu"))

@@ -35,7 +35,11 @@ the usual AWS way (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE,
 or an instance role; AWS_ENDPOINT_URL for MinIO and other S3-compatible
 stores), and set `publish.target: s3://my-bucket/scenegan/gallery`. To serve
 it as a website, point the bucket's static-website hosting (or a CDN) at the
-prefix: index.html and every image link are relative.
+prefix: index.html and every image link are relative. Files are written with
+fsspec's portable `pipe_file`, which sets no headers of its own: check once
+that index.html is served as text/html (if the backend stored it as
+application/octet-stream, browsers download it instead of showing it; set a
+Content-Type rule on the bucket or CDN).
 
 Only files this module recognises are ever deleted: release directories
 whose names match RELEASE_ID_PATTERN. A target that exists, is not empty and
@@ -187,7 +191,9 @@ def open_target(target: str, root: Path) -> GalleryTarget:
 
 class LocalGalleryTarget(GalleryTarget):
     def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
+        # Resolved, so that a symlinked web root gets its contents replaced
+        # rather than the link itself swapped for a directory.
+        self.directory = Path(directory).resolve()
         self.location = str(self.directory)
         if self.directory.exists() and not self.directory.is_dir():
             raise PublishTargetError(f"publish.target {self.location}: is a file, not a directory")

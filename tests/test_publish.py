@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import fsspec
+from fsspec.implementations.memory import MemoryFileSystem
 import numpy as np
 import pytest
 import torch
@@ -25,6 +26,7 @@ from PIL import Image
 from torch import nn
 
 from conftest import load_test_params
+from ganlib.errors import UserFacingError
 from ganlib.gallery_images import (
     GeneratorOutputError,
     fixed_latents,
@@ -343,6 +345,50 @@ def test_failure_mid_publish_leaves_the_previous_gallery_intact(tmp_path, target
         assert sorted(p.name for p in Path(target).parent.iterdir()) == ["gallery"]   # no staging left over
 
 
+class FlakyMemoryFileSystem(MemoryFileSystem):
+    """The real in-memory filesystem, except that writing a path containing `fail_on` fails like a dropped upload."""
+
+    protocol = "flakymemory"
+    fail_on: str | None = None
+
+    def pipe_file(self, path, value, *args, **kwargs):
+        if self.fail_on and self.fail_on in path:
+            raise OSError(f"simulated upload failure: {path}")
+        return super().pipe_file(path, value, *args, **kwargs)
+
+
+@pytest.fixture
+def flaky_target(monkeypatch) -> str:
+    fsspec.register_implementation("flakymemory", FlakyMemoryFileSystem, clobber=True)
+    monkeypatch.setattr(FlakyMemoryFileSystem, "fail_on", None)
+    return f"flakymemory://gallery-{uuid.uuid4().hex}"
+
+
+def test_upload_failure_before_the_pointer_changes_nothing(tmp_path, flaky_target, monkeypatch):
+    publish(tmp_path, flaky_target)
+    before = snapshot(flaky_target, tmp_path)
+    monkeypatch.setattr(FlakyMemoryFileSystem, "fail_on", "interpolation")
+    with pytest.raises(OSError, match="simulated upload failure"):
+        publish(tmp_path, flaky_target, generator=TinyGenerator(seed=1))
+    assert snapshot(flaky_target, tmp_path) == before   # the partial release was removed too
+
+
+def test_failed_pointer_write_keeps_the_old_pointer_and_the_orphan_is_pruned_later(tmp_path, flaky_target, monkeypatch):
+    first = publish(tmp_path, flaky_target)
+    before = snapshot(flaky_target, tmp_path)
+    monkeypatch.setattr(FlakyMemoryFileSystem, "fail_on", "/.index.html.")   # the temporary object of the pointer
+    with pytest.raises(OSError, match="simulated upload failure"):
+        publish(tmp_path, flaky_target, generator=TinyGenerator(seed=1), now=T0 + timedelta(minutes=1))
+    after = snapshot(flaky_target, tmp_path)
+    assert {name: after[name] for name in before} == before   # old pointer and old release as they were
+    assert len({name.split("/")[1] for name in after if name.startswith("releases/")}) == 2
+
+    monkeypatch.setattr(FlakyMemoryFileSystem, "fail_on", None)
+    last = publish(tmp_path, flaky_target, now=T0 + timedelta(minutes=2), overrides=("publish.keep_releases=2",))
+    releases = {name.split("/")[1] for name in snapshot(flaky_target, tmp_path) if name.startswith("releases/")}
+    assert releases == {first.release, last.release}
+
+
 def test_broken_generator_publishes_nothing(tmp_path, target):
     publish(tmp_path, target)
     before = snapshot(target, tmp_path)
@@ -360,6 +406,17 @@ def test_a_foreign_directory_is_never_replaced(tmp_path):
     with pytest.raises(PublishTargetError, match="not a scenegan gallery"):
         publish(tmp_path, str(target))
     assert [p.name for p in target.iterdir()] == ["thesis.tex"]
+
+
+def test_a_symlinked_web_root_stays_a_symlink(tmp_path):
+    real = tmp_path / "www" / "real"
+    real.mkdir(parents=True)
+    link = tmp_path / "gallery-link"
+    link.symlink_to(real, target_is_directory=True)
+    publish(tmp_path, str(link))
+    publish(tmp_path, str(link))
+    assert link.is_symlink() and (real / "index.html").is_file()
+    assert sorted(p.name for p in real.parent.iterdir()) == ["real"]
 
 
 def test_missing_fsspec_backend_is_a_clear_error(tmp_path):
@@ -408,6 +465,31 @@ def test_changing_the_sample_count_keeps_the_grid_and_the_earlier_samples(tmp_pa
     five, nine = release_relative(snapshot(a, tmp_path)), release_relative(snapshot(b, tmp_path))
     assert five["grid.png"] == nine["grid.png"]
     assert all(five[f"samples/sample_{i:04d}.png"] == nine[f"samples/sample_{i:04d}.png"] for i in range(5))
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+def test_stage_publishes_the_trained_generator_file_and_records_it(tmp_path):
+    from ganlib.generator_file import GeneratorInfo, save_generator
+    from ganlib.models import rebuild_generator
+    from ganlib.publish import publish_gallery
+
+    build = {"z_dim": 16, "width": 4, "resolution": 32}
+    info = GeneratorInfo(arch="dcgan", z_dim=16, resolution=32, kimg=1.5, data_md5="d" * 32,
+                         dataset_sha256="e" * 64, params_fingerprint="0123456789abcdef")
+    params = load_test_params([*SMALL, f"publish.target={tmp_path / 'gallery'}"])
+    with pytest.raises(UserFacingError, match=r"generator\.pt.*train"):
+        publish_gallery(params, LOG, tmp_path)
+
+    save_generator(tmp_path / params.base.paths.train / "generator.pt", rebuild_generator("dcgan", build), info, build)
+    report = publish_gallery(params, LOG, tmp_path)
+    record = json.loads((tmp_path / params.base.paths.publish_record).read_text())
+    assert record == report.as_record() and record["status"] == "published" and record["checkpoint_kimg"] == 1.5
+    files = snapshot(str(tmp_path / "gallery"), tmp_path)
+    grid = np.asarray(Image.open(io.BytesIO(files[f"releases/{report.release}/grid.png"])))
+    assert grid.shape == (2 * 34 + 2, 2 * 34 + 2, 3) and grid.std() > 0
+    assert "d" * 32 in files["index.html"].decode()
 
 
 # ----------------------------------------------------------------------------- latents
