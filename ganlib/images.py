@@ -36,7 +36,7 @@ EXTREME_ASPECT_RATIO = "extreme_aspect_ratio"
 DRAFT_OVERSAMPLING = 2
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+_ALPHA_MODES = ("LA", "PA", "RGBA", "RGBa")
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,8 @@ def to_rgb(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
         return Image.alpha_composite(canvas, rgba).convert("RGB")
     if im.mode == "RGB":
         return im
-    # L, 1, P, CMYK, YCbCr, LAB, HSV: Pillow's conversions are exact for these.
+    # L, 1, P, CMYK, YCbCr, HSV, LAB: Pillow's own conversions (CMYK and LAB
+    # without a colour profile, which is what most photo tools do too).
     return im.convert("RGB")
 
 
