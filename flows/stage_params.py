@@ -27,11 +27,19 @@ def dataset_tag(root: Path) -> str:
     return f"data {short_md5(dvc_tracked_md5(root / DATA_DVC_FILE))}"
 
 
-def stage_run_name(stage: str) -> Callable[[], str]:
-    """A flow_run_name callable: `train · data 1a2b3c4d`."""
+def stage_run_name(stage: str, with_kimg: bool = False) -> Callable[[], str]:
+    """A flow_run_name callable: `train · data 1a2b3c4d · 20 kimg`."""
 
     def name() -> str:
-        params_file = flow_run.parameters.get("params_file", "params.yaml")
-        return f"{stage} · {dataset_tag(Path(params_file).resolve().parent)}"
+        parameters = flow_run.parameters
+        params_file = Path(parameters.get("params_file", "params.yaml")).resolve()
+        label = f"{stage} · {dataset_tag(params_file.parent)}"
+        if with_kimg:
+            # Naming must never fail a run: bad params are reported by the flow itself.
+            try:
+                label += f" · {load_params(params_file, parameters.get('overrides') or []).train.kimg:g} kimg"
+            except Exception:
+                pass
+        return label
 
     return name

@@ -1,0 +1,17 @@
+"""The `publish` stage as a Prefect flow: generator.pt + metrics.json -> the sample gallery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.stage_params import load_stage_params, stage_run_name
+from tasks.publish import publish_gallery_task
+
+
+@flow(name="publish", flow_run_name=stage_run_name("publish"))
+def publish_flow(params_file: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
+    """Publish the gallery to publish.target (gated by publish.gate)."""
+    params, root = load_stage_params(params_file, overrides or [])
+    return publish_gallery_task(params, root)

@@ -1,0 +1,30 @@
+"""Prefect task around ganlib.publish: publish (or skip, by the gate) the sample gallery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from ganlib.config import Params
+from ganlib.publish import publish_gallery
+
+
+# Writing to a remote target (s3://...) can fail transiently; a retry is safe
+# because a release only becomes visible when its pointer is written last.
+@task(name="publish-gallery", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
+def publish_gallery_task(params: Params, root: Path) -> dict[str, Any]:
+    report = publish_gallery(params, get_run_logger(), root)
+    if report.status == "published":
+        link = report.index if "://" in report.index else Path(report.index).resolve().as_uri()
+        create_link_artifact(key="gallery", link=link, link_text="sample gallery", description=report.reason)
+    else:
+        create_markdown_artifact(
+            key="gallery",
+            markdown=f"**Publish skipped**: {report.reason}\n\nThe gallery at `{report.index}` is unchanged.",
+            description="publish gate",
+        )
+    return report.as_record()

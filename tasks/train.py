@@ -1,0 +1,72 @@
+"""Prefect task around ganlib.training: progress in the run log and as artifacts.
+
+With train.nproc > 1 the stage runs under torchrun (one process per GPU);
+the task launches it and streams its log, since the ranks must be separate
+processes. With one process the trainer runs in the task itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Sequence
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from PIL import Image
+
+from ganlib.config import Params
+from ganlib.distributed import torchrun_command
+from ganlib.errors import UserFacingError
+from ganlib.logs import Logger
+from ganlib.training import TickReport, train_gan
+
+PREVIEW_PX = 256  # the embedded grid preview stays small: artifacts live in the Prefect database
+
+
+@task(name="train-gan", cache_policy=NO_CACHE)
+def train_gan_task(params: Params, root: Path, params_file: str, overrides: Sequence[str]) -> dict[str, Any]:
+    log = get_run_logger()
+    if params.train.nproc > 1:
+        _run_torchrun(params.train.nproc, Path(params_file), root, overrides, log)
+        return {"nproc": params.train.nproc, "out_dir": str(root / params.base.paths.train)}
+    progress_id = create_progress_artifact(progress=0.0, key="train-progress", description="training progress (%)")
+    summary = train_gan(params, log, root, on_tick=lambda report: _publish_tick(report, progress_id))
+    return {"kimg": summary.kimg, "steps": summary.steps, "generator": str(summary.generator_path),
+            "resumed_from": str(summary.resumed_from) if summary.resumed_from else None}
+
+
+def _publish_tick(report: TickReport, progress_id) -> None:
+    update_progress_artifact(progress_id, progress=min(100.0, 100.0 * report.kimg / report.total_kimg))
+    losses = "  ".join(f"{name} {value:.3f}" for name, value in sorted(report.losses.items()))
+    create_markdown_artifact(
+        key="train-samples",
+        markdown=(
+            f"### EMA generator at {report.kimg:.1f} / {report.total_kimg:g} kimg\n\n"
+            f"{report.img_per_s:.0f} img/s · {losses} · diversity ratio {report.diversity_ratio:.2f}\n\n"
+            f"![samples at {report.kimg:.1f} kimg]({_png_data_uri(report.grid_path)})"
+        ),
+        description=f"fixed-seed samples at {report.kimg:.1f} kimg",
+    )
+
+
+def _png_data_uri(path: Path) -> str:
+    image = Image.open(path)
+    image.thumbnail((PREVIEW_PX, PREVIEW_PX), Image.Resampling.LANCZOS)
+    buffer = BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _run_torchrun(nproc: int, params_file: Path, root: Path, overrides: Sequence[str], log: Logger) -> None:
+    command = torchrun_command(nproc, params_file, root, overrides)
+    log.info("launching %d training processes: %s", nproc, " ".join(command))
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        log.info(line.rstrip())
+    if process.wait() != 0:
+        raise UserFacingError(f"distributed training exited with status {process.returncode}; see the log above")
