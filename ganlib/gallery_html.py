@@ -43,10 +43,15 @@ footer { color: #a8b0b8; margin-top: 2rem; font-size: .9rem; }
 # How evaluate's bookkeeping keys read in the metrics table; any other key shows as it is.
 MEASUREMENT_LABELS = {
     "n_samples": "generated images measured",
+    "n_reference": "real images measured",
+    "kid_subset_size": "KID subset size",
     "extractor": "feature extractor",
+    "extractor_description": "feature extractor, in full",
     "checkpoint_kimg": "measured at (kimg)",
-    "data_md5": "measured against dataset",
+    "data_md5": "measured against dataset (DVC md5)",
+    "dataset_sha256": "measured against prepared data (sha256)",
     "resolution": "resolution (px)",
+    "reference_stats_cached": "reference statistics cached",
 }
 
 
@@ -239,6 +244,8 @@ def _value_text(value: Any) -> str:
         return f"{value:.6g}"
     if value is None:
         return "n/a"
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return "; ".join(value) or "none"
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
     return str(value)

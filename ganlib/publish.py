@@ -167,6 +167,11 @@ def metrics_mismatches(metrics: dict[str, Any], info: GeneratorFacts) -> list[st
     data_md5 = metrics.get("data_md5")
     if data_md5 and info.data_md5 and data_md5 != info.data_md5:
         problems.append(f"metrics are for dataset {data_md5}, the generator was trained on {info.data_md5}")
+    dataset_sha256 = metrics.get("dataset_sha256")
+    if dataset_sha256 and info.dataset_sha256 and dataset_sha256 != info.dataset_sha256:
+        problems.append(
+            f"metrics are for prepared data {dataset_sha256[:12]}, the generator was trained on {info.dataset_sha256[:12]}"
+        )
     return problems
 
 

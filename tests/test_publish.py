@@ -100,10 +100,13 @@ class Info:
 def write_metrics(root: Path, fid: float | None, **extra) -> None:
     path = root / "results" / "evaluate" / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    metrics = {
-        "fid": fid, "kid_mean": 0.01, "kid_std": 0.002, "is_mean": None, "is_std": None,
+    metrics = {   # the keys ganlib.metrics.report.EvaluationReport writes
+        "fid": fid, "kid_mean": 0.01, "kid_std": 0.002, "kid_subset_size": 32, "is_mean": None, "is_std": None,
         "is_unavailable_reason": "no IS weights", "precision": None, "recall": None, "n_samples": 64,
-        "extractor": "tiny-random-conv", "data_md5": Info.data_md5, "checkpoint_kimg": 2.0, "resolution": 8,
+        "n_reference": 64, "batch_size": 16, "seed": 1, "extractor": "tiny-random-conv",
+        "extractor_description": "a small fixed random network", "data_md5": Info.data_md5,
+        "dataset_sha256": Info.dataset_sha256, "checkpoint_kimg": 2.0, "resolution": 8,
+        "reference_stats_cached": False, "device": "cpu", "notes": ["IS skipped: no weights"],
     }
     path.write_text(json.dumps({**metrics, **extra}))
 
@@ -246,7 +249,7 @@ def test_page_shows_metrics_dataset_kimg_date_and_params(tmp_path):
     publish(tmp_path, target, overrides=("train.lr_g=0.000321",))
     page = snapshot(target, tmp_path)["index.html"].decode()
     for text in ("12.346", "0.01000 ± 0.00200", "unavailable: no IS weights", Info.data_md5,
-                 "2.0 kimg", "2026-01-02 03:04:05 UTC", "0.000321", "tiny-random-conv"):
+                 "2.0 kimg", "2026-01-02 03:04:05 UTC", "0.000321", "tiny-random-conv", "IS skipped: no weights"):
         assert text in page, text
     assert "not evaluated" not in page
 
