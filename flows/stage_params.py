@@ -12,8 +12,7 @@ from typing import Callable, Sequence
 from prefect.runtime import flow_run
 
 from ganlib.config import Params, load_params
-from ganlib.provenance import dvc_tracked_md5, short_md5
-from ganlib.raw_data import DATA_DVC_FILE
+from ganlib.provenance import DATA_DVC_FILE, dvc_tracked_md5, short_md5
 
 
 def load_stage_params(params_file: str, overrides: Sequence[str] = ()) -> tuple[Params, Path]:

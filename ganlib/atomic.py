@@ -46,17 +46,49 @@ def staged_directory(target: str | Path) -> Iterator[Path]:
     """Build a directory beside `target`, then swap it into place on success.
 
     On any exception the staging directory is removed and `target` (if it
-    existed) is left exactly as it was.
+    existed) is left exactly as it was. A process killed outright (SIGKILL)
+    leaves its staging directory behind; the next call removes such leftovers.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    _remove_abandoned_staging(target)
+    staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(target)}{os.getpid()}-", dir=target.parent))
+    # mkdtemp makes 0700 directories; the result should look like any other output.
+    staging.chmod(0o777 & ~_current_umask())
     try:
         yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     replace_directory(staging, target)
+
+
+def _staging_prefix(target: Path) -> str:
+    return f".{target.name}.staging-"
+
+
+def _remove_abandoned_staging(target: Path) -> None:
+    """Delete staging directories of `target` whose creating process no longer exists."""
+    for leftover in target.parent.glob(_staging_prefix(target) + "*"):
+        pid_text = leftover.name[len(_staging_prefix(target)):].split("-", 1)[0]
+        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def replace_directory(new: Path, target: Path) -> None:

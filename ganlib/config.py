@@ -219,11 +219,7 @@ def params_fingerprint(params: Params, *sections: str, exclude: Sequence[str] = 
     """
     data = params.section_dict(*sections)
     for dotted in exclude:
-        section, *rest = dotted.split(".")
-        node = data[section]
-        for key in rest[:-1]:
-            node = node[key]
-        node.pop(rest[-1], None)
+        _drop_dotted(data, dotted)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -275,12 +271,35 @@ def apply_override(raw: dict[str, Any], expression: str) -> dict[str, Any]:
     return updated
 
 
-def write_resolved_params(params: Params, out_dir: str | Path, filename: str = "params.json") -> Path:
-    """Record the exact parameters a stage ran with, beside its outputs."""
+def write_resolved_params(
+    params: Params,
+    out_dir: str | Path,
+    filename: str = "params.json",
+    sections: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+) -> Path:
+    """Record the exact parameters a stage ran with, beside its outputs.
+
+    A stage whose output directory is a DVC dependency of later stages
+    records only the sections it depends on, minus knobs that do not change
+    its result (`exclude`, dotted keys): otherwise an unrelated edit would
+    change the directory's hash and re-run everything downstream.
+    """
+    data = params.section_dict(*(sections or type(params).model_fields))
+    for dotted in exclude:
+        _drop_dotted(data, dotted)
     out = Path(out_dir) / filename
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(params.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+    out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def _drop_dotted(data: dict[str, Any], dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node[key]
+    node.pop(last, None)
 
 
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from ganlib.atomic import atomic_write_json, staged_directory
 from ganlib.config import Params, PreprocessParams, params_fingerprint, write_resolved_params
 from ganlib.errors import UserFacingError
 from ganlib.logs import Logger
-from ganlib.provenance import dvc_tracked_md5
+from ganlib.provenance import DATA_DVC_FILE, dvc_tracked_md5
 
 # Reject reasons decided here (decoding reasons live in ganlib.images).
 DUPLICATE = "duplicate"
@@ -44,7 +44,6 @@ ALREADY_SCANNED = "already_scanned"
 
 QA_FORMAT = "scenegan-qa/1"
 PROGRESS_INTERVAL_S = 5.0
-DATA_DVC_FILE = "data.dvc"
 # With `dvc config cache.type symlink`, every file of data/raw is a symlink
 # into the repository's DVC cache: links there are the dataset, not an escape.
 DVC_CACHE_DIR = ".dvc/cache"
@@ -182,7 +181,9 @@ def _write_records(
         "rejects_by_reason": by_reason,
         "rejects": [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rejects],
     })
-    write_resolved_params(params, staging)
+    # Only what shapes the images: the prepared directory is a DVC dependency
+    # of training, and the worker count must not make it look changed.
+    write_resolved_params(params, staging, sections=("base", "preprocess"), exclude=("preprocess.workers",))
     return manifest
 
 

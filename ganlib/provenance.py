@@ -6,6 +6,9 @@ from pathlib import Path
 
 import yaml
 
+# The dataset version: DVC's record of base.paths.raw, at the repository root.
+DATA_DVC_FILE = "data.dvc"
+
 
 def dvc_tracked_md5(dvc_file: str | Path) -> str | None:
     """The md5 recorded in a `.dvc` file for its (single) output, or None.

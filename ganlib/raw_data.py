@@ -15,11 +15,8 @@ from pathlib import Path
 from ganlib.config import Params
 from ganlib.dvc_cli import has_default_remote, run_dvc
 from ganlib.logs import Logger
-from ganlib.provenance import dvc_tracked_md5
+from ganlib.provenance import DATA_DVC_FILE, dvc_tracked_md5
 from ganlib.scenes import write_default_dataset
-
-DATA_DVC_FILE = "data.dvc"
-
 
 @dataclass(frozen=True)
 class RawDataStatus:

@@ -1,0 +1,62 @@
+"""All-or-nothing writes: a failure never leaves half an output or loses the old one."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from ganlib.atomic import atomic_write_json, staged_directory
+
+
+def test_staged_directory_replaces_on_success(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with staged_directory(target) as staging:
+        (staging / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_staged_directory_keeps_old_output_on_failure(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with staged_directory(target) as staging:
+            (staging / "half.txt").write_text("half")
+            raise RuntimeError("bad input found late")
+    assert (target / "old.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_staged_directory_has_ordinary_permissions(tmp_path):
+    with staged_directory(tmp_path / "out") as staging:
+        (staging / "x").write_text("x")
+    mode = stat.S_IMODE((tmp_path / "out").stat().st_mode)
+    assert mode & 0o055, f"output directory is {oct(mode)}; others cannot read it"
+
+
+def test_leftovers_of_a_killed_process_are_removed(tmp_path):
+    target = tmp_path / "out"
+    code = (
+        "import os, sys\n"
+        "from ganlib.atomic import staged_directory\n"
+        f"with staged_directory({str(target)!r}) as s:\n"
+        "    (s / 'partial').write_text('x')\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False)
+    assert any(p.name.startswith(".out.staging-") for p in tmp_path.iterdir())
+    with staged_directory(target) as staging:
+        (staging / "done").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_write_json_leaves_no_temporary_files(tmp_path):
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert os.listdir(tmp_path) == ["a.json"]
