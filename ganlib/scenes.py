@@ -83,7 +83,7 @@ _LAND_PALETTES = {
     },
 }
 _WATER_COLOURS = {"lake": (0.06, 0.14, 0.16), "sea": (0.04, 0.14, 0.26)}
-_SNOW = (0.93, 0.95, 0.99)
+_SNOW = np.float32([0.93, 0.95, 0.99]).reshape(3, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -282,11 +282,16 @@ def _choice(rng: np.random.Generator, options: tuple, weights: tuple[float, ...]
 
 
 # --------------------------------------------------------------------------- rendering
+#
+# Arrays are channel-first: an RGB layer is float32 [3, rows, columns] and a
+# colour is [3, 1, 1], so that a scalar field [rows, columns] times a colour
+# broadcasts over long rows (channel-last would make numpy loop over 3-long
+# pixels, several times slower).
 
 
 @dataclass(frozen=True)
 class _Light:
-    """Colours and light directions shared by every layer of one scene."""
+    """Colours ([3, 1, 1]) and light directions shared by every layer of one scene."""
 
     zenith: np.ndarray
     horizon: np.ndarray
@@ -315,38 +320,38 @@ class _Canvas:
     same picture after the LANCZOS downsampling.
     """
 
-    rgb: np.ndarray          # float32 [R, R, 3], 0..1, R = SUPERSAMPLE * size
+    rgb: np.ndarray          # float32 [3, R, R], 0..1, R = SUPERSAMPLE * size
     ys: np.ndarray           # float32 [R, 1], pixel centre rows as fractions from the top
     xs: np.ndarray           # float32 [R], pixel centre columns as fractions from the left
     coarse_ys: np.ndarray    # the same at the output size
     coarse_xs: np.ndarray
     horizon_row: int         # first fine row below the horizon
     terrain: np.ndarray      # float32 [size, size], fractal noise (mean 0, std 1) for land textures
-    streaks: np.ndarray      # float32 [size, size], the same noise stretched vertically (gullies, bark)
+    streaks: np.ndarray      # float32 [size, size], the same noise stretched vertically (gullies)
     cloud_grid: np.ndarray   # noise lattices (fixed size) for the cloud plane and the ground/water plane
     plane_grid: np.ndarray
 
     @property
     def side(self) -> int:
-        return self.rgb.shape[0]
+        return self.rgb.shape[1]
 
     def coarse_rows(self, row0: int, row1: int) -> slice:
         """The output-size rows that cover fine rows row0..row1."""
         return slice(row0 // SUPERSAMPLE, -(-row1 // SUPERSAMPLE))
 
     def to_fine(self, row0: int, row1: int, layer: np.ndarray) -> np.ndarray:
-        """`layer`, computed on `coarse_rows(row0, row1)`, repeated onto fine rows row0..row1."""
-        skip = row0 - (row0 // SUPERSAMPLE) * SUPERSAMPLE
-        return _upsample(layer)[skip : skip + row1 - row0]
+        """`layer` [..., coarse rows, size], computed on `coarse_rows(row0, row1)`, repeated onto fine rows row0..row1."""
+        skip = row0 % SUPERSAMPLE
+        return _upsample(layer)[..., skip : skip + row1 - row0, :]
 
     def paint(self, row0: int, row1: int, colour: np.ndarray, cover: np.ndarray | None = None) -> None:
         """Paint fine rows row0..row1 with a coarse `colour` layer, where `cover` (fine, 0..1) says."""
         fine = self.to_fine(row0, row1, colour)
         if cover is None:
-            self.rgb[row0:row1] = fine
+            self.rgb[:, row0:row1] = fine
         else:
-            region = self.rgb[row0:row1]
-            region += (fine - region) * cover[..., None]
+            region = self.rgb[:, row0:row1]
+            region += (fine - region) * cover
 
 
 def _render(scene: SceneAttributes, rng: np.random.Generator, size: int) -> Image.Image:
@@ -364,12 +369,12 @@ def _render(scene: SceneAttributes, rng: np.random.Generator, size: int) -> Imag
     if scene.foreground == "shore":
         _paint_shore(canvas, scene, light, rng)
     elif scene.foreground == "trees":
-        _paint_foreground_trees(canvas, scene, light, rng)
-    vignette = rng.uniform(0.15, 0.45)
+        _paint_foreground_trees(canvas, light, rng)
+    vignette = _vignette(canvas.side, rng.uniform(0.15, 0.45))
 
-    pixels = canvas.rgb * _vignette(canvas.side, vignette)
-    pixels = (np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    image = Image.fromarray(pixels).resize((size, size), Image.Resampling.LANCZOS)
+    pixels = ((canvas.rgb * vignette).clip(0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+    image = Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)))
+    image = image.resize((size, size), Image.Resampling.LANCZOS)
     # Size-dependent draws (grain) come last, so that all of the above is the same scene at any size.
     return _add_grain(image, rng)
 
@@ -385,7 +390,7 @@ def _new_canvas(scene: SceneAttributes, rng: np.random.Generator, size: int) -> 
     # The same noise read 2.5x stretched vertically, from the opposite corner.
     streaks = _sample_grid(land, (1 - 0.4 * coarse[:, None]) * 64, (1 - coarse) * 64)
     return _Canvas(
-        rgb=np.empty((side, side, 3), np.float32),
+        rgb=np.empty((3, side, side), np.float32),
         ys=fine[:, None],
         xs=fine,
         coarse_ys=coarse[:, None],
@@ -401,7 +406,7 @@ def _new_canvas(scene: SceneAttributes, rng: np.random.Generator, size: int) -> 
 def _sample_light(scene: SceneAttributes, rng: np.random.Generator) -> _Light:
     zenith, horizon, sun, land = (_jitter(rng, colour, 0.06) for colour in _SKY_PALETTES[scene.time_of_day])
     cloud_lit, cloud_shade = (_jitter(rng, colour, 0.05) for colour in _CLOUD_PALETTES[scene.time_of_day])
-    brightness = float(_luminance(horizon))
+    brightness = _luminance(horizon)
 
     if scene.time_of_day in ("dawn", "dusk"):
         sun_y = scene.horizon - rng.uniform(0.03, 0.18)
@@ -419,15 +424,15 @@ def _sample_light(scene: SceneAttributes, rng: np.random.Generator) -> _Light:
 
     fog_density = rng.uniform(0.5, 1.0)
     if scene.weather == "overcast":
-        grey = np.array([0.60, 0.62, 0.66], np.float32) * brightness / 0.62 * rng.uniform(0.8, 1.1)
+        # Cloud cover scatters what light there is: even at night it is a little lighter than the land.
+        grey = np.array([0.60, 0.62, 0.66], np.float32) * max(brightness, 0.2) / 0.62 * rng.uniform(0.8, 1.1)
         zenith = _mix(zenith, grey * 0.8, 0.8)
         horizon = _mix(horizon, grey, 0.75)
-        land = _mix(land, np.full(3, float(_luminance(land)), np.float32) * 0.75, 0.6)
+        land = _mix(land, np.full(3, _luminance(land), np.float32) * 0.75, 0.6)
         cloud_lit, cloud_shade = _mix(cloud_lit, grey * 1.1, 0.7), _mix(cloud_shade, grey * 0.7, 0.7)
         glow *= 0.2
         fog_density = rng.uniform(0.8, 1.4)
     elif scene.weather == "fog":
-        # Mist scatters what light there is: even at night it glows a little.
         grey = np.array([0.80, 0.81, 0.82], np.float32) * max(brightness, 0.3) / 0.75
         horizon = _mix(horizon, grey, 0.7)
         zenith = _mix(zenith, horizon, 0.75)
@@ -440,8 +445,8 @@ def _sample_light(scene: SceneAttributes, rng: np.random.Generator) -> _Light:
         zenith = _mix(zenith, horizon, 0.35)
         fog_density = rng.uniform(1.6, 2.8)
     return _Light(
-        zenith=zenith, horizon=horizon, sun=sun, land=land,
-        cloud_lit=cloud_lit, cloud_shade=cloud_shade,
+        zenith=_rgb(zenith), horizon=_rgb(horizon), sun=_rgb(sun), land=_rgb(land),
+        cloud_lit=_rgb(cloud_lit), cloud_shade=_rgb(cloud_shade),
         sun_x=float(sun_x), sun_y=float(sun_y), glow=float(glow), fog_density=float(fog_density),
     )
 
@@ -452,21 +457,21 @@ def _sample_light(scene: SceneAttributes, rng: np.random.Generator) -> _Light:
 def _paint_sky(canvas: _Canvas, scene: SceneAttributes, light: _Light, rng: np.random.Generator) -> np.ndarray:
     """Gradient, glow, stars, sun or moon and clouds, computed at the output size (all soft).
 
-    Returns the clear sky along the horizon [size, 3]: the colour of the air
+    Returns the clear sky along the horizon [3, 1, size]: the colour of the air
     that distant land fades into (without clouds or stars, which would streak it).
     """
     rows = canvas.coarse_rows(0, canvas.horizon_row)
     ys, xs = canvas.coarse_ys[rows], canvas.coarse_xs
     # 0 at the top, 1 at the horizon; bending keeps the zenith colour high up.
-    t = np.clip(ys / np.float32(scene.horizon), 0.0, 1.0)
+    t = (ys * np.float32(1.0 / scene.horizon)).clip(0.0, 1.0)
     bend = np.float32(rng.uniform(0.2, 0.9))
     t = t * (1 - bend) + t * t * bend
     dx, dy = xs - np.float32(light.sun_x), ys - np.float32(light.sun_y)
     halo = 1.0 / (1.0 + (dx * dx + dy * dy) * np.float32(1.0 / 0.012))            # [rows, size]
     band = (t * t) / (1.0 + dx * dx * np.float32(1.0 / 0.18))                       # glow along the horizon
     glow = (halo * np.float32(0.55) + band * np.float32(0.4)) * np.float32(light.glow)
-    sky = light.zenith + (light.horizon - light.zenith) * t[..., None] + glow[..., None] * light.sun
-    horizon_sky = sky[-1].copy()
+    sky = light.zenith + (light.horizon - light.zenith) * t + glow * light.sun         # [3, rows, size]
+    horizon_sky = sky[:, -1:].copy()
 
     stars = rng.random((90, 3), dtype=np.float32)   # drawn for every scene so that later draws stay aligned
     if scene.time_of_day == "night" and scene.weather != "fog":
@@ -481,38 +486,38 @@ def _paint_sky(canvas: _Canvas, scene: SceneAttributes, light: _Light, rng: np.r
 
 
 def _paint_stars(sky: np.ndarray, stars: np.ndarray, scene: SceneAttributes) -> None:
-    size = sky.shape[1]
-    rows = (stars[:, 1] * stars[:, 1] * scene.horizon * size).astype(np.int64)  # denser high up
-    cols = (stars[:, 0] * size).astype(np.int64)
-    brightness = (0.3 + stars[:, 2] * stars[:, 2] * 0.7)[:, None] * np.float32([0.9, 0.92, 1.0])
+    rows, size = sky.shape[1:]
+    row = (stars[:, 1] * stars[:, 1] * scene.horizon * size).astype(np.int64)   # denser high up
+    col = (stars[:, 0] * size).astype(np.int64)
+    brightness = np.float32([[0.9], [0.92], [1.0]]) * (0.3 + 0.7 * stars[:, 2] * stars[:, 2])   # [3, stars]
     # A star covers the same fraction of the image at any size.
     radius = max(1, size // 128)
     for dr in range(radius):
         for dc in range(radius):
-            r, c = np.minimum(rows + dr, sky.shape[0] - 1), np.minimum(cols + dc, size - 1)
-            sky[r, c] = np.maximum(sky[r, c], brightness)
+            r, c = np.minimum(row + dr, rows - 1), np.minimum(col + dc, size - 1)
+            sky[:, r, c] = np.maximum(sky[:, r, c], brightness)
 
 
 def _paint_disc(
     sky: np.ndarray, xs: np.ndarray, ys: np.ndarray, scene: SceneAttributes, light: _Light, radius: float
 ) -> None:
-    size = sky.shape[1]
+    size = sky.shape[2]
     top = max(0, int((light.sun_y - radius * 1.5) * size))
-    bottom = min(int((light.sun_y + radius * 1.5) * size) + 1, sky.shape[0])
+    bottom = min(int((light.sun_y + radius * 1.5) * size) + 1, sky.shape[1])
     if bottom <= top:
         return
     dx, dy = xs - np.float32(light.sun_x), ys[top:bottom] - np.float32(light.sun_y)
     distance = np.sqrt(dx * dx + dy * dy)
-    edge = np.float32(0.75 / size)
-    cover = _smoothstep(radius + edge, radius - edge, distance)[..., None]
+    edge = 0.75 / size
+    cover = _smoothstep(radius + edge, radius - edge, distance)
     if scene.sky_disc == "sun":
-        colour = np.minimum(light.sun * 1.3 + 0.25, 1.0)
+        colour = np.minimum(light.sun * np.float32(1.3) + np.float32(0.25), np.float32(1.0))
     else:
         # The moon's maria: a darker blotch off the centre.
         mx, my = dx - np.float32(radius * 0.3), dy + np.float32(radius * 0.2)
-        mare = 1.0 / (1.0 + (mx * mx + my * my) / np.float32(radius * radius * 0.2))
-        colour = light.sun * (1.0 - 0.2 * mare[..., None])
-    region = sky[top:bottom]
+        mare = 1.0 / (1.0 + (mx * mx + my * my) * np.float32(1.0 / (radius * radius * 0.2)))
+        colour = light.sun * (1.0 - 0.2 * mare)
+    region = sky[:, top:bottom]
     region += (colour - region) * cover
 
 
@@ -527,22 +532,22 @@ def _paint_clouds(
 ) -> None:
     # Clouds lie on a plane above the ground. Near the horizon that plane is far
     # away, so its clouds look smaller and flattened: sample it in perspective.
-    elevation = np.maximum(np.float32(1.0) - ys / np.float32(scene.horizon), 0.0)   # [rows, 1]
+    elevation = np.maximum(1.0 - ys * np.float32(1.0 / scene.horizon), 0.0)        # [rows, 1]
     depth = 1.0 / (elevation + np.float32(0.4))                                     # 0.71 .. 2.5
     height, width = noise.shape
     plane_rows = (depth - np.float32(0.71)) * np.float32((height - 1) / 1.8)
     plane_cols = np.float32((width - 1) / 2) + (xs - np.float32(0.5)) * depth * np.float32((width - 1) / 2.5)
     sampled = _sample_grid(noise, plane_rows, plane_cols)                             # [rows, size]
 
-    threshold = np.float32(1.7 - 3.4 * scene.cloud_cover)
+    threshold = 1.7 - 3.4 * scene.cloud_cover
     density = _smoothstep(threshold, threshold + 0.9, sampled)
-    thickness = _smoothstep(threshold + 0.3, threshold + 2.0, sampled)
-    colour = light.cloud_lit + (light.cloud_shade - light.cloud_lit) * thickness[..., None] * np.float32(0.75)
-    colour = colour + (halo * np.float32(0.6 * light.glow))[..., None] * light.sun
+    thickness = _smoothstep(threshold + 0.3, threshold + 2.0, sampled) * np.float32(0.75)
+    colour = light.cloud_lit + (light.cloud_shade - light.cloud_lit) * thickness
+    colour += halo * np.float32(0.6 * light.glow) * light.sun
     # Far clouds take the colour of the air in front of them.
-    haze = (1.0 - elevation) ** 2 * np.float32(0.5)
-    colour = colour + (light.horizon - colour) * haze[..., None]
-    sky += (colour - sky) * density[..., None]
+    haze = (1.0 - elevation) * (1.0 - elevation) * np.float32(0.5)
+    colour += (light.horizon - colour) * haze
+    sky += (colour - sky) * density
 
 
 # --------------------------------------------------------------------------- land
@@ -561,7 +566,7 @@ def _paint_ridge(
     height = min((0.34 - 0.24 * nearness) * rng.uniform(0.7, 1.15), scene.horizon - 0.07)
     profile = _profile_noise(rng, cells=int(rng.integers(2, 5)), octaves=5, ridged=nearness < 0.6)
     crest = scene.horizon - height * (0.3 + 0.7 * profile)                             # 513 samples
-    patch_bias = np.float32(rng.uniform(-0.5, 0.5))
+    patch_bias = rng.uniform(-0.5, 0.5)
     # Snow lies above a snow line (an altitude, here a height above the water line).
     if scene.season == "winter":
         snow_line = rng.uniform(0.0, 0.06)
@@ -572,31 +577,30 @@ def _paint_ridge(
     row0, row1 = max(0, int(top.min() * canvas.side) - 1), canvas.horizon_row
     if row1 <= row0:
         return
-    cover = np.clip((canvas.ys[row0:row1] - top) * np.float32(canvas.side) + 0.5, 0.0, 1.0)
+    cover = ((canvas.ys[row0:row1] - top) * np.float32(canvas.side) + np.float32(0.5)).clip(0.0, 1.0)
     rows = canvas.coarse_rows(row0, row1)
     ys, xs = canvas.coarse_ys[rows], canvas.coarse_xs
     below_crest = ys - _resample_profile(crest, xs)                                  # [rows, size]
     terrain, streaks = canvas.terrain[rows], canvas.streaks[rows]
 
     palette = _LAND_PALETTES[scene.season]
-    base = _mix(palette["rock"][0], palette["hill"][0], nearness)
-    patch = _mix(palette["rock"][1], palette["hill"][1], nearness)
-    colour = base + (patch - base) * _smoothstep(-0.6, 0.8, terrain + patch_bias)[..., None]
+    base = _rgb(_mix(palette["rock"][0], palette["hill"][0], nearness))
+    patch = _rgb(_mix(palette["rock"][1], palette["hill"][1], nearness))
+    colour = base + (patch - base) * _smoothstep(-0.6 - patch_bias, 0.8 - patch_bias, terrain)
     if snow_line < height:
-        altitude = np.float32(scene.horizon) - ys
-        snow = _smoothstep(-0.012, 0.012, altitude - np.float32(snow_line) + 0.05 * streaks + 0.03 * terrain)
-        colour = colour + (np.float32(_SNOW) - colour) * snow[..., None]
+        altitude = np.float32(scene.horizon - snow_line) - ys + np.float32(0.05) * streaks + np.float32(0.03) * terrain
+        colour += (_SNOW - colour) * _smoothstep(-0.012, 0.012, altitude)
 
     # Faces turned toward the light are brighter. A face's orientation is the
     # crest's slope smoothed over a width that grows with the distance below
     # the crest, so each peak casts a lit and a shaded flank down the mountain.
     facing = _face_orientation(crest, xs, below_crest) * np.float32(light.from_right)
     shade = 0.78 + 0.32 * facing / (1.0 + np.abs(facing)) + 0.07 * streaks + 0.05 * terrain
-    colour = colour * (np.clip(shade, 0.3, 1.3)[..., None] * light.land)
+    colour *= shade.clip(0.3, 1.3) * light.land
 
     fog = _fog_amount(light.fog_density, distance)
     mist = _smoothstep(scene.horizon - 0.14, scene.horizon, ys) * np.float32(0.55 * (1 - fog))
-    colour = colour + (horizon_sky - colour) * (fog + mist)[..., None]
+    colour += (horizon_sky - colour) * (fog + mist)
     canvas.paint(row0, row1, colour, cover)
 
 
@@ -607,7 +611,7 @@ def _face_orientation(crest: np.ndarray, xs: np.ndarray, below_crest: np.ndarray
     """Slope of the mountain face at each pixel: >0 faces right, <0 faces left."""
     fine, medium, broad = (_resample_profile(slope, xs) for slope in _crest_slopes(crest))
     # 0 at the crest, 1 one-tenth of the image below it, 2 and beyond further down.
-    step = np.clip(below_crest * np.float32(10.0), 0.0, 2.0)
+    step = (below_crest * np.float32(10.0)).clip(0.0, 2.0)
     return fine + (medium - fine) * np.minimum(step, 1.0) + (broad - medium) * np.maximum(step - 1.0, 0.0)
 
 
@@ -640,18 +644,16 @@ def _paint_treeline(
     top = scene.horizon - hill_height * _resample_profile(hill, canvas.xs) - crowns
 
     row0, row1 = max(0, int(top.min() * canvas.side) - 1), canvas.horizon_row
-    cover = np.clip((canvas.ys[row0:row1] - top) * np.float32(canvas.side) + 0.5, 0.0, 1.0)
+    cover = ((canvas.ys[row0:row1] - top) * np.float32(canvas.side) + np.float32(0.5)).clip(0.0, 1.0)
     rows = canvas.coarse_rows(row0, row1)
-    dark, bright = (np.float32(c) for c in _LAND_PALETTES[scene.season]["trees"])
+    dark, bright = (_rgb(c) for c in _LAND_PALETTES[scene.season]["trees"])
     texture = canvas.terrain[::-1][rows]
     streaks = canvas.streaks[rows]
-    colour = dark + (bright - dark) * _smoothstep(-0.3, 1.2, texture)[..., None]
-    colour = colour * (light.land * (0.85 + 0.12 * texture + 0.1 * streaks)[..., None])
+    colour = dark + (bright - dark) * _smoothstep(-0.3, 1.2, texture)
+    colour *= light.land * (0.85 + 0.12 * texture + 0.1 * streaks)
     if scene.season == "winter":
-        dusting = _smoothstep(0.4, 1.4, texture)[..., None] * np.float32(0.5)
-        colour = colour + (np.float32(_SNOW) * light.land - colour) * dusting
-    fog = _fog_amount(light.fog_density, 0.15)
-    colour = colour + (horizon_sky - colour) * np.float32(fog)
+        colour += (_SNOW * light.land - colour) * (_smoothstep(0.4, 1.4, texture) * np.float32(0.5))
+    colour += (horizon_sky - colour) * _fog_amount(light.fog_density, 0.15)
     canvas.paint(row0, row1, colour, cover)
 
 
@@ -659,7 +661,7 @@ def _tree_crowns(rng: np.random.Generator, xs: np.ndarray, count: int, height: f
     """Height of the canopy above its base at each column: pointed firs or round crowns."""
     centres = rng.random(count, dtype=np.float32)
     heights = (height * rng.uniform(0.5, 1.2, count)).astype(np.float32)
-    offset = np.abs(xs[None, :] - centres[:, None])
+    offset = np.abs(xs - centres[:, None])                                           # [trees, columns]
     if kind == "conifer":
         crowns = heights[:, None] - offset * np.float32(1.0 / 0.28)    # half as wide as 0.28 x its height
     else:
@@ -676,17 +678,14 @@ def _paint_ground(
     bushes = rng.uniform(1.8, 3.0)     # how rare bushes are (a threshold on the noise)
     rows = canvas.coarse_rows(canvas.horizon_row, canvas.side)
     ys = canvas.coarse_ys[rows]
-    below = np.maximum(ys - np.float32(scene.horizon), 0.0) / np.float32(1.0 - scene.horizon)   # 0 .. 1 at the bottom
+    below = np.maximum(ys - np.float32(scene.horizon), 0.0) * np.float32(1.0 / (1.0 - scene.horizon))  # 0 .. 1 at the bottom
     texture = _ground_plane(canvas.plane_grid, canvas.coarse_xs, below, stretch=1.0)
     palette = _LAND_PALETTES[scene.season]
-    low, high = (np.float32(c) for c in palette["ground"])
-    colour = low + (high - low) * _smoothstep(-1.0, 1.0, texture)[..., None]
-    bush = _smoothstep(bushes, bushes + 0.3, texture)[..., None]
-    colour = colour + (np.float32(palette["trees"][0]) - colour) * bush
-    shade = 0.8 + 0.1 * texture - 0.2 * below
-    colour = colour * (shade[..., None] * light.land)
-    fog = _fog_amount(light.fog_density, 0.35 * (1 - below))
-    colour = colour + (horizon_sky - colour) * fog[..., None]
+    low, high = (_rgb(c) for c in palette["ground"])
+    colour = low + (high - low) * _smoothstep(-1.0, 1.0, texture)
+    colour += (_rgb(palette["trees"][0]) - colour) * _smoothstep(bushes, bushes + 0.3, texture)
+    colour *= (0.8 - 0.2 * below + 0.1 * texture) * light.land
+    colour += (horizon_sky - colour) * _fog_amount(light.fog_density, 0.35 * (1 - below))
     canvas.paint(canvas.horizon_row, canvas.side, colour)
 
 
@@ -711,33 +710,30 @@ def _paint_water(
 
     row0, side = canvas.horizon_row, canvas.side
     rows = canvas.coarse_rows(row0, side)
-    coarse_below = np.maximum(canvas.coarse_ys[rows] - np.float32(scene.horizon), 0.0) / np.float32(1.0 - scene.horizon)
-    ripples = _ground_plane(canvas.plane_grid, canvas.coarse_xs, coarse_below, stretch=4.0)
-    ripples = canvas.to_fine(row0, side, ripples)                                   # [rows below, R]
-    below = (canvas.ys[row0:] - np.float32(scene.horizon)) / np.float32(1.0 - scene.horizon)
-    horizon_sky = np.repeat(horizon_sky, SUPERSAMPLE, axis=0)
+    coarse_below = np.maximum(canvas.coarse_ys[rows] - np.float32(scene.horizon), 0.0) * np.float32(1.0 / (1.0 - scene.horizon))
+    ripples = canvas.to_fine(row0, side, _ground_plane(canvas.plane_grid, canvas.coarse_xs, coarse_below, stretch=4.0))
+    below = (canvas.ys[row0:] - np.float32(scene.horizon)) * np.float32(1.0 / (1.0 - scene.horizon))   # [rows, 1]
+    horizon_sky = np.repeat(horizon_sky, SUPERSAMPLE, axis=2)
 
     # The mirror image of the row as far above the water line as this one is below it.
-    offsets = np.arange(side - row0)[:, None]
-    source_rows = row0 - 1 - offsets - (np.abs(ripples) * np.float32(wind * side * 0.5)).astype(np.int64)
-    source_cols = np.arange(side) + (ripples * np.float32(wind * side) * (0.3 + below)).astype(np.int64)
-    reflection = canvas.rgb[np.clip(source_rows, 0, row0 - 1), np.clip(source_cols, 0, side - 1)] * np.float32(mirror)
+    mirrored = row0 - 1 - np.arange(side - row0)[:, None]
+    source_rows = mirrored - (np.abs(ripples) * np.float32(wind * side * 0.5)).astype(np.int64)
+    source_cols = np.arange(side) + (ripples * (np.float32(wind * side) * (0.3 + below))).astype(np.int64)
+    reflection = canvas.rgb[:, source_rows.clip(0, row0 - 1), source_cols.clip(0, side - 1)] * np.float32(mirror)
 
-    body = np.float32(_WATER_COLOURS[scene.water]) * light.land + horizon_sky * np.float32(0.15)
+    body = _rgb(_WATER_COLOURS[scene.water]) * light.land + horizon_sky * np.float32(0.15)
     see_through = np.float32(0.1) + np.float32(0.45) * below                          # steeper view near the bottom
-    colour = reflection + (body - reflection) * see_through[..., None]
+    colour = reflection + (body - reflection) * see_through
     if not calm:
-        crest = _smoothstep(0.8, 2.2, ripples) * np.float32(0.3)
-        colour = colour + (horizon_sky * 1.1 - colour) * crest[..., None]
+        colour += (horizon_sky * np.float32(1.1) - colour) * (_smoothstep(0.8, 2.2, ripples) * np.float32(0.3))
     if scene.sky_disc != "none":
         # Glitter: broken bright ripples on the line below the sun or moon.
-        spread = np.float32(0.02) + np.float32(0.1) * below
-        across = (canvas.xs - np.float32(light.sun_x)) / spread
-        sparkle = _smoothstep(0.2, 1.4, ripples) / (1.0 + across * across)
+        across = (canvas.xs - np.float32(light.sun_x)) / (np.float32(0.02) + np.float32(0.1) * below)
         strength = np.float32(0.8 if scene.sky_disc == "sun" else 0.5)
-        colour = colour + (light.sun - colour) * np.minimum(sparkle * strength, 1.0)[..., None]
-    fog = _fog_amount(light.fog_density, 0.3 * (1 - below))
-    canvas.rgb[row0:] = colour + (horizon_sky - colour) * fog[..., None]
+        sparkle = _smoothstep(0.2, 1.4, ripples) * strength / (1.0 + across * across)
+        colour += (light.sun - colour) * np.minimum(sparkle, 1.0)
+    colour += (horizon_sky - colour) * _fog_amount(light.fog_density, 0.3 * (1 - below))
+    canvas.rgb[:, row0:] = colour
 
 
 def _paint_shore(canvas: _Canvas, scene: SceneAttributes, light: _Light, rng: np.random.Generator) -> None:
@@ -746,19 +742,19 @@ def _paint_shore(canvas: _Canvas, scene: SceneAttributes, light: _Light, rng: np
     height = rng.uniform(0.05, 0.16)
     top = 1.0 - height * (0.35 + 0.65 * _resample_profile(edge, canvas.xs))
     row0 = max(0, int(top.min() * canvas.side) - 1)
-    cover = np.clip((canvas.ys[row0:] - top) * np.float32(canvas.side) + 0.5, 0.0, 1.0)
-    low, high = (np.float32(c) for c in _LAND_PALETTES[scene.season]["ground"])
+    cover = ((canvas.ys[row0:] - top) * np.float32(canvas.side) + np.float32(0.5)).clip(0.0, 1.0)
+    low, high = (_rgb(c) for c in _LAND_PALETTES[scene.season]["ground"])
     texture = canvas.terrain[:, ::-1][canvas.coarse_rows(row0, canvas.side)]
-    colour = (low + (high - low) * _smoothstep(-1.0, 1.0, texture)[..., None]) * np.float32(0.55)
-    colour = colour * ((0.85 + 0.2 * texture)[..., None] * light.land)
+    colour = low + (high - low) * _smoothstep(-1.0, 1.0, texture)
+    colour *= (0.47 + 0.11 * texture) * light.land
     canvas.paint(row0, canvas.side, colour, cover)
 
 
-def _paint_foreground_trees(canvas: _Canvas, scene: SceneAttributes, light: _Light, rng: np.random.Generator) -> None:
+def _paint_foreground_trees(canvas: _Canvas, light: _Light, rng: np.random.Generator) -> None:
     """One to three tall firs near the left or right edge, dark against the view."""
     count = int(rng.integers(1, 4))
     on_left = rng.random() < 0.5
-    dark = np.float32(_LAND_PALETTES["summer"]["trees"][0]) * np.float32(0.6)
+    dark = _rgb(_LAND_PALETTES["summer"]["trees"][0]) * np.float32(0.6) * light.land
     for _ in range(count):
         centre = rng.uniform(-0.02, 0.2)
         centre = centre if on_left else 1.0 - centre
@@ -768,42 +764,40 @@ def _paint_foreground_trees(canvas: _Canvas, scene: SceneAttributes, light: _Lig
         wobble = rng.random(33, dtype=np.float32)
 
         row0 = int(top * canvas.side)
-        down = (canvas.ys[row0:, 0] - np.float32(top)) / np.float32(1.0 - top)        # 0 at the tip .. 1 at the bottom
+        down = (canvas.ys[row0:, 0] - np.float32(top)) * np.float32(1.0 / (1.0 - top))   # 0 at the tip .. 1 at the bottom
         branch = down * np.float32(tiers)
         sawtooth = branch - np.floor(branch)                                             # each tier widens downwards
-        jitter = _resample_profile(wobble, down)
-        width = np.float32(half_width) * down * (0.55 + 0.35 * sawtooth + 0.1 * jitter)
+        width = np.float32(half_width) * down * (0.55 + 0.35 * sawtooth + 0.1 * _resample_profile(wobble, down))
         offset = canvas.xs - np.float32(centre)
-        cover = np.clip((width[:, None] - np.abs(offset)) * np.float32(canvas.side) + 0.5, 0.0, 1.0)
+        cover = ((width[:, None] - np.abs(offset)) * np.float32(canvas.side) + np.float32(0.5)).clip(0.0, 1.0)
         lit = np.where(offset * np.float32(light.sun_x - centre) > 0, np.float32(1.15), np.float32(0.85))
-        colour = dark * light.land * lit[:, None]
-        region = canvas.rgb[row0:]
-        region += (colour - region) * cover[..., None]
+        region = canvas.rgb[:, row0:]
+        region += (dark * lit - region) * cover
 
 
 # --------------------------------------------------------------------------- finishing
 
 
 def _vignette(side: int, strength: float) -> np.ndarray:
-    """Lens fall-off toward the corners: [side, side, 1] factors, 1 at the centre."""
+    """Lens fall-off toward the corners: [side, side] factors, 1 at the centre."""
     return 1.0 - np.float32(strength) * _squared_radius(side)
 
 
 @functools.lru_cache(maxsize=8)
 def _squared_radius(side: int) -> np.ndarray:
     centres = ((np.arange(side) + 0.5) / side - 0.5).astype(np.float32)
-    return (centres[:, None] ** 2 + centres[None, :] ** 2)[..., None]
+    return centres[:, None] ** 2 + centres[None, :] ** 2
 
 
 def _add_grain(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Faint sensor noise at the output size, the same on all three channels."""
     grain = rng.integers(-2, 3, (image.height, image.width, 1), dtype=np.int16)
-    return Image.fromarray(np.clip(np.asarray(image, dtype=np.int16) + grain, 0, 255).astype(np.uint8))
+    return Image.fromarray((np.asarray(image, dtype=np.int16) + grain).clip(0, 255).astype(np.uint8))
 
 
 def _upsample(layer: np.ndarray) -> np.ndarray:
-    """Repeat each pixel SUPERSAMPLE x SUPERSAMPLE times."""
-    return np.repeat(np.repeat(layer, SUPERSAMPLE, axis=0), SUPERSAMPLE, axis=1)
+    """Repeat each pixel of [..., rows, columns] SUPERSAMPLE x SUPERSAMPLE times."""
+    return np.repeat(np.repeat(layer, SUPERSAMPLE, axis=-2), SUPERSAMPLE, axis=-1)
 
 
 # --------------------------------------------------------------------------- noise and helpers
@@ -846,7 +840,13 @@ def _profile_tables(cells: int, octaves: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _resample_profile(profile: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    return np.interp(xs, np.linspace(0.0, 1.0, profile.size), profile).astype(np.float32)
+    """A profile sampled evenly over 0..1, linearly interpolated at `xs`."""
+    return np.interp(xs, _profile_positions(profile.size), profile).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _profile_positions(samples: int) -> np.ndarray:
+    return np.linspace(0.0, 1.0, samples)
 
 
 def _noise_field(rng: np.random.Generator, cells: tuple[int, int], octaves: int) -> np.ndarray:
@@ -882,16 +882,17 @@ def _sample_grid(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nda
     rows: [n, 1]; cols: [m] (the same columns on every row) or [n, m]. Returns [n, m].
     """
     height, width = grid.shape
-    rows = np.clip(rows, 0.0, height - 1.001)
+    rows = rows.clip(0.0, height - 1.001)
     top = rows[:, 0].astype(np.int64)
     lines = grid[top]
     lines = lines + (grid[top + 1] - lines) * _smooth_fraction(rows - top[:, None])  # [n, width]
-    cols = np.clip(cols, 0.0, width - 1.001)
+    cols = cols.clip(0.0, width - 1.001)
     left = cols.astype(np.int64)
     if cols.ndim == 1:
         before, after = lines[:, left], lines[:, left + 1]
     else:
-        before, after = np.take_along_axis(lines, left, 1), np.take_along_axis(lines, left + 1, 1)
+        line = np.arange(len(lines))[:, None]
+        before, after = lines[line, left], lines[line, left + 1]
     return before + (after - before) * _smooth_fraction(cols - left)
 
 
@@ -899,15 +900,19 @@ def _smooth_fraction(f: np.ndarray) -> np.ndarray:
     return (f * f * (3 - 2 * f)).astype(np.float32, copy=False)
 
 
-def _fog_amount(density: float, distance) -> np.ndarray | np.float32:
+def _fog_amount(density: float, distance: float | np.ndarray) -> np.ndarray:
     # 1 - 1/(1 + d x) rises like 1 - exp(-d x) but is exact arithmetic.
-    distance = np.asarray(distance, np.float32)
-    return 1.0 - 1.0 / (1.0 + np.float32(density) * distance)
+    return 1.0 - 1.0 / (1.0 + np.float32(density) * np.asarray(distance, np.float32))
 
 
 def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - np.float32(edge0)) * np.float32(1.0 / (edge1 - edge0)), 0.0, 1.0)
+    t = ((x - np.float32(edge0)) * np.float32(1.0 / (edge1 - edge0))).clip(0.0, 1.0)
     return t * t * (3 - 2 * t)
+
+
+def _rgb(colour) -> np.ndarray:
+    """A colour as a [3, 1, 1] array, ready to multiply [rows, columns] fields."""
+    return np.asarray(colour, np.float32).reshape(3, 1, 1)
 
 
 def _mix(a, b, amount: float) -> np.ndarray:
@@ -920,5 +925,5 @@ def _jitter(rng: np.random.Generator, colour: tuple[float, float, float], amount
     return np.clip(np.asarray(colour) * scale, 0.0, 1.0).astype(np.float32)
 
 
-def _luminance(colour: np.ndarray) -> np.float32:
-    return np.float32(0.2126 * colour[0] + 0.7152 * colour[1] + 0.0722 * colour[2])
+def _luminance(colour: np.ndarray) -> float:
+    return float(0.2126 * colour[0] + 0.7152 * colour[1] + 0.0722 * colour[2])
