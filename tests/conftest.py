@@ -76,3 +76,29 @@ def project_copy(tmp_path: Path) -> Path:
     run([dvc, "init", "-q"], root)
     run([dvc, "config", "core.analytics", "false"], root)
     return root
+
+
+def set_params(params_file: Path, overrides: Sequence[str]) -> None:
+    """Rewrite a params.yaml with overrides applied (validated), as a user would edit it."""
+    import yaml
+
+    from ganlib.config import apply_override, validate_params
+
+    raw = yaml.safe_load(params_file.read_text())
+    for expression in overrides:
+        raw = apply_override(raw, expression)
+    validate_params(raw, source=str(params_file))
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+# Small enough that a whole pipeline runs in well under a minute on 2 cores.
+TINY_DATA = ["data.n_images=48", "data.size=32", "preprocess.resolution=32", "preprocess.min_side=32", "preprocess.workers=1"]
+
+
+def add_default_dataset(root: Path) -> None:
+    """Generate the (tiny) default dataset in a project copy and record it in data.dvc."""
+    from ganlib.config import load_params
+    from ganlib.logs import plain_logger
+    from ganlib.raw_data import ensure_raw_data
+
+    ensure_raw_data(load_params(root / "params.yaml"), root, plain_logger("tests"))
