@@ -385,10 +385,17 @@ def _new_canvas(scene: SceneAttributes, rng: np.random.Generator, size: int) -> 
     coarse = ((np.arange(size) + 0.5) / size).astype(np.float32)
     # One noise field, cut into three square-ish parts: land, clouds, ground or water.
     noise = _noise_field(rng, (4, 14), octaves=5)                                    # 65 x 225
-    land, cloud_grid, plane_grid = noise[:, :65], noise[:, 64:161], noise[:, 160:]
-    terrain = _sample_grid(land, coarse[:, None] * 64, coarse * 64)
+    # Large images magnify the lattice until its cells show: refine it first
+    # (smoothly, without new random draws, so the scene stays the same).
+    refinements = min(2, max(0, (size // 64).bit_length() - 1))
+    for _ in range(refinements):
+        noise = _subdivide(noise)
+    cell = 16 << refinements                                                          # lattice points per 1/4 of the width
+    land, cloud_grid, plane_grid = noise[:, : 4 * cell + 1], noise[:, 4 * cell : 10 * cell + 1], noise[:, 10 * cell :]
+    last = 4 * cell
+    terrain = _sample_grid(land, coarse[:, None] * last, coarse * last)
     # The same noise read 2.5x stretched vertically, from the opposite corner.
-    streaks = _sample_grid(land, (1 - 0.4 * coarse[:, None]) * 64, (1 - coarse) * 64)
+    streaks = _sample_grid(land, (1 - 0.4 * coarse[:, None]) * last, (1 - coarse) * last)
     return _Canvas(
         rgb=np.empty((3, side, side), np.float32),
         ys=fine[:, None],
@@ -774,8 +781,10 @@ def _paint_foreground_trees(canvas: _Canvas, light: _Light, rng: np.random.Gener
         offset = canvas.xs - np.float32(centre)
         cover = ((width[:, None] - np.abs(offset)) * np.float32(canvas.side) + np.float32(0.5)).clip(0.0, 1.0)
         lit = np.where(offset * np.float32(light.sun_x - centre) > 0, np.float32(1.15), np.float32(0.85))
+        # Each tier of branches is lit on top and shadowed underneath by the next.
+        tier_shade = (np.float32(1.25) - np.float32(0.5) * sawtooth)[:, None]
         region = canvas.rgb[:, row0:]
-        region += (dark * lit - region) * cover
+        region += (dark * (lit * tier_shade) - region) * cover
 
 
 # --------------------------------------------------------------------------- finishing
