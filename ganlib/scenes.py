@@ -572,7 +572,7 @@ def _paint_ridge(
     distance = 1.0 - 0.75 * nearness
     height = min((0.34 - 0.24 * nearness) * rng.uniform(0.7, 1.15), scene.horizon - 0.07)
     profile = _profile_noise(rng, cells=int(rng.integers(2, 5)), octaves=5, ridged=nearness < 0.6)
-    crest = scene.horizon - height * (0.3 + 0.7 * profile)                             # 513 samples
+    crest = scene.horizon - height * (0.3 + 0.7 * profile)                             # _PROFILE_SAMPLES samples
     patch_bias = rng.uniform(-0.5, 0.5)
     # Snow lies above a snow line (an altitude, here a height above the water line).
     if scene.season == "winter":
@@ -824,7 +824,7 @@ def _upsample(layer: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- noise and helpers
 
-_PROFILE_SAMPLES = 513
+_PROFILE_SAMPLES = 257
 
 
 def _profile_noise(rng: np.random.Generator, cells: int, octaves: int, ridged: bool) -> np.ndarray:
