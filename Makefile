@@ -15,6 +15,12 @@ PORT ?= 4200
 
 # dvc.yaml's stage commands call `python -m flows.stage ...`: make that the venv's python.
 export PATH := $(BIN):$(PATH)
+# If a Prefect server is up on PORT (`make ui`), runs report to it and appear in
+# its UI; otherwise each flow starts a temporary server of its own.
+PREFECT_API_URL ?= $(shell curl -sf -m 2 http://127.0.0.1:$(PORT)/api/health >/dev/null 2>&1 && echo http://127.0.0.1:$(PORT)/api)
+ifneq ($(PREFECT_API_URL),)
+export PREFECT_API_URL
+endif
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1

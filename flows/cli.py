@@ -4,6 +4,8 @@
     scenegan data import SRC [--out DIR]                    import a folder or .zip/.tar of photos
     scenegan data ensure                                    make sure data/raw exists (pull or generate)
     scenegan run STAGE [--set section.key=value ...]        run one stage as a Prefect flow
+    scenegan pipeline [--stages ...] [--set ...]            run the stages in order as one Prefect flow
+    scenegan summary                                        gallery path, metrics table, Prefect UI link
 
 Defaults come from params.yaml; errors a user can fix are printed as one
 message (exit status 2), not a traceback.
@@ -55,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     stage = commands.add_parser("run", help="run one stage (preprocess, train, evaluate, publish) as a flow")
     add_stage_arguments(stage)
     stage.set_defaults(handler=run_one_stage)
+
+    pipeline = _command(commands, "pipeline", "run preprocess -> train -> evaluate -> publish as one flow", run_pipeline)
+    pipeline.add_argument("--stages", nargs="+", choices=["preprocess", "train", "evaluate", "publish"],
+                          help="run only these stages (default: all)")
+    pipeline.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                          help="override a parameter for this run (DVC's lock is then not updated)")
+    _command(commands, "summary", "print the gallery path, the metrics table and the Prefect UI link", summary)
     return parser
 
 
@@ -108,6 +117,21 @@ def run_one_stage(args: argparse.Namespace) -> int:
     from flows.stage import run_stage
 
     return run_stage(args.stage, args.params, args.overrides)
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    from flows.pipeline import ALL_STAGES, PipelineOptions, pipeline_flow
+
+    options = PipelineOptions(params_file=str(args.params), stages=args.stages or ALL_STAGES, overrides=args.overrides)
+    pipeline_flow(options)
+    return 0
+
+
+def summary(args: argparse.Namespace) -> int:
+    from flows.summary import pipeline_summary
+
+    print(pipeline_summary(load_params(args.params), args.params.resolve().parent))
+    return 0
 
 
 if __name__ == "__main__":
