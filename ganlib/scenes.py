@@ -11,10 +11,13 @@ order, in part or in parallel and still come out identical. Every draw that
 shapes the scene is made before any draw whose count depends on the size, so
 one (seed, index) is the same scene at 64 and at 256 px.
 
-Pixels are made from arithmetic, sqrt and Pillow resampling only (no exp, sin
-or pow on arrays, whose vectorised versions differ between CPUs), so that the
-PNG bytes, and with them the DVC md5 of the dataset, depend on the numpy and
-Pillow versions but not on the machine.
+The PNG bytes, and with them the DVC md5 of the dataset (`data.dvc`), must
+not change from one machine to the next: pixels are made from arithmetic,
+sqrt and Pillow resampling only (no exp, sin or pow on arrays, whose
+vectorised versions differ between CPUs), and PNGs are written with fixed
+settings and no metadata. They do depend on the numpy and Pillow versions
+(Pillow brings its own zlib), and on this file: any change to the drawing
+code changes the dataset, so `dvc add data/raw` and commit data.dvc after it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from ganlib.atomic import staged_directory
+from ganlib.errors import UserFacingError
 from ganlib.logs import Logger
 
 TIMES_OF_DAY = ("dawn", "day", "dusk", "night")
@@ -132,8 +136,14 @@ class DefaultDatasetSummary:
     def images_per_second(self) -> float:
         return self.n_images / max(self.seconds, 1e-9)
 
+    def __str__(self) -> str:
+        return (
+            f"wrote {self.n_images} scenes of {self.size}x{self.size} px (seed {self.seed}) to {self.out_dir} "
+            f"in {self.seconds:.1f} s ({self.images_per_second:.0f} images/s)"
+        )
 
-class DefaultDatasetError(RuntimeError):
+
+class DefaultDatasetError(UserFacingError, RuntimeError):
     """The default dataset cannot be written where asked; the message says what to do."""
 
 
@@ -177,15 +187,18 @@ def write_default_dataset(
 ) -> DefaultDatasetSummary:
     """Write scene-000000.png ... into `out_dir`, all at once or not at all.
 
-    A non-empty `out_dir` is replaced only if it holds nothing but scene PNGs
-    (a previous run of this function) or if `overwrite` is True: it may hold
-    someone's own photos.
+    A non-empty `out_dir` is replaced only if it holds nothing but
+    scene-NNNNNN.png files (what this function writes) or if `overwrite` is
+    True: data/raw may hold someone's own photos. No marker file is written,
+    as it would become part of the dataset.
     """
     out_dir = Path(out_dir)
     if n_images < 1:
         raise ValueError(f"n_images must be >= 1, got {n_images}")
     if size < MIN_SIZE:
         raise ValueError(f"size must be >= {MIN_SIZE} px, got {size}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     _check_replaceable(out_dir, overwrite)
 
     log.info("writing %d default scenes of %dx%d px (seed %d) to %s", n_images, size, size, seed, out_dir)
@@ -200,8 +213,9 @@ def write_default_dataset(
                 log.info("%d/%d scenes, %.0f images/s", done, n_images, done / (now - started))
                 last_report = now
     seconds = time.perf_counter() - started
-    log.info("wrote %d scenes to %s in %.1f s (%.0f images/s)", n_images, out_dir, seconds, n_images / seconds)
-    return DefaultDatasetSummary(out_dir=out_dir, n_images=n_images, size=size, seed=seed, seconds=seconds)
+    summary = DefaultDatasetSummary(out_dir=out_dir, n_images=n_images, size=size, seed=seed, seconds=seconds)
+    log.info("%s", summary)
+    return summary
 
 
 def _check_replaceable(out_dir: Path, overwrite: bool) -> None:

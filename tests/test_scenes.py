@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import itertools
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +16,7 @@ import pytest
 from PIL import Image
 
 from ganlib import scenes
+from ganlib.errors import UserFacingError
 from ganlib.scenes import (
     DefaultDatasetError,
     render_scene,
@@ -48,9 +54,22 @@ def test_same_seed_gives_identical_pixels_and_png_bytes():
 def test_png_bytes_round_trip_and_carry_no_metadata():
     image = render_scene(0, 0, SIZE)
     data = scene_png_bytes(image)
-    decoded = Image.open(__import__("io").BytesIO(data))
+    decoded = Image.open(io.BytesIO(data))
     assert np.array_equal(np.asarray(decoded.convert("RGB")), np.asarray(image))
     assert b"tIME" not in data and b"tEXt" not in data and b"iTXt" not in data
+
+
+def test_png_bytes_do_not_depend_on_the_process():
+    """Another interpreter (other hash seed, fresh caches) writes the same bytes: DVC's md5 is stable."""
+    code = (
+        "import hashlib; from ganlib.scenes import render_scene, scene_png_bytes; "
+        "print(hashlib.md5(b''.join(scene_png_bytes(render_scene(8, i, 32)) for i in range(3))).hexdigest())"
+    )
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True)
+    here = hashlib.md5(b"".join(scene_png_bytes(render_scene(8, i, 32)) for i in range(3))).hexdigest()
+    assert child.stdout.strip() == here
 
 
 def test_different_seeds_and_indices_give_different_images():
@@ -176,6 +195,7 @@ def test_refuses_to_overwrite_a_directory_it_did_not_write(tmp_path):
     with pytest.raises(DefaultDatasetError) as err:
         write_default_dataset(out, n_images=3, size=SIZE, seed=0, log=LOG)
     message = str(err.value)
+    assert isinstance(err.value, UserFacingError)
     assert str(out) in message and "holiday.jpg" in message and "overwrite" in message
     assert photo.read_bytes() == b"someone's photo"
     assert sorted(p.name for p in out.iterdir()) == ["holiday.jpg", "scene-000000.png"]
@@ -223,4 +243,6 @@ def test_rejects_bad_counts_and_sizes(tmp_path):
         write_default_dataset(tmp_path / "a", n_images=0, size=SIZE, seed=0, log=LOG)
     with pytest.raises(ValueError, match="size"):
         write_default_dataset(tmp_path / "b", n_images=1, size=4, seed=0, log=LOG)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(ValueError, match="seed"):
+        write_default_dataset(tmp_path / "c", n_images=1, size=SIZE, seed=-1, log=LOG)
+    assert not any(tmp_path.iterdir())
