@@ -194,6 +194,37 @@ class PublishParams(Section):
     batch_size: int = Field(ge=1)             # generator batch (CPU, fp32)
 
 
+# --------------------------------------------------------------------------- retrain
+
+
+class RetrainParams(Section):
+    """Scheduled retraining (flows/retrain.py): when and how a new dataset version is trained."""
+
+    cron: str                                 # five-field cron expression, e.g. "0 3 * * *"
+    timezone: str                             # IANA zone the cron is read in, e.g. UTC, Europe/Berlin
+    deployment_name: str = Field(min_length=1)
+    experiment_prefix: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")  # DVC experiment names: <prefix>-<md5>-<time>
+    commit: bool                              # also git-commit each successful retrain's results
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("expected five fields: minute hour day-of-month month day-of-week")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone (use an IANA name such as UTC or Europe/Berlin)") from None
+        return value
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -204,6 +235,7 @@ class Params(Section):
     train: TrainParams
     evaluate: EvaluateParams
     publish: PublishParams
+    retrain: RetrainParams
 
     def section_dict(self, *names: str) -> dict[str, Any]:
         """The named sections as plain JSON-able data (for hashing and records)."""
