@@ -225,6 +225,19 @@ class RetrainParams(Section):
         return value
 
 
+# --------------------------------------------------------------------------- compare
+
+
+class CompareParams(Section):
+    """One table of metrics across dataset versions (ganlib/compare.py)."""
+
+    drift: bool                               # real-vs-real FID/KID between consecutive versions (reads their prepared data)
+    include_history: bool                     # also list the retrain history rows (base.paths.history)
+    plot_metrics: list[
+        Literal["fid", "kid_mean", "is_mean", "drift_fid_from_previous", "drift_kid_from_previous"]
+    ] = Field(min_length=1)                   # one panel each in compare.png
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -236,6 +249,7 @@ class Params(Section):
     evaluate: EvaluateParams
     publish: PublishParams
     retrain: RetrainParams
+    compare: CompareParams
 
     def section_dict(self, *names: str) -> dict[str, Any]:
         """The named sections as plain JSON-able data (for hashing and records)."""
