@@ -328,8 +328,8 @@ class _Light:
 class _Canvas:
     """The image being painted at SUPERSAMPLE x the output size, and its coordinates.
 
-    Only edges need the fine size: the outline of a ridge or a tree (`cover`)
-    and reflections are computed there. Colours, shading and textures are
+    Only edges need the fine size: the outline of a ridge, a shore or a tree
+    (`cover`) is computed there. Colours, shading, textures, sky and water are
     computed at the output size and repeated: a quarter of the cost, and the
     same picture after the LANCZOS downsampling.
     """
@@ -354,7 +354,7 @@ class _Canvas:
         return slice(row0 // SUPERSAMPLE, -(-row1 // SUPERSAMPLE))
 
     def to_fine(self, row0: int, row1: int, layer: np.ndarray) -> np.ndarray:
-        """`layer` [..., coarse rows, size], computed on `coarse_rows(row0, row1)`, repeated onto fine rows row0..row1."""
+        """`layer` [..., rows, size], computed on `coarse_rows(row0, row1)`, repeated onto fine rows row0..row1."""
         skip = row0 % SUPERSAMPLE
         return _upsample(layer)[..., skip : skip + row1 - row0, :]
 
@@ -397,16 +397,19 @@ def _new_canvas(scene: SceneAttributes, rng: np.random.Generator, size: int) -> 
     side = SUPERSAMPLE * size
     fine = ((np.arange(side) + 0.5) / side).astype(np.float32)
     coarse = ((np.arange(size) + 0.5) / size).astype(np.float32)
-    # One noise field, cut into three square-ish parts: land, clouds, ground or water.
-    noise = _noise_field(rng, (4, 14), octaves=5)                                    # 65 x 225
+    # One noise field (4 x 14 cells of 16 x 16 lattice steps) cut into three
+    # parts: land textures, the cloud plane, the ground or water plane.
+    noise = _noise_field(rng, (4, 14), octaves=5)
     # Large images magnify the lattice until its cells show: refine it first
     # (smoothly, without new random draws, so the scene stays the same).
     refinements = min(2, max(0, (size // 64).bit_length() - 1))
     for _ in range(refinements):
         noise = _subdivide(noise)
-    cell = 16 << refinements                                                          # lattice points per 1/4 of the width
-    land, cloud_grid, plane_grid = noise[:, : 4 * cell + 1], noise[:, 4 * cell : 10 * cell + 1], noise[:, 10 * cell :]
-    last = 4 * cell
+    step = 16 << refinements                                                          # lattice steps per cell
+    land = noise[:, : 4 * step + 1]                                                   # 4 x 4 cells
+    cloud_grid = noise[:, 4 * step : 10 * step + 1]                                   # 4 x 6 cells
+    plane_grid = noise[:, 10 * step :]                                                # 4 x 4 cells
+    last = 4 * step
     terrain = _sample_grid(land, coarse[:, None] * last, coarse * last)
     # The same noise read 2.5x stretched vertically, from the opposite corner.
     streaks = _sample_grid(land, (1 - 0.4 * coarse[:, None]) * last, (1 - coarse) * last)
@@ -511,7 +514,7 @@ def _paint_stars(sky: np.ndarray, stars: np.ndarray, scene: SceneAttributes) -> 
     row = (stars[:, 1] * stars[:, 1] * scene.horizon * size).astype(np.int64)   # denser high up
     col = (stars[:, 0] * size).astype(np.int64)
     brightness = np.float32([[0.9], [0.92], [1.0]]) * (0.3 + 0.7 * stars[:, 2] * stars[:, 2])   # [3, stars]
-    # A star covers the same fraction of the image at any size.
+    # About one pixel up to 128 px; larger images get larger stars.
     radius = max(1, size // 128)
     for dr in range(radius):
         for dc in range(radius):
