@@ -386,7 +386,7 @@ def _render(scene: SceneAttributes, rng: np.random.Generator, size: int) -> Imag
         _paint_foreground_trees(canvas, light, rng)
     vignette = _vignette(canvas.side, rng.uniform(0.15, 0.45))
 
-    pixels = ((canvas.rgb * vignette).clip(0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+    pixels = (_clamp(canvas.rgb * vignette, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
     image = Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)))
     image = image.resize((size, size), Image.Resampling.LANCZOS)
     # Size-dependent draws (grain) come last, so that all of the above is the same scene at any size.
@@ -487,7 +487,7 @@ def _paint_sky(canvas: _Canvas, scene: SceneAttributes, light: _Light, rng: np.r
     rows = canvas.coarse_rows(0, canvas.horizon_row)
     ys, xs = canvas.coarse_ys[rows], canvas.coarse_xs
     # 0 at the top, 1 at the horizon; bending keeps the zenith colour high up.
-    t = (ys * np.float32(1.0 / scene.horizon)).clip(0.0, 1.0)
+    t = _clamp(ys * np.float32(1.0 / scene.horizon), 0.0, 1.0)
     bend = np.float32(rng.uniform(0.2, 0.9))
     t = t * (1 - bend) + t * t * bend
     dx, dy = xs - np.float32(light.sun_x), ys - np.float32(light.sun_y)
@@ -601,7 +601,7 @@ def _paint_ridge(
     row0, row1 = max(0, int(top.min() * canvas.side) - 1), canvas.horizon_row
     if row1 <= row0:
         return
-    cover = ((canvas.ys[row0:row1] - top) * np.float32(canvas.side) + np.float32(0.5)).clip(0.0, 1.0)
+    cover = _coverage(canvas.ys[row0:row1] - top, canvas.side)
     rows = canvas.coarse_rows(row0, row1)
     ys, xs = canvas.coarse_ys[rows], canvas.coarse_xs
     below_crest = ys - _resample_profile(crest, xs)                                  # [rows, size]
@@ -620,7 +620,7 @@ def _paint_ridge(
     # the crest, so each peak casts a lit and a shaded flank down the mountain.
     facing = _face_orientation(crest, xs, below_crest) * np.float32(light.from_right)
     shade = 0.78 + 0.32 * facing / (1.0 + np.abs(facing)) + 0.07 * streaks + 0.05 * terrain
-    colour *= shade.clip(0.3, 1.3) * light.land
+    colour *= _clamp(shade, 0.3, 1.3) * light.land
 
     fog = _fog_amount(light.fog_density, distance)
     mist = _smoothstep(scene.horizon - 0.14, scene.horizon, ys) * np.float32(0.55 * (1 - fog))
@@ -635,7 +635,7 @@ def _face_orientation(crest: np.ndarray, xs: np.ndarray, below_crest: np.ndarray
     """Slope of the mountain face at each pixel: >0 faces right, <0 faces left."""
     fine, medium, broad = (_resample_profile(slope, xs) for slope in _crest_slopes(crest))
     # 0 at the crest, 1 one-tenth of the image below it, 2 and beyond further down.
-    step = (below_crest * np.float32(10.0)).clip(0.0, 2.0)
+    step = _clamp(below_crest * np.float32(10.0), 0.0, 2.0)
     return fine + (medium - fine) * np.minimum(step, 1.0) + (broad - medium) * np.maximum(step - 1.0, 0.0)
 
 
@@ -668,7 +668,7 @@ def _paint_treeline(
     top = scene.horizon - hill_height * _resample_profile(hill, canvas.xs) - crowns
 
     row0, row1 = max(0, int(top.min() * canvas.side) - 1), canvas.horizon_row
-    cover = ((canvas.ys[row0:row1] - top) * np.float32(canvas.side) + np.float32(0.5)).clip(0.0, 1.0)
+    cover = _coverage(canvas.ys[row0:row1] - top, canvas.side)
     rows = canvas.coarse_rows(row0, row1)
     dark, bright = (_rgb(c) for c in _LAND_PALETTES[scene.season]["trees"])
     texture = canvas.terrain[::-1][rows]
@@ -745,7 +745,7 @@ def _paint_water(
     mirrored = ((np.float32(2.0 * scene.horizon) - ys) * np.float32(size)).astype(np.int64)
     source_rows = mirrored - (np.abs(ripples) * np.float32(wind * size * 0.5)).astype(np.int64)
     source_cols = np.arange(size) + (ripples * (np.float32(wind * size) * (0.3 + below))).astype(np.int64)
-    reflection = above[:, source_rows.clip(0, above.shape[1] - 1), source_cols.clip(0, size - 1)]
+    reflection = above[:, _clamp(source_rows, 0, above.shape[1] - 1), _clamp(source_cols, 0, size - 1)]
 
     body = _rgb(_WATER_COLOURS[scene.water]) * light.land + horizon_sky * np.float32(0.15)
     see_through = np.float32(0.1) + np.float32(0.45) * below                          # steeper view near the bottom
@@ -769,7 +769,7 @@ def _paint_shore(canvas: _Canvas, scene: SceneAttributes, light: _Light, rng: np
     height = rng.uniform(0.05, 0.16)
     top = 1.0 - height * (0.35 + 0.65 * _resample_profile(edge, canvas.xs))
     row0 = max(0, int(top.min() * canvas.side) - 1)
-    cover = ((canvas.ys[row0:] - top) * np.float32(canvas.side) + np.float32(0.5)).clip(0.0, 1.0)
+    cover = _coverage(canvas.ys[row0:] - top, canvas.side)
     low, high = (_rgb(c) for c in _LAND_PALETTES[scene.season]["ground"])
     texture = canvas.terrain[:, ::-1][canvas.coarse_rows(row0, canvas.side)]
     colour = low + (high - low) * _smoothstep(-1.0, 1.0, texture)
@@ -796,7 +796,7 @@ def _paint_foreground_trees(canvas: _Canvas, light: _Light, rng: np.random.Gener
         sawtooth = branch - np.floor(branch)                                             # each tier widens downwards
         width = np.float32(half_width) * down * (0.55 + 0.35 * sawtooth + 0.1 * _resample_profile(wobble, down))
         offset = canvas.xs - np.float32(centre)
-        cover = ((width[:, None] - np.abs(offset)) * np.float32(canvas.side) + np.float32(0.5)).clip(0.0, 1.0)
+        cover = _coverage(width[:, None] - np.abs(offset), canvas.side)
         lit = np.where(offset * np.float32(light.sun_x - centre) > 0, np.float32(1.15), np.float32(0.85))
         # Each tier of branches is lit on top and shadowed underneath by the next.
         tier_shade = (np.float32(1.25) - np.float32(0.5) * sawtooth)[:, None]
@@ -821,7 +821,7 @@ def _squared_radius(side: int) -> np.ndarray:
 def _add_grain(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Faint sensor noise at the output size, the same on all three channels."""
     grain = rng.integers(-2, 3, (image.height, image.width, 1), dtype=np.int16)
-    return Image.fromarray((np.asarray(image, dtype=np.int16) + grain).clip(0, 255).astype(np.uint8))
+    return Image.fromarray(_clamp(np.asarray(image, dtype=np.int16) + grain, 0, 255).astype(np.uint8))
 
 
 def _downsample(layer: np.ndarray) -> np.ndarray:
@@ -921,11 +921,11 @@ def _sample_grid(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nda
     rows: [n, 1]; cols: [m] (the same columns on every row) or [n, m]. Returns [n, m].
     """
     height, width = grid.shape
-    rows = rows.clip(0.0, height - 1.001)
+    rows = _clamp(rows, 0.0, height - 1.001)
     top = rows[:, 0].astype(np.int64)
     lines = grid[top]
     lines = lines + (grid[top + 1] - lines) * _smooth_fraction(rows - top[:, None])  # [n, width]
-    cols = cols.clip(0.0, width - 1.001)
+    cols = _clamp(cols, 0.0, width - 1.001)
     left = cols.astype(np.int64)
     if cols.ndim == 1:
         before, after = lines[:, left], lines[:, left + 1]
@@ -944,8 +944,19 @@ def _fog_amount(density: float, distance: float | np.ndarray) -> np.ndarray:
     return 1.0 - 1.0 / (1.0 + np.float32(density) * np.asarray(distance, np.float32))
 
 
+def _coverage(inside: np.ndarray, side: int) -> np.ndarray:
+    """How much of each pixel (0..1) a shape covers, from the signed distance
+    of the pixel centre inside its edge (image fractions) on a side x side grid."""
+    return _clamp(inside * np.float32(side) + np.float32(0.5), 0.0, 1.0)
+
+
+def _clamp(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    # Two ufuncs: ndarray.clip goes through a Python wrapper that costs more than the work here.
+    return np.minimum(np.maximum(x, low), high)
+
+
 def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    t = ((x - np.float32(edge0)) * np.float32(1.0 / (edge1 - edge0))).clip(0.0, 1.0)
+    t = _clamp((x - np.float32(edge0)) * np.float32(1.0 / (edge1 - edge0)), 0.0, 1.0)
     return t * t * (3 - 2 * t)
 
 
