@@ -192,3 +192,16 @@ def test_generated_images_are_uint8_and_never_need_disk(tmp_path):
     images = model(torch.from_numpy(np.random.RandomState(0).randn(5, TinyInfo.z_dim)).float())
     assert images.dtype == torch.uint8 and images.shape == (5, 3, 16, 16)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_inception_score_of_known_class_distributions():
+    from ganlib.metrics.scores import inception_score_from_logits
+
+    undecided = inception_score_from_logits(torch.zeros(40, 1008), splits=4, seed=0)
+    assert undecided.mean == pytest.approx(1.0)  # every image the same flat distribution: IS = 1
+    confident = torch.full((40, 1008), -30.0)
+    confident[torch.arange(40), torch.arange(40) % 10] = 30.0  # sure of one of 10 classes, all 10 equally often
+    score = inception_score_from_logits(confident, splits=1, seed=0)
+    assert score.mean == pytest.approx(10.0, rel=1e-6)
+    few = inception_score_from_logits(confident[:3], splits=10, seed=0)
+    assert few.splits == 3 and "IS splits reduced from 10 to 3" in few.note
