@@ -85,3 +85,10 @@ def test_training_curve_off_by_default(tmp_path):
     evaluator = TrainingEvaluator(params, LOG, root, default_curve_path(params, root), torch.device("cpu"))
     assert evaluator.maybe_measure(TinyGenerator(), 8, 100.0) is None
     assert not default_curve_path(params, root).exists()
+
+
+def test_training_curve_off_needs_no_weights(tmp_path):
+    root = project(tmp_path)
+    params = tiny_params("evaluate.extractor=fid-inception-v3-tf2015", f"base.paths.weights={tmp_path / 'none'}")
+    evaluator = TrainingEvaluator(params, LOG, root, default_curve_path(params, root), torch.device("cpu"))
+    assert evaluator.maybe_measure(TinyGenerator(), 8, 10.0) is None

@@ -47,9 +47,12 @@ class TrainingEvaluator:
         self.log = log
         self.curve_path = Path(curve_path)
         self.device = device
-        self.dataset = open_prepared(Path(root) / params.base.paths.prepared)
-        self.spec = resolve_extractor(self.settings, Path(root) / params.base.paths.weights, Path(root))
         self.cache_dir = Path(root) / params.base.paths.fid_cache
+        # When on, find missing weights or data now, not after the first hours of training;
+        # when off, need neither.
+        if self.every_kimg > 0:
+            self.dataset = open_prepared(Path(root) / params.base.paths.prepared)
+            self.spec = resolve_extractor(self.settings, Path(root) / params.base.paths.weights, Path(root))
         self._extractor = None
         self._reference: ReferenceStats | None = None
         # On resume, carry on from the last point already on the curve.

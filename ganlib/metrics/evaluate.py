@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +28,6 @@ from ganlib.metrics.errors import EvaluationError
 from ganlib.metrics.extractors import (
     IS_LOGITS,
     TORCH_FIDELITY_INCEPTION,
-    ExtractorSpec,
     build_extractor,
     is_extractor_spec,
     resolve_extractor,
@@ -36,6 +36,9 @@ from ganlib.metrics.features import generator_features
 from ganlib.metrics.reference import ReferenceStats, reference_statistics
 from ganlib.metrics.report import METRICS_FILE, DatasetComparison, EvaluationReport, render_table
 from ganlib.metrics.scores import (
+    InceptionScore,
+    KidScore,
+    PrecisionRecall,
     fid_from_features,
     fid_from_statistics,
     inception_score_from_logits,
@@ -74,7 +77,12 @@ def evaluate_generator(params: Params, log: Logger, root: Path) -> EvaluationRep
 
     root = Path(root)
     device = evaluation_device(params.evaluate.device)
-    generator, info = load_generator(root / params.base.paths.train / GENERATOR_FILE, device)
+    generator_path = root / params.base.paths.train / GENERATOR_FILE
+    if not generator_path.is_file():
+        raise EvaluationError(
+            f"{generator_path}: no trained generator; run the train stage first (`dvc repro train` or `scenegan run train`)"
+        )
+    generator, info = load_generator(generator_path, device)
     report = score_generator(generator, info, params, log, root, device)
     write_evaluation(report, params, root / params.base.paths.evaluate)
     log.info("evaluation:\n" + render_table(report.report_rows()))
@@ -107,7 +115,6 @@ def score_generator(
     dataset = open_prepared(root / params.base.paths.prepared)
     _check_generator_matches_dataset(info, dataset, log)
     spec = resolve_extractor(settings, root / params.base.paths.weights, root)
-    notes: list[str] = []
 
     is_weights, is_unavailable_reason = (None, None)
     if "is" in wanted:
@@ -127,9 +134,11 @@ def score_generator(
         )
 
     started = time.perf_counter()
+    fake: dict[str, torch.Tensor] = {}
     with eval_mode(generator):
         model = SeededGenerator(generator, info.z_dim, info.resolution)
-        fake = generator_features(model, make_extractor(), settings.n_samples, settings.batch_size, settings.seed, device)
+        if reference is not None or share_is_pass:
+            fake = generator_features(model, make_extractor(), settings.n_samples, settings.batch_size, settings.seed, device)
         if is_weights is not None and not share_is_pass:
             is_extractor = build_extractor(is_extractor_spec(is_weights), [IS_LOGITS], device)
             fake[IS_LOGITS] = generator_features(
@@ -137,11 +146,19 @@ def score_generator(
             )[IS_LOGITS]
     log.info(f"generated features: {settings.n_samples} samples in {time.perf_counter() - started:.1f} s on {device}")
 
-    report = _scores(fake, reference, spec, settings, wanted, notes, is_unavailable_reason)
-    for note in notes:
+    scores = _scores(fake, reference, spec.feature_layer, settings, wanted)
+    for note in scores.notes:
         log.warning(note)
     return EvaluationReport(
-        **report,
+        fid=scores.fid,
+        kid_mean=None if scores.kid is None else scores.kid.mean,
+        kid_std=None if scores.kid is None else scores.kid.std,
+        kid_subset_size=None if scores.kid is None else scores.kid.subset_size,
+        is_mean=None if scores.inception is None else scores.inception.mean,
+        is_std=None if scores.inception is None else scores.inception.std,
+        is_unavailable_reason=is_unavailable_reason,
+        precision=None if scores.prc is None else scores.prc.precision,
+        recall=None if scores.prc is None else scores.prc.recall,
         n_samples=settings.n_samples,
         n_reference=0 if reference is None else reference.count,
         batch_size=settings.batch_size,
@@ -154,7 +171,7 @@ def score_generator(
         resolution=dataset.resolution,
         reference_stats_cached=cached,
         device=str(device),
-        notes=tuple(notes),
+        notes=scores.notes,
     )
 
 
@@ -206,36 +223,28 @@ def compare_datasets(a: Path, b: Path, params: Params, log: Logger, root: Path) 
     )
 
 
+@dataclass(frozen=True)
+class _Scores:
+    fid: float | None
+    kid: KidScore | None
+    inception: InceptionScore | None
+    prc: PrecisionRecall | None
+    notes: tuple[str, ...]  # every setting that had to be reduced, in words
+
+
 def _scores(
-    fake: dict[str, torch.Tensor],
-    reference: ReferenceStats | None,
-    spec: ExtractorSpec,
-    settings: EvaluateParams,
-    wanted: set[str],
-    notes: list[str],
-    is_unavailable_reason: str | None,
-) -> dict:
-    """The score fields of an EvaluationReport; appends any setting it had to reduce to `notes`."""
-    scores: dict = dict(
-        fid=None, kid_mean=None, kid_std=None, kid_subset_size=None, is_mean=None, is_std=None,
-        is_unavailable_reason=is_unavailable_reason, precision=None, recall=None,
+    fake: dict[str, torch.Tensor], reference: ReferenceStats | None, layer: str, settings: EvaluateParams, wanted: set[str]
+) -> _Scores:
+    features = fake.get(layer)
+    fid = fid_from_features(features, reference.fid_statistics) if "fid" in wanted else None
+    kid = (
+        kid_from_features(features, reference.features, settings.kid_subsets, settings.kid_subset_size, settings.seed)
+        if "kid" in wanted else None
     )
-    features = fake.get(spec.feature_layer)
-    if "fid" in wanted:
-        scores["fid"] = fid_from_features(features, reference.fid_statistics)
-    if "kid" in wanted:
-        kid = kid_from_features(features, reference.features, settings.kid_subsets, settings.kid_subset_size, settings.seed)
-        scores.update(kid_mean=kid.mean, kid_std=kid.std, kid_subset_size=kid.subset_size)
-        notes.extend([kid.note] if kid.note else [])
-    if "prc" in wanted:
-        prc = precision_recall_from_features(features, reference.features, settings.prc_neighborhood)
-        scores.update(precision=prc.precision, recall=prc.recall)
-        notes.extend([prc.note] if prc.note else [])
-    if IS_LOGITS in fake:
-        inception = inception_score_from_logits(fake[IS_LOGITS], settings.isc_splits, settings.seed)
-        scores.update(is_mean=inception.mean, is_std=inception.std)
-        notes.extend([inception.note] if inception.note else [])
-    return scores
+    prc = precision_recall_from_features(features, reference.features, settings.prc_neighborhood) if "prc" in wanted else None
+    inception = inception_score_from_logits(fake[IS_LOGITS], settings.isc_splits, settings.seed) if IS_LOGITS in fake else None
+    notes = tuple(part.note for part in (kid, prc, inception) if part is not None and part.note)
+    return _Scores(fid, kid, inception, prc, notes)
 
 
 def _check_generator_matches_dataset(info: GeneratorInfo, dataset: PreparedDataset, log: Logger) -> None:
