@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import bisect
 import functools
-import itertools
 import io
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -585,6 +585,7 @@ def _paint_ridge(
     horizon_sky: np.ndarray,
     layer: int,
 ) -> None:
+    """Ridge number `layer` (0 = farthest): far ones tall, jagged and pale with distance, near ones low and darker."""
     nearness = layer / (scene.ridges - 1) if scene.ridges > 1 else 0.4   # 0 farthest .. 1 nearest
     distance = 1.0 - 0.75 * nearness
     height = min((0.34 - 0.24 * nearness) * rng.uniform(0.7, 1.15), scene.horizon - 0.07)
