@@ -92,3 +92,40 @@ def test_training_curve_off_needs_no_weights(tmp_path):
     params = tiny_params("evaluate.extractor=fid-inception-v3-tf2015", f"base.paths.weights={tmp_path / 'none'}")
     evaluator = TrainingEvaluator(params, LOG, root, default_curve_path(params, root), torch.device("cpu"))
     assert evaluator.maybe_measure(TinyGenerator(), 8, 10.0) is None
+
+
+def test_evaluate_generator_stage_end_to_end(tmp_path, empty_torch_hub):
+    """generator.pt (the training side's real file format) -> metrics.json + params.json."""
+    from ganlib.dataset import open_prepared
+    from ganlib.generator_file import GeneratorInfo, save_generator
+    from ganlib.metrics.evaluate import evaluate_generator
+    from ganlib.models.registry import build_generator, generator_kwargs
+
+    from test_metrics_support import smooth_images, write_prepared_dataset
+
+    params = tiny_params("train.arch=dcgan", "train.z_dim=16", "train.g_width=4", "evaluate.metrics=[fid,kid,is]")
+    write_prepared_dataset(tmp_path / params.base.paths.prepared, smooth_images(24, seed=4, resolution=32))
+    dataset = open_prepared(tmp_path / params.base.paths.prepared)
+    torch.manual_seed(0)
+    info = GeneratorInfo("dcgan", 16, 32, 7.5, dataset.data_md5, dataset.content_hash, "f" * 16)
+    save_generator(tmp_path / params.base.paths.train / "generator.pt", build_generator(params.train, 32), info,
+                   generator_kwargs(params.train, 32))
+
+    report = evaluate_generator(params, LOG, tmp_path)
+    metrics = json.loads((tmp_path / params.base.paths.evaluate / "metrics.json").read_text())
+    assert metrics["checkpoint_kimg"] == 7.5 and metrics["fid"] == report.fid > 0
+    assert metrics["is_mean"] is None and "not found" in metrics["is_unavailable_reason"]
+    assert metrics["kid_subset_size"] == 16 and metrics["resolution"] == 32
+    assert (tmp_path / params.base.paths.evaluate / "params.json").is_file()
+
+
+def test_evaluate_generator_without_a_trained_generator_says_what_to_run(tmp_path):
+    import pytest
+
+    from ganlib.errors import UserFacingError
+    from ganlib.metrics.evaluate import evaluate_generator
+
+    root = project(tmp_path)
+    with pytest.raises(UserFacingError, match="run the train stage"):
+        evaluate_generator(tiny_params(), LOG, root)
+    assert not (root / tiny_params().base.paths.evaluate).exists()
