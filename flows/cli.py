@@ -6,6 +6,8 @@
     scenegan run STAGE [--set section.key=value ...]        run one stage as a Prefect flow
     scenegan pipeline [--stages ...] [--set ...]            run the stages in order as one Prefect flow
     scenegan summary                                        gallery path, metrics table, Prefect UI link
+    scenegan retrain [--force]                              retrain if the dataset version changed
+    scenegan serve                                          serve the retrain deployment on retrain.cron
 
 Defaults come from params.yaml; errors a user can fix are printed as one
 message (exit status 2), not a traceback.
@@ -64,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                           help="override a parameter for this run (DVC's lock is then not updated)")
     _command(commands, "summary", "print the gallery path, the metrics table and the Prefect UI link", summary)
+    retrain = _command(commands, "retrain", "retrain, evaluate and publish if the dataset version changed", run_retrain)
+    retrain.add_argument("--force", action="store_true", help="retrain even if the dataset version is unchanged")
+    _command(commands, "serve", "serve the scheduled retrain deployment (needs PREFECT_API_URL)", serve)
     return parser
 
 
@@ -131,6 +136,21 @@ def summary(args: argparse.Namespace) -> int:
     from flows.summary import pipeline_summary
 
     print(pipeline_summary(load_params(args.params), args.params.resolve().parent))
+    return 0
+
+
+def run_retrain(args: argparse.Namespace) -> int:
+    from flows.retrain import retrain_flow
+
+    outcome = retrain_flow(params_file=str(args.params), force=args.force)
+    print(f"retrain: {outcome['status']} (dataset {outcome['data_md5']})")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from flows.serve import serve_retrain
+
+    serve_retrain(str(args.params))
     return 0
 
 

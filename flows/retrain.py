@@ -1,0 +1,83 @@
+"""Scheduled retraining: retrain, evaluate and publish when the dataset version changes.
+
+`scenegan serve` serves this flow as a deployment on retrain.cron; the steps
+and their guarantees are described in ganlib/retrain.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
+
+from flows.stage_params import dataset_tag, load_stage_params
+from ganlib import retrain
+from ganlib.config import Params
+
+# One retrain at a time per Prefect server, whoever starts it (schedule,
+# UI, CLI): a global concurrency limit of one slot.
+RETRAIN_CONCURRENCY_LIMIT = "scenegan-retrain"
+
+
+def ensure_retrain_concurrency_limit() -> None:
+    """Create (or reset to one slot) the global concurrency limit the flow holds."""
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(RETRAIN_CONCURRENCY_LIMIT, 1)
+
+
+@task(name="refresh-dataset-version", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)
+def refresh_dataset_version_task(root: Path) -> str | None:
+    return retrain.refresh_dataset_version(root, get_run_logger())
+
+
+@task(name="run-experiment", cache_policy=NO_CACHE)
+def run_experiment_task(params: Params, root: Path, name: str) -> None:
+    retrain.run_experiment(params, root, name, get_run_logger())
+
+
+@task(name="apply-and-publish", cache_policy=NO_CACHE)
+def apply_and_publish_task(root: Path, name: str) -> None:
+    retrain.apply_and_publish(root, name, get_run_logger())
+
+
+def retrain_run_name() -> str:
+    params_file = flow_run.parameters.get("params_file", "params.yaml")
+    return f"retrain · {dataset_tag(Path(params_file).resolve().parent)}"
+
+
+@flow(name="retrain", flow_run_name=retrain_run_name)
+def retrain_flow(params_file: str = "params.yaml", force: bool = False) -> dict[str, Any]:
+    """Retrain if the dataset version changed since the last successful retrain (or if forced)."""
+    log = get_run_logger()
+    params, root = load_stage_params(params_file)
+    ensure_retrain_concurrency_limit()
+    with concurrency(RETRAIN_CONCURRENCY_LIMIT, occupy=1, strict=True):
+        data_md5 = refresh_dataset_version_task(root)
+        changed, previous = retrain.needs_retrain(params, root, data_md5)
+        if not changed and not force:
+            log.info("nothing to do: dataset version %s was already retrained", data_md5)
+            return retrain.RetrainOutcome("nothing to do", data_md5, previous).__dict__
+
+        now = retrain.utc_now()
+        name = retrain.experiment_name(params, data_md5, now)
+        log.info("dataset version %s (previous %s): running experiment %s", data_md5, previous, name)
+        run_experiment_task(params, root, name)
+        apply_and_publish_task(root, name)
+        outcome = retrain.record_retrain(params, root, name, str(flow_run.id), now)
+        if params.retrain.commit:
+            retrain.commit_results(params, root, name)
+        create_markdown_artifact(
+            key="retrain",
+            markdown=(
+                f"### Retrained on dataset `{data_md5}`\n\n- experiment `{name}` (`dvc exp show`)\n"
+                f"- previous version `{previous}`\n- FID {outcome.fid}\n- gallery: {outcome.published}"
+            ),
+            description="last retrain",
+        )
+        return {**outcome.__dict__, "previous_md5": previous}
