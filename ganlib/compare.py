@@ -1,0 +1,417 @@
+"""One table of metrics across dataset versions.
+
+    compare_versions(repo, revs, params, log)  revisions -> Comparison (one row per version)
+    write_comparison(comparison, out_dir)      compare.csv, compare.md, compare.png
+
+A row says which dataset a version used (data.dvc md5, image count), what it
+scored (FID/KID/IS from that revision's metrics.json), how far its real data
+moved from the previous row's (real-vs-real FID/KID, "drift"), and the value
+of every parameter that differs between the compared versions.
+
+With no revs, every dataset version found is compared (versions.default_revisions):
+commits that changed data.dvc, tags, DVC experiments, HEAD and the
+workspace, oldest first, each (dataset, params, metrics) shown once.
+
+The CSV holds raw values for machines (full md5s and shas, unrounded
+numbers); the markdown and `table_rows` (a Prefect table artifact) are
+formatted for people. The retrain history (ganlib.history) can be listed
+too: its rows map onto the same columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ganlib.atomic import atomic_write_text
+from ganlib.config import Params
+from ganlib.errors import UserFacingError
+from ganlib.history import read_history
+from ganlib.logs import Logger
+from ganlib.versions import (
+    DVC_READ_ERRORS,
+    KIND_PREFERENCE,
+    VersionFacts,
+    default_revisions,
+    error_summary,
+    materialize_prepared,
+    read_version,
+    resolve_revisions,
+)
+
+CSV_FILE = "compare.csv"
+MARKDOWN_FILE = "compare.md"
+PLOT_FILE = "compare.png"
+
+# The fixed columns, in order; the params that differ follow as one column
+# each, named by their dotted key ("train.lr_g"), which never clashes with
+# these (no dots). The history's columns of the same meaning share the names.
+ROW_COLUMNS = (
+    "label", "kind", "commit", "date", "data_md5", "n_images", "resolution", "checkpoint_kimg",
+    "fid", "kid_mean", "kid_std", "is_mean", "is_std", "n_samples", "extractor",
+    "drift_fid_from_previous", "drift_kid_from_previous", "note",
+)
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One dataset version. Anything unknown is None; `notes` say why."""
+
+    label: str
+    kind: str                       # tag | branch | experiment | commit | workspace | history
+    commit: str | None
+    date: str | None                # ISO 8601 UTC: commit time, or when a history row was recorded
+    data_md5: str | None
+    n_images: int | None
+    resolution: int | None
+    checkpoint_kimg: float | None
+    fid: float | None
+    kid_mean: float | None
+    kid_std: float | None
+    is_mean: float | None
+    is_std: float | None
+    n_samples: int | None
+    extractor: str | None
+    drift_fid_from_previous: float | None
+    drift_kid_from_previous: float | None
+    notes: tuple[str, ...]
+    params: Mapping[str, Any] | None = field(default=None, compare=False)  # dotted key -> value; None: unknown
+
+    def record(self) -> dict[str, Any]:
+        """The fixed columns with raw values (notes joined)."""
+        values = {name: getattr(self, name) for name in ROW_COLUMNS if name != "note"}
+        return {**values, "note": "; ".join(self.notes)}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    rows: tuple[VersionRow, ...]
+    param_keys: tuple[str, ...]     # dotted params whose value differs between the rows
+    plot_metrics: tuple[str, ...]   # columns plotted by default (compare.plot_metrics)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*ROW_COLUMNS, *self.param_keys]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Raw values per row, fixed columns then the differing params (absent: None)."""
+        return [{**row.record(), **{key: _param_value(row, key) for key in self.param_keys}} for row in self.rows]
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
+        writer.writeheader()
+        for record in self.records():
+            writer.writerow({key: _csv_value(value) for key, value in record.items()})
+        return buffer.getvalue()
+
+    def table_rows(self) -> list[dict[str, str]]:
+        """Rows for people (a Prefect table artifact): short hashes, rounded numbers, KID ± std."""
+        return [_display_row(row, self.param_keys) for row in self.rows]
+
+    def to_markdown(self) -> str:
+        rows = self.table_rows()
+        lines = ["# Metrics per dataset version", ""]
+        extractors = sorted({row.extractor for row in self.rows if row.extractor})
+        if len(extractors) > 1:
+            lines += [f"Rows were scored with different extractors ({', '.join(extractors)}): "
+                      "their FID/KID are not comparable with each other.", ""]
+        if not rows:
+            return "\n".join(lines + ["No dataset versions found.", ""])
+        header = list(rows[0])
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join("---" for _ in header) + "|")
+        for row in rows:
+            lines.append("| " + " | ".join(_markdown_cell(row[key]) for key in header) + " |")
+        return "\n".join(lines) + "\n"
+
+    def plot_png(self, path: Path, metric: str | Sequence[str] | None = None) -> Path:
+        """A PNG of `metric` (or each of several, one panel each; default compare.plot_metrics) per version."""
+        from ganlib.compare_plot import plot_metrics_png
+
+        metrics = self.plot_metrics if metric is None else ((metric,) if isinstance(metric, str) else tuple(metric))
+        return plot_metrics_png(self.rows, metrics, Path(path))
+
+
+# --------------------------------------------------------------------------- building
+
+
+def compare_versions(repo: Path, revs: Sequence[str], params: Params, log: Logger) -> Comparison:
+    """One row per revision (or, with no revs, per dataset version found); see the module doc.
+
+    `params` are the current ones: compare.* says what to include, and the
+    drift FID/KID use evaluate.* (extractor, n_reference, seed) and the
+    reference-statistics cache under `repo`. A revision that does not exist
+    raises versions.RevisionError; a revision missing data or metrics is a
+    row with blanks and a note.
+    """
+    repo = Path(repo).resolve()
+    settings = params.compare
+    revisions = resolve_revisions(repo, revs) if revs else default_revisions(repo, log)
+    facts = [read_version(repo, revision, params.base.paths) for revision in revisions]
+    if not revs:
+        facts = deduplicate_versions(facts)
+    rows = [version_row(f) for f in facts]
+    for row in rows:
+        log.info(f"{row.label} ({row.kind} {(row.commit or '')[:8]}): dataset {_short(row.data_md5)}, "
+                 f"{_display(row.n_images)} images, FID {_display(row.fid)}"
+                 + "".join(f"\n  note: {note}" for note in row.notes))
+    if settings.drift:
+        rows = with_drift(rows, facts, repo, params, log)
+    if settings.include_history:
+        rows = history_rows(repo / params.base.paths.history, rows, log) + rows
+    return Comparison(tuple(rows), differing_param_keys(rows), tuple(settings.plot_metrics))
+
+
+def version_row(facts: VersionFacts) -> VersionRow:
+    metrics, prepared, revision = facts.metrics or {}, facts.prepared, facts.revision
+    return VersionRow(
+        label=revision.label,
+        kind=revision.kind,
+        commit=revision.sha,
+        date=_iso_utc(revision.timestamp),
+        data_md5=facts.data_md5,
+        n_images=None if prepared is None else prepared.count,
+        resolution=None if prepared is None else prepared.resolution,
+        checkpoint_kimg=_float(metrics.get("checkpoint_kimg")),
+        fid=_float(metrics.get("fid")),
+        kid_mean=_float(metrics.get("kid_mean")),
+        kid_std=_float(metrics.get("kid_std")),
+        is_mean=_float(metrics.get("is_mean")),
+        is_std=_float(metrics.get("is_std")),
+        n_samples=_int(metrics.get("n_samples")),
+        extractor=metrics.get("extractor"),
+        drift_fid_from_previous=None,
+        drift_kid_from_previous=None,
+        notes=facts.notes,
+        params=None if facts.params is None else flatten_params(facts.params),
+    )
+
+
+def deduplicate_versions(facts: Sequence[VersionFacts]) -> list[VersionFacts]:
+    """One entry per (dataset, params, scores), keeping the best-named; order kept.
+
+    Among revisions with the same dataset and params, those without usable
+    metrics (e.g. the commit that changed data.dvc before `dvc repro`) are
+    dropped when another one has them.
+    """
+    groups: dict[str, list[VersionFacts]] = {}
+    for item in facts:
+        groups.setdefault(_canonical([item.data_md5, item.params]), []).append(item)
+    keep: set[int] = set()
+    for members in groups.values():
+        scored = [m for m in members if m.metrics is not None] or members
+        by_result: dict[str, list[VersionFacts]] = {}
+        for member in scored:
+            by_result.setdefault(_canonical(_result_key(member)), []).append(member)
+        for same in by_result.values():
+            keep.add(id(min(same, key=lambda m: KIND_PREFERENCE.index(m.revision.kind))))
+    return [item for item in facts if id(item) in keep]
+
+
+def differing_param_keys(rows: Sequence[VersionRow]) -> tuple[str, ...]:
+    """Dotted keys whose value is not the same in every row that has params (absent counts as a value)."""
+    known = [row.params for row in rows if row.params is not None]
+    keys = sorted({key for params in known for key in params})
+    return tuple(key for key in keys if len({_canonical(p[key]) if key in p else "<absent>" for p in known}) > 1)
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_params(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def with_drift(
+    rows: Sequence[VersionRow], facts: Sequence[VersionFacts], repo: Path, params: Params, log: Logger
+) -> list[VersionRow]:
+    """Each row's real-vs-real FID/KID from the previous row's prepared dataset.
+
+    Identical images (same sha256) are 0 without computing anything; data
+    that cannot be read or compared leaves the drift blank with a note.
+    """
+    from ganlib.metrics.evaluate import compare_datasets  # torch: imported only when drift is wanted
+
+    want_kid = "kid" in params.evaluate.metrics
+    result = list(rows[:1])
+    with tempfile.TemporaryDirectory(prefix="scenegan-compare-") as scratch:
+        local: dict[str, Path] = {}
+
+        def prepared_dir(item: VersionFacts) -> Path:
+            sha = item.prepared.images_sha256
+            if sha not in local:
+                local[sha] = materialize_prepared(repo, item.revision, item.prepared, Path(scratch) / sha[:16])
+            return local[sha]
+
+        for previous, current, row in zip(facts, facts[1:], rows[1:]):
+            if previous.prepared is None or current.prepared is None:
+                which = previous if previous.prepared is None else current
+                result.append(_drift_unavailable(row, f"no usable prepared dataset at {which.revision.label}"))
+                continue
+            if previous.prepared.images_sha256 == current.prepared.images_sha256:
+                result.append(replace(row, drift_fid_from_previous=0.0, drift_kid_from_previous=0.0 if want_kid else None))
+                continue
+            try:
+                log.info(f"drift: real-vs-real FID {previous.revision.label} -> {current.revision.label}")
+                drift = compare_datasets(prepared_dir(previous), prepared_dir(current), params, log, repo)
+            except (UserFacingError, *DVC_READ_ERRORS) as exc:
+                result.append(_drift_unavailable(row, error_summary(exc)))
+                continue
+            notes = row.notes + tuple(f"drift: {note}" for note in drift.notes)
+            result.append(replace(row, drift_fid_from_previous=drift.fid, drift_kid_from_previous=drift.kid_mean, notes=notes))
+    return result
+
+
+def _drift_unavailable(row: VersionRow, reason: str) -> VersionRow:
+    return replace(row, notes=row.notes + (f"drift unavailable: {reason}",))
+
+
+# --------------------------------------------------------------------------- history
+
+
+def history_rows(path: Path, rows: Sequence[VersionRow], log: Logger) -> list[VersionRow]:
+    """The retrain history (ganlib.history) as rows, minus experiments already listed."""
+    listed = {row.label for row in rows if row.kind == "experiment"} | {row.commit for row in rows if row.commit}
+    found = []
+    for record in read_history(path):
+        if record.get("experiment") in listed:
+            continue
+        found.append(VersionRow(
+            label=record.get("experiment") or record.get("date") or "history",
+            kind="history",
+            commit=record.get("commit") or None,
+            date=record.get("date") or None,
+            data_md5=record.get("data_md5") or None,
+            n_images=_int(record.get("n_images")),
+            resolution=None,
+            checkpoint_kimg=_float(record.get("checkpoint_kimg")),
+            fid=_float(record.get("fid")),
+            kid_mean=_float(record.get("kid_mean")),
+            kid_std=_float(record.get("kid_std")),
+            is_mean=_float(record.get("is_mean")),
+            is_std=_float(record.get("is_std")),
+            n_samples=_int(record.get("n_samples")),
+            extractor=record.get("extractor") or None,
+            drift_fid_from_previous=None,
+            drift_kid_from_previous=None,
+            notes=("from the retrain history",),
+        ))
+    log.info(f"{len(found)} row(s) from the retrain history {path}")
+    return found
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_comparison(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
+    """compare.csv, compare.md and compare.png in out_dir, each written atomically."""
+    out_dir = Path(out_dir)
+    written = {
+        "csv": atomic_write_text(out_dir / CSV_FILE, comparison.to_csv()),
+        "markdown": atomic_write_text(out_dir / MARKDOWN_FILE, comparison.to_markdown()),
+    }
+    written["png"] = comparison.plot_png(out_dir / PLOT_FILE)
+    return written
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _display_row(row: VersionRow, param_keys: Sequence[str]) -> dict[str, str]:
+    shown = {
+        "version": row.label,
+        "kind": row.kind,
+        "commit": (row.commit or "")[:8],
+        "dataset": _short(row.data_md5),
+        "images": _display(row.n_images),
+        "kimg": _display(row.checkpoint_kimg),
+        "FID": _display(row.fid),
+        "KID": _plus_minus(row.kid_mean, row.kid_std),
+        "IS": _plus_minus(row.is_mean, row.is_std),
+        "drift FID": _display(row.drift_fid_from_previous),
+        "drift KID": _display(row.drift_kid_from_previous),
+    }
+    shown.update({key: _display_param(row, key) for key in param_keys})
+    shown["note"] = "; ".join(row.notes)
+    return shown
+
+
+def _display(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _plus_minus(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return ""
+    return _display(mean) if std is None else f"{_display(mean)} ± {_display(std)}"
+
+
+def _display_param(row: VersionRow, key: str) -> str:
+    if row.params is None or key not in row.params:
+        return ""
+    value = row.params[key]
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _param_value(row: VersionRow, key: str) -> Any:
+    return None if row.params is None else row.params.get(key)
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict, bool)):
+        return json.dumps(value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _markdown_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _short(md5: str | None) -> str:
+    return md5[:8] if md5 else "untracked"
+
+
+def _iso_utc(timestamp: int | None) -> str | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value: Any) -> int | None:
+    number = _float(value)
+    return None if number is None else int(number)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _result_key(facts: VersionFacts) -> list[Any]:
+    metrics = facts.metrics or {}
+    return [metrics.get(k) for k in ("fid", "kid_mean", "kid_std", "is_mean", "is_std", "checkpoint_kimg", "n_samples", "extractor")]

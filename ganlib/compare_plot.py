@@ -1,0 +1,69 @@
+"""compare.png: each metric per dataset version, one panel per metric.
+
+Drawn on matplotlib's Agg canvas directly (no pyplot): no display needed and
+no process-wide backend switch inside a Prefect worker.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ganlib.atomic import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from ganlib.compare import VersionRow
+
+# Plottable columns: column -> (title, the column holding its spread, how to read it).
+METRIC_COLUMNS = {
+    "fid": ("FID", None, "lower is better"),
+    "kid_mean": ("KID", "kid_std", "lower is better"),
+    "is_mean": ("IS", "is_std", "higher is better"),
+    "drift_fid_from_previous": ("drift FID", None, "real vs real, from the previous row"),
+    "drift_kid_from_previous": ("drift KID", None, "real vs real, from the previous row"),
+}
+
+
+def plot_metrics_png(rows: Sequence["VersionRow"], metrics: Sequence[str], path: Path) -> Path:
+    """One panel per metric column, x = version (label and dataset md5), gaps where a value is missing."""
+    unknown = [m for m in metrics if m not in METRIC_COLUMNS]
+    if unknown or not metrics:
+        raise ValueError(f"cannot plot {unknown or 'no metrics'}; choose from {sorted(METRIC_COLUMNS)}")
+    width = max(6.0, 1.1 * len(rows) + 2.0)
+    figure = Figure(figsize=(width, 2.6 * len(metrics) + 0.8), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+    x = list(range(len(rows)))
+    for ax, metric in zip(axes, metrics):
+        title, spread_column, direction = METRIC_COLUMNS[metric]
+        values = [_nan(getattr(row, metric)) for row in rows]
+        spreads = [_nan(getattr(row, spread_column)) if spread_column else math.nan for row in rows]
+        ax.set_title(f"{title} ({direction})", fontsize=10, loc="left")
+        ax.grid(True, alpha=0.3)
+        ax.margins(y=0.2)  # room for the value labels above the points
+        if all(math.isnan(v) for v in values):
+            ax.text(0.5, 0.5, "no values", transform=ax.transAxes, ha="center", va="center", color="grey")
+            continue
+        ax.plot(x, values, marker="o", color="tab:blue")
+        if spread_column and not all(math.isnan(s) for s in spreads):
+            ax.errorbar(x, values, yerr=[0.0 if math.isnan(s) else s for s in spreads], fmt="none", ecolor="tab:blue", capsize=3)
+        for xi, value in zip(x, values):
+            if not math.isnan(value):
+                ax.annotate(f"{value:.4g}", (xi, value), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    labels = [f"{row.label}\n{row.data_md5[:8] if row.data_md5 else 'untracked'}" for row in rows]
+    axes[-1].set_xticks(x, labels, rotation=30 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center", fontsize=8)
+    axes[-1].set_xlabel("dataset version (label, data md5)")
+    if rows:
+        axes[-1].set_xlim(-0.5, len(rows) - 0.5)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
