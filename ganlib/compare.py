@@ -24,6 +24,7 @@ import csv
 import io
 import json
 import math
+import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -249,35 +250,57 @@ def with_drift(
     want_kid = "kid" in params.evaluate.metrics
     result = list(rows[:1])
     with tempfile.TemporaryDirectory(prefix="scenegan-compare-") as scratch:
-        local: dict[str, Path] = {}
-
-        def prepared_dir(item: VersionFacts) -> Path:
-            sha = item.prepared.images_sha256
-            if sha not in local:
-                local[sha] = materialize_prepared(repo, item.revision, item.prepared, Path(scratch) / sha[:16])
-            return local[sha]
-
+        copies = _PreparedCopies(repo, Path(scratch))
         for previous, current, row in zip(facts, facts[1:], rows[1:]):
+            pair = f"{previous.revision.label} -> {current.revision.label}"
             if previous.prepared is None or current.prepared is None:
-                which = previous if previous.prepared is None else current
-                result.append(_drift_unavailable(row, f"no usable prepared dataset at {which.revision.label}"))
-                continue
-            if previous.prepared.images_sha256 == current.prepared.images_sha256:
+                missing = previous if previous.prepared is None else current
+                result.append(_drift_unavailable(row, pair, f"no usable prepared dataset at {missing.revision.label}"))
+            elif previous.prepared.images_sha256 == current.prepared.images_sha256:
                 result.append(replace(row, drift_fid_from_previous=0.0, drift_kid_from_previous=0.0 if want_kid else None))
-                continue
-            try:
-                log.info(f"drift: real-vs-real FID {previous.revision.label} -> {current.revision.label}")
-                drift = compare_datasets(prepared_dir(previous), prepared_dir(current), params, log, repo)
-            except (UserFacingError, *DVC_READ_ERRORS) as exc:
-                result.append(_drift_unavailable(row, error_summary(exc)))
-                continue
-            notes = row.notes + tuple(f"drift: {note}" for note in drift.notes)
-            result.append(replace(row, drift_fid_from_previous=drift.fid, drift_kid_from_previous=drift.kid_mean, notes=notes))
+            else:
+                try:
+                    log.info(f"drift {pair}: real-vs-real FID")
+                    drift = compare_datasets(copies.directory(previous), copies.directory(current), params, log, repo)
+                except (UserFacingError, *DVC_READ_ERRORS) as exc:
+                    result.append(_drift_unavailable(row, pair, error_summary(exc)))
+                else:
+                    notes = row.notes + tuple(f"drift: {note}" for note in drift.notes)
+                    result.append(replace(
+                        row, drift_fid_from_previous=drift.fid, drift_kid_from_previous=drift.kid_mean, notes=notes
+                    ))
+            copies.keep_only(current)
     return result
 
 
-def _drift_unavailable(row: VersionRow, reason: str) -> VersionRow:
-    return replace(row, notes=row.notes + (f"drift unavailable: {reason}",))
+class _PreparedCopies:
+    """Local copies of revisions' prepared datasets, one per distinct content, at most two at a time.
+
+    Copies go under `scratch` and are deleted once the next pair no longer
+    needs them, so comparing many versions of a large dataset needs the disk
+    space of two, not all.
+    """
+
+    def __init__(self, repo: Path, scratch: Path):
+        self.repo, self.scratch = repo, scratch
+        self.local: dict[str, Path] = {}
+
+    def directory(self, item: VersionFacts) -> Path:
+        sha = item.prepared.images_sha256
+        if sha not in self.local:
+            self.local[sha] = materialize_prepared(self.repo, item.revision, item.prepared, self.scratch / sha[:16])
+        return self.local[sha]
+
+    def keep_only(self, item: VersionFacts) -> None:
+        keep = item.prepared.images_sha256 if item.prepared else None
+        for sha in [s for s in self.local if s != keep]:
+            directory = self.local.pop(sha)
+            if directory.is_relative_to(self.scratch):  # never the workspace's own data
+                shutil.rmtree(directory, ignore_errors=True)
+
+
+def _drift_unavailable(row: VersionRow, pair: str, reason: str) -> VersionRow:
+    return replace(row, notes=row.notes + (f"drift unavailable ({pair}): {reason}",))
 
 
 # --------------------------------------------------------------------------- history
@@ -285,7 +308,8 @@ def _drift_unavailable(row: VersionRow, reason: str) -> VersionRow:
 
 def history_rows(path: Path, rows: Sequence[VersionRow], log: Logger) -> list[VersionRow]:
     """The retrain history (ganlib.history) as rows, minus experiments already listed."""
-    listed = {row.label for row in rows if row.kind == "experiment"} | {row.commit for row in rows if row.commit}
+    # The history's commit is HEAD when the row was recorded, not the experiment's: match by name.
+    listed = {row.label for row in rows if row.kind == "experiment"}
     found = []
     for record in read_history(path):
         if record.get("experiment") in listed:

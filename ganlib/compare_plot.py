@@ -54,7 +54,7 @@ def plot_metrics_png(rows: Sequence["VersionRow"], metrics: Sequence[str], path:
             ax.errorbar(x, values, yerr=[0.0 if math.isnan(s) else s for s in spreads], fmt="none", ecolor="tab:blue", capsize=3)
         for xi, value in zip(x, values):
             if not math.isnan(value):
-                ax.annotate(f"{value:.4g}", (xi, value), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+                ax.annotate(f"{value:.4g}", (xi, value), textcoords="offset points", xytext=(6, 4), ha="left", fontsize=8)
     labels = [f"{row.label}\n{row.data_md5[:8] if row.data_md5 else 'untracked'}" for row in rows]
     axes[-1].set_xticks(x, labels, rotation=30 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center", fontsize=8)
     axes[-1].set_xlabel("dataset version (label, data md5)")

@@ -83,7 +83,7 @@ class VersionFacts:
 
 def resolve_revisions(repo: Path, revs: Sequence[str]) -> list[Revision]:
     """Each named rev as a Revision, in the order given. Unknown names raise RevisionError."""
-    require_git_repository(repo)
+    require_dvc_repository(repo)
     experiments: dict[str, list[str]] | None = None
     resolved = []
     for rev in revs:
@@ -108,7 +108,7 @@ def default_revisions(repo: Path, log: Logger) -> list[Revision]:
     dataset, params and metrics under several names) are removed later, once
     their contents are known (`deduplicate_versions`).
     """
-    require_git_repository(repo)
+    require_dvc_repository(repo)
     candidates: dict[str, Revision] = {}
 
     def add(revision: Revision) -> None:
@@ -155,17 +155,22 @@ def experiment_shas(repo: Path) -> dict[str, list[str]]:
     return found
 
 
-def require_git_repository(repo: Path) -> None:
+def require_dvc_repository(repo: Path) -> None:
+    """RevisionError unless `repo` is the root of a git + DVC repository."""
     result = _git(repo, "rev-parse", "--is-inside-work-tree")
     if result.returncode != 0 or result.stdout.strip() != "true":
         raise RevisionError(f"{repo}: not a git repository (compare reads dataset versions from git and DVC history)")
+    if not (Path(repo) / ".dvc").is_dir():
+        raise RevisionError(f"{repo}: not the root of a DVC repository (no .dvc/ here); pass the project's root directory")
 
 
 def git_commit_sha(repo: Path, rev: str) -> str | None:
     if rev.startswith("-"):
         return None  # never let a name be read as a git option
     result = _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
 
 
 def commit_timestamp(repo: Path, sha: str) -> int | None:
