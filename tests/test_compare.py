@@ -32,6 +32,9 @@ from ganlib.versions import RevisionError
 
 from conftest import REPO_ROOT, load_test_params, run
 
+# Building the repository (real `dvc add`, `repro`, `exp run`) takes 15-30 s on 2 busy cores.
+pytestmark = pytest.mark.slow
+
 DVC = str(Path(sys.executable).with_name("dvc"))
 RESOLUTION = 16
 
