@@ -60,6 +60,7 @@ ROW_COLUMNS = (
     "drift_fid_from_previous", "drift_kid_from_previous", "note",
 )
 
+
 @dataclass(frozen=True)
 class VersionRow:
     """One dataset version. Anything unknown is None; `notes` say why."""
