@@ -1,0 +1,259 @@
+"""One training iteration: `d_steps` discriminator updates, then one generator update.
+
+Each update splits this process's share of the global batch into
+microbatches, accumulates their gradients, sums gradients across processes
+(ganlib/distributed.py) and steps the optimiser. Every random draw of an
+update (latents, augmentation, penalty interpolates) comes from a generator
+seeded by (seed, iteration, phase, global microbatch index), so a run is a
+pure function of its seed and its checkpoint, whatever the number of
+processes.
+
+Like the PyTorch DCGAN example, the generator update reuses the fakes of the
+last discriminator update instead of running G again: one G forward per
+iteration, and D's weights are frozen while G's loss flows through it.
+
+The non-finite guard costs no host sync: after each update a device-side
+record keeps the first iteration at which a loss or a gradient was not
+finite; the training loop reads it every `check_finite_every` iterations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganlib.config import TrainParams
+from ganlib.diffaugment import diff_augment
+from ganlib.distributed import World, all_reduce_sum_
+from ganlib.ema import ema_beta, make_ema, update_ema
+from ganlib.losses import gan_loss, gradient_penalty, r1_penalty
+from ganlib.models import build_discriminator, build_generator
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+# Rows of NonFiniteRecord.first_step, in the order a failure is reported.
+CHECKS = ("discriminator loss", "discriminator gradient", "generator loss", "generator gradient")
+
+
+@dataclass
+class GanNetworks:
+    """Everything with learned or adaptive state; what a checkpoint saves."""
+
+    G: nn.Module
+    D: nn.Module
+    G_ema: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scaler_g: torch.amp.GradScaler | None
+    scaler_d: torch.amp.GradScaler | None
+
+    def state_dict(self) -> dict:
+        return {
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict() if self.scaler_g else None,
+            "scaler_d": self.scaler_d.state_dict() if self.scaler_d else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        for scaler, saved in ((self.scaler_g, state["scaler_g"]), (self.scaler_d, state["scaler_d"])):
+            if scaler is not None and saved is not None:
+                scaler.load_state_dict(saved)
+
+
+def build_networks(cfg: TrainParams, resolution: int, device: torch.device, seed: int) -> GanNetworks:
+    """Fresh networks (initialised from `seed`), their EMA copy, optimisers and AMP scalers on `device`."""
+    torch.manual_seed(seed)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    G = build_generator(cfg, resolution).to(device=device, memory_format=memory_format)
+    D = build_discriminator(cfg, resolution).to(device=device, memory_format=memory_format)
+    # Fused Adam: one kernel per step on CUDA, vectorised on CPU; unavailable elsewhere.
+    fused = device.type in ("cuda", "cpu") or None
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas, fused=fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas, fused=fused)
+    fp16 = cfg.precision == "fp16"
+    return GanNetworks(
+        G=G, D=D, G_ema=make_ema(G), opt_g=opt_g, opt_d=opt_d,
+        scaler_g=torch.amp.GradScaler(device.type) if fp16 else None,
+        scaler_d=torch.amp.GradScaler(device.type) if fp16 else None,
+    )
+
+
+class NonFiniteRecord:
+    """Device-side: the first iteration at which each of CHECKS was not finite (-1: never)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first_step = torch.full((len(CHECKS),), -1, dtype=torch.int64, device=device)
+
+    def note(self, row: int, finite: torch.Tensor, iteration: int) -> None:
+        current = self.first_step[row]
+        self.first_step[row] = torch.where((current < 0) & ~finite, iteration, current)
+
+    def first_failure(self) -> tuple[int, str] | None:
+        """(iteration, what) of the earliest non-finite value; a host sync."""
+        steps = self.first_step.tolist()
+        failures = [(step, CHECKS[row]) for row, step in enumerate(steps) if step >= 0]
+        return min(failures) if failures else None
+
+
+class GanStep:
+    def __init__(self, nets: GanNetworks, cfg: TrainParams, seed: int, device: torch.device, world: World) -> None:
+        self.nets, self.cfg, self.seed, self.device, self.world = nets, cfg, seed, device, world
+        self.loss = gan_loss(cfg.loss)
+        self.microbatches_total = cfg.batch_size // cfg.microbatch
+        self.rounds = self.microbatches_total // world.size
+        self.rng = torch.Generator(device=device)
+        self.nonfinite = NonFiniteRecord(device)
+        # Running sums for the tick report: d loss, g loss, penalty, and their counts; skipped fp16 steps.
+        self.totals = torch.zeros(7, dtype=torch.float64, device=device)
+        self.g_forward = torch.compile(nets.G) if cfg.compile else nets.G
+        self.d_forward = torch.compile(nets.D) if cfg.compile else nets.D
+
+    def my_microbatches(self) -> range:
+        """Global microbatch indices this process handles in each update."""
+        return range(self.world.rank * self.rounds, (self.world.rank + 1) * self.rounds)
+
+    def run(self, iteration: int, reals_per_d_step: list[list[torch.Tensor]], images_seen: int) -> None:
+        """One iteration; `reals_per_d_step[d][r]` is the real microbatch of D step d, round r."""
+        fakes: list[torch.Tensor] = []
+        for d_index, reals in enumerate(reals_per_d_step):
+            last = d_index == len(reals_per_d_step) - 1
+            fakes = self._discriminator_update(iteration, d_index, reals, keep_fakes=last)
+        self._generator_update(iteration, fakes)
+        images_per_iteration = self.cfg.batch_size * self.cfg.d_steps
+        beta = ema_beta(images_per_iteration, images_seen, self.cfg.ema_halflife_kimg, self.cfg.ema_rampup)
+        update_ema(self.nets.G_ema, self.nets.G, beta)
+
+    def take_totals(self) -> dict[str, float]:
+        """Mean losses since the last call (one host sync), then reset."""
+        d_sum, d_n, g_sum, g_n, reg_sum, reg_n, skipped = self.totals.tolist()
+        self.totals.zero_()
+        return {
+            "loss_d": d_sum / d_n if d_n else float("nan"),
+            "loss_g": g_sum / g_n if g_n else float("nan"),
+            "penalty": reg_sum / reg_n if reg_n else 0.0,
+            "skipped_steps": int(skipped),
+        }
+
+    # ------------------------------------------------------------------ phases
+
+    def _discriminator_update(
+        self, iteration: int, d_index: int, reals: list[torch.Tensor], keep_fakes: bool
+    ) -> list[torch.Tensor]:
+        cfg, nets = self.cfg, self.nets
+        d_counter = iteration * cfg.d_steps + d_index
+        apply_r1 = cfg.r1_gamma > 0 and d_counter % cfg.r1_interval == cfg.r1_interval - 1
+        nets.opt_d.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), device=self.device)
+        penalty_sum = torch.zeros((), device=self.device)
+        fakes = []
+        for real, microbatch in zip(reals, self.my_microbatches()):
+            self._seed(iteration, d_index, microbatch)
+            z = torch.randn(real.shape[0], cfg.z_dim, device=self.device, generator=self.rng)
+            with torch.set_grad_enabled(keep_fakes), self._autocast():
+                fake = self.g_forward(z)
+            real = real.detach().requires_grad_(apply_r1)
+            with self._autocast():
+                real_logits = self.d_forward(self._augment(real))
+                fake_logits = self.d_forward(self._augment(fake.detach()))
+                loss = self.loss.discriminator(real_logits.float(), fake_logits.float())
+                penalty = torch.zeros((), device=self.device)
+                if cfg.loss == "wgan-gp":
+                    penalty = penalty + gradient_penalty(self.d_forward, real, fake, cfg.gp_weight, self.rng)
+                if apply_r1:
+                    # Lazy regularisation: every r1_interval-th step, weighted by the interval.
+                    penalty = penalty + r1_penalty(real_logits, real, cfg.r1_gamma * cfg.r1_interval)
+            self._backward((loss + penalty) / self.microbatches_total, nets.scaler_d)
+            loss_sum += loss.detach() / self.microbatches_total
+            penalty_sum += penalty.detach() / self.microbatches_total
+            if keep_fakes:
+                fakes.append(fake)
+        self._reduce_check_step(nets.D, nets.opt_d, nets.scaler_d, loss_sum, iteration, row=0)
+        self.totals[0:2] += torch.stack([loss_sum.double(), torch.ones((), dtype=torch.float64, device=self.device)])
+        if cfg.loss == "wgan-gp" or apply_r1:
+            self.totals[4] += penalty_sum.double()
+            self.totals[5] += 1
+        return fakes
+
+    def _generator_update(self, iteration: int, fakes: list[torch.Tensor]) -> None:
+        nets = self.nets
+        nets.opt_g.zero_grad(set_to_none=True)
+        nets.D.requires_grad_(False)  # G's loss flows through D; D's weight gradients are not needed
+        loss_sum = torch.zeros((), device=self.device)
+        try:
+            for fake, microbatch in zip(fakes, self.my_microbatches()):
+                self._seed(iteration, self.cfg.d_steps, microbatch)
+                with self._autocast():
+                    loss = self.loss.generator(self.d_forward(self._augment(fake)).float())
+                self._backward(loss / self.microbatches_total, nets.scaler_g)
+                loss_sum += loss.detach() / self.microbatches_total
+        finally:
+            nets.D.requires_grad_(True)
+        self._reduce_check_step(nets.G, nets.opt_g, nets.scaler_g, loss_sum, iteration, row=2)
+        self.totals[2] += loss_sum.double()
+        self.totals[3] += 1
+
+    # ------------------------------------------------------------------ helpers
+
+    def _seed(self, iteration: int, phase: int, microbatch: int) -> None:
+        words = np.random.SeedSequence([self.seed, iteration, phase, microbatch]).generate_state(2)
+        self.rng.manual_seed(int(words[0]) << 32 | int(words[1]))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = AUTOCAST_DTYPES.get(self.cfg.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        return diff_augment(images, self.cfg.diffaugment, self.rng) if self.cfg.diffaugment else images
+
+    @staticmethod
+    def _backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+
+    def _reduce_check_step(
+        self,
+        module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler | None,
+        loss_sum: torch.Tensor,
+        iteration: int,
+        row: int,
+    ) -> None:
+        """Sum gradients and loss over processes, record non-finite values, step the optimiser."""
+        params = [p for p in module.parameters() if p.requires_grad]
+        for p in params:
+            if p.grad is None:  # a parameter this loss did not reach still takes part in the sum
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p in params]
+        if self.world.size > 1:
+            flat = torch.cat([g.reshape(-1) for g in grads] + [loss_sum.reshape(1).to(grads[0].dtype)])
+            all_reduce_sum_(flat, self.world)
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset : offset + g.numel()].view(g.shape))
+                offset += g.numel()
+            loss_sum.copy_(flat[-1])
+        grads_finite = torch.stack(torch._foreach_norm(grads)).isfinite().all()
+        self.nonfinite.note(row, loss_sum.isfinite(), iteration)
+        if scaler is None:
+            self.nonfinite.note(row + 1, grads_finite, iteration)
+            optimizer.step()
+        else:
+            # fp16: an overflowing gradient is expected now and then; the scaler skips that step.
+            self.totals[6] += (~grads_finite).double()
+            scaler.step(optimizer)
+            scaler.update()

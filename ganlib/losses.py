@@ -1,0 +1,89 @@
+"""GAN objectives on discriminator logits, and the gradient regularisers.
+
+Every loss takes raw logits (the discriminators have no output activation),
+so the non-saturating loss can use the numerically stable softplus form
+instead of sigmoid + log. Losses are batch means; regularisers return the
+penalty already multiplied by its weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class GanLoss:
+    discriminator: Callable[[Tensor, Tensor], Tensor]  # (real logits, fake logits) -> loss
+    generator: Callable[[Tensor], Tensor]              # fake logits -> loss
+
+
+def _bce_d(real: Tensor, fake: Tensor) -> Tensor:
+    # -log sigmoid(real) - log(1 - sigmoid(fake))
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def _bce_g(fake: Tensor) -> Tensor:
+    # Non-saturating: maximise log sigmoid(fake) rather than minimise log(1 - sigmoid(fake)).
+    return F.softplus(-fake).mean()
+
+
+def _hinge_d(real: Tensor, fake: Tensor) -> Tensor:
+    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def _lsgan_d(real: Tensor, fake: Tensor) -> Tensor:
+    return 0.5 * ((real - 1.0).square().mean() + fake.square().mean())
+
+
+def _lsgan_g(fake: Tensor) -> Tensor:
+    return 0.5 * (fake - 1.0).square().mean()
+
+
+def _wasserstein_d(real: Tensor, fake: Tensor) -> Tensor:
+    return fake.mean() - real.mean()
+
+
+def _negated_mean(fake: Tensor) -> Tensor:
+    return -fake.mean()
+
+
+LOSSES: dict[str, GanLoss] = {
+    "bce": GanLoss(_bce_d, _bce_g),
+    "hinge": GanLoss(_hinge_d, _negated_mean),
+    "lsgan": GanLoss(_lsgan_d, _lsgan_g),
+    "wgan-gp": GanLoss(_wasserstein_d, _negated_mean),  # plus gradient_penalty in the D step
+}
+
+
+def gan_loss(name: str) -> GanLoss:
+    if name not in LOSSES:
+        raise ValueError(f"train.loss: unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
+    return LOSSES[name]
+
+
+def gradient_penalty(
+    discriminator: nn.Module, real: Tensor, fake: Tensor, weight: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): weight * E[(||grad D(x_hat)|| - 1)^2] on random interpolates."""
+    alpha = torch.rand(real.shape[0], *[1] * (real.ndim - 1), device=real.device, generator=generator)
+    mixed = torch.lerp(real.detach().float(), fake.detach().float(), alpha).requires_grad_(True)
+    logits = discriminator(mixed)
+    (grad,) = torch.autograd.grad(logits.float().sum(), mixed, create_graph=True)
+    norms = grad.flatten(1).norm(dim=1)
+    return weight * (norms - 1.0).square().mean()
+
+
+def r1_penalty(real_logits: Tensor, real: Tensor, gamma: float) -> Tensor:
+    """R1 (Mescheder et al. 2018): gamma / 2 * E[||grad D(x)||^2] on real images.
+
+    `real` must require grad and `real_logits` must come from it.
+    """
+    (grad,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
+    return 0.5 * gamma * grad.float().flatten(1).square().sum(dim=1).mean()

@@ -1,0 +1,74 @@
+"""DCGAN (Radford et al. 2016) generator and discriminator for 32, 64 and 128 px.
+
+At 64 px with width 64 these are exactly the networks of the PyTorch DCGAN
+example (ngf = ndf = 64): transposed 4x4 convolutions doubling the side from
+4x4, BatchNorm + ReLU in G, strided 4x4 convolutions with LeakyReLU(0.2) and
+BatchNorm (not on the first layer) in D. Other resolutions add or drop one
+doubling stage; channel counts double towards the 4x4 end, as in the paper.
+The discriminator returns logits: the losses apply their own link function.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+RESOLUTIONS = (32, 64, 128)
+
+
+def _stages(resolution: int) -> int:
+    """Number of 2x up/downsampling stages between 4x4 and the image."""
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"DCGAN supports resolutions {RESOLUTIONS}, got {resolution}")
+    return int(math.log2(resolution)) - 2
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, z_dim: int, width: int, resolution: int) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        self.resolution = resolution
+        stages = _stages(resolution)
+        channels = [width * 2 ** (stages - 1 - i) for i in range(stages)]  # e.g. 8w, 4w, 2w, w
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(z_dim, channels[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(channels[0]),
+            nn.ReLU(inplace=True),
+        ]
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+        dcgan_init_(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(z.reshape(z.shape[0], self.z_dim, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, width: int, resolution: int) -> None:
+        super().__init__()
+        self.resolution = resolution
+        stages = _stages(resolution)
+        channels = [width * 2**i for i in range(stages)]  # e.g. w, 2w, 4w, 8w
+        layers: list[nn.Module] = [nn.Conv2d(3, channels[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)]
+        layers += [nn.Conv2d(channels[-1], 1, 4, 1, 0, bias=False)]
+        self.main = nn.Sequential(*layers)
+        dcgan_init_(self)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.main(images).reshape(-1)
+
+
+def dcgan_init_(module: nn.Module) -> None:
+    """The paper's initialisation: conv weights N(0, 0.02), BatchNorm scale N(1, 0.02), shift 0."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.normal_(layer.weight, 1.0, 0.02)
+            nn.init.zeros_(layer.bias)

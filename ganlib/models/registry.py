@@ -1,0 +1,66 @@
+"""Architecture registry: `train.arch` -> generator and discriminator builders.
+
+A generator is rebuilt from (arch name, plain kwargs) alone, so a generator
+file needs no pickled classes: `generator_kwargs` is what gets recorded and
+`rebuild_generator` is how evaluation gets the network back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from ganlib.config import TrainParams
+from ganlib.errors import UserFacingError
+from ganlib.models import dcgan, resnet
+
+
+class ArchitectureError(UserFacingError, ValueError):
+    """An architecture name or resolution the registry does not support."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    resolutions: tuple[int, ...]
+    generator: Callable[..., nn.Module]      # (z_dim, width, resolution)
+    discriminator: Callable[..., nn.Module]  # (width, resolution)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "dcgan": Architecture("dcgan", dcgan.RESOLUTIONS, dcgan.DCGANGenerator, dcgan.DCGANDiscriminator),
+    "resnet": Architecture("resnet", resnet.RESOLUTIONS, resnet.ResNetGenerator, resnet.ResNetDiscriminator),
+}
+
+
+def architecture(name: str, resolution: int) -> Architecture:
+    """The registered architecture, checked against the data's resolution."""
+    if name not in ARCHITECTURES:
+        raise ArchitectureError(f"train.arch: unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    arch = ARCHITECTURES[name]
+    if resolution not in arch.resolutions:
+        raise ArchitectureError(
+            f"train.arch: {name} supports resolutions {arch.resolutions}, but the prepared data is "
+            f"{resolution} px; set preprocess.resolution to one of them and re-run preprocess"
+        )
+    return arch
+
+
+def generator_kwargs(cfg: TrainParams, resolution: int) -> dict[str, Any]:
+    """The plain arguments that rebuild this generator (recorded in generator files)."""
+    architecture(cfg.arch, resolution)
+    return {"z_dim": cfg.z_dim, "width": cfg.g_width, "resolution": resolution}
+
+
+def build_generator(cfg: TrainParams, resolution: int) -> nn.Module:
+    return rebuild_generator(cfg.arch, generator_kwargs(cfg, resolution))
+
+
+def build_discriminator(cfg: TrainParams, resolution: int) -> nn.Module:
+    return architecture(cfg.arch, resolution).discriminator(width=cfg.d_width, resolution=resolution)
+
+
+def rebuild_generator(arch: str, kwargs: dict[str, Any]) -> nn.Module:
+    return architecture(arch, int(kwargs["resolution"])).generator(**kwargs)

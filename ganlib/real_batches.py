@@ -1,0 +1,83 @@
+"""Real images for training: a resumable shuffled sampler and uint8 -> float batches.
+
+The sampler's whole state is (epoch, position): each epoch's order is a pure
+function of (seed, epoch), so a checkpoint can record exactly where in the
+data a run stood, which an opaque DataLoader iterator cannot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ganlib.logs import Logger
+
+
+class EpochSampler:
+    """Indices of a fresh random permutation per epoch, handed out in order across epoch boundaries."""
+
+    def __init__(self, count: int, seed: int) -> None:
+        if count < 1:
+            raise ValueError("the prepared dataset is empty; re-run preprocess with some images")
+        self.count, self.seed = count, seed
+        self.epoch, self.position = 0, 0
+        self._order = self._permutation(0)
+
+    def take(self, n: int) -> np.ndarray:
+        parts, needed = [], n
+        while needed:
+            chunk = self._order[self.position : self.position + needed]
+            parts.append(chunk)
+            needed -= len(chunk)
+            self.position += len(chunk)
+            if self.position == self.count:
+                self.epoch, self.position = self.epoch + 1, 0
+                self._order = self._permutation(self.epoch)
+        return np.concatenate(parts)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._order = self._permutation(self.epoch)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.count)
+
+
+class RealImages:
+    """The prepared uint8 NHWC images, served as float NCHW batches in [-1, 1] on the training device.
+
+    On CUDA the whole uint8 array lives in GPU memory when asked and when it
+    fits (a 64 px dataset of 100k images is 1.2 GB), so a batch is one gather
+    on the GPU; otherwise batches are gathered on the host, pinned and copied
+    asynchronously.
+    """
+
+    def __init__(self, images: np.ndarray, device: torch.device, on_device: bool, channels_last: bool, log: Logger) -> None:
+        self.device, self.channels_last = device, channels_last
+        self._host = images
+        self._store: torch.Tensor | None = None
+        if device.type == "cuda" and on_device:
+            free, _ = torch.cuda.mem_get_info(device)
+            if images.nbytes < free // 4:
+                self._store = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+            else:
+                log.warning(
+                    "train.data_on_device: dataset (%.1f GB) is over a quarter of free GPU memory; "
+                    "serving batches from host memory instead", images.nbytes / 1e9
+                )
+
+    def batch(self, indices: np.ndarray) -> torch.Tensor:
+        if self._store is not None:
+            pixels = self._store[torch.from_numpy(indices).to(self.device, non_blocking=True)]
+        else:
+            pixels = torch.from_numpy(self._host[indices])
+            if self.device.type == "cuda":
+                pixels = pixels.pin_memory().to(self.device, non_blocking=True)
+            else:
+                pixels = pixels.to(self.device)
+        # NHWC viewed as NCHW is already channels_last in memory: no copy unless NCHW is wanted.
+        images = pixels.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        return images if self.channels_last else images.contiguous()

@@ -1,0 +1,378 @@
+"""The training stage: prepared dataset -> trained EMA generator, stats and sample grids.
+
+    train_gan(params, log, root) -> TrainSummary
+
+Length is counted in images shown (kimg). Every `tick_kimg` the loop does
+its upkeep: log progress, evaluate the EMA generator on fixed latents (grid
+PNG + collapse indicator), append to stats.jsonl and write a checkpoint. A
+run's working files live in its checkpoint directory
+(`<checkpoints>/<fingerprint>/`: ckpt-*.pt, stats.jsonl, samples/), which
+survives interruptions; only a finished run is published, all at once, to
+`base.paths.train`:
+
+    generator.pt     EMA generator (ganlib/generator_file.py)
+    stats.jsonl      one JSON object per tick
+    curve.csv        kimg, losses, img/s, collapse indicator (for `dvc plots`)
+    samples/         grid-<kimg>.png per tick, final.png
+    params.json      the parameters the run used
+
+Resuming: a rerun with the same parameters and data continues from the
+newest checkpoint of its run (`train.resume: auto`); `resume_from=PATH`
+continues from a given checkpoint and refuses one made with other
+parameters or data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganlib.atomic import atomic_write_bytes, atomic_write_text, staged_directory
+from ganlib.checkpoint import (
+    CheckpointError,
+    RunIdentity,
+    capture_rng_state,
+    check_compatible,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng_state,
+    run_identity,
+    save_checkpoint,
+)
+from ganlib.config import Params, TrainParams, write_resolved_params
+from ganlib.dataset import PreparedDataset, open_prepared
+from ganlib.device import resolve_device
+from ganlib.distributed import SINGLE_PROCESS, World, barrier, broadcast_module_, init_process_group
+from ganlib.errors import UserFacingError
+from ganlib.gan_step import GanNetworks, GanStep, build_networks
+from ganlib.generator_file import GeneratorInfo, save_generator
+from ganlib.logs import Logger
+from ganlib.models import generator_kwargs
+from ganlib.models.registry import architecture
+from ganlib.monitor import TickMonitor
+from ganlib.real_batches import EpochSampler, RealImages
+
+GENERATOR_FILE = "generator.pt"
+STATS_FILE = "stats.jsonl"
+CURVE_FILE = "curve.csv"
+SAMPLES_DIR = "samples"
+CURVE_COLUMNS = ("kimg", "loss_d", "loss_g", "penalty", "img_per_s", "diversity_ratio")
+
+
+class NonFiniteLossError(UserFacingError, RuntimeError):
+    """A loss or gradient became NaN/inf; no checkpoint was written after it."""
+
+
+@dataclass(frozen=True)
+class TickReport:
+    tick: int
+    kimg: float
+    total_kimg: float
+    img_per_s: float
+    eta_s: float
+    losses: dict[str, float]     # loss_d, loss_g, penalty (means over the tick), skipped_steps
+    diversity: float             # mean pairwise distance of fixed-latent samples
+    diversity_ratio: float       # ... relative to real images: ~1 healthy, -> 0 collapse
+    grid_path: Path
+    generator: nn.Module         # the EMA generator, eval mode; read it, do not train it
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    out_dir: Path
+    generator_path: Path
+    run_dir: Path
+    kimg: float
+    steps: int
+    ticks: int
+    resumed_from: Path | None
+
+
+@dataclass
+class Progress:
+    """Counters that a checkpoint restores; `history` holds one stats record per tick."""
+
+    nimg: int = 0
+    step: int = 0
+    last_tick_nimg: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train_gan(
+    params: Params,
+    log: Logger,
+    root: Path,
+    *,
+    on_tick: Callable[[TickReport], None] | None = None,
+    resume_from: Path | None = None,
+    world: World = SINGLE_PROCESS,
+) -> TrainSummary:
+    """Train (or continue training) the GAN of `params` on the prepared dataset under `root`."""
+    cfg = params.train
+    root = Path(root)
+    dataset = open_prepared(root / params.base.paths.prepared)
+    architecture(cfg.arch, dataset.resolution)
+    _check_launch(cfg, world, resume_from)
+    device = _training_device(params.base.device, world)
+    init_process_group(world, device)
+    _configure_backends(cfg, device)
+
+    identity = run_identity(params, dataset.content_hash)
+    run_dir = root / params.base.paths.checkpoints / identity.fingerprint
+    images_per_step = cfg.batch_size * cfg.d_steps
+    stop_nimg = math.ceil(cfg.kimg * 1000 / images_per_step) * images_per_step
+
+    nets = build_networks(cfg, dataset.resolution, device, params.base.seed)
+    sampler = EpochSampler(dataset.count, params.base.seed)
+    start = _starting_checkpoint(cfg, run_dir, resume_from, world, log)
+    progress = _restore(start, identity, stop_nimg, nets, sampler, log) if start else Progress()
+    if start is None:
+        log.info("train: starting from scratch in %s (%s, %d images of %d px, %s)",
+                 run_dir, cfg.arch, dataset.count, dataset.resolution, device)
+    for module in (nets.G, nets.D, nets.G_ema):
+        broadcast_module_(module, world)
+    barrier(world)  # every process has read its checkpoint before rank 0 writes new ones
+
+    step = GanStep(nets, cfg, params.base.seed, device, world)
+    real_images = RealImages(dataset.images, device, cfg.data_on_device, cfg.channels_last, log)
+    monitor = _monitor(params, dataset, device) if world.is_main else None
+    tick_start_time, tick_start_nimg = time.perf_counter(), progress.nimg
+
+    while progress.nimg < stop_nimg:
+        reals = [_my_reals(real_images, sampler.take(cfg.batch_size), step) for _ in range(cfg.d_steps)]
+        progress.nimg += images_per_step
+        step.run(progress.step, reals, progress.nimg)
+        progress.step += 1
+        tick_due = progress.nimg >= progress.last_tick_nimg + cfg.tick_kimg * 1000 or progress.nimg >= stop_nimg
+        if tick_due or progress.step % cfg.check_finite_every == 0:
+            _raise_if_nonfinite(step, run_dir, images_per_step)
+        if not tick_due:
+            continue
+        seconds = time.perf_counter() - tick_start_time
+        img_per_s = (progress.nimg - tick_start_nimg) / max(seconds, 1e-9)
+        losses = step.take_totals()
+        progress.last_tick_nimg = progress.nimg
+        if monitor is not None:
+            report = _upkeep(params, identity, run_dir, nets, sampler, progress, monitor, losses, img_per_s, stop_nimg)
+            log.info(_progress_line(report))
+            if on_tick is not None:
+                on_tick(report)
+        tick_start_time, tick_start_nimg = time.perf_counter(), progress.nimg
+
+    out_dir = root / params.base.paths.train
+    if world.is_main:
+        _publish(params, identity, dataset, nets, progress, run_dir, out_dir)
+        log.info("train: %.1f kimg done; generator and stats in %s", progress.nimg / 1000, out_dir)
+    barrier(world)
+    return TrainSummary(
+        out_dir=out_dir, generator_path=out_dir / GENERATOR_FILE, run_dir=run_dir, kimg=progress.nimg / 1000,
+        steps=progress.step, ticks=len(progress.history), resumed_from=start,
+    )
+
+
+# ---------------------------------------------------------------------- setup
+
+
+def _check_launch(cfg: TrainParams, world: World, resume_from: Path | None) -> None:
+    if world.size != cfg.nproc:
+        how = ("launch it with torchrun: ganlib.distributed.torchrun_command(...)" if cfg.nproc > 1
+               else "set train.nproc to the number of processes")
+        raise UserFacingError(f"train.nproc is {cfg.nproc} but this run has {world.size} process(es); {how}")
+    if resume_from is not None and cfg.resume == "fresh":
+        raise UserFacingError(
+            f"asked to resume from {resume_from} with train.resume: fresh; pass a checkpoint or start fresh, not both"
+        )
+
+
+def _training_device(name: str, world: World) -> torch.device:
+    device = resolve_device(name)
+    if device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def _configure_backends(cfg: TrainParams, device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+        torch.backends.cudnn.allow_tf32 = cfg.tf32
+        # Fixed shapes: let cuDNN pick the fastest kernels (bit-reproducibility is promised on CPU only).
+        torch.backends.cudnn.benchmark = True
+
+
+def _monitor(params: Params, dataset: PreparedDataset, device: torch.device) -> TickMonitor:
+    n = max(params.train.grid_size**2, 2)
+    reference = np.random.default_rng(params.base.seed).choice(dataset.count, size=min(n, dataset.count), replace=False)
+    return TickMonitor(params.train.z_dim, params.train.grid_size, params.base.seed,
+                       dataset.images[np.sort(reference)], device)
+
+
+def _my_reals(real_images: RealImages, indices: np.ndarray, step: GanStep) -> list[torch.Tensor]:
+    """This process's real microbatches of one global batch of indices."""
+    size = step.cfg.microbatch
+    return [real_images.batch(indices[m * size : (m + 1) * size]) for m in step.my_microbatches()]
+
+
+# ---------------------------------------------------------------------- resume
+
+
+def _starting_checkpoint(cfg: TrainParams, run_dir: Path, resume_from: Path | None, world: World, log: Logger) -> Path | None:
+    if resume_from is not None:
+        return Path(resume_from)
+    if cfg.resume == "fresh":
+        if world.is_main and list_checkpoints(run_dir):
+            aside = _free_name(run_dir)
+            run_dir.rename(aside)
+            log.info("train.resume: fresh: moved this run's earlier checkpoints to %s (kept, not deleted)", aside)
+        barrier(world)
+        return None
+    checkpoints = list_checkpoints(run_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def _free_name(run_dir: Path) -> Path:
+    n = 1
+    while (candidate := run_dir.with_name(f"{run_dir.name}.superseded-{n}")).exists():
+        n += 1
+    return candidate
+
+
+def _restore(
+    path: Path, identity: RunIdentity, stop_nimg: int, nets: GanNetworks, sampler: EpochSampler, log: Logger
+) -> Progress:
+    record = load_checkpoint(path)
+    check_compatible(record, identity, path)
+    progress = Progress(**record["progress"])
+    if progress.nimg > stop_nimg:
+        raise CheckpointError(
+            f"{path}: this run is already at {progress.nimg / 1000:.3f} kimg, beyond train.kimg "
+            f"({stop_nimg / 1000:.3f}); raise train.kimg to continue it, or set train.resume: fresh "
+            "to train a shorter run from scratch (existing checkpoints are kept)"
+        )
+    nets.load_state_dict(record["networks"])
+    sampler.load_state_dict(record["sampler"])
+    restore_rng_state(record["rng"])
+    log.info("train: resuming from %s at %.3f kimg (step %d)", path, progress.nimg / 1000, progress.step)
+    return progress
+
+
+def _raise_if_nonfinite(step: GanStep, run_dir: Path, images_per_step: int) -> None:
+    failure = step.nonfinite.first_failure()
+    if failure is None:
+        return
+    bad_step, what = failure
+    checkpoints = list_checkpoints(run_dir)
+    last_good = str(checkpoints[-1]) if checkpoints else "none yet"
+    raise NonFiniteLossError(
+        f"non-finite {what} at step {bad_step} (kimg {(bad_step + 1) * images_per_step / 1000:.3f}); "
+        f"stopped without writing a checkpoint after it; last good checkpoint: {last_good}. "
+        "Try lower train.lr_d / train.lr_g, train.precision: fp32, or smaller penalty weights "
+        "(train.r1_gamma, train.gp_weight); a rerun resumes from the last good checkpoint"
+    )
+
+
+# ---------------------------------------------------------------------- ticks
+
+
+def _upkeep(
+    params: Params,
+    identity: RunIdentity,
+    run_dir: Path,
+    nets: GanNetworks,
+    sampler: EpochSampler,
+    progress: Progress,
+    monitor: TickMonitor,
+    losses: dict[str, float],
+    img_per_s: float,
+    stop_nimg: int,
+) -> TickReport:
+    """Grid, stats and checkpoint for the tick just reached (rank 0)."""
+    kimg = progress.nimg / 1000
+    png, diversity, ratio = monitor.look(nets.G_ema)
+    grid_path = atomic_write_bytes(run_dir / SAMPLES_DIR / f"grid-{kimg:08.3f}.png", png)
+    eta_s = (stop_nimg - progress.nimg) / max(img_per_s, 1e-9)
+    progress.history.append({
+        "tick": len(progress.history) + 1, "kimg": kimg, "step": progress.step, "total_kimg": stop_nimg / 1000,
+        **losses, "img_per_s": img_per_s, "eta_s": eta_s, "diversity": diversity, "diversity_ratio": ratio,
+        "grid": f"{SAMPLES_DIR}/{grid_path.name}", "time": time.time(),
+    })
+    atomic_write_text(run_dir / STATS_FILE, _jsonl(progress.history))
+    save_checkpoint(run_dir, {
+        "nimg": progress.nimg,
+        "progress": asdict(progress),
+        "networks": nets.state_dict(),
+        "sampler": sampler.state_dict(),
+        "rng": capture_rng_state(),
+        "compared": identity.compared,
+        "fingerprint": identity.fingerprint,
+    }, keep_last=params.train.keep_last)
+    return TickReport(
+        tick=len(progress.history), kimg=kimg, total_kimg=stop_nimg / 1000, img_per_s=img_per_s, eta_s=eta_s,
+        losses=losses, diversity=diversity, diversity_ratio=ratio, grid_path=grid_path, generator=nets.G_ema,
+    )
+
+
+def _progress_line(report: TickReport) -> str:
+    return (
+        f"kimg {report.kimg:.1f}/{report.total_kimg:.1f}  {report.img_per_s:.0f} img/s  ETA {_duration(report.eta_s)}"
+        f"  loss_d={report.losses['loss_d']:.3f} loss_g={report.losses['loss_g']:.3f}"
+        f"  diversity={report.diversity_ratio:.2f}"
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+# ---------------------------------------------------------------------- outputs
+
+
+def _publish(
+    params: Params, identity: RunIdentity, dataset: PreparedDataset, nets: GanNetworks,
+    progress: Progress, run_dir: Path, out_dir: Path,
+) -> None:
+    """Swap the finished run's outputs into `out_dir` in one step (ganlib.atomic.staged_directory)."""
+    info = GeneratorInfo(
+        arch=params.train.arch, z_dim=params.train.z_dim, resolution=dataset.resolution,
+        kimg=progress.nimg / 1000, data_md5=dataset.data_md5, dataset_sha256=dataset.content_hash,
+        params_fingerprint=identity.fingerprint,
+    )
+    with staged_directory(out_dir) as stage:
+        save_generator(stage / GENERATOR_FILE, nets.G_ema, info, generator_kwargs(params.train, dataset.resolution))
+        (stage / STATS_FILE).write_text(_jsonl(progress.history))
+        (stage / CURVE_FILE).write_text(_curve_csv(progress.history))
+        (stage / SAMPLES_DIR).mkdir()
+        for record in progress.history:
+            source = run_dir / record["grid"]
+            if source.is_file():
+                shutil.copy2(source, stage / record["grid"])
+        if progress.history:
+            shutil.copy2(run_dir / progress.history[-1]["grid"], stage / SAMPLES_DIR / "final.png")
+        write_resolved_params(params, stage)
+
+
+def _jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
+
+
+def _curve_csv(records: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CURVE_COLUMNS)
+    for record in records:
+        writer.writerow([f"{record[c]:.6g}" for c in CURVE_COLUMNS])
+    return buffer.getvalue()

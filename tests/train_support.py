@@ -1,0 +1,78 @@
+"""Helpers for the training tests: tiny prepared datasets and tiny training params."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ganlib.config import Params
+from ganlib.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE
+
+from conftest import load_test_params
+
+# A training run small enough for a test: 32 px, a few thousand parameters, CPU, fp32.
+TINY_TRAIN = (
+    "base.device=cpu",
+    "train.arch=dcgan",
+    "train.z_dim=16",
+    "train.g_width=8",
+    "train.d_width=8",
+    "train.batch_size=16",
+    "train.microbatch=16",
+    "train.kimg=0.32",
+    "train.tick_kimg=0.064",
+    "train.keep_last=3",
+    "train.ema_halflife_kimg=0.05",
+    "train.ema_rampup=0.05",
+    "train.precision=fp32",
+    "train.channels_last=false",
+    "train.check_finite_every=1",
+    "train.grid_size=4",
+)
+
+
+def tiny_params(*overrides: str) -> Params:
+    return load_test_params([*TINY_TRAIN, *overrides])
+
+
+def smooth_images(count: int, resolution: int, seed: int = 0) -> np.ndarray:
+    """uint8 [N, R, R, 3] "scenes": a vertical sky-to-ground gradient with a random horizon and tint."""
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(0.0, 1.0, resolution)[None, :, None, None]
+    horizon = rng.uniform(0.3, 0.7, size=(count, 1, 1, 1))
+    sky = rng.uniform([0.3, 0.5, 0.8], [0.6, 0.8, 1.0], size=(count, 1, 1, 3))
+    ground = rng.uniform([0.1, 0.3, 0.0], [0.4, 0.6, 0.2], size=(count, 1, 1, 3))
+    image = np.where(rows < horizon, sky * (0.7 + 0.3 * rows), ground)
+    image = np.broadcast_to(image, (count, resolution, resolution, 3))
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+def write_prepared(root: Path, params: Params, images: np.ndarray) -> Path:
+    """Write `images` as the prepared dataset of `params` under `root` (the format ganlib.dataset reads)."""
+    prepared = root / params.base.paths.prepared
+    prepared.mkdir(parents=True, exist_ok=True)
+    np.save(prepared / IMAGES_FILE, images)
+    digest = hashlib.sha256((prepared / IMAGES_FILE).read_bytes()).hexdigest()
+    manifest = {"format": FORMAT, "count": int(images.shape[0]), "resolution": int(images.shape[1]),
+                "data_md5": None, "images_sha256": digest}
+    (prepared / MANIFEST_FILE).write_text(json.dumps(manifest))
+    return prepared
+
+
+def checkpoint_tensors(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_same_tensors(a: dict, b: dict, keys: Sequence[str] = ("G", "D", "G_ema")) -> None:
+    import torch
+
+    for key in keys:
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
