@@ -1,0 +1,168 @@
+"""Losses, regularisers, DiffAugment and EMA: behaviour on toy problems and exact values where known."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ganlib.diffaugment import diff_augment
+from ganlib.ema import ema_beta, update_ema
+from ganlib.losses import LOSSES, gan_loss, gradient_penalty, r1_penalty
+
+
+@pytest.fixture
+def one_thread():
+    # Toy problems are all overhead: a second thread only adds contention.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# Data ~ N(2, 0.5^2); the generator is N(shift, 0.5^2) with shift starting at 0, so a loss that
+# works moves `shift` to 2. WGAN-GP gets the paper's 5 critic steps and beta1 = 0.
+TOY_SETTINGS = {
+    "bce": dict(steps=150, d_steps=1, lr=2e-2, beta1=0.5),
+    "hinge": dict(steps=150, d_steps=1, lr=2e-2, beta1=0.5),
+    "lsgan": dict(steps=150, d_steps=1, lr=2e-2, beta1=0.5),
+    "wgan-gp": dict(steps=200, d_steps=5, lr=1e-2, beta1=0.0),
+}
+
+
+def train_toy_shift(name: str, steps: int, d_steps: int, lr: float, beta1: float, seed: int) -> float:
+    torch.manual_seed(seed)
+    loss = gan_loss(name)
+    shift = nn.Parameter(torch.zeros(()))
+    critic = nn.Sequential(nn.Linear(1, 16), nn.LeakyReLU(0.2), nn.Linear(16, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+    opt_g = torch.optim.Adam([shift], lr, betas=(beta1, 0.9))
+    opt_d = torch.optim.Adam(critic.parameters(), lr, betas=(beta1, 0.9))
+
+    def D(x: torch.Tensor) -> torch.Tensor:
+        return critic(x).reshape(-1)
+
+    def G(n: int) -> torch.Tensor:
+        return 0.5 * torch.randn(n, 1) + shift
+
+    for _ in range(steps):
+        for _ in range(d_steps):
+            real, fake = 2 + 0.5 * torch.randn(64, 1), G(64).detach()
+            d_loss = loss.discriminator(D(real), D(fake))
+            if name == "wgan-gp":
+                d_loss = d_loss + gradient_penalty(D, real, fake, weight=1.0)
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+        g_loss = loss.generator(D(G(64)))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+    return shift.item()
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_each_loss_moves_the_generator_onto_the_data(name, one_thread):
+    for seed in (0, 1):
+        shift = train_toy_shift(name, seed=seed, **TOY_SETTINGS[name])
+        assert abs(shift - 2.0) < 0.25, f"{name}, seed {seed}: generator mean {shift:.2f}, data mean 2"
+
+
+def test_losses_reward_the_right_side():
+    confident_real, confident_fake = torch.full((8,), 10.0), torch.full((8,), -10.0)
+    for name, loss in LOSSES.items():
+        # A discriminator that tells real from fake has a lower loss than one that has them swapped.
+        assert loss.discriminator(confident_real, confident_fake) < loss.discriminator(confident_fake, confident_real), name
+        # A generator whose fakes are taken for real has a lower loss.
+        assert loss.generator(confident_real) < loss.generator(confident_fake), name
+    bce, hinge = LOSSES["bce"], LOSSES["hinge"]
+    assert bce.discriminator(confident_real, confident_fake) < 1e-4
+    assert hinge.discriminator(confident_real, confident_fake) == 0  # beyond the margin: no gradient
+    # Non-saturating: a generator that D sees through still gets a strong signal.
+    fake = confident_fake.clone().requires_grad_(True)
+    bce.generator(fake).backward()
+    assert fake.grad.abs().mean() > 0.1
+
+
+def test_penalties_match_their_closed_forms():
+    w = torch.tensor([[3.0, 4.0]])  # a linear critic with gradient norm 5 everywhere
+    critic = nn.Linear(2, 1, bias=False)
+    critic.weight.data.copy_(w)
+
+    def D(x: torch.Tensor) -> torch.Tensor:
+        return critic(x).reshape(-1)
+
+    real, fake = torch.randn(16, 2), torch.randn(16, 2)
+    assert gradient_penalty(D, real, fake, weight=10.0).item() == pytest.approx(10.0 * (5.0 - 1.0) ** 2)
+    real = real.requires_grad_(True)
+    assert r1_penalty(D(real), real, gamma=0.2).item() == pytest.approx(0.5 * 0.2 * 25.0)
+    with pytest.raises(ValueError, match="train.loss"):
+        gan_loss("wasserstein")
+
+
+# ---------------------------------------------------------------------- DiffAugment
+
+
+def test_diffaugment_is_seeded_differentiable_and_keeps_shape():
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    policy = ["color", "translation", "cutout"]
+    a = diff_augment(images, policy, torch.Generator().manual_seed(1))
+    b = diff_augment(images, policy, torch.Generator().manual_seed(1))
+    c = diff_augment(images, policy, torch.Generator().manual_seed(2))
+    assert a.shape == images.shape and torch.equal(a, b) and not torch.equal(a, c)
+    leaf = images.clone().requires_grad_(True)
+    diff_augment(leaf, policy, torch.Generator().manual_seed(1)).sum().backward()
+    assert leaf.grad is not None and leaf.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="train.diffaugment"):
+        diff_augment(images, ["rotate"])
+
+
+def test_translation_shifts_each_image_with_zero_fill():
+    images = torch.rand(6, 3, 16, 16) + 0.5  # no zeros, so zero fill is visible
+    shifted = diff_augment(images, ["translation"], torch.Generator().manual_seed(0))
+    for original, out in zip(images, shifted):
+        matches = []
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):  # 1/8 of 16 px
+                expected = torch.zeros_like(original)
+                src = original[:, max(dy, 0) : 16 + min(dy, 0), max(dx, 0) : 16 + min(dx, 0)]
+                expected[:, max(-dy, 0) : 16 + min(-dy, 0), max(-dx, 0) : 16 + min(-dx, 0)] = src
+                matches.append(torch.equal(out, expected))
+        assert sum(matches) == 1
+
+
+def test_cutout_zeroes_one_square_of_at_most_half_side():
+    images = torch.rand(8, 3, 16, 16) + 0.5
+    out = diff_augment(images, ["cutout"], torch.Generator().manual_seed(0))
+    for original, result in zip(images, out):
+        cut = result[0] == 0
+        assert 0 < cut.sum() <= 64
+        rows, cols = cut.any(1).nonzero().flatten(), cut.any(0).nonzero().flatten()
+        assert cut.sum() == len(rows) * len(cols)  # a (clipped) rectangle
+        assert torch.equal(result[:, ~cut], original[:, ~cut])
+
+
+# ---------------------------------------------------------------------- EMA
+
+
+def test_ema_beta_is_a_half_life_in_images():
+    beta = ema_beta(batch_size=64, images_seen=10**6, halflife_kimg=10.0, rampup=0.0)
+    assert beta ** (10_000 / 64) == pytest.approx(0.5)
+    # Ramp-up: early in training the half-life is capped at rampup * images seen.
+    early = ema_beta(batch_size=64, images_seen=2000, halflife_kimg=10.0, rampup=0.05)
+    assert early ** (100 / 64) == pytest.approx(0.5)
+    assert ema_beta(64, 1000, halflife_kimg=0.0, rampup=0.0) == 0.0
+
+
+def test_update_ema_interpolates_weights_and_copies_buffers():
+    model, ema = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    model.weight.data.fill_(1.0)
+    ema.weight.data.fill_(0.0)
+    model.running_mean.fill_(5.0)
+    update_ema(ema, model, beta=0.75)
+    assert torch.allclose(ema.weight, torch.full((3,), 0.25))
+    assert torch.equal(ema.running_mean, model.running_mean)
+    update_ema(ema, model, beta=0.0)
+    assert torch.equal(ema.weight, model.weight)
+    assert math.isclose(ema_beta(32, 0, 1.0, 0.05), 0.0)
