@@ -8,6 +8,8 @@
     scenegan summary                                        gallery path, metrics table, Prefect UI link
     scenegan retrain [--force]                              retrain if the dataset version changed
     scenegan serve                                          serve the retrain deployment on retrain.cron
+    scenegan compare [REV ...]                              metrics per dataset version (CSV, markdown, PNG)
+    scenegan fid-real DIR_A DIR_B                           FID/KID between two prepared datasets
 
 Defaults come from params.yaml; errors a user can fix are printed as one
 message (exit status 2), not a traceback.
@@ -69,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     retrain = _command(commands, "retrain", "retrain, evaluate and publish if the dataset version changed", run_retrain)
     retrain.add_argument("--force", action="store_true", help="retrain even if the dataset version is unchanged")
     _command(commands, "serve", "serve the scheduled retrain deployment (needs PREFECT_API_URL)", serve)
+    compare = _command(commands, "compare", "metrics per dataset version: git revisions, tags, DVC experiments", compare_revisions)
+    compare.add_argument("revs", nargs="*", metavar="REV",
+                         help="git revision, tag, branch, DVC experiment name or 'workspace' (default: every dataset version)")
+    compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    real = _command(commands, "fid-real", "FID/KID between two prepared datasets (e.g. two dataset versions)", fid_real)
+    real.add_argument("dataset_a", type=Path)
+    real.add_argument("dataset_b", type=Path)
+    real.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     return parser
 
 
@@ -151,6 +161,27 @@ def serve(args: argparse.Namespace) -> int:
     from flows.serve import serve_retrain
 
     serve_retrain(str(args.params))
+    return 0
+
+
+def compare_revisions(args: argparse.Namespace) -> int:
+    from flows.compare import compare_flow
+    from ganlib.metrics.report import render_table
+
+    result = compare_flow(params_file=str(args.params), revs=args.revs, overrides=args.overrides)
+    print(render_table(result["table"]))
+    for kind, path in result["files"].items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def fid_real(args: argparse.Namespace) -> int:
+    from ganlib.metrics.evaluate import compare_datasets
+    from ganlib.metrics.report import render_table
+
+    params = load_params(args.params, args.overrides)
+    comparison = compare_datasets(args.dataset_a, args.dataset_b, params, plain_logger(), args.params.resolve().parent)
+    print(render_table(comparison.report_rows()))
     return 0
 
 

@@ -1,0 +1,51 @@
+"""Comparing metrics across dataset versions: one table, CSV/markdown/PNG, and Prefect artifacts."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.stage_params import load_stage_params
+from ganlib.compare import Comparison, compare_versions, write_comparison
+from ganlib.config import Params
+
+
+@task(name="compare-versions", cache_policy=NO_CACHE)
+def compare_versions_task(root: Path, revs: list[str], params: Params) -> Comparison:
+    return compare_versions(root, revs, params, get_run_logger())
+
+
+@task(name="write-comparison", cache_policy=NO_CACHE)
+def write_comparison_task(comparison: Comparison, out_dir: Path) -> dict[str, str]:
+    written = write_comparison(comparison, out_dir)
+    create_table_artifact(key="compare-table", table=comparison.table_rows(), description="metrics per dataset version")
+    png = base64.b64encode(written["png"].read_bytes()).decode()
+    create_markdown_artifact(
+        key="compare-report",
+        markdown=f"{comparison.to_markdown()}\n\n![metrics per version](data:image/png;base64,{png})",
+        description=f"comparison of {len(comparison.rows)} versions ({written['csv']})",
+    )
+    get_run_logger().info("wrote %s", ", ".join(str(p) for p in written.values()))
+    return {kind: str(path) for kind, path in written.items()}
+
+
+def compare_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    revs = flow_run.parameters.get("revs") or []
+    return f"compare · {', '.join(revs)}" if revs else "compare · default versions"
+
+
+@flow(name="compare", flow_run_name=compare_run_name)
+def compare_flow(params_file: str = "params.yaml", revs: list[str] | None = None,
+                 overrides: list[str] | None = None) -> dict[str, Any]:
+    """Metrics per dataset version (git revisions, tags, DVC experiments; none = sensible defaults)."""
+    params, root = load_stage_params(params_file, overrides or [])
+    comparison = compare_versions_task(root, list(revs or []), params)
+    return {"files": write_comparison_task(comparison, root / params.base.paths.reports),
+            "rows": comparison.records(), "table": comparison.table_rows()}
