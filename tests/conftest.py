@@ -102,3 +102,32 @@ def add_default_dataset(root: Path) -> None:
     from ganlib.raw_data import ensure_raw_data
 
     ensure_raw_data(load_params(root / "params.yaml"), root, plain_logger("tests"))
+
+
+# A whole pipeline in well under a minute: tiny data, a few hundred images of
+# training, the small registered extractor instead of Inception.
+TINY_PIPELINE = TINY_DATA + [
+    "train.kimg=0.25",
+    "train.tick_kimg=0.125",
+    "train.g_width=8",
+    "train.d_width=8",
+    "train.batch_size=32",
+    "train.microbatch=32",
+    "evaluate.extractor=tiny-random-conv",
+    "evaluate.n_samples=32",
+    "evaluate.kid_subset_size=16",
+    "publish.n_samples=4",
+    "publish.grid_size=4",
+]
+
+
+@pytest.fixture
+def tiny_project(project_copy: Path) -> Path:
+    """A committed project copy with tiny params and its (tiny) default dataset version."""
+    set_params(project_copy / "params.yaml", TINY_PIPELINE)
+    add_default_dataset(project_copy)
+    (project_copy / "weights").mkdir()  # the tiny extractor needs no weights; DVC wants the dep to exist
+    (project_copy / ".gitignore").write_text("/weights/\n/cache/\n/runs/\n/results/gallery/\n/reports/\n")
+    run(["git", "add", "-A"], project_copy)
+    run(["git", "commit", "-qm", "tiny project"], project_copy)
+    return project_copy

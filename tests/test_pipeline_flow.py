@@ -11,23 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_DATA, add_default_dataset, run, set_params
+from conftest import run
 
-# A whole pipeline in well under a minute: tiny data, a few hundred images of
-# training, the small registered extractor instead of Inception.
-TINY_PIPELINE = TINY_DATA + [
-    "train.kimg=0.25",
-    "train.tick_kimg=0.125",
-    "train.g_width=8",
-    "train.d_width=8",
-    "train.batch_size=32",
-    "train.microbatch=32",
-    "evaluate.extractor=tiny-random-conv",
-    "evaluate.n_samples=32",
-    "evaluate.kid_subset_size=16",
-    "publish.n_samples=4",
-    "publish.grid_size=4",
-]
 # Outputs that must not depend on how the pipeline was run.
 DETERMINISTIC_OUTPUTS = ["data/prepared/images.npy", "runs/train/generator.pt", "results/evaluate/metrics.json"]
 # Says how the numbers were obtained, not what they are.
@@ -56,16 +41,6 @@ def artifact_keys() -> set[str]:
             return {a.key for a in artifacts if a.key}
 
     return asyncio.run(keys())
-
-
-@pytest.fixture
-def tiny_project(project_copy: Path) -> Path:
-    set_params(project_copy / "params.yaml", TINY_PIPELINE)
-    add_default_dataset(project_copy)
-    (project_copy / "weights").mkdir()
-    run(["git", "add", "-A"], project_copy)
-    run(["git", "commit", "-qm", "tiny project"], project_copy)
-    return project_copy
 
 
 @pytest.mark.slow

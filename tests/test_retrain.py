@@ -1,0 +1,103 @@
+"""Scheduled retraining end to end: dataset v1 -> retrain -> v2 -> retrain -> compare.
+
+Real DVC experiments in a temporary git repository, real flows on the test
+Prefect server; only the sizes are tiny.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run, set_params
+
+from ganlib.history import read_history
+from ganlib.provenance import dvc_tracked_md5
+
+
+def dvc(root: Path, *args: str) -> str:
+    return run([str(Path(sys.executable).with_name("dvc")), *args], root).stdout
+
+
+def new_dataset_version(root: Path, n_images: int, seed: int) -> str:
+    """What a user does: put new images in data/raw, `dvc add`, commit."""
+    from ganlib.logs import plain_logger
+    from ganlib.scenes import write_default_dataset
+
+    set_params(root / "params.yaml", [f"data.n_images={n_images}", f"data.seed={seed}"])
+    write_default_dataset(root / "data/raw", n_images, 32, seed, plain_logger("tests"), overwrite=True)
+    dvc(root, "add", "data/raw")
+    run(["git", "add", "data.dvc", "params.yaml"], root)
+    run(["git", "commit", "-qm", f"dataset: {n_images} images, seed {seed}"], root)
+    return dvc_tracked_md5(root / "data.dvc")
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    files = ["results/evaluate/metrics.json", "results/history.csv", "results/gallery/index.html",
+             "results/gallery/manifest.json", "runs/train/generator.pt"]
+    return {name: (root / name).read_bytes() for name in files}
+
+
+@pytest.mark.slow
+def test_two_dataset_versions_retrained_and_compared(tiny_project, subprocess_env, monkeypatch):
+    from flows.compare import compare_flow
+    from flows.retrain import retrain_flow
+
+    # Stage subprocesses (dvc exp run) report to the same test server.
+    monkeypatch.setenv("PREFECT_API_URL", subprocess_env["PREFECT_API_URL"])
+    monkeypatch.setenv("PATH", subprocess_env["PATH"])
+    params_file = str(tiny_project / "params.yaml")
+    history = tiny_project / "results/history.csv"
+
+    v1 = dvc_tracked_md5(tiny_project / "data.dvc")
+    first = retrain_flow(params_file=params_file)
+    assert first["status"] == "retrained" and first["data_md5"] == v1
+    assert [row["data_md5"] for row in read_history(history)] == [v1]
+
+    assert retrain_flow(params_file=params_file)["status"] == "nothing to do"
+    assert len(read_history(history)) == 1
+
+    v2 = new_dataset_version(tiny_project, n_images=40, seed=7)
+    assert v2 != v1
+    second = retrain_flow(params_file=params_file)
+    assert second["status"] == "retrained" and second["previous_md5"] == v1
+    rows = read_history(history)
+    assert [row["data_md5"] for row in rows] == [v1, v2]
+    assert [row["n_images"] for row in rows] == ["48", "40"]
+
+    # Each retrain is a DVC experiment with its metrics.
+    experiments = {exp["name"]: exp for exp in _experiments(tiny_project)}
+    assert {rows[0]["experiment"], rows[1]["experiment"]} <= set(experiments)
+
+    result = compare_flow(params_file=params_file, revs=[rows[0]["experiment"], rows[1]["experiment"]])
+    by_md5 = {record["data_md5"]: record for record in result["rows"]}
+    assert set(by_md5) == {v1, v2}
+    for row in rows:
+        assert by_md5[row["data_md5"]]["fid"] == pytest.approx(float(row["fid"]))
+        assert by_md5[row["data_md5"]]["n_images"] == int(row["n_images"])
+    assert by_md5[v2]["drift_fid_from_previous"] > 0
+    assert "data.n_images" in result["rows"][0]  # the params that differ are columns
+    for path in result["files"].values():
+        assert Path(path).stat().st_size > 0
+
+    # A retrain that fails (here: evaluation cannot find the Inception weights)
+    # leaves the previous results, gallery and history exactly as they were.
+    before = snapshot(tiny_project)
+    set_params(tiny_project / "params.yaml", ["evaluate.extractor=fid-inception-v3-tf2015"])
+    new_dataset_version(tiny_project, n_images=44, seed=8)
+    with pytest.raises(Exception, match="exp run"):
+        retrain_flow(params_file=params_file)
+    assert snapshot(tiny_project) == before
+
+
+def _experiments(root: Path) -> list[dict]:
+    found = []
+    for baseline in json.loads(dvc(root, "exp", "show", "--json", "--all-commits")):
+        for experiment in baseline.get("experiments") or []:
+            for revision in experiment.get("revs") or []:
+                found.append({"name": revision.get("name"), "data": revision.get("data", {})})
+    return found
