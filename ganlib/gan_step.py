@@ -104,8 +104,11 @@ class NonFiniteRecord:
     def first_failure(self) -> tuple[int, str] | None:
         """(iteration, what) of the earliest non-finite value; a host sync."""
         steps = self.first_step.tolist()
-        failures = [(step, CHECKS[row]) for row, step in enumerate(steps) if step >= 0]
-        return min(failures) if failures else None
+        failures = [(step, row) for row, step in enumerate(steps) if step >= 0]
+        if not failures:
+            return None
+        step, row = min(failures)  # at the same step, a loss is reported before its gradient
+        return step, CHECKS[row]
 
 
 class GanStep:
@@ -156,8 +159,7 @@ class GanStep:
         d_counter = iteration * cfg.d_steps + d_index
         apply_r1 = cfg.r1_gamma > 0 and d_counter % cfg.r1_interval == cfg.r1_interval - 1
         nets.opt_d.zero_grad(set_to_none=True)
-        loss_sum = torch.zeros((), device=self.device)
-        penalty_sum = torch.zeros((), device=self.device)
+        terms = torch.zeros(2, device=self.device)  # loss, penalty: microbatch means summed
         fakes = []
         for real, microbatch in zip(reals, self.my_microbatches()):
             self._seed(iteration, d_index, microbatch)
@@ -176,14 +178,14 @@ class GanStep:
                     # Lazy regularisation: every r1_interval-th step, weighted by the interval.
                     penalty = penalty + r1_penalty(real_logits, real, cfg.r1_gamma * cfg.r1_interval)
             self._backward((loss + penalty) / self.microbatches_total, nets.scaler_d)
-            loss_sum += loss.detach() / self.microbatches_total
-            penalty_sum += penalty.detach() / self.microbatches_total
+            terms += torch.stack([loss.detach(), penalty.detach()]) / self.microbatches_total
             if keep_fakes:
                 fakes.append(fake)
-        self._reduce_check_step(nets.D, nets.opt_d, nets.scaler_d, loss_sum, iteration, row=0)
-        self.totals[0:2] += torch.stack([loss_sum.double(), torch.ones((), dtype=torch.float64, device=self.device)])
+        self._reduce_check_step(nets.D, nets.opt_d, nets.scaler_d, terms, iteration, row=0)
+        self.totals[0] += terms[0].double()
+        self.totals[1] += 1
         if cfg.loss == "wgan-gp" or apply_r1:
-            self.totals[4] += penalty_sum.double()
+            self.totals[4] += terms[1].double()
             self.totals[5] += 1
         return fakes
 
@@ -191,18 +193,18 @@ class GanStep:
         nets = self.nets
         nets.opt_g.zero_grad(set_to_none=True)
         nets.D.requires_grad_(False)  # G's loss flows through D; D's weight gradients are not needed
-        loss_sum = torch.zeros((), device=self.device)
+        terms = torch.zeros(1, device=self.device)
         try:
             for fake, microbatch in zip(fakes, self.my_microbatches()):
                 self._seed(iteration, self.cfg.d_steps, microbatch)
                 with self._autocast():
                     loss = self.loss.generator(self.d_forward(self._augment(fake)).float())
                 self._backward(loss / self.microbatches_total, nets.scaler_g)
-                loss_sum += loss.detach() / self.microbatches_total
+                terms += loss.detach() / self.microbatches_total
         finally:
             nets.D.requires_grad_(True)
-        self._reduce_check_step(nets.G, nets.opt_g, nets.scaler_g, loss_sum, iteration, row=2)
-        self.totals[2] += loss_sum.double()
+        self._reduce_check_step(nets.G, nets.opt_g, nets.scaler_g, terms, iteration, row=2)
+        self.totals[2] += terms[0].double()
         self.totals[3] += 1
 
     # ------------------------------------------------------------------ helpers
@@ -229,26 +231,26 @@ class GanStep:
         module: nn.Module,
         optimizer: torch.optim.Optimizer,
         scaler: torch.amp.GradScaler | None,
-        loss_sum: torch.Tensor,
+        terms: torch.Tensor,
         iteration: int,
         row: int,
     ) -> None:
-        """Sum gradients and loss over processes, record non-finite values, step the optimiser."""
+        """Sum gradients and loss terms over processes, record non-finite values, step the optimiser."""
         params = [p for p in module.parameters() if p.requires_grad]
         for p in params:
             if p.grad is None:  # a parameter this loss did not reach still takes part in the sum
                 p.grad = torch.zeros_like(p)
         grads = [p.grad for p in params]
         if self.world.size > 1:
-            flat = torch.cat([g.reshape(-1) for g in grads] + [loss_sum.reshape(1).to(grads[0].dtype)])
+            flat = torch.cat([g.reshape(-1) for g in grads] + [terms.to(grads[0].dtype)])
             all_reduce_sum_(flat, self.world)
             offset = 0
             for g in grads:
                 g.copy_(flat[offset : offset + g.numel()].view(g.shape))
                 offset += g.numel()
-            loss_sum.copy_(flat[-1])
+            terms.copy_(flat[offset:])
         grads_finite = torch.stack(torch._foreach_norm(grads)).isfinite().all()
-        self.nonfinite.note(row, loss_sum.isfinite(), iteration)
+        self.nonfinite.note(row, terms.isfinite().all(), iteration)
         if scaler is None:
             self.nonfinite.note(row + 1, grads_finite, iteration)
             optimizer.step()

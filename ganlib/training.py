@@ -86,6 +86,7 @@ class TickReport:
     diversity_ratio: float       # ... relative to real images: ~1 healthy, -> 0 collapse
     grid_path: Path
     generator: nn.Module         # the EMA generator, eval mode; read it, do not train it
+    run_dir: Path                # the run's working directory: a hook's *.csv here is published with the outputs
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,9 @@ def _starting_checkpoint(cfg: TrainParams, run_dir: Path, resume_from: Path | No
             log.info("train.resume: fresh: moved this run's earlier checkpoints to %s (kept, not deleted)", aside)
         barrier(world)
         return None
+    if world.is_main:
+        for stale in run_dir.glob(".ckpt-*.tmp"):  # a write cut short by a kill; never a valid checkpoint
+            stale.unlink(missing_ok=True)
     checkpoints = list_checkpoints(run_dir)
     return checkpoints[-1] if checkpoints else None
 
@@ -320,12 +324,15 @@ def _upkeep(
     return TickReport(
         tick=len(progress.history), kimg=kimg, total_kimg=stop_nimg / 1000, img_per_s=img_per_s, eta_s=eta_s,
         losses=losses, diversity=diversity, diversity_ratio=ratio, grid_path=grid_path, generator=nets.G_ema,
+        run_dir=run_dir,
     )
 
 
 def _progress_line(report: TickReport) -> str:
+    digits = 1 if report.total_kimg >= 10 else 3
     return (
-        f"kimg {report.kimg:.1f}/{report.total_kimg:.1f}  {report.img_per_s:.0f} img/s  ETA {_duration(report.eta_s)}"
+        f"kimg {report.kimg:.{digits}f}/{report.total_kimg:.{digits}f}  {report.img_per_s:.0f} img/s"
+        f"  ETA {_duration(report.eta_s)}"
         f"  loss_d={report.losses['loss_d']:.3f} loss_g={report.losses['loss_g']:.3f}"
         f"  diversity={report.diversity_ratio:.2f}"
     )
@@ -362,6 +369,8 @@ def _publish(
                 shutil.copy2(source, stage / record["grid"])
         if progress.history:
             shutil.copy2(run_dir / progress.history[-1]["grid"], stage / SAMPLES_DIR / "final.png")
+        for extra in sorted(run_dir.glob("*.csv")):  # curves that tick hooks wrote (e.g. FID during training)
+            shutil.copy2(extra, stage / extra.name)
         write_resolved_params(params, stage)
 
 

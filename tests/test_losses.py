@@ -12,14 +12,7 @@ from ganlib.diffaugment import diff_augment
 from ganlib.ema import ema_beta, update_ema
 from ganlib.losses import LOSSES, gan_loss, gradient_penalty, r1_penalty
 
-
-@pytest.fixture
-def one_thread():
-    # Toy problems are all overhead: a second thread only adds contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from train_support import one_thread  # noqa: F401 (fixture)
 
 
 # Data ~ N(2, 0.5^2); the generator is N(shift, 0.5^2) with shift starting at 0, so a loss that

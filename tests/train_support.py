@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pytest
 
 from ganlib.config import Params
 from ganlib.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE
@@ -33,6 +34,18 @@ TINY_TRAIN = (
     "train.check_finite_every=1",
     "train.grid_size=4",
 )
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models are all overhead: a second intra-op thread only adds contention (and on a
+    shared 2-core machine, spinning threads make a tiny step 5x slower). Restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_params(*overrides: str) -> Params:
@@ -70,9 +83,23 @@ def checkpoint_tensors(path: Path) -> dict:
 
 
 def assert_same_tensors(a: dict, b: dict, keys: Sequence[str] = ("G", "D", "G_ema")) -> None:
+    """The named entries of two state records are identical, bit for bit, down to nested optimiser state."""
+    for key in keys:
+        _assert_identical(a[key], b[key], key)
+
+
+def _assert_identical(a, b, where: str) -> None:
     import torch
 
-    for key in keys:
-        assert a[key].keys() == b[key].keys()
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys differ"
+        for name in a:
+            _assert_identical(a[name], b[name], f"{where}.{name}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_identical(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
