@@ -1,0 +1,67 @@
+"""Data parallel training: two gloo processes on CPU compute the same step as one process.
+
+BatchNorm statistics are per microbatch, so "the same step" means: two processes
+with one microbatch of 8 each == one process with two microbatches of 8 (the
+combined batch of 16, accumulated). A single forward pass over all 16 would
+normalise over 16 images and is a different computation; see ganlib/distributed.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ganlib.checkpoint import list_checkpoints
+from ganlib.distributed import torchrun_command
+from ganlib.errors import UserFacingError
+from ganlib.gan_step import build_networks
+from ganlib.training import train_gan
+
+from conftest import REPO_ROOT
+from train_support import TINY_TRAIN, checkpoint_tensors, one_thread, smooth_images, tiny_params, write_prepared
+
+LOG = logging.getLogger("test_distributed")
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
+
+# One optimiser step of a global batch of 16, with augmentation and R1 so that every random draw is covered.
+ONE_STEP = (*TINY_TRAIN, "train.kimg=0.016", "train.tick_kimg=0.016", "train.microbatch=8",
+            "train.diffaugment=[color,translation,cutout]", "train.r1_gamma=0.1", "train.r1_interval=1")
+
+
+def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path):
+    images = smooth_images(64, 32)
+    single_root, parallel_root = tmp_path / "single", tmp_path / "parallel"
+    for root in (single_root, parallel_root):
+        write_prepared(root, tiny_params(), images)
+
+    single = train_gan(tiny_params(*ONE_STEP, "train.nproc=1"), LOG, single_root)
+
+    overrides = [*ONE_STEP, "train.nproc=2"]
+    command = torchrun_command(2, REPO_ROOT / "params.yaml", parallel_root, overrides)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    run_dirs = list((parallel_root / "runs" / "checkpoints").iterdir())
+    assert [d.name for d in run_dirs] == [single.run_dir.name]  # nproc does not change a run's identity
+    expected = checkpoint_tensors(list_checkpoints(single.run_dir)[-1])
+    got = checkpoint_tensors(list_checkpoints(run_dirs[0])[-1])
+    assert got["progress"]["step"] == expected["progress"]["step"] == 1
+    for net in ("G", "D", "G_ema"):
+        for name, tensor in expected["networks"][net].items():
+            if tensor.is_floating_point() and "running" not in name:  # BN running stats are per process
+                torch.testing.assert_close(got["networks"][net][name], tensor, rtol=1e-5, atol=1e-7, msg=f"{net}.{name}")
+    # The step really moved the weights (so the comparison is not between two initialisations).
+    initial = build_networks(tiny_params(*ONE_STEP).train, 32, torch.device("cpu"), seed=0)
+    assert not torch.equal(initial.G.state_dict()["main.0.weight"], expected["networks"]["G"]["main.0.weight"])
+
+
+def test_launch_mismatch_is_explained(tmp_path):
+    write_prepared(tmp_path, tiny_params(), smooth_images(8, 32))
+    with pytest.raises(UserFacingError, match=r"train\.nproc is 2 .* torchrun"):
+        train_gan(tiny_params("train.nproc=2", "train.microbatch=8"), LOG, tmp_path)
