@@ -28,16 +28,11 @@ def digest(path: Path) -> str:
 
 def artifact_keys() -> set[str]:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter, TaskRunFilter
-    from prefect.client.schemas.sorting import ArtifactSort
+    from prefect.client.schemas.filters import ArtifactFilter
 
     async def keys() -> set[str]:
         async with get_client() as client:
-            # Every filter spelled out: this server rejects the client's None defaults.
-            artifacts = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(), flow_run_filter=FlowRunFilter(), task_run_filter=TaskRunFilter(),
-                sort=ArtifactSort.CREATED_DESC, limit=200,
-            )
+            artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(), limit=200)
             return {a.key for a in artifacts if a.key}
 
     return asyncio.run(keys())
