@@ -1,40 +1,46 @@
 """Evaluation throughput: Inception feature extraction in images/s, and what the reference cache buys.
 
-Three measurements, all in one run on the same images (the default procedural
-scenes at 64 px, as the demo evaluates them):
+Three measurements on the same images (the default procedural scenes at 64 px,
+as the demo evaluates them):
   1. feature extraction, images/s:
-       ours       ganlib's extractor loop (channels_last on CPU, no TorchScript re-profiling)
-       ours-nchw  the same without channels_last
-       baseline   torch-fidelity's calculate_metrics called directly on its default
-                  settings (DataLoader workers, NCHW): with its own inception-v3-compat
-                  when its weights are on disk, else (said so in the output) with our
-                  registered FID extractor, channels_last off;
-  2. reference statistics of the same real images, computed (cache miss) vs loaded
-     (cache hit), and the ratio;
-  3. a whole evaluation of a small generator, first (computes the reference) vs
-     second (reuses it), and the ratio.
-Only ratios measured in one run are meaningful: the machine is shared and noisy.
+       ours         ganlib's loop: channels_last on CPU, TorchScript profiling executor off
+       ours-frozen  a candidate: ours plus torch.jit.freeze + optimize_for_inference
+       ours-nchw    ours without channels_last
+       baseline     torch-fidelity's calculate_metrics called directly, on its default
+                    settings (DataLoader workers; a new extractor per call): with its own
+                    inception-v3-compat when its weights are on disk, else (the output says
+                    so) with our registered FID extractor, channels_last off;
+  2. reference statistics of the same images: computed (cache miss) vs loaded (hit);
+  3. a whole evaluation of a small generator: first (computes the reference) vs
+     second (reuses it).
+The machine is shared (2 cores, other people's jobs), so every variant runs
+`--repeats` times, interleaved, and the best (least disturbed) time is reported
+beside the median. Only ratios from one run mean anything.
 
-    .venv/bin/python bench/eval_throughput.py [--images 32] [--batch-size 16] [--device cpu]
+    .venv/bin/python bench/eval_throughput.py [--images 16] [--repeats 3] [--batch-size 16] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
+import statistics
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
 from torch_fidelity import calculate_metrics
 
-from ganlib.config import load_params
-from ganlib.dataset import open_prepared
+from ganlib.config import Params, load_params
+from ganlib.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE, open_prepared
 from ganlib.logs import plain_logger
 from ganlib.metrics.evaluate import evaluation_device, score_generator
 from ganlib.metrics.extractors import (
@@ -59,89 +65,144 @@ Z_DIM = 32
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=32, help="real images (and generated samples) per measurement")
+    parser.add_argument("--images", type=int, default=16, help="real images (and generated samples) per measurement")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     args = parser.parse_args()
     log = plain_logger("bench.eval")
-    log.setLevel(logging.WARNING)
+    log.setLevel(logging.ERROR)
     device = evaluation_device(args.device)
     torch.set_grad_enabled(False)
+    warnings.filterwarnings("ignore", message=".*(worker processes in total|is deprecated).*")
 
     with tempfile.TemporaryDirectory(prefix="scenegan-bench-eval-") as scratch:
         root = Path(scratch)
-        params = load_params(
-            REPO / "params.yaml",
-            (
-                f"evaluate.device={args.device}", f"evaluate.batch_size={args.batch_size}",
-                f"evaluate.n_samples={args.images}", "evaluate.metrics=[fid,kid]",
-                f"base.paths.weights={REPO / load_params(REPO / 'params.yaml').base.paths.weights}",
-            ),
-        )
+        weights_dir = REPO / load_params(REPO / "params.yaml").base.paths.weights
+        params = load_params(REPO / "params.yaml", (
+            f"evaluate.device={args.device}", f"evaluate.batch_size={args.batch_size}",
+            f"evaluate.n_samples={args.images}", "evaluate.metrics=[fid,kid]", f"base.paths.weights={weights_dir}",
+        ))
         write_scene_dataset(root / params.base.paths.prepared, args.images)
-        dataset = open_prepared(root / params.base.paths.prepared)
-        spec = resolve_extractor(params.evaluate, Path(params.base.paths.weights), REPO)
+        images = open_prepared(root / params.base.paths.prepared).images
+        spec = resolve_extractor(params.evaluate, weights_dir, REPO)
         print(f"{args.images} scenes at {RESOLUTION} px, batch {args.batch_size}, device {device}, "
-              f"{torch.get_num_threads()} threads, extractor {spec.name}\n")
+              f"{torch.get_num_threads()} threads, extractor {spec.name}, best/median of {args.repeats} interleaved runs\n")
 
         print("1. feature extraction (images/s, higher is better)")
-        rows = extraction_rows(spec, dataset.images, args.batch_size, device)
-        for row in rows:
-            print(f"   {row.name:<10} {row.images_per_s:7.2f} img/s  {row.note}")
-        baseline = rows[-1].images_per_s
-        print(f"   ours / baseline: {rows[0].images_per_s / baseline:.2f}x\n")
+        variants = extraction_variants(spec, images, args.batch_size, device)
+        relative = report_interleaved(variants, args.repeats, per_second=args.images)
+        print(f"   ours is {relative['baseline']:.2f}x as fast as the baseline (median of paired rounds)\n")
 
-        print("2. reference statistics of the same images")
-        cache_dir = root / params.base.paths.fid_cache
-        make = lambda: build_extractor(spec, [spec.feature_layer], device)  # noqa: E731
-        miss = timed(lambda: reference_statistics(dataset, spec, make, 0, 0, args.batch_size, device, cache_dir, log))
-        hit = timed(lambda: reference_statistics(dataset, spec, make, 0, 0, args.batch_size, device, cache_dir, log))
-        print(f"   computed {miss:8.3f} s   cached {hit:8.4f} s   ratio {miss / hit:,.0f}x\n")
+        print("2. reference statistics of the same images (seconds)")
+        relative = report_interleaved(reference_variants(params, spec, root, log, device), args.repeats)
+        print(f"   computed / cached: {1 / relative['cached']:,.0f}x (median of paired rounds)\n")
 
-        print(f"3. whole evaluation ({args.images} generated vs {args.images} real)")
-        generator, info = small_generator()
-        first = timed(lambda: score_generator(generator, info, params, log, root, device))
-        second = timed(lambda: score_generator(generator, info, params, log, root, device))
-        print(f"   first {first:8.2f} s   second (cached reference) {second:8.2f} s   ratio {first / second:.2f}x")
+        print(f"3. whole evaluation, {args.images} generated vs {args.images} real (seconds)")
+        relative = report_interleaved(evaluation_variants(params, root, log, device), args.repeats)
+        print(f"   first / second: {1 / relative['second']:.2f}x (median of paired rounds)")
 
 
 @dataclass(frozen=True)
-class Row:
+class Variant:
     name: str
-    images_per_s: float
-    note: str
+    run: Callable[[int], None]  # called with the repeat index
+    note: str = ""
+    images_per_call: int = 1  # the baseline extracts both of calculate_metrics' inputs
 
 
-def extraction_rows(spec: ExtractorSpec, images: np.ndarray, batch_size: int, device: torch.device) -> list[Row]:
+def report_interleaved(variants: list[Variant], repeats: int, per_second: int | None = None) -> dict[str, float]:
+    """Run each variant `repeats` times round-robin and print best and median.
+
+    Returns, per variant, its time per image divided by the first variant's, as
+    the median of per-round ratios: runs of one round see the same background
+    load, so this ratio is steadier than either best or median alone."""
+    seconds: dict[str, list[float]] = {v.name: [] for v in variants}
+    for repeat in range(repeats):
+        for variant in variants:
+            started = time.perf_counter()
+            variant.run(repeat)
+            seconds[variant.name].append(time.perf_counter() - started)
+    first = variants[0]
+    relative = {}
+    for variant in variants:
+        times = seconds[variant.name]
+        paired = statistics.median(
+            (b / variant.images_per_call) / (a / first.images_per_call) for a, b in zip(seconds[first.name], times)
+        )
+        relative[variant.name] = paired
+        if per_second is None:
+            print(f"   {variant.name:<12} best {min(times):9.4f} s   median {statistics.median(times):9.4f} s  {variant.note}")
+        else:
+            rates = [per_second * variant.images_per_call / t for t in times]
+            print(f"   {variant.name:<12} best {max(rates):6.2f} img/s   median {statistics.median(rates):6.2f} img/s   "
+                  f"speed vs {first.name} {1 / paired:5.2f}x  {variant.note}")
+    return relative
+
+
+def extraction_variants(spec: ExtractorSpec, images: np.ndarray, batch_size: int, device: torch.device) -> list[Variant]:
     dataset = PreparedImages(images)
-    warm = PreparedImages(images[: min(4, len(images))])
     ours = build_extractor(spec, [POOL_FEATURES], device)
-    dataset_features(warm, ours, batch_size, device)  # first-call allocations, outside the timing
-    rows = [Row("ours", len(dataset) / timed(lambda: dataset_features(dataset, ours, batch_size, device)), "")]
+    dataset_features(PreparedImages(images[:2]), ours, batch_size, device)  # first-call allocations
+    variants = [Variant("ours", lambda _: dataset_features(dataset, ours, batch_size, device))]
 
-    if spec.name == FID_INCEPTION:
-        ours.cpu_channels_last = False
-        dataset_features(warm, ours, batch_size, device)
-        seconds = timed(lambda: dataset_features(dataset, ours, batch_size, device))
-        rows.append(Row("ours-nchw", len(dataset) / seconds, "(no channels_last)"))
+    if spec.name == FID_INCEPTION and device.type == "cpu":
+        frozen = build_extractor(spec, [POOL_FEATURES], device)
+        frozen.network = torch.jit.optimize_for_inference(torch.jit.freeze(frozen.network))
+        dataset_features(PreparedImages(images[:2]), frozen, batch_size, device)
+        variants.append(Variant("ours-frozen", lambda _: dataset_features(dataset, frozen, batch_size, device),
+                                "candidate: + jit.freeze/optimize_for_inference"))
+        nchw = build_extractor(spec, [POOL_FEATURES], device)
+        nchw.cpu_channels_last = False
+        dataset_features(PreparedImages(images[:2]), nchw, batch_size, device)
+        variants.append(Variant("ours-nchw", lambda _: dataset_features(dataset, nchw, batch_size, device),
+                                "without channels_last"))
 
     is_weights, reason = find_is_inception_weights(None, REPO)
     if is_weights is not None:
         name, weights, note = TORCH_FIDELITY_INCEPTION, str(is_weights), "torch-fidelity's own inception-v3-compat"
     else:
         name, weights = spec.name, None if spec.weights_path is None else str(spec.weights_path)
-        note = f"calculate_metrics with OUR extractor ({reason.split(' not found')[0]} not on disk)"
+        note = "calculate_metrics with OUR extractor: torch-fidelity's Inception weights are not on disk"
     register_extractors()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*worker processes in total.*")  # its default on 2 cores
-        seconds = timed(lambda: calculate_metrics(
+
+    def baseline(_: int) -> None:
+        calculate_metrics(
             input1=dataset, input2=dataset, fid=True, feature_extractor=name, feature_extractor_weights_path=weights,
             batch_size=batch_size, cuda=device.type == "cuda", cache=False, verbose=False,
-            cpu_channels_last=False,  # passed through to our extractor's constructor; torch-fidelity's ignores it
-        ))
-    # calculate_metrics extracts both inputs: 2x the images, plus FID (negligible at this size).
-    rows.append(Row("baseline", 2 * len(dataset) / seconds, note))
-    return rows
+            cpu_channels_last=False,  # reaches our extractor's constructor; torch-fidelity's ignores it
+        )
+
+    variants.append(Variant("baseline", baseline, note, images_per_call=2))
+    return variants
+
+
+def reference_variants(params: Params, spec: ExtractorSpec, root: Path, log, device: torch.device) -> list[Variant]:
+    dataset = open_prepared(root / params.base.paths.prepared)
+    settings = params.evaluate
+    make = lambda: build_extractor(spec, [spec.feature_layer], device)  # noqa: E731
+
+    def stats(cache_dir: Path) -> None:
+        reference_statistics(dataset, spec, make, 0, 0, settings.batch_size, device, cache_dir, log)
+
+    return [
+        Variant("computed", lambda repeat: stats(root / f"miss-cache-{repeat}"), "fresh cache directory each time"),
+        Variant("cached", lambda repeat: stats(root / "miss-cache-0"), "the entry written by the first run"),
+    ]
+
+
+def evaluation_variants(params: Params, root: Path, log, device: torch.device) -> list[Variant]:
+    generator, info = small_generator()
+
+    def evaluate(cache_name: str) -> None:
+        cached = params.model_copy(update={"base": params.base.model_copy(update={
+            "paths": params.base.paths.model_copy(update={"fid_cache": str(root / cache_name)})})})
+        score_generator(generator, info, cached, log, root, device)
+
+    return [
+        Variant("first", lambda repeat: evaluate(f"eval-cache-{repeat}"), "computes the reference statistics"),
+        Variant("second", lambda repeat: evaluate(f"eval-cache-{repeat}"), "same data: reuses them"),
+    ]
 
 
 def small_generator():
@@ -168,11 +229,6 @@ def small_generator():
 
 
 def write_scene_dataset(root: Path, count: int) -> None:
-    import hashlib
-    import json
-
-    from ganlib.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE
-
     root.mkdir(parents=True, exist_ok=True)
     images = np.stack([np.asarray(render_scene(0, i, RESOLUTION).convert("RGB")) for i in range(count)])
     np.save(root / IMAGES_FILE, images)
@@ -180,12 +236,6 @@ def write_scene_dataset(root: Path, count: int) -> None:
     (root / MANIFEST_FILE).write_text(json.dumps(
         {"format": FORMAT, "count": count, "resolution": RESOLUTION, "images_sha256": digest, "data_md5": None}
     ))
-
-
-def timed(work) -> float:
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
 
 
 if __name__ == "__main__":
