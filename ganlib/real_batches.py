@@ -71,7 +71,8 @@ class RealImages:
 
     def batch(self, indices: np.ndarray) -> torch.Tensor:
         if self._store is not None:
-            pixels = self._store[torch.from_numpy(indices).to(self.device, non_blocking=True)]
+            # Pinned, so the copy is truly asynchronous (from pageable memory it would wait for the GPU).
+            pixels = self._store[torch.from_numpy(indices).pin_memory().to(self.device, non_blocking=True)]
         else:
             pixels = torch.from_numpy(self._host[indices])
             if self.device.type == "cuda":
