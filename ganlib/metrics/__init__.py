@@ -9,4 +9,5 @@ Modules, in the order data flows through them:
     report.py       the result as metrics.json, table rows and a text table
     evaluate.py     the stage entry points: evaluate_generator, compare_datasets
     during_training.py  a cheaper FID/KID at training ticks, written as a curve
+    errors.py       EvaluationError (a UserFacingError)
 """
