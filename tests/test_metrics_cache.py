@@ -119,3 +119,12 @@ def test_real_vs_real_shares_the_cache_with_evaluation(tmp_path):
     assert result.fid > 0 and result.data_md5_b == "fedcba9876543210"
     again = compare_datasets(root / params.base.paths.prepared, other, params, LOG, root)
     assert again.reference_stats_cached == (True, True) and again.fid == result.fid
+
+
+def test_a_single_real_image_is_a_clear_error_not_nan(tmp_path):
+    from ganlib.metrics.errors import EvaluationError
+
+    root = project(tmp_path, n_real=5)
+    with pytest.raises(EvaluationError, match="at least 2 real images.*evaluate.n_reference=1"):
+        score_generator(TinyGenerator(), TinyInfo(), tiny_params("evaluate.n_reference=1"), LOG, root)
+    assert not (root / tiny_params().base.paths.fid_cache).exists()

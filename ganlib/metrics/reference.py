@@ -30,6 +30,7 @@ from torch_fidelity.metric_fid import fid_features_to_statistics
 from ganlib.atomic import atomic_write_bytes
 from ganlib.dataset import PreparedDataset
 from ganlib.logs import Logger
+from ganlib.metrics.errors import EvaluationError
 from ganlib.metrics.extractors import ExtractorSpec
 from ganlib.metrics.features import dataset_features
 from ganlib.metrics.sources import PreparedImages, reference_indices
@@ -91,6 +92,11 @@ def reference_statistics(
     does not even load the network for the real side.
     """
     key = reference_key(dataset, spec, n_reference, seed)
+    if key["n_images"] < 2:
+        raise EvaluationError(
+            f"{dataset.root}: reference statistics need at least 2 real images, got {key['n_images']} "
+            f"({dataset.count} prepared, evaluate.n_reference={n_reference}); a covariance of one image is undefined"
+        )
     path = reference_cache_path(cache_dir, key)
     cached, problem = load_reference_stats(path, key)
     if cached is not None:
