@@ -82,6 +82,9 @@ def test_same_seed_same_weights_and_longer_kimg_continues_bit_for_bit(tmp_path):
     # Nothing left to do: a rerun publishes the same generator without training.
     again = train_gan(tiny_params("train.kimg=0.192"), LOG, root)
     assert again.steps == 12 and again.resumed_from is not None
+    # A shorter run than the checkpoints already hold is not silently replaced by a longer one.
+    with pytest.raises(CheckpointError, match=r"already at 0\.192 kimg, beyond train\.kimg \(0\.096\); raise train\.kimg"):
+        train_gan(tiny_params("train.kimg=0.096"), LOG, root)
 
 
 def run_training_subprocess(root: Path, overrides: tuple[str, ...]) -> subprocess.Popen:
@@ -156,10 +159,12 @@ def test_fresh_start_keeps_earlier_checkpoints_aside(tmp_path):
     assert [p.name for p in list_checkpoints(aside)] == ["ckpt-000000000064.pt"]
 
 
-def test_nonfinite_loss_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("check_every", [1, 16])
+def test_nonfinite_loss_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path, check_every):
     root = prepared_root(tmp_path, "run")
     # An absurd R1 weight: the first R1 step (every 8th D step: step 7) overflows; ticks every 4 steps.
-    params = tiny_params("train.r1_gamma=1e300", "train.r1_interval=8")
+    # Checked every step or only every 16 (then at the tick before the next checkpoint), the report is the same.
+    params = tiny_params("train.r1_gamma=1e300", "train.r1_interval=8", f"train.check_finite_every={check_every}")
     with pytest.raises(NonFiniteLossError) as stopped:
         train_gan(params, LOG, root)
     run_dir = next((root / params.base.paths.checkpoints).iterdir())
