@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -11,9 +9,9 @@ import numpy as np
 import pytest
 
 from ganlib.config import Params
-from ganlib.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE
 
 from conftest import load_test_params
+from test_metrics_support import write_prepared_dataset
 
 # A training run small enough for a test: 32 px, a few thousand parameters, CPU, fp32.
 TINY_TRAIN = (
@@ -66,14 +64,7 @@ def smooth_images(count: int, resolution: int, seed: int = 0) -> np.ndarray:
 
 def write_prepared(root: Path, params: Params, images: np.ndarray) -> Path:
     """Write `images` as the prepared dataset of `params` under `root` (the format ganlib.dataset reads)."""
-    prepared = root / params.base.paths.prepared
-    prepared.mkdir(parents=True, exist_ok=True)
-    np.save(prepared / IMAGES_FILE, images)
-    digest = hashlib.sha256((prepared / IMAGES_FILE).read_bytes()).hexdigest()
-    manifest = {"format": FORMAT, "count": int(images.shape[0]), "resolution": int(images.shape[1]),
-                "data_md5": None, "images_sha256": digest}
-    (prepared / MANIFEST_FILE).write_text(json.dumps(manifest))
-    return prepared
+    return write_prepared_dataset(root / params.base.paths.prepared, images, data_md5=None)
 
 
 def checkpoint_tensors(path: Path) -> dict:
