@@ -101,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Rank-local training (under torchrun), or plain single-process training without it."""
     from ganlib.config import load_params
     from ganlib.errors import UserFacingError
+    from ganlib.fid_curve import with_fid_curve
     from ganlib.logs import plain_logger
     from ganlib.training import train_gan
 
@@ -116,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.setLevel("WARNING")
     try:
         params = load_params(args.params, args.overrides)
-        train_gan(params, log, args.root, world=world)
+        on_tick = with_fid_curve(params, log, args.root) if world.is_main else None
+        train_gan(params, log, args.root, on_tick=on_tick, world=world)
     except UserFacingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from PIL import Image
 from ganlib.config import Params
 from ganlib.distributed import torchrun_command
 from ganlib.errors import UserFacingError
+from ganlib.fid_curve import with_fid_curve
 from ganlib.logs import Logger
 from ganlib.training import TickReport, train_gan
 
@@ -34,7 +35,8 @@ def train_gan_task(params: Params, root: Path, params_file: str, overrides: Sequ
         _run_torchrun(params.train.nproc, Path(params_file), root, overrides, log)
         return {"nproc": params.train.nproc, "out_dir": str(root / params.base.paths.train)}
     progress_id = create_progress_artifact(progress=0.0, key="train-progress", description="training progress (%)")
-    summary = train_gan(params, log, root, on_tick=lambda report: _publish_tick(report, progress_id))
+    on_tick = with_fid_curve(params, log, root, lambda report: _publish_tick(report, progress_id))
+    summary = train_gan(params, log, root, on_tick=on_tick)
     return {"kimg": summary.kimg, "steps": summary.steps, "generator": str(summary.generator_path),
             "resumed_from": str(summary.resumed_from) if summary.resumed_from else None}
 
