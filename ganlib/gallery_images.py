@@ -18,6 +18,7 @@ from torch import nn
 
 from ganlib.errors import UserFacingError
 from ganlib.grid import image_grid
+from ganlib.sampling import to_uint8_images
 
 # The latents of each part come from their own seed, so that changing e.g.
 # n_samples does not change the grid a reader compares across releases.
@@ -102,8 +103,7 @@ def images_to_uint8(output: torch.Tensor, resolution: int) -> np.ndarray:
             "generator output contains NaN or infinite values (training diverged?); "
             "nothing was published: re-run training or publish an earlier checkpoint"
         )
-    pixels = ((output.float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).contiguous().numpy()
+    return to_uint8_images(output)
 
 
 def generate_all(generator: nn.Module, latents: torch.Tensor, resolution: int, batch_size: int) -> np.ndarray:
