@@ -116,6 +116,7 @@ TINY_PIPELINE = TINY_DATA + [
     "evaluate.extractor=tiny-random-conv",
     "evaluate.n_samples=32",
     "evaluate.kid_subset_size=16",
+    "evaluate.during_training.every_kimg=0",
     "publish.n_samples=4",
     "publish.grid_size=4",
 ]

@@ -79,9 +79,9 @@ def test_training_curve_every_n_kimg_with_resume(tmp_path):
     assert [r["kimg"] for r in read_curve(curve)] == [2.0, 4.0]
 
 
-def test_training_curve_off_by_default(tmp_path):
+def test_training_curve_off_measures_nothing(tmp_path):
     root = project(tmp_path)
-    params = tiny_params()
+    params = tiny_params("evaluate.during_training.every_kimg=0")
     evaluator = TrainingEvaluator(params, LOG, root, default_curve_path(params, root), torch.device("cpu"))
     assert evaluator.maybe_measure(TinyGenerator(), 8, 100.0) is None
     assert not default_curve_path(params, root).exists()
@@ -89,7 +89,8 @@ def test_training_curve_off_by_default(tmp_path):
 
 def test_training_curve_off_needs_no_weights(tmp_path):
     root = project(tmp_path)
-    params = tiny_params("evaluate.extractor=fid-inception-v3-tf2015", f"base.paths.weights={tmp_path / 'none'}")
+    params = tiny_params("evaluate.extractor=fid-inception-v3-tf2015", f"base.paths.weights={tmp_path / 'none'}",
+                         "evaluate.during_training.every_kimg=0")
     evaluator = TrainingEvaluator(params, LOG, root, default_curve_path(params, root), torch.device("cpu"))
     assert evaluator.maybe_measure(TinyGenerator(), 8, 10.0) is None
 

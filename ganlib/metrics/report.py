@@ -47,7 +47,7 @@ class EvaluationReport:
             _row("FID", self.fid, "lower is better"),
             _row("KID", self.kid_mean, _plus_minus(self.kid_std, f"subset size {self.kid_subset_size}")),
             _row("IS", self.is_mean, _plus_minus(self.is_std, "higher is better"),
-                 missing=f"unavailable: {self.is_unavailable_reason}" if self.is_unavailable_reason else "not computed"),
+                 missing=_unavailable(self.is_unavailable_reason)),
             _row("precision", self.precision, "generated samples inside the real manifold"),
             _row("recall", self.recall, "real samples inside the generated manifold"),
             {"metric": "samples", "value": str(self.n_samples), "detail": f"batch {self.batch_size}, seed {self.seed}"},
@@ -97,6 +97,14 @@ class DatasetComparison:
         ]
         rows += [{"metric": "note", "value": "", "detail": note} for note in self.notes]
         return rows
+
+
+def _unavailable(reason: str | None, width: int = 72) -> str:
+    """The table cell for a score that could not be computed; the full reason stays in metrics.json."""
+    if not reason:
+        return "not computed"
+    text = f"unavailable: {reason}"
+    return text if len(text) <= width else text[: width - 1].rstrip() + "… (see metrics.json)"
 
 
 def render_table(rows: list[dict[str, str]]) -> str:
