@@ -33,8 +33,7 @@ def _metrics_lines(params: Params, root: Path) -> list[str]:
     path = root / params.base.paths.evaluate / METRICS_FILE
     if not path.is_file():
         return [f"Metrics: none yet (no {path}); run `dvc repro evaluate`"]
-    data = json.loads(path.read_text())
-    report = EvaluationReport(**{**data, "notes": tuple(data.get("notes", ()))})
+    report = EvaluationReport.from_json(json.loads(path.read_text()))
     return [f"Metrics ({path.relative_to(root) if path.is_relative_to(root) else path}):", render_table(report.report_rows())]
 
 

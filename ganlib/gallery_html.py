@@ -51,7 +51,6 @@ MEASUREMENT_LABELS = {
     "data_md5": "measured against dataset (DVC md5)",
     "dataset_sha256": "measured against prepared data (sha256)",
     "resolution": "resolution (px)",
-    "reference_stats_cached": "reference statistics cached",
 }
 
 

@@ -20,7 +20,7 @@ REQUIRED = {
     "fid": float, "kid_mean": float, "kid_std": float, "is_mean": type(None), "is_std": type(None),
     "is_unavailable_reason": str, "precision": float, "recall": float, "n_samples": int, "batch_size": int,
     "seed": int, "extractor": str, "data_md5": str, "dataset_sha256": str, "checkpoint_kimg": float,
-    "resolution": int, "reference_stats_cached": bool,
+    "resolution": int,
 }
 
 

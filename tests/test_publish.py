@@ -106,7 +106,7 @@ def write_metrics(root: Path, fid: float | None, **extra) -> None:
         "n_reference": 64, "batch_size": 16, "seed": 1, "extractor": "tiny-random-conv",
         "extractor_description": "a small fixed random network", "data_md5": Info.data_md5,
         "dataset_sha256": Info.dataset_sha256, "checkpoint_kimg": 2.0, "resolution": 8,
-        "reference_stats_cached": False, "device": "cpu", "notes": ["IS skipped: no weights"],
+        "device": "cpu", "notes": ["IS skipped: no weights"],
     }
     path.write_text(json.dumps({**metrics, **extra}))
 

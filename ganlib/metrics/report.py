@@ -31,15 +31,25 @@ class EvaluationReport:
     dataset_sha256: str
     checkpoint_kimg: float | None
     resolution: int
-    reference_stats_cached: bool
+    reference_stats_cached: bool | None  # None: not known (a report read back from metrics.json)
     device: str
     notes: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
-        """What metrics.json holds (DVC metrics): every field, notes as a list."""
+        """What metrics.json holds (DVC metrics): every field but how the run went, notes as a list.
+
+        Whether the reference statistics came from the cache says nothing about
+        the numbers; kept out, two identical evaluations write identical files
+        and `dvc metrics diff` shows only real changes.
+        """
         data = asdict(self)
+        data.pop("reference_stats_cached")
         data["notes"] = list(self.notes)
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "EvaluationReport":
+        return cls(**{**data, "notes": tuple(data.get("notes", ())), "reference_stats_cached": None})
 
     def report_rows(self) -> list[dict[str, str]]:
         """Rows {metric, value, detail} for a printed table or a Prefect table artifact."""
@@ -51,7 +61,7 @@ class EvaluationReport:
             _row("precision", self.precision, "generated samples inside the real manifold"),
             _row("recall", self.recall, "real samples inside the generated manifold"),
             {"metric": "samples", "value": str(self.n_samples), "detail": f"batch {self.batch_size}, seed {self.seed}"},
-            {"metric": "reference", "value": str(self.n_reference), "detail": "cached" if self.reference_stats_cached else "computed now"},
+            {"metric": "reference", "value": str(self.n_reference), "detail": _reference_origin(self.reference_stats_cached)},
             {"metric": "extractor", "value": self.extractor, "detail": self.extractor_description},
             {"metric": "dataset", "value": _short(self.data_md5), "detail": f"images sha256 {self.dataset_sha256[:12]}, {self.resolution}px"},
             {"metric": "checkpoint", "value": _number(self.checkpoint_kimg) + " kimg", "detail": f"device {self.device}"},
@@ -97,6 +107,10 @@ class DatasetComparison:
         ]
         rows += [{"metric": "note", "value": "", "detail": note} for note in self.notes]
         return rows
+
+
+def _reference_origin(cached: bool | None) -> str:
+    return {True: "statistics from the cache", False: "statistics computed now"}.get(cached, "")
 
 
 def _unavailable(reason: str | None, width: int = 72) -> str:
