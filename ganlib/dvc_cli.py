@@ -39,4 +39,6 @@ def run_dvc_json(args: list[str], cwd: Path) -> Any:
 
 
 def has_default_remote(cwd: Path) -> bool:
-    return bool(run_dvc(["remote", "default"], cwd, check=False).stdout.strip())
+    # Without one, `dvc remote default` exits 1 and says so on stdout.
+    result = run_dvc(["remote", "default"], cwd, check=False)
+    return result.returncode == 0 and bool(result.stdout.strip())

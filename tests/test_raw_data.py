@@ -1,0 +1,37 @@
+"""`scenegan data ensure` on a fresh clone: no data, no remote -> the default dataset, DVC consistent."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ganlib.config import load_params
+from ganlib.logs import plain_logger
+from ganlib.provenance import dvc_tracked_md5
+from ganlib.raw_data import ensure_raw_data
+
+from conftest import REPO_ROOT, TINY_DATA, run, set_params
+
+LOG = plain_logger("scenegan-tests")
+
+
+def test_fresh_clone_generates_the_recorded_dataset(project_copy):
+    """The committed data.dvc describes exactly what the generator makes from the committed params."""
+    (project_copy / "data.dvc").write_text((REPO_ROOT / "data.dvc").read_text())
+    status = ensure_raw_data(load_params(project_copy / "params.yaml"), project_copy, LOG)
+    assert status.origin == "generated"
+    assert not status.data_dvc_changed
+    assert status.md5_after == dvc_tracked_md5(REPO_ROOT / "data.dvc")
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    assert json.loads(run([dvc, "status", "data.dvc", "--json"], project_copy).stdout or "{}") == {}
+
+
+def test_existing_data_is_left_alone(project_copy):
+    set_params(project_copy / "params.yaml", TINY_DATA)
+    raw = project_copy / "data/raw/mine"
+    raw.mkdir(parents=True)
+    (raw / "photo.jpg").write_bytes(b"not really a photo")
+    status = ensure_raw_data(load_params(project_copy / "params.yaml"), project_copy, LOG)
+    assert status.origin == "present"
+    assert sorted(p.name for p in (project_copy / "data/raw").rglob("*")) == ["mine", "photo.jpg"]
