@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from flows.stage import add_override_argument, add_stage_arguments, run_stage
 from ganlib.config import load_params
 from ganlib.errors import UserFacingError
 from ganlib.logs import plain_logger
@@ -56,8 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("--out", type=Path, help="destination (default: base.paths.raw)")
     _command(data, "ensure", "make sure the raw dataset exists: keep, pull from DVC, or generate", data_ensure)
 
-    from flows.stage import add_stage_arguments
-
     stage = commands.add_parser("run", help="run one stage (preprocess, train, evaluate, publish) as a flow")
     add_stage_arguments(stage)
     stage.set_defaults(handler=run_one_stage)
@@ -65,8 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline = _command(commands, "pipeline", "run preprocess -> train -> evaluate -> publish as one flow", run_pipeline)
     pipeline.add_argument("--stages", nargs="+", choices=["preprocess", "train", "evaluate", "publish"],
                           help="run only these stages (default: all)")
-    pipeline.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                          help="override a parameter for this run (DVC's lock is then not updated)")
+    add_override_argument(pipeline)
     _command(commands, "summary", "print the gallery path, the metrics table and the Prefect UI link", summary)
     retrain = _command(commands, "retrain", "retrain, evaluate and publish if the dataset version changed", run_retrain)
     retrain.add_argument("--force", action="store_true", help="retrain even if the dataset version is unchanged")
@@ -74,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare = _command(commands, "compare", "metrics per dataset version: git revisions, tags, DVC experiments", compare_revisions)
     compare.add_argument("revs", nargs="*", metavar="REV",
                          help="git revision, tag, branch, DVC experiment name or 'workspace' (default: every dataset version)")
-    compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    add_override_argument(compare)
     real = _command(commands, "fid-real", "FID/KID between two prepared datasets (e.g. two dataset versions)", fid_real)
     real.add_argument("dataset_a", type=Path)
     real.add_argument("dataset_b", type=Path)
-    real.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    add_override_argument(real)
     return parser
 
 
@@ -129,8 +127,6 @@ def data_ensure(args: argparse.Namespace) -> int:
 
 
 def run_one_stage(args: argparse.Namespace) -> int:
-    from flows.stage import run_stage
-
     return run_stage(args.stage, args.params, args.overrides)
 
 

@@ -31,6 +31,10 @@ def stage_flow(stage: str) -> Callable:
 def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stage", choices=sorted(STAGE_FLOWS))
     parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    add_override_argument(parser)
+
+
+def add_override_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override one parameter for this run (validated like params.yaml); repeatable",
