@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from flows.stage_params import dataset_tag, load_stage_params
+from flows.stage_params import dataset_tag, load_stage_params, run_label
 from ganlib.config import Params
 from ganlib.dvc_cli import run_dvc
 from ganlib.raw_data import ensure_raw_data
@@ -59,6 +59,11 @@ def record_outputs_in_dvc_task(root: Path, stages: list[Stage]) -> None:
     get_run_logger().info("recorded the outputs of %s in dvc.lock", ", ".join(stages))
 
 
+def named(stage_task, stage: str, params: Params, root: Path):
+    """The stage's task with a run name saying the stage, the dataset version and the kimg."""
+    return stage_task.with_options(task_run_name=run_label(stage, params, root))
+
+
 @flow(name="pipeline", flow_run_name=pipeline_run_name)
 def pipeline_flow(options: PipelineOptions = PipelineOptions()) -> dict[str, Any]:
     """Run the selected stages in order; a failing stage fails the run and stops the rest."""
@@ -69,14 +74,13 @@ def pipeline_flow(options: PipelineOptions = PipelineOptions()) -> dict[str, Any
 
     if "preprocess" in stages:
         ensure_raw_data_task(params, root)
-        results["preprocess"] = prepare_dataset_task(params, root)
+        results["preprocess"] = named(prepare_dataset_task, "preprocess", params, root)(params, root)
     if "train" in stages:
-        train = train_gan_task.with_options(task_run_name=f"train-gan · {params.train.kimg:g} kimg")
-        results["train"] = train(params, root, params_file, options.overrides)
+        results["train"] = named(train_gan_task, "train", params, root)(params, root, params_file, options.overrides)
     if "evaluate" in stages:
-        results["evaluate"] = evaluate_generator_task(params, root)
+        results["evaluate"] = named(evaluate_generator_task, "evaluate", params, root)(params, root)
     if "publish" in stages:
-        results["publish"] = publish_gallery_task(params, root)
+        results["publish"] = named(publish_gallery_task, "publish", params, root)(params, root)
 
     if options.record_in_dvc and not options.overrides:
         record_outputs_in_dvc_task(root, stages)

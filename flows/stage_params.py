@@ -26,19 +26,22 @@ def dataset_tag(root: Path) -> str:
     return f"data {short_md5(dvc_tracked_md5(root / DATA_DVC_FILE))}"
 
 
-def stage_run_name(stage: str, with_kimg: bool = False) -> Callable[[], str]:
-    """A flow_run_name callable: `train · data 1a2b3c4d · 20 kimg`."""
+def run_label(stage: str, params: Params, root: Path) -> str:
+    """`train · data 1a2b3c4d · 48 kimg`: stage, dataset version and (after preprocessing) training length."""
+    label = f"{stage} · {dataset_tag(root)}"
+    return label if stage == "preprocess" else f"{label} · {params.train.kimg:g} kimg"
+
+
+def stage_run_name(stage: str) -> Callable[[], str]:
+    """A flow_run_name callable giving run_label() for the flow's own parameters."""
 
     def name() -> str:
         parameters = flow_run.parameters
         params_file = Path(parameters.get("params_file", "params.yaml")).resolve()
-        label = f"{stage} · {dataset_tag(params_file.parent)}"
-        if with_kimg:
-            # Naming must never fail a run: bad params are reported by the flow itself.
-            try:
-                label += f" · {load_params(params_file, parameters.get('overrides') or []).train.kimg:g} kimg"
-            except Exception:
-                pass
-        return label
+        # Naming must never fail a run: bad params are reported by the flow itself.
+        try:
+            return run_label(stage, load_params(params_file, parameters.get("overrides") or []), params_file.parent)
+        except Exception:
+            return f"{stage} · {dataset_tag(params_file.parent)}"
 
     return name

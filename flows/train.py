@@ -7,14 +7,14 @@ from typing import Any
 
 from prefect import flow
 
-from flows.stage_params import load_stage_params, stage_run_name
+from flows.stage_params import load_stage_params, run_label, stage_run_name
 from tasks.train import train_gan_task
 
 
-@flow(name="train", flow_run_name=stage_run_name("train", with_kimg=True))
+@flow(name="train", flow_run_name=stage_run_name("train"))
 def train_flow(params_file: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
     """Train the GAN (resuming a matching checkpoint automatically) and write generator.pt."""
     params, root = load_stage_params(params_file, overrides or [])
-    return train_gan_task.with_options(task_run_name=f"train-gan · {params.train.kimg:g} kimg")(
+    return train_gan_task.with_options(task_run_name=run_label("train", params, root))(
         params, root, str(Path(params_file).resolve()), overrides or []
     )
