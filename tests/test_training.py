@@ -200,20 +200,27 @@ def frechet_distance_of_tiny_features(a: np.ndarray, b: np.ndarray) -> float:
     return float(((fa.mean(0) - fb.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * covmean))
 
 
+def default_scenes(count: int, size: int, seed: int) -> np.ndarray:
+    """Images of the embedded default dataset (ganlib/scenes.py), uint8 NHWC."""
+    from ganlib.scenes import render_scene
+
+    return np.stack([np.asarray(render_scene(seed, index, size)) for index in range(count)])
+
+
 @pytest.mark.slow
-def test_short_training_beats_the_untrained_generator(tmp_path):
+def test_short_training_beats_the_untrained_generator_on_the_default_dataset(tmp_path):
     from ganlib.models import build_generator
     from ganlib.sampling import generate_images
 
     root = tmp_path / "run"
     params = tiny_params("train.g_width=16", "train.d_width=16", "train.batch_size=32", "train.microbatch=32",
                          "train.kimg=6", "train.tick_kimg=2", "train.ema_halflife_kimg=0.5")
-    write_prepared(root, params, smooth_images(1000, 32, seed=0))
+    write_prepared(root, params, default_scenes(1000, 32, seed=0))
     summary = train_gan(params, LOG, root)
 
     trained, info = load_generator(summary.generator_path, torch.device("cpu"))
     untrained = build_generator(params.train, 32).eval()
-    held_out = smooth_images(512, 32, seed=1)
+    held_out = default_scenes(512, 32, seed=1)
     distances = {
         name: frechet_distance_of_tiny_features(
             generate_images(generator, 512, info.z_dim, seed=0, batch_size=128, device=torch.device("cpu")), held_out)
