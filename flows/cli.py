@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from flows.offline import keep_prefect_offline
 from flows.stage import add_override_argument, add_stage_arguments, run_stage
 from ganlib.config import load_params
 from ganlib.errors import UserFacingError
@@ -29,6 +30,7 @@ from ganlib.logs import plain_logger
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_prefect_offline()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
@@ -133,6 +135,7 @@ def run_one_stage(args: argparse.Namespace) -> int:
 def run_pipeline(args: argparse.Namespace) -> int:
     from flows.pipeline import ALL_STAGES, PipelineOptions, pipeline_flow
 
+    load_params(args.params, args.overrides)  # fail fast, before a flow run starts
     options = PipelineOptions(params_file=str(args.params), stages=args.stages or ALL_STAGES, overrides=args.overrides)
     pipeline_flow(options)
     return 0
@@ -148,6 +151,7 @@ def summary(args: argparse.Namespace) -> int:
 def run_retrain(args: argparse.Namespace) -> int:
     from flows.retrain import retrain_flow
 
+    load_params(args.params)  # fail fast, before a flow run starts
     outcome = retrain_flow(params_file=str(args.params), force=args.force)
     print(f"retrain: {outcome['status']} (dataset {outcome['data_md5']})")
     return 0
@@ -164,6 +168,7 @@ def compare_revisions(args: argparse.Namespace) -> int:
     from flows.compare import compare_flow
     from ganlib.metrics.report import render_table
 
+    load_params(args.params, args.overrides)  # fail fast, before a flow run starts
     result = compare_flow(params_file=str(args.params), revs=args.revs, overrides=args.overrides)
     print(render_table(result["table"]))
     for kind, path in result["files"].items():

@@ -13,6 +13,8 @@ import importlib
 import sys
 from typing import Callable, Sequence
 
+from flows.offline import keep_prefect_offline
+from ganlib.config import load_params
 from ganlib.errors import UserFacingError
 
 STAGE_FLOWS = {
@@ -43,6 +45,8 @@ def add_override_argument(parser: argparse.ArgumentParser) -> None:
 
 def run_stage(stage: str, params_file: str, overrides: Sequence[str]) -> int:
     try:
+        # Bad params fail here, in a line, before a flow run (and a server) starts.
+        load_params(params_file, overrides)
         stage_flow(stage)(params_file=params_file, overrides=list(overrides))
     except UserFacingError as exc:
         print(f"scenegan {stage}: {exc}", file=sys.stderr)
@@ -51,6 +55,7 @@ def run_stage(stage: str, params_file: str, overrides: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_prefect_offline()
     parser = argparse.ArgumentParser(prog="python -m flows.stage", description=__doc__.splitlines()[0])
     add_stage_arguments(parser)
     args = parser.parse_args(argv)
