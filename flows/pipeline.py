@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from flows.stage_params import dataset_tag, load_stage_params, run_label
@@ -40,8 +41,6 @@ class PipelineOptions(BaseModel):
 
 
 def pipeline_run_name() -> str:
-    from prefect.runtime import flow_run
-
     options = flow_run.parameters.get("options") or {}
     params_file = options.get("params_file", "params.yaml") if isinstance(options, dict) else options.params_file
     return f"pipeline · {dataset_tag(Path(params_file).resolve().parent)}"
