@@ -31,6 +31,7 @@ TINY_TRAIN = (
     "train.channels_last=false",
     "train.check_finite_every=1",
     "train.grid_size=4",
+    "evaluate.during_training.every_kimg=0",  # no FID curve: it needs the Inception weights in the run's root
 )
 
 
