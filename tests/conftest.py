@@ -58,6 +58,15 @@ def run(cmd: Sequence[str], cwd: Path, env: dict[str, str] | None = None, check:
     return result
 
 
+def stop_process(process: subprocess.Popen, grace_s: float = 30) -> None:
+    """Terminate a server started by a test; kill it if it does not stop in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     """A scratch git + DVC repository holding a copy of the project's code and params."""

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import run
+from conftest import run, stop_process
 
 # Outputs that must not depend on how the pipeline was run.
 DETERMINISTIC_OUTPUTS = ["data/prepared/images.npy", "runs/train/generator.pt", "results/evaluate/metrics.json"]
@@ -53,11 +53,7 @@ def prefect_server(tmp_path: Path) -> Iterator[str]:
                 time.sleep(0.5)
         yield api
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
 
 
 def query(api: str, coroutine_factory):

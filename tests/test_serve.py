@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, stop_process
 
 from ganlib.config import load_params
 from ganlib.history import append_history_row
@@ -66,11 +66,7 @@ def test_serve_creates_scheduled_deployment_that_runs(tiny_project, subprocess_e
         flow_run = run_deployment(name, timeout=240, poll_interval=2)
         assert flow_run.state.is_completed(), flow_run.state
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
 
 
 def test_prefect_yaml_matches_params():
