@@ -62,3 +62,28 @@ def test_changing_worker_count_does_not_rerun(project_copy, subprocess_env):
     assert "Running stage" not in dvc(project_copy, "repro", "preprocess", env=subprocess_env)
     set_params(project_copy / "params.yaml", ["preprocess.max_aspect_ratio=2.0"])
     assert "Running stage 'preprocess'" in dvc(project_copy, "repro", "preprocess", env=subprocess_env)
+
+
+def test_preprocess_flow_reports_rejects_as_artifacts(project_copy, prefect_api_url):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.preprocess import preprocess_flow
+
+    set_params(project_copy / "params.yaml", TINY_DATA)
+    add_default_dataset(project_copy)
+    (project_copy / "data/raw/notes.txt").write_text("not an image")
+    (project_copy / "data/raw/tiny.png").write_bytes((project_copy / "data/raw/scene-000000.png").read_bytes()[:40])
+
+    result = preprocess_flow(params_file=str(project_copy / "params.yaml"))
+    assert result["rejected"] == 2 and result["count"] == 48
+
+    async def latest(key: str):
+        async with get_client() as client:
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=50)
+            return max(found, key=lambda a: a.created)
+
+    summary = asyncio.run(latest("preprocess-summary")).data
+    assert "rejected as " in summary and str(result["count"]) in summary
+    table = asyncio.run(latest("preprocess-rejects")).data
+    assert "notes.txt" in str(table) and "tiny.png" in str(table)
