@@ -32,6 +32,7 @@ from ganlib.config import Params
 from ganlib.dvc_cli import DvcError, dvc_executable, has_default_remote, run_dvc
 from ganlib.errors import UserFacingError
 from ganlib.history import append_history_row, last_data_md5
+from ganlib.logged_command import run_logged
 from ganlib.logs import Logger
 from ganlib.metrics.report import METRICS_FILE
 from ganlib.provenance import DATA_DVC_FILE, dvc_tracked_md5
@@ -151,20 +152,11 @@ def _warn_if_workspace_differs(root: Path, log: Logger) -> None:
 
 
 def _stream_dvc(args: list[str], root: Path, log: Logger) -> None:
-    """Run a long DVC command, forwarding its output line by line to the log."""
+    """Run a long DVC command, forwarding its output to the log."""
     log.info("dvc %s", " ".join(args))
-    process = subprocess.Popen(
-        [dvc_executable(), *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert process.stdout is not None
-    tail: list[str] = []
-    for line in process.stdout:
-        line = line.rstrip()
-        if line:
-            log.info("%s", line)
-            tail = (tail + [line])[-30:]
-    if process.wait() != 0:
-        raise DvcError(f"`dvc {' '.join(args)}` failed (exit {process.returncode}); last lines:\n" + "\n".join(tail))
+    status, tail = run_logged([dvc_executable(), *args], root, log)
+    if status != 0:
+        raise DvcError(f"`dvc {' '.join(args)}` failed (exit {status}); last lines:\n" + "\n".join(tail))
 
 
 def _git_head(root: Path) -> str | None:

@@ -8,7 +8,6 @@ processes. With one process the trainer runs in the task itself.
 from __future__ import annotations
 
 import base64
-import subprocess
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +21,7 @@ from ganlib.config import Params
 from ganlib.distributed import torchrun_command
 from ganlib.errors import UserFacingError
 from ganlib.fid_curve import with_fid_curve
+from ganlib.logged_command import run_logged
 from ganlib.logs import Logger
 from ganlib.training import TickReport, train_gan
 
@@ -66,9 +66,6 @@ def _png_data_uri(path: Path) -> str:
 def _run_torchrun(nproc: int, params_file: Path, root: Path, overrides: Sequence[str], log: Logger) -> None:
     command = torchrun_command(nproc, params_file, root, overrides)
     log.info("launching %d training processes: %s", nproc, " ".join(command))
-    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        log.info(line.rstrip())
-    if process.wait() != 0:
-        raise UserFacingError(f"distributed training exited with status {process.returncode}; see the log above")
+    status, _ = run_logged(command, root, log)
+    if status != 0:
+        raise UserFacingError(f"distributed training exited with status {status}; see the log above")
