@@ -69,7 +69,7 @@ def retrain_flow(params_file: str = "params.yaml", force: bool = False) -> dict[
         log.info("dataset version %s (previous %s): running experiment %s", data_md5, previous, name)
         run_experiment_task(params, root, name)
         apply_and_publish_task(root, name)
-        outcome = retrain.record_retrain(params, root, name, str(flow_run.id), now)
+        outcome = retrain.record_retrain(params, root, name, previous, str(flow_run.id), now)
         if params.retrain.commit:
             retrain.commit_results(params, root, name)
         create_markdown_artifact(
@@ -80,4 +80,4 @@ def retrain_flow(params_file: str = "params.yaml", force: bool = False) -> dict[
             ),
             description="last retrain",
         )
-        return {**outcome.__dict__, "previous_md5": previous}
+        return outcome.__dict__

@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 from ganlib.atomic import atomic_write_text
 from ganlib.config import Params
 from ganlib.errors import UserFacingError
-from ganlib.history import read_history
+from ganlib.history import METRIC_COLUMNS, read_history
 from ganlib.logs import Logger
 from ganlib.versions import (
     DVC_READ_ERRORS,
@@ -181,19 +181,20 @@ def version_row(facts: VersionFacts) -> VersionRow:
         data_md5=facts.data_md5,
         n_images=None if prepared is None else prepared.count,
         resolution=None if prepared is None else prepared.resolution,
-        checkpoint_kimg=_float(metrics.get("checkpoint_kimg")),
-        fid=_float(metrics.get("fid")),
-        kid_mean=_float(metrics.get("kid_mean")),
-        kid_std=_float(metrics.get("kid_std")),
-        is_mean=_float(metrics.get("is_mean")),
-        is_std=_float(metrics.get("is_std")),
-        n_samples=_int(metrics.get("n_samples")),
-        extractor=metrics.get("extractor"),
+        **_metric_fields(metrics),
         drift_fid_from_previous=None,
         drift_kid_from_previous=None,
         notes=facts.notes,
         params=None if facts.params is None else flatten_params(facts.params),
     )
+
+
+def _metric_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The METRIC_COLUMNS of a metrics.json or a history row (CSV text), typed for a VersionRow."""
+    fields: dict[str, Any] = {key: _float(values.get(key)) for key in METRIC_COLUMNS}
+    fields["n_samples"] = _int(values.get("n_samples"))
+    fields["extractor"] = values.get("extractor") or None
+    return fields
 
 
 def deduplicate_versions(facts: Sequence[VersionFacts]) -> list[VersionFacts]:
@@ -323,14 +324,7 @@ def history_rows(path: Path, rows: Sequence[VersionRow], log: Logger) -> list[Ve
             data_md5=record.get("data_md5") or None,
             n_images=_int(record.get("n_images")),
             resolution=None,
-            checkpoint_kimg=_float(record.get("checkpoint_kimg")),
-            fid=_float(record.get("fid")),
-            kid_mean=_float(record.get("kid_mean")),
-            kid_std=_float(record.get("kid_std")),
-            is_mean=_float(record.get("is_mean")),
-            is_std=_float(record.get("is_std")),
-            n_samples=_int(record.get("n_samples")),
-            extractor=record.get("extractor") or None,
+            **_metric_fields(record),
             drift_fid_from_previous=None,
             drift_kid_from_previous=None,
             notes=("from the retrain history",),

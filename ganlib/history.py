@@ -13,20 +13,16 @@ from typing import Any, Mapping
 
 from ganlib.atomic import atomic_write_text
 
+# The metrics.json keys a history row (and a comparison row) carries over.
+METRIC_COLUMNS = ("checkpoint_kimg", "fid", "kid_mean", "kid_std", "is_mean", "is_std", "n_samples", "extractor")
+
 HISTORY_COLUMNS = (
     "date",
     "data_md5",
     "n_images",
     "experiment",
     "commit",
-    "checkpoint_kimg",
-    "fid",
-    "kid_mean",
-    "kid_std",
-    "is_mean",
-    "is_std",
-    "n_samples",
-    "extractor",
+    *METRIC_COLUMNS,
     "published",
     "release",
     "flow_run",

@@ -29,9 +29,10 @@ from pathlib import Path
 import yaml
 
 from ganlib.config import Params
+from ganlib.dataset import open_prepared
 from ganlib.dvc_cli import DvcError, dvc_executable, has_default_remote, run_dvc
 from ganlib.errors import UserFacingError
-from ganlib.history import append_history_row, last_data_md5
+from ganlib.history import METRIC_COLUMNS, append_history_row, last_data_md5
 from ganlib.logged_command import run_logged
 from ganlib.logs import Logger
 from ganlib.metrics.report import METRICS_FILE
@@ -92,34 +93,30 @@ def apply_and_publish(root: Path, name: str, log: Logger) -> None:
     _stream_dvc(["repro", "publish"], root, log)
 
 
-def record_retrain(params: Params, root: Path, name: str, flow_run: str | None, now: datetime) -> RetrainOutcome:
+def record_retrain(
+    params: Params, root: Path, name: str, previous_md5: str | None, flow_run: str | None, now: datetime
+) -> RetrainOutcome:
     """Append the dataset version -> metrics row; return what happened."""
     metrics = json.loads((root / params.base.paths.evaluate / METRICS_FILE).read_text())
     record_path = root / params.base.paths.publish_record
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    manifest = json.loads((root / params.base.paths.prepared / "manifest.json").read_text())
     append_history_row(
         root / params.base.paths.history,
         {
             "date": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "data_md5": metrics.get("data_md5"),
-            "n_images": manifest.get("count"),
+            "n_images": open_prepared(root / params.base.paths.prepared).count,
             "experiment": name,
             "commit": _git_head(root),
-            "checkpoint_kimg": metrics.get("checkpoint_kimg"),
-            "fid": metrics.get("fid"),
-            "kid_mean": metrics.get("kid_mean"),
-            "kid_std": metrics.get("kid_std"),
-            "is_mean": metrics.get("is_mean"),
-            "is_std": metrics.get("is_std"),
-            "n_samples": metrics.get("n_samples"),
-            "extractor": metrics.get("extractor"),
+            **{key: metrics.get(key) for key in METRIC_COLUMNS},
             "published": record.get("status"),
             "release": record.get("release"),
             "flow_run": flow_run,
         },
     )
-    return RetrainOutcome("retrained", metrics.get("data_md5"), None, name, metrics.get("fid"), record.get("status"))
+    return RetrainOutcome(
+        "retrained", metrics.get("data_md5"), previous_md5, name, metrics.get("fid"), record.get("status")
+    )
 
 
 def commit_results(params: Params, root: Path, name: str) -> None:
