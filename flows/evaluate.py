@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.stage_params import load_stage_params, run_label, stage_run_name
+from flows.stage_params import load_stage_params, named_task, stage_run_name
 from tasks.evaluate import evaluate_generator_task
 
 
@@ -14,4 +14,4 @@ from tasks.evaluate import evaluate_generator_task
 def evaluate_flow(params_file: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
     """Score the trained EMA generator against the prepared dataset, offline."""
     params, root = load_stage_params(params_file, overrides or [])
-    return evaluate_generator_task.with_options(task_run_name=run_label("evaluate", params, root))(params, root)
+    return named_task(evaluate_generator_task, "evaluate", params, root)(params, root)

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from flows.stage_params import dataset_tag, load_stage_params, run_label
+from flows.stage_params import dataset_tag, load_stage_params, named_task
 from ganlib.config import Params
 from ganlib.dvc_cli import run_dvc
 from ganlib.raw_data import ensure_raw_data
@@ -58,11 +58,6 @@ def record_outputs_in_dvc_task(root: Path, stages: list[Stage]) -> None:
     get_run_logger().info("recorded the outputs of %s in dvc.lock", ", ".join(stages))
 
 
-def named(stage_task, stage: str, params: Params, root: Path):
-    """The stage's task with a run name saying the stage, the dataset version and the kimg."""
-    return stage_task.with_options(task_run_name=run_label(stage, params, root))
-
-
 @flow(name="pipeline", flow_run_name=pipeline_run_name)
 def pipeline_flow(options: PipelineOptions = PipelineOptions()) -> dict[str, Any]:
     """Run the selected stages in order; a failing stage fails the run and stops the rest."""
@@ -73,13 +68,13 @@ def pipeline_flow(options: PipelineOptions = PipelineOptions()) -> dict[str, Any
 
     if "preprocess" in stages:
         ensure_raw_data_task(params, root)
-        results["preprocess"] = named(prepare_dataset_task, "preprocess", params, root)(params, root)
+        results["preprocess"] = named_task(prepare_dataset_task, "preprocess", params, root)(params, root)
     if "train" in stages:
-        results["train"] = named(train_gan_task, "train", params, root)(params, root, params_file, options.overrides)
+        results["train"] = named_task(train_gan_task, "train", params, root)(params, root, params_file, options.overrides)
     if "evaluate" in stages:
-        results["evaluate"] = named(evaluate_generator_task, "evaluate", params, root)(params, root)
+        results["evaluate"] = named_task(evaluate_generator_task, "evaluate", params, root)(params, root)
     if "publish" in stages:
-        results["publish"] = named(publish_gallery_task, "publish", params, root)(params, root)
+        results["publish"] = named_task(publish_gallery_task, "publish", params, root)(params, root)
 
     if options.record_in_dvc and not options.overrides:
         record_outputs_in_dvc_task(root, stages)

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.stage_params import load_stage_params, run_label, stage_run_name
+from flows.stage_params import load_stage_params, named_task, stage_run_name
 from tasks.preprocess import prepare_dataset_task
 
 
@@ -14,4 +14,4 @@ from tasks.preprocess import prepare_dataset_task
 def preprocess_flow(params_file: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
     """Decode, check, resize and pack the raw images into the prepared dataset."""
     params, root = load_stage_params(params_file, overrides or [])
-    return prepare_dataset_task.with_options(task_run_name=run_label("preprocess", params, root))(params, root)
+    return named_task(prepare_dataset_task, "preprocess", params, root)(params, root)

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.stage_params import load_stage_params, run_label, stage_run_name
+from flows.stage_params import load_stage_params, named_task, stage_run_name
 from tasks.publish import publish_gallery_task
 
 
@@ -14,4 +14,4 @@ from tasks.publish import publish_gallery_task
 def publish_flow(params_file: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
     """Publish the gallery to publish.target (gated by publish.gate)."""
     params, root = load_stage_params(params_file, overrides or [])
-    return publish_gallery_task.with_options(task_run_name=run_label("publish", params, root))(params, root)
+    return named_task(publish_gallery_task, "publish", params, root)(params, root)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+from prefect import Task
 from prefect.runtime import flow_run
 
 from ganlib.config import Params, load_params
@@ -30,6 +31,11 @@ def run_label(stage: str, params: Params, root: Path) -> str:
     """`train · data 1a2b3c4d · 48 kimg`: stage, dataset version and (after preprocessing) training length."""
     label = f"{stage} · {dataset_tag(root)}"
     return label if stage == "preprocess" else f"{label} · {params.train.kimg:g} kimg"
+
+
+def named_task(stage_task: Task, stage: str, params: Params, root: Path) -> Task:
+    """The stage's task with a run name saying the stage, the dataset version and the kimg."""
+    return stage_task.with_options(task_run_name=run_label(stage, params, root))
 
 
 def stage_run_name(stage: str) -> Callable[[], str]:

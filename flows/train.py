@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.stage_params import load_stage_params, run_label, stage_run_name
+from flows.stage_params import load_stage_params, named_task, stage_run_name
 from tasks.train import train_gan_task
 
 
@@ -15,6 +15,6 @@ from tasks.train import train_gan_task
 def train_flow(params_file: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
     """Train the GAN (resuming a matching checkpoint automatically) and write generator.pt."""
     params, root = load_stage_params(params_file, overrides or [])
-    return train_gan_task.with_options(task_run_name=run_label("train", params, root))(
+    return named_task(train_gan_task, "train", params, root)(
         params, root, str(Path(params_file).resolve()), overrides or []
     )
