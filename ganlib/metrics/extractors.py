@@ -39,6 +39,12 @@ IS_LOGITS = "logits_unbiased"  # torch-fidelity's layer for the Inception Score
 TINY_FEATURES = "tiny64"
 
 
+def _require_uint8_batch(x) -> None:
+    """torch-fidelity hands extractors uint8 [B, 3, H, W]; anything else is a caller's bug."""
+    if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3):
+        raise ValueError(f"expected a uint8 batch [B, 3, H, W], got {getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
+
+
 class FidInceptionTF2015(FeatureExtractorBase):
     INPUT_IMAGE_SIZE = 299
 
@@ -74,8 +80,7 @@ class FidInceptionTF2015(FeatureExtractorBase):
         return (torch.rand([1, 3, 4, 4]) * 255).to(torch.uint8)
 
     def forward(self, x):
-        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3):
-            raise ValueError(f"expected a uint8 batch [B, 3, H, W], got {getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
+        _require_uint8_batch(x)
         x = interpolate_bilinear_2d_like_tensorflow1x(
             x.to(torch.float32), size=(self.INPUT_IMAGE_SIZE, self.INPUT_IMAGE_SIZE), align_corners=False
         )
@@ -118,8 +123,7 @@ class TinyRandomConv(FeatureExtractorBase):
         return (torch.rand([1, 3, 8, 8]) * 255).to(torch.uint8)
 
     def forward(self, x):
-        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3):
-            raise ValueError(f"expected a uint8 batch [B, 3, H, W], got {getattr(x, 'dtype', type(x))}")
+        _require_uint8_batch(x)
         x = x.to(torch.float32) / 127.5 - 1
         x = F.relu(self.conv1(x))
         x = F.relu(self.conv2(x))
