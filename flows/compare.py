@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.stage_params import load_stage_params
 from ganlib.compare import Comparison, compare_versions, write_comparison
 from ganlib.config import Params
+from tasks.artifacts import png_data_uri
 
 
 @task(name="compare-versions", cache_policy=NO_CACHE)
@@ -24,10 +24,9 @@ def compare_versions_task(root: Path, revs: list[str], params: Params) -> Compar
 def write_comparison_task(comparison: Comparison, out_dir: Path) -> dict[str, str]:
     written = write_comparison(comparison, out_dir)
     create_table_artifact(key="compare-table", table=comparison.table_rows(), description="metrics per dataset version")
-    png = base64.b64encode(written["png"].read_bytes()).decode()
     create_markdown_artifact(
         key="compare-report",
-        markdown=f"{comparison.to_markdown()}\n\n![metrics per version](data:image/png;base64,{png})",
+        markdown=f"{comparison.to_markdown()}\n\n![metrics per version]({png_data_uri(written['png'])})",
         description=f"comparison of {len(comparison.rows)} versions ({written['csv']})",
     )
     get_run_logger().info("wrote %s", ", ".join(str(p) for p in written.values()))

@@ -7,15 +7,12 @@ processes. With one process the trainer runs in the task itself.
 
 from __future__ import annotations
 
-import base64
-from io import BytesIO
 from pathlib import Path
 from typing import Any, Sequence
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from PIL import Image
 
 from ganlib.config import Params
 from ganlib.distributed import torchrun_command
@@ -24,6 +21,7 @@ from ganlib.fid_curve import with_fid_curve
 from ganlib.logged_command import run_logged
 from ganlib.logs import Logger
 from ganlib.training import TickReport, train_gan
+from tasks.artifacts import png_data_uri
 
 PREVIEW_PX = 256  # the embedded grid preview stays small: artifacts live in the Prefect database
 
@@ -49,18 +47,10 @@ def _publish_tick(report: TickReport, progress_id) -> None:
         markdown=(
             f"### EMA generator at {report.kimg:.1f} / {report.total_kimg:g} kimg\n\n"
             f"{report.img_per_s:.0f} img/s · {losses} · diversity ratio {report.diversity_ratio:.2f}\n\n"
-            f"![samples at {report.kimg:.1f} kimg]({_png_data_uri(report.grid_path)})"
+            f"![samples at {report.kimg:.1f} kimg]({png_data_uri(report.grid_path, PREVIEW_PX)})"
         ),
         description=f"fixed-seed samples at {report.kimg:.1f} kimg",
     )
-
-
-def _png_data_uri(path: Path) -> str:
-    image = Image.open(path)
-    image.thumbnail((PREVIEW_PX, PREVIEW_PX), Image.Resampling.LANCZOS)
-    buffer = BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _run_torchrun(nproc: int, params_file: Path, root: Path, overrides: Sequence[str], log: Logger) -> None:
