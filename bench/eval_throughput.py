@@ -40,7 +40,8 @@ import torch.nn as nn
 from torch_fidelity import calculate_metrics
 
 from ganlib.config import Params, load_params
-from ganlib.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE, open_prepared
+from ganlib.data.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE, open_prepared
+from ganlib.data.scenes import render_scene
 from ganlib.logs import plain_logger
 from ganlib.metrics.evaluate import evaluation_device, score_generator
 from ganlib.metrics.extractors import (
@@ -55,8 +56,7 @@ from ganlib.metrics.extractors import (
 from ganlib.metrics.features import dataset_features
 from ganlib.metrics.reference import reference_statistics
 from ganlib.metrics.sources import PreparedImages
-from ganlib.scenes import render_scene
-from ganlib.weights import find_is_inception_weights
+from ganlib.metrics.weights import find_is_inception_weights
 
 REPO = Path(__file__).resolve().parents[1]
 RESOLUTION = 64

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ganlib import images
 from ganlib.config import PreprocessParams, load_params
+from ganlib.data import images
+from ganlib.data.preprocess import prepare_dataset
+from ganlib.data.scenes import render_scene, scene_png_bytes
 from ganlib.logs import plain_logger
-from ganlib.preprocess import prepare_dataset
-from ganlib.scenes import render_scene, scene_png_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = Path("/tmp/wall/usr/share/backgrounds")

@@ -8,7 +8,7 @@ Adam(2e-4, betas=(0.5, 0.999)) and the non-saturating BCE loss:
               and inner loop, verbatim except for the data source (batches handed over
               ready as float tensors on the device, which favours the baseline: no
               DataLoader, no decoding);
-  ours-fp32   ganlib.training.train_gan, precision fp32, NCHW;
+  ours-fp32   ganlib.training.loop.train_gan, precision fp32, NCHW;
   ours-best   train_gan with our fastest settings on the device: bf16 autocast and
               channels_last (plus torch.compile on CUDA with --compile).
 
@@ -38,9 +38,9 @@ import torch.nn as nn
 import torch.optim as optim
 
 from ganlib.config import Params, load_params
-from ganlib.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE
-from ganlib.scenes import render_scene
-from ganlib.training import train_gan
+from ganlib.data.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE
+from ganlib.data.scenes import render_scene
+from ganlib.training.loop import train_gan
 
 REPO = Path(__file__).resolve().parents[1]
 nz, ngf, ndf, nc = 100, 64, 64, 3
@@ -209,7 +209,8 @@ def write_scenes(root: Path, count: int, size: int) -> np.ndarray:
     prepared = root / "data" / "prepared"
     prepared.mkdir(parents=True)
     np.save(prepared / IMAGES_FILE, images)
-    import hashlib, json  # noqa: E401 (local: only the scratch manifest needs them)
+    import hashlib  # noqa: E401 (local: only the scratch manifest needs them)
+    import json
 
     digest = hashlib.sha256((prepared / IMAGES_FILE).read_bytes()).hexdigest()
     (prepared / MANIFEST_FILE).write_text(json.dumps(

@@ -90,7 +90,7 @@ def _command(subparsers, name: str, help_text: str, handler: Callable) -> argpar
 
 
 def data_default(args: argparse.Namespace) -> int:
-    from ganlib.scenes import write_default_dataset
+    from ganlib.data.scenes import write_default_dataset
 
     params = load_params(args.params)
     root = args.params.resolve().parent
@@ -109,7 +109,7 @@ def data_default(args: argparse.Namespace) -> int:
 
 
 def data_import(args: argparse.Namespace) -> int:
-    from ganlib.importer import import_dataset
+    from ganlib.data.importer import import_dataset
 
     params = load_params(args.params)
     out = args.out or args.params.resolve().parent / params.base.paths.raw
@@ -120,7 +120,7 @@ def data_import(args: argparse.Namespace) -> int:
 
 
 def data_ensure(args: argparse.Namespace) -> int:
-    from ganlib.raw_data import ensure_raw_data
+    from ganlib.data.raw_data import ensure_raw_data
 
     params = load_params(args.params)
     status = ensure_raw_data(params, args.params.resolve().parent, plain_logger())

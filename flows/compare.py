@@ -10,8 +10,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.stage_params import load_stage_params
-from ganlib.compare import Comparison, compare_versions, write_comparison
 from ganlib.config import Params
+from ganlib.versions.compare import Comparison, compare_versions, write_comparison
 from tasks.artifacts import png_data_uri
 
 

@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field
 
 from flows.stage_params import dataset_tag, load_stage_params, named_task
 from ganlib.config import Params
-from ganlib.dvc_cli import run_dvc
-from ganlib.raw_data import ensure_raw_data
+from ganlib.data.raw_data import ensure_raw_data
+from ganlib.io.dvc_cli import run_dvc
 from tasks.evaluate import evaluate_generator_task
 from tasks.preprocess import prepare_dataset_task
 from tasks.publish import publish_gallery_task

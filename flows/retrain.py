@@ -1,7 +1,7 @@
 """Scheduled retraining: retrain, evaluate and publish when the dataset version changes.
 
 `scenegan serve` serves this flow as a deployment on retrain.cron; the steps
-and their guarantees are described in ganlib/retrain.py.
+and their guarantees are described in ganlib/versions/retrain.py.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from flows.stage_params import dataset_tag, load_stage_params
-from ganlib import retrain
 from ganlib.config import Params
+from ganlib.versions import retrain
 
 # One retrain at a time per Prefect server, whoever starts it (schedule,
 # UI, CLI): a global concurrency limit of one slot.

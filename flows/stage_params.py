@@ -13,7 +13,7 @@ from prefect import Task
 from prefect.runtime import flow_run
 
 from ganlib.config import Params, load_params
-from ganlib.provenance import DATA_DVC_FILE, dvc_tracked_md5, short_md5
+from ganlib.io.provenance import DATA_DVC_FILE, dvc_tracked_md5, short_md5
 
 
 def load_stage_params(params_file: str, overrides: Sequence[str] = ()) -> tuple[Params, Path]:

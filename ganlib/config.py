@@ -89,7 +89,7 @@ class PreprocessParams(Section):
 
 
 class TrainParams(Section):
-    """The training stage (ganlib/training.py). Comments give units and the why."""
+    """The training stage (ganlib/training/loop.py). Comments give units and the why."""
 
     arch: Literal["dcgan", "resnet"]          # ganlib/models/registry.py lists resolutions per arch
     z_dim: int = Field(ge=1, le=4096)
@@ -229,7 +229,7 @@ class RetrainParams(Section):
 
 
 class CompareParams(Section):
-    """One table of metrics across dataset versions (ganlib/compare.py)."""
+    """One table of metrics across dataset versions (ganlib/versions/compare.py)."""
 
     drift: bool                               # real-vs-real FID/KID between consecutive versions (reads their prepared data)
     include_history: bool                     # also list the retrain history rows (base.paths.history)

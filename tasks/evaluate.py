@@ -10,8 +10,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from ganlib.config import Params
+from ganlib.io.provenance import short_md5
 from ganlib.metrics.evaluate import evaluate_generator
-from ganlib.provenance import short_md5
 
 
 @task(name="evaluate-generator", cache_policy=NO_CACHE)

@@ -1,4 +1,4 @@
-"""Prefect task around ganlib.preprocess: runs it with the run logger, publishes the QA report."""
+"""Prefect task around ganlib.data.preprocess: runs it with the run logger, publishes the QA report."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from ganlib.config import Params
-from ganlib.dataset import QA_REPORT_FILE
-from ganlib.preprocess import PreparedSummary, prepare_dataset
+from ganlib.data.dataset import QA_REPORT_FILE
+from ganlib.data.preprocess import PreparedSummary, prepare_dataset
 
 MAX_REJECT_ROWS = 200  # the UI table stays readable; the full list is in qa_report.json
 

@@ -1,4 +1,4 @@
-"""Prefect task around ganlib.publish: publish (or skip, by the gate) the sample gallery."""
+"""Prefect task around ganlib.publish.stage: publish (or skip, by the gate) the sample gallery."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from ganlib.config import Params
-from ganlib.publish import publish_gallery
+from ganlib.publish.stage import publish_gallery
 
 
 # Writing to a remote target (s3://...) can fail transiently; a retry is safe

@@ -1,4 +1,4 @@
-"""Prefect task around ganlib.training: progress in the run log and as artifacts.
+"""Prefect task around ganlib.training.loop: progress in the run log and as artifacts.
 
 With train.nproc > 1 the stage runs under torchrun (one process per GPU);
 the task launches it and streams its log, since the ranks must be separate
@@ -15,12 +15,12 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from ganlib.config import Params
-from ganlib.distributed import torchrun_command
 from ganlib.errors import UserFacingError
-from ganlib.fid_curve import with_fid_curve
-from ganlib.logged_command import run_logged
+from ganlib.io.logged_command import run_logged
 from ganlib.logs import Logger
-from ganlib.training import TickReport, train_gan
+from ganlib.training.distributed import torchrun_command
+from ganlib.training.fid_curve import with_fid_curve
+from ganlib.training.loop import TickReport, train_gan
 from tasks.artifacts import png_data_uri
 
 PREVIEW_PX = 256  # the embedded grid preview stays small: artifacts live in the Prefect database

@@ -107,8 +107,8 @@ TINY_DATA = ["data.n_images=48", "data.size=32", "preprocess.resolution=32", "pr
 def add_default_dataset(root: Path) -> None:
     """Generate the (tiny) default dataset in a project copy and record it in data.dvc."""
     from ganlib.config import load_params
+    from ganlib.data.raw_data import ensure_raw_data
     from ganlib.logs import plain_logger
-    from ganlib.raw_data import ensure_raw_data
 
     ensure_raw_data(load_params(root / "params.yaml"), root, plain_logger("tests"))
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ganlib.atomic import atomic_write_json, staged_directory
+from ganlib.io.atomic import atomic_write_json, staged_directory
 
 
 def test_staged_directory_replaces_on_success(tmp_path):
@@ -45,7 +45,7 @@ def test_leftovers_of_a_killed_process_are_removed(tmp_path):
     target = tmp_path / "out"
     code = (
         "import os, sys\n"
-        "from ganlib.atomic import staged_directory\n"
+        "from ganlib.io.atomic import staged_directory\n"
         f"with staged_directory({str(target)!r}) as s:\n"
         "    (s / 'partial').write_text('x')\n"
         "    os.kill(os.getpid(), 9)\n"

@@ -6,7 +6,7 @@ The repository (built once per module) has four commits and one experiment:
     v2     dataset B (4 images), reproduced
     lowlr  DVC experiment on v2 with train.lr_g=0.0001 (same data, other metrics)
     stale  dataset C (5 images) committed without re-running the pipeline (HEAD)
-The fake stages write a real prepared dataset (ganlib.dataset format) and a
+The fake stages write a real prepared dataset (ganlib.data.dataset format) and a
 metrics.json whose FID encodes the image count and the learning rate, so
 every number in the table can be checked.
 """
@@ -23,14 +23,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO_ROOT, load_test_params, run
 from PIL import Image
 
-from ganlib.compare import ROW_COLUMNS, compare_versions, differing_param_keys, flatten_params, write_comparison
-from ganlib.history import append_history_row
 from ganlib.logs import plain_logger
-from ganlib.versions import RevisionError
-
-from conftest import REPO_ROOT, load_test_params, run
+from ganlib.versions.compare import ROW_COLUMNS, compare_versions, differing_param_keys, flatten_params, write_comparison
+from ganlib.versions.history import append_history_row
+from ganlib.versions.revisions import RevisionError
 
 # Building the repository (real `dvc add`, `repro`, `exp run`) takes 15-30 s on 2 busy cores.
 pytestmark = pytest.mark.slow

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO_ROOT
 
 from ganlib.config import ParamsError, load_params, params_fingerprint, write_resolved_params
-
-from conftest import REPO_ROOT
 
 
 def write_params(tmp_path: Path, mutate) -> Path:

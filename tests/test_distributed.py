@@ -3,7 +3,7 @@
 BatchNorm statistics are per microbatch, so "the same step" means: two processes
 with one microbatch of 8 each == one process with two microbatches of 8 (the
 combined batch of 16, accumulated). A single forward pass over all 16 would
-normalise over 16 images and is a different computation; see ganlib/distributed.py.
+normalise over 16 images and is a different computation; see ganlib/training/distributed.py.
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ import sys
 
 import pytest
 import torch
-
-from ganlib.checkpoint import list_checkpoints
-from ganlib.distributed import torchrun_command
-from ganlib.errors import UserFacingError
-from ganlib.gan_step import build_networks
-from ganlib.training import train_gan
-
 from conftest import REPO_ROOT
 from train_support import TINY_TRAIN, checkpoint_tensors, one_thread, smooth_images, tiny_params, write_prepared
+
+from ganlib.errors import UserFacingError
+from ganlib.training.checkpoint import list_checkpoints
+from ganlib.training.distributed import torchrun_command
+from ganlib.training.loop import train_gan
+from ganlib.training.step import build_networks
 
 LOG = logging.getLogger("test_distributed")
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)

@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from ganlib.dataset import open_prepared
-from ganlib.provenance import dvc_tracked_md5
-
 from conftest import TINY_DATA, add_default_dataset, run, set_params
+
+from ganlib.data.dataset import open_prepared
+from ganlib.io.provenance import dvc_tracked_md5
 
 
 def dvc(root: Path, *args: str, env: dict) -> str:

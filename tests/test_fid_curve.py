@@ -6,12 +6,11 @@ from __future__ import annotations
 import csv
 
 import torch
-
-from ganlib.fid_curve import with_fid_curve
-from ganlib.logs import plain_logger
-from ganlib.training import train_gan
-
 from train_support import one_thread, smooth_images, tiny_params, write_prepared  # noqa: F401
+
+from ganlib.logs import plain_logger
+from ganlib.training.fid_curve import with_fid_curve
+from ganlib.training.loop import train_gan
 
 LOG = plain_logger("scenegan-tests")
 CURVE = ("evaluate.extractor=tiny-random-conv", "evaluate.during_training.n_samples=16", "evaluate.kid_subset_size=8")

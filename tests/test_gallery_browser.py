@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from test_publish import publish, write_metrics
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,4 +1,4 @@
-"""ganlib.images: every Pillow mode becomes the right RGB, every bad file a named reject."""
+"""ganlib.data.images: every Pillow mode becomes the right RGB, every bad file a named reject."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganlib import images
 from ganlib.config import PreprocessParams, load_params
+from ganlib.data import images
 
 REPO = Path(__file__).resolve().parents[1]
 BACKGROUND = (10, 120, 250)  # not white, so a composite onto it cannot pass by accident

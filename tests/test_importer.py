@@ -1,4 +1,4 @@
-"""ganlib.importer: photos in, nothing outside the destination touched, all or nothing."""
+"""ganlib.data.importer: photos in, nothing outside the destination touched, all or nothing."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ganlib import importer
-from ganlib.importer import DatasetImportError, import_dataset
+from ganlib.data import importer
+from ganlib.data.importer import DatasetImportError, import_dataset
 
 LOG = logging.getLogger("test_importer")
 

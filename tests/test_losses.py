@@ -7,13 +7,11 @@ import math
 import pytest
 import torch
 from torch import nn
-
-from ganlib.diffaugment import diff_augment
-from ganlib.ema import ema_beta, update_ema
-from ganlib.losses import LOSSES, gan_loss, gradient_penalty, r1_penalty
-
 from train_support import one_thread  # noqa: F401 (fixture)
 
+from ganlib.training.diffaugment import diff_augment
+from ganlib.training.ema import ema_beta, update_ema
+from ganlib.training.losses import LOSSES, gan_loss, gradient_penalty, r1_penalty
 
 # Data ~ N(2, 0.5^2); the generator is N(shift, 0.5^2) with shift starting at 0, so a loss that
 # works moves `shift` to 2. WGAN-GP gets the paper's 5 critic steps and beta1 = 0.

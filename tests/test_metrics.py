@@ -7,15 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch_fidelity import calculate_metrics
-
-from ganlib.metrics.errors import EvaluationError
-from ganlib.metrics.evaluate import compare_datasets, score_generator
-from ganlib.metrics.extractors import TINY_RANDOM_CONV, register_extractors
-from ganlib.metrics.sources import PreparedImages, SeededGenerator
-from ganlib.logs import plain_logger
-from ganlib.weights import WeightsError
-
 from test_metrics_support import (
     TinyGenerator,
     TinyInfo,
@@ -27,6 +18,14 @@ from test_metrics_support import (
     tiny_params,
     write_prepared_dataset,
 )
+from torch_fidelity import calculate_metrics
+
+from ganlib.logs import plain_logger
+from ganlib.metrics.errors import EvaluationError
+from ganlib.metrics.evaluate import compare_datasets, score_generator
+from ganlib.metrics.extractors import TINY_RANDOM_CONV, register_extractors
+from ganlib.metrics.sources import PreparedImages, SeededGenerator
+from ganlib.metrics.weights import WeightsError
 
 LOG = plain_logger("scenegan-tests")
 
@@ -81,7 +80,7 @@ def test_values_match_torch_fidelity_calculate_metrics(tmp_path):
     ours = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
 
     register_extractors()
-    from ganlib.dataset import open_prepared
+    from ganlib.data.dataset import open_prepared
 
     dataset = open_prepared(root / params.base.paths.prepared)
     theirs = calculate_metrics(

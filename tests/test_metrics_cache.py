@@ -6,14 +6,13 @@ import logging
 
 import numpy as np
 import pytest
+from test_metrics_support import TinyGenerator, TinyInfo, project, smooth_images, tiny_params, write_prepared_dataset
 
-from ganlib.dataset import open_prepared
+from ganlib.data.dataset import open_prepared
 from ganlib.logs import plain_logger
 from ganlib.metrics.evaluate import compare_datasets, score_generator
 from ganlib.metrics.extractors import build_extractor, resolve_extractor
 from ganlib.metrics.reference import reference_cache_path, reference_key, reference_statistics
-
-from test_metrics_support import TinyGenerator, TinyInfo, project, smooth_images, tiny_params, write_prepared_dataset
 
 LOG = plain_logger("scenegan-tests")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT, load_test_params
+from test_metrics_support import no_network, smooth_images, write_prepared_dataset  # noqa: F401
 from torch_fidelity import calculate_metrics
 
 from ganlib.logs import plain_logger
@@ -20,10 +22,7 @@ from ganlib.metrics.extractors import (
 )
 from ganlib.metrics.features import dataset_features
 from ganlib.metrics.sources import PreparedImages
-from ganlib.weights import FID_INCEPTION_FILE, find_is_inception_weights
-
-from conftest import REPO_ROOT, load_test_params
-from test_metrics_support import no_network, smooth_images, write_prepared_dataset  # noqa: F401
+from ganlib.metrics.weights import FID_INCEPTION_FILE, find_is_inception_weights
 
 LOG = plain_logger("scenegan-tests")
 WEIGHTS_DIR = REPO_ROOT / load_test_params().base.paths.weights

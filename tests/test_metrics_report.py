@@ -6,13 +6,12 @@ import csv
 import json
 
 import torch
+from test_metrics_support import TinyGenerator, TinyInfo, empty_torch_hub, project, tiny_params  # noqa: F401
 
 from ganlib.logs import plain_logger
 from ganlib.metrics.during_training import TrainingEvaluator, default_curve_path, read_curve
 from ganlib.metrics.evaluate import score_generator, write_evaluation
 from ganlib.metrics.report import render_table
-
-from test_metrics_support import TinyGenerator, TinyInfo, empty_torch_hub, project, tiny_params  # noqa: F401
 
 LOG = plain_logger("scenegan-tests")
 
@@ -97,12 +96,12 @@ def test_training_curve_off_needs_no_weights(tmp_path):
 
 def test_evaluate_generator_stage_end_to_end(tmp_path, empty_torch_hub):
     """generator.pt (the training side's real file format) -> metrics.json + params.json."""
-    from ganlib.dataset import open_prepared
-    from ganlib.generator_file import GeneratorInfo, save_generator
-    from ganlib.metrics.evaluate import evaluate_generator
-    from ganlib.models.registry import build_generator, generator_kwargs
-
     from test_metrics_support import smooth_images, write_prepared_dataset
+
+    from ganlib.data.dataset import open_prepared
+    from ganlib.metrics.evaluate import evaluate_generator
+    from ganlib.models.generator_file import GeneratorInfo, save_generator
+    from ganlib.models.registry import build_generator, generator_kwargs
 
     params = tiny_params("train.arch=dcgan", "train.z_dim=16", "train.g_width=4", "evaluate.metrics=[fid,kid,is]")
     write_prepared_dataset(tmp_path / params.base.paths.prepared, smooth_images(24, seed=4, resolution=32))

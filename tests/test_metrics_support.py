@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-
-from ganlib.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE
-
 from conftest import load_test_params
+
+from ganlib.data.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE
 
 RESOLUTION = 16
 Z_DIM = 8

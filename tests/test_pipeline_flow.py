@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from conftest import run, stop_process
 
 # Outputs that must not depend on how the pipeline was run.

@@ -1,4 +1,4 @@
-"""ganlib.preprocess: data/raw -> prepared dataset, atomically, deterministically, with every reject reported."""
+"""ganlib.data.preprocess: data/raw -> prepared dataset, atomically, deterministically, with every reject reported."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganlib import dataset, images, preprocess
 from ganlib.config import Params, load_params
-from ganlib.preprocess import PreprocessError, prepare_dataset
+from ganlib.data import dataset, images, preprocess
+from ganlib.data.preprocess import PreprocessError, prepare_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 LOG = logging.getLogger("test_preprocess")

@@ -18,23 +18,23 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import fsspec
-from fsspec.implementations.memory import MemoryFileSystem
 import numpy as np
 import pytest
 import torch
+from conftest import load_test_params
+from fsspec.implementations.memory import MemoryFileSystem
 from PIL import Image
 from torch import nn
 
-from conftest import load_test_params
 from ganlib.errors import UserFacingError
-from ganlib.gallery_images import (
+from ganlib.publish.images import (
     GeneratorOutputError,
     fixed_latents,
     interpolation_latents,
     slerp,
 )
-from ganlib.publish import PublishError, publish_generator
-from ganlib.publish_target import PublishTargetError
+from ganlib.publish.stage import PublishError, publish_generator
+from ganlib.publish.targets import PublishTargetError
 
 LOG = logging.getLogger("test_publish")
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -474,9 +474,9 @@ def test_changing_the_sample_count_keeps_the_grid_and_the_earlier_samples(tmp_pa
 
 
 def test_stage_publishes_the_trained_generator_file_and_records_it(tmp_path):
-    from ganlib.generator_file import GeneratorInfo, save_generator
     from ganlib.models import rebuild_generator
-    from ganlib.publish import publish_gallery
+    from ganlib.models.generator_file import GeneratorInfo, save_generator
+    from ganlib.publish.stage import publish_gallery
 
     build = {"z_dim": 16, "width": 4, "resolution": 32}
     info = GeneratorInfo(arch="dcgan", z_dim=16, resolution=32, kimg=1.5, data_md5="d" * 32,

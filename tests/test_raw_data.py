@@ -6,12 +6,12 @@ import json
 import sys
 from pathlib import Path
 
-from ganlib.config import load_params
-from ganlib.logs import plain_logger
-from ganlib.provenance import dvc_tracked_md5
-from ganlib.raw_data import ensure_raw_data
-
 from conftest import REPO_ROOT, TINY_DATA, run, set_params
+
+from ganlib.config import load_params
+from ganlib.data.raw_data import ensure_raw_data
+from ganlib.io.provenance import dvc_tracked_md5
+from ganlib.logs import plain_logger
 
 LOG = plain_logger("scenegan-tests")
 

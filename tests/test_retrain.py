@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run, set_params
 
-from ganlib.history import read_history
-from ganlib.provenance import dvc_tracked_md5
+from ganlib.io.provenance import dvc_tracked_md5
+from ganlib.versions.history import read_history
 
 
 def dvc(root: Path, *args: str) -> str:
@@ -25,8 +24,8 @@ def dvc(root: Path, *args: str) -> str:
 
 def new_dataset_version(root: Path, n_images: int, seed: int) -> str:
     """What a user does: put new images in data/raw, `dvc add`, commit."""
+    from ganlib.data.scenes import write_default_dataset
     from ganlib.logs import plain_logger
-    from ganlib.scenes import write_default_dataset
 
     set_params(root / "params.yaml", [f"data.n_images={n_images}", f"data.seed={seed}"])
     write_default_dataset(root / "data/raw", n_images, 32, seed, plain_logger("tests"), overwrite=True)

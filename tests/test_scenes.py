@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganlib import scenes
-from ganlib.errors import UserFacingError
-from ganlib.scenes import (
+from ganlib.data import scenes
+from ganlib.data.scenes import (
     DefaultDatasetError,
     render_scene,
     scene_attributes,
     scene_png_bytes,
     write_default_dataset,
 )
+from ganlib.errors import UserFacingError
 
 SIZE = 32          # small renders keep the whole file well under its time budget
 LOG = logging.getLogger("test_scenes")
@@ -62,7 +62,7 @@ def test_png_bytes_round_trip_and_carry_no_metadata():
 def test_png_bytes_do_not_depend_on_the_process():
     """Another interpreter (other hash seed, fresh caches) writes the same bytes: DVC's md5 is stable."""
     code = (
-        "import hashlib; from ganlib.scenes import render_scene, scene_png_bytes; "
+        "import hashlib; from ganlib.data.scenes import render_scene, scene_png_bytes; "
         "print(hashlib.md5(b''.join(scene_png_bytes(render_scene(8, i, 32)) for i in range(3))).hexdigest())"
     )
     env = dict(os.environ, PYTHONHASHSEED="12345")

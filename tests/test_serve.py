@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO_ROOT, stop_process
 
 from ganlib.config import load_params
-from ganlib.history import append_history_row
-from ganlib.provenance import dvc_tracked_md5
+from ganlib.io.provenance import dvc_tracked_md5
+from ganlib.versions.history import append_history_row
 
 
 async def _deployment(name: str):

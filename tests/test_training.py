@@ -14,14 +14,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from ganlib.checkpoint import CheckpointError, list_checkpoints
-from ganlib.generator_file import load_generator
-from ganlib.models import ArchitectureError
-from ganlib.training import NonFiniteLossError, train_gan
-
 from conftest import REPO_ROOT
-from train_support import TINY_TRAIN, assert_same_tensors, checkpoint_tensors, one_thread, smooth_images, tiny_params, write_prepared
+from train_support import (
+    TINY_TRAIN,
+    assert_same_tensors,
+    checkpoint_tensors,
+    one_thread,
+    smooth_images,
+    tiny_params,
+    write_prepared,
+)
+
+from ganlib.models import ArchitectureError
+from ganlib.models.generator_file import load_generator
+from ganlib.training.checkpoint import CheckpointError, list_checkpoints
+from ganlib.training.loop import NonFiniteLossError, train_gan
 
 LOG = logging.getLogger("test_training")
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
@@ -88,7 +95,7 @@ def test_same_seed_same_weights_and_longer_kimg_continues_bit_for_bit(tmp_path):
 
 
 def run_training_subprocess(root: Path, overrides: tuple[str, ...]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "ganlib.distributed", "--params", str(REPO_ROOT / "params.yaml"), "--root", str(root)]
+    command = [sys.executable, "-m", "ganlib.training", "--params", str(REPO_ROOT / "params.yaml"), "--root", str(root)]
     for expression in overrides:
         command += ["--set", expression]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")  # as the in-process reference
@@ -201,8 +208,8 @@ def frechet_distance_of_tiny_features(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def default_scenes(count: int, size: int, seed: int) -> np.ndarray:
-    """Images of the embedded default dataset (ganlib/scenes.py), uint8 NHWC."""
-    from ganlib.scenes import render_scene
+    """Images of the embedded default dataset (ganlib/data/scenes.py), uint8 NHWC."""
+    from ganlib.data.scenes import render_scene
 
     return np.stack([np.asarray(render_scene(seed, index, size)) for index in range(count)])
 
@@ -210,7 +217,7 @@ def default_scenes(count: int, size: int, seed: int) -> np.ndarray:
 @pytest.mark.slow
 def test_short_training_beats_the_untrained_generator_on_the_default_dataset(tmp_path):
     from ganlib.models import build_generator
-    from ganlib.sampling import generate_images
+    from ganlib.models.sampling import generate_images
 
     root = tmp_path / "run"
     params = tiny_params("train.g_width=16", "train.d_width=16", "train.batch_size=32", "train.microbatch=32",

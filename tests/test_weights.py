@@ -6,9 +6,11 @@ import hashlib
 import zipfile
 
 import pytest
+from conftest import REPO_ROOT, load_test_params
+from test_metrics_support import empty_torch_hub, no_network  # noqa: F401 (fixtures)
 
-from ganlib import weights
-from ganlib.weights import (
+from ganlib.metrics import weights
+from ganlib.metrics.weights import (
     FID_INCEPTION_FILE,
     WeightsError,
     extract_verified_member,
@@ -16,9 +18,6 @@ from ganlib.weights import (
     find_is_inception_weights,
     install_fid_weights,
 )
-
-from conftest import REPO_ROOT, load_test_params
-from test_metrics_support import empty_torch_hub, no_network  # noqa: F401 (fixtures)
 
 INSTALLED = REPO_ROOT / load_test_params().base.paths.weights / FID_INCEPTION_FILE
 

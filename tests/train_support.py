@@ -7,11 +7,10 @@ from typing import Sequence
 
 import numpy as np
 import pytest
-
-from ganlib.config import Params
-
 from conftest import load_test_params
 from test_metrics_support import write_prepared_dataset
+
+from ganlib.config import Params
 
 # A training run small enough for a test: 32 px, a few thousand parameters, CPU, fp32.
 TINY_TRAIN = (
@@ -64,7 +63,7 @@ def smooth_images(count: int, resolution: int, seed: int = 0) -> np.ndarray:
 
 
 def write_prepared(root: Path, params: Params, images: np.ndarray) -> Path:
-    """Write `images` as the prepared dataset of `params` under `root` (the format ganlib.dataset reads)."""
+    """Write `images` as the prepared dataset of `params` under `root` (the format ganlib.data.dataset reads)."""
     return write_prepared_dataset(root / params.base.paths.prepared, images, data_md5=None)
 
 

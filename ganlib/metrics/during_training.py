@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ganlib.atomic import atomic_write_text
 from ganlib.config import Params
-from ganlib.dataset import open_prepared
+from ganlib.data.dataset import open_prepared
+from ganlib.io.atomic import atomic_write_text
 from ganlib.logs import Logger
 from ganlib.metrics.extractors import build_extractor, resolve_extractor
 from ganlib.metrics.features import generator_features

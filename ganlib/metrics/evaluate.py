@@ -20,9 +20,9 @@ from typing import Protocol
 import torch
 import torch.nn as nn
 
-from ganlib.atomic import atomic_write_json, staged_directory
 from ganlib.config import EvaluateParams, Params
-from ganlib.dataset import PreparedDataset, open_prepared
+from ganlib.data.dataset import PreparedDataset, open_prepared
+from ganlib.io.atomic import atomic_write_json, staged_directory
 from ganlib.logs import Logger
 from ganlib.metrics.errors import EvaluationError
 from ganlib.metrics.extractors import (
@@ -46,14 +46,14 @@ from ganlib.metrics.scores import (
     precision_recall_from_features,
 )
 from ganlib.metrics.sources import SeededGenerator, eval_mode
-from ganlib.weights import find_is_inception_weights
+from ganlib.metrics.weights import find_is_inception_weights
 
 GENERATOR_FILE = "generator.pt"
 PARAMS_RECORD_FILE = "params.json"
 
 
 class GeneratorInfo(Protocol):
-    """What evaluation reads from ganlib.generator_file's GeneratorInfo."""
+    """What evaluation reads from ganlib.models.generator_file's GeneratorInfo."""
 
     z_dim: int
     resolution: int
@@ -73,7 +73,7 @@ def evaluation_device(setting: str) -> torch.device:
 
 def evaluate_generator(params: Params, log: Logger, root: Path) -> EvaluationReport:
     """Score root/<paths.train>/generator.pt and write metrics.json and params.json to <paths.evaluate>."""
-    from ganlib.generator_file import load_generator  # the training side's file format
+    from ganlib.models.generator_file import load_generator  # the training side's file format
 
     root = Path(root)
     device = evaluation_device(params.evaluate.device)

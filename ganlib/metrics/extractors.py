@@ -28,7 +28,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
 from ganlib.config import EvaluateParams
-from ganlib.weights import FID_INCEPTION_SHA1, WeightsError, fid_inception_path, find_is_inception_weights
+from ganlib.metrics.weights import FID_INCEPTION_SHA1, WeightsError, fid_inception_path, find_is_inception_weights
 
 FID_INCEPTION = "fid-inception-v3-tf2015"
 TORCH_FIDELITY_INCEPTION = "inception-v3-compat"

@@ -27,8 +27,8 @@ import torch
 from torch_fidelity import FeatureExtractorBase
 from torch_fidelity.metric_fid import fid_features_to_statistics
 
-from ganlib.atomic import atomic_write_bytes
-from ganlib.dataset import PreparedDataset
+from ganlib.data.dataset import PreparedDataset
+from ganlib.io.atomic import atomic_write_bytes
 from ganlib.logs import Logger
 from ganlib.metrics.errors import EvaluationError
 from ganlib.metrics.extractors import ExtractorSpec

@@ -14,7 +14,7 @@ workspace, oldest first, each (dataset, params, metrics) shown once.
 
 The CSV holds raw values for machines (full md5s and shas, unrounded
 numbers); the markdown and `table_rows` (a Prefect table artifact) are
-formatted for people. The retrain history (ganlib.history) can be listed
+formatted for people. The retrain history (ganlib.versions.history) can be listed
 too: its rows map onto the same columns.
 """
 
@@ -31,12 +31,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ganlib.atomic import atomic_write_text
 from ganlib.config import Params
 from ganlib.errors import UserFacingError
-from ganlib.history import METRIC_COLUMNS, read_history
+from ganlib.io.atomic import atomic_write_text
 from ganlib.logs import Logger
-from ganlib.versions import (
+from ganlib.versions.history import METRIC_COLUMNS, read_history
+from ganlib.versions.revisions import (
     DVC_READ_ERRORS,
     KIND_PREFERENCE,
     VersionFacts,
@@ -135,7 +135,7 @@ class Comparison:
 
     def plot_png(self, path: Path, metric: str | Sequence[str] | None = None) -> Path:
         """A PNG of `metric` (or each of several, one panel each; default compare.plot_metrics) per version."""
-        from ganlib.compare_plot import plot_metrics_png
+        from ganlib.versions.plot import plot_metrics_png
 
         metrics = self.plot_metrics if metric is None else ((metric,) if isinstance(metric, str) else tuple(metric))
         return plot_metrics_png(self.rows, metrics, Path(path))
@@ -309,7 +309,7 @@ def _drift_unavailable(row: VersionRow, pair: str, reason: str) -> VersionRow:
 
 
 def history_rows(path: Path, rows: Sequence[VersionRow], log: Logger) -> list[VersionRow]:
-    """The retrain history (ganlib.history) as rows, minus experiments already listed."""
+    """The retrain history (ganlib.versions.history) as rows, minus experiments already listed."""
     # The history's commit is HEAD when the row was recorded, not the experiment's: match by name.
     listed = {row.label for row in rows if row.kind == "experiment"}
     found = []

@@ -29,14 +29,14 @@ from pathlib import Path
 import yaml
 
 from ganlib.config import Params
-from ganlib.dataset import open_prepared
-from ganlib.dvc_cli import DvcError, dvc_executable, has_default_remote, run_dvc
+from ganlib.data.dataset import open_prepared
 from ganlib.errors import UserFacingError
-from ganlib.history import METRIC_COLUMNS, append_history_row, last_data_md5
-from ganlib.logged_command import run_logged
+from ganlib.io.dvc_cli import DvcError, dvc_executable, has_default_remote, run_dvc
+from ganlib.io.logged_command import run_logged
+from ganlib.io.provenance import DATA_DVC_FILE, dvc_tracked_md5
 from ganlib.logs import Logger
 from ganlib.metrics.report import METRICS_FILE
-from ganlib.provenance import DATA_DVC_FILE, dvc_tracked_md5
+from ganlib.versions.history import METRIC_COLUMNS, append_history_row, last_data_md5
 
 
 class RetrainError(UserFacingError):

@@ -3,7 +3,7 @@
 `publish_gallery` is the stage: it loads `generator.pt` and the evaluate
 stage's metrics.json, decides whether to publish (`publish.gate`), writes a
 new release to `publish.target` (layout and failure behaviour: see
-ganlib/publish_target.py) and records what it did in
+ganlib/publish/targets.py) and records what it did in
 `base.paths.publish_record`. A skipped publish leaves the target byte for
 byte as it was.
 """
@@ -20,11 +20,12 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
-from ganlib.atomic import atomic_write_json
 from ganlib.config import Params, PublishParams
 from ganlib.errors import UserFacingError
-from ganlib.gallery_html import GalleryPage, HistoryEntry, ImageRef, render_gallery_html
-from ganlib.gallery_images import (
+from ganlib.io.atomic import atomic_write_json
+from ganlib.logs import Logger
+from ganlib.models.generator_file import load_generator
+from ganlib.publish.images import (
     GRID_LATENTS,
     SAMPLE_LATENTS,
     contact_sheet,
@@ -34,9 +35,8 @@ from ganlib.gallery_images import (
     generate_images,
     interpolation_latents,
 )
-from ganlib.generator_file import load_generator
-from ganlib.logs import Logger
-from ganlib.publish_target import (
+from ganlib.publish.page import GalleryPage, HistoryEntry, ImageRef, render_gallery_html
+from ganlib.publish.targets import (
     GALLERY_FORMAT,
     INDEX_FILE,
     MANIFEST_FILE,
@@ -59,7 +59,7 @@ class PublishError(UserFacingError, RuntimeError):
 
 
 class GeneratorFacts(Protocol):
-    """What the page and manifest say about the generator (ganlib.generator_file.GeneratorInfo)."""
+    """What the page and manifest say about the generator (ganlib.models.generator_file.GeneratorInfo)."""
 
     z_dim: int
     resolution: int

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ganlib.atomic import atomic_write_bytes
+from ganlib.io.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from ganlib.compare import VersionRow
+    from ganlib.versions.compare import VersionRow
 
 # Plottable columns: column -> (title, the column holding its spread, how to read it).
 METRIC_COLUMNS = {

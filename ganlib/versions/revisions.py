@@ -24,12 +24,12 @@ from dvc.exceptions import DvcException
 from dvc_data.index.index import DataIndexError
 
 from ganlib.config import Paths
-from ganlib.dataset import IMAGES_FILE, MANIFEST_FILE
-from ganlib.dvc_cli import run_dvc_json
+from ganlib.data.dataset import IMAGES_FILE, MANIFEST_FILE
 from ganlib.errors import UserFacingError
+from ganlib.io.dvc_cli import run_dvc_json
+from ganlib.io.provenance import DATA_DVC_FILE
 from ganlib.logs import Logger
 from ganlib.metrics.report import METRICS_FILE
-from ganlib.provenance import DATA_DVC_FILE
 
 WORKSPACE = "workspace"
 PARAMS_FILE = "params.yaml"
@@ -262,7 +262,7 @@ def read_version(repo: Path, revision: Revision, fallback_paths: Paths) -> Versi
 
 
 def materialize_prepared(repo: Path, revision: Revision, prepared: PreparedInfo, destination: Path) -> Path:
-    """The revision's prepared dataset as a local directory that ganlib.dataset can open.
+    """The revision's prepared dataset as a local directory that ganlib.data.dataset can open.
 
     The workspace's own directory is used in place; any other revision's
     images.npy and manifest.json are copied out of the DVC cache (or its
@@ -322,7 +322,7 @@ def _paths_at(params: dict[str, Any] | None, fallback: Paths) -> dict[str, str]:
 
 
 def _dvc_file_md5(dvc_file: dict[str, Any] | None) -> str | None:
-    # The same reading as ganlib.provenance.dvc_tracked_md5, on text from a revision.
+    # The same reading as ganlib.io.provenance.dvc_tracked_md5, on text from a revision.
     outs = (dvc_file or {}).get("outs") or []
     if not outs or not isinstance(outs[0], dict) or "md5" not in outs[0]:
         return None

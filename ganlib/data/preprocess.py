@@ -1,4 +1,4 @@
-"""The preprocess stage: data/raw (any photos) -> the prepared dataset (see ganlib/dataset.py).
+"""The preprocess stage: data/raw (any photos) -> the prepared dataset (see ganlib/data/dataset.py).
 
 Reads every file under the raw directory in sorted order, decodes them in
 parallel, and streams the accepted images into one memory-mapped images.npy,
@@ -27,14 +27,14 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ganlib import dataset, images
-from ganlib.atomic import atomic_write_json, staged_directory
 from ganlib.config import Params, PreprocessParams, params_fingerprint, write_resolved_params
+from ganlib.data import dataset, images
 from ganlib.errors import UserFacingError
+from ganlib.io.atomic import atomic_write_json, staged_directory
+from ganlib.io.provenance import DATA_DVC_FILE, dvc_tracked_md5
 from ganlib.logs import Logger
-from ganlib.provenance import DATA_DVC_FILE, dvc_tracked_md5
 
-# Reject reasons decided here (decoding reasons live in ganlib.images).
+# Reject reasons decided here (decoding reasons live in ganlib.data.images).
 DUPLICATE = "duplicate"
 SYMLINK_OUTSIDE_ROOT = "symlink_outside_root"
 BROKEN_SYMLINK = "broken_symlink"

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ganlib.atomic import staged_directory
 from ganlib.errors import UserFacingError
+from ganlib.io.atomic import staged_directory
 from ganlib.logs import Logger
 
 TIMES_OF_DAY = ("dawn", "day", "dusk", "night")

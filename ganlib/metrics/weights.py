@@ -13,8 +13,8 @@ uses them only where a person has put them in place; otherwise it is reported
 unavailable, with the reason.
 
 Usage (what the Makefile runs):
-    python -m ganlib.weights install --params params.yaml   # into base.paths.weights
-    python -m ganlib.weights install DIR
+    python -m ganlib.metrics.weights install --params params.yaml   # into base.paths.weights
+    python -m ganlib.metrics.weights install DIR
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def fid_inception_path(weights_dir: Path) -> Path:
     if not path.is_file():
         raise WeightsError(
             f"{path}: FID Inception weights not found. Run `make weights` "
-            f"(or `python -m ganlib.weights install {weights_dir}`); evaluation never downloads them."
+            f"(or `python -m ganlib.metrics.weights install {weights_dir}`); evaluation never downloads them."
         )
     actual = file_digest(path, "sha1")
     if actual != FID_INCEPTION_SHA1:
@@ -163,7 +163,7 @@ def find_is_inception_weights(configured: str | None, root: Path) -> tuple[Path 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ganlib.weights", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ganlib.metrics.weights", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     install = commands.add_parser("install", help="install the FID Inception weights (no-op when present and valid)")
     install.add_argument("dest", nargs="?", type=Path, help="directory to install into")

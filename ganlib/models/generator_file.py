@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganlib.atomic import atomic_write_bytes
 from ganlib.errors import UserFacingError
+from ganlib.io.atomic import atomic_write_bytes
 from ganlib.models import rebuild_generator
 
 FORMAT = "scenegan-generator/1"

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ganlib.config import Params
-from ganlib.dvc_cli import has_default_remote, run_dvc
+from ganlib.data.scenes import write_default_dataset
+from ganlib.io.dvc_cli import has_default_remote, run_dvc
+from ganlib.io.provenance import DATA_DVC_FILE, dvc_tracked_md5
 from ganlib.logs import Logger
-from ganlib.provenance import DATA_DVC_FILE, dvc_tracked_md5
-from ganlib.scenes import write_default_dataset
+
 
 @dataclass(frozen=True)
 class RawDataStatus:

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganlib.atomic import atomic_write_bytes
 from ganlib.config import Params, params_fingerprint
 from ganlib.errors import UserFacingError
+from ganlib.io.atomic import atomic_write_bytes
 
 FORMAT = "scenegan-checkpoint/1"
 

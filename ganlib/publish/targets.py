@@ -13,7 +13,7 @@ published once they name it. How each kind keeps a failure harmless:
 
 - Local directory: the whole new target (kept releases, the new release,
   the pointer) is built in a staging directory beside it and swapped in with
-  two renames (`ganlib.atomic.staged_directory`). On any error the staging
+  two renames (`ganlib.io.atomic.staged_directory`). On any error the staging
   directory is removed and the target is untouched.
 - fsspec URL (s3://bucket/prefix, gs://..., file:///abs/dir, memory://...):
   object stores have no atomic rename, so the new release is uploaded under
@@ -62,8 +62,8 @@ from typing import Any, Callable, Collection, Iterator
 
 import fsspec
 
-from ganlib.atomic import staged_directory
 from ganlib.errors import UserFacingError
+from ganlib.io.atomic import staged_directory
 from ganlib.logs import Logger
 
 GALLERY_FORMAT = "scenegan-gallery/1"

@@ -1,8 +1,8 @@
-"""Data-parallel training across processes (torchrun), and its command-line entry point.
+"""Data-parallel training across processes (torchrun): the collectives and the launch command.
 
 With `train.nproc > 1` the training stage runs
 
-    python -m torch.distributed.run --standalone --nproc_per_node=N -m ganlib.distributed \\
+    python -m torch.distributed.run --standalone --nproc_per_node=N -m ganlib.training \\
         --params params.yaml --root .
 
 (see `torchrun_command`). Every process builds the same networks from the
@@ -29,7 +29,6 @@ two processes doing one each compute the same step (tests/test_distributed.py).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from dataclasses import dataclass
@@ -90,43 +89,8 @@ def torchrun_command(nproc: int, params_file: Path, root: Path, overrides: Seque
     """The command that runs the training stage in `nproc` data-parallel processes on this machine."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "ganlib.distributed", "--params", str(params_file), "--root", str(root),
+        "-m", "ganlib.training", "--params", str(params_file), "--root", str(root),
     ]
     for expression in overrides:
         command += ["--set", expression]
     return command
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Rank-local training (under torchrun), or plain single-process training without it."""
-    from ganlib.config import load_params
-    from ganlib.errors import UserFacingError
-    from ganlib.fid_curve import with_fid_curve
-    from ganlib.logs import plain_logger
-    from ganlib.training import train_gan
-
-    parser = argparse.ArgumentParser(prog="python -m ganlib.distributed", description=main.__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--root", type=Path, default=Path("."), help="project root the params paths are relative to")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    args = parser.parse_args(argv)
-
-    world = world_from_env()
-    log = plain_logger(f"scenegan.train.rank{world.rank}")
-    if not world.is_main:
-        log.setLevel("WARNING")
-    try:
-        params = load_params(args.params, args.overrides)
-        on_tick = with_fid_curve(params, log, args.root) if world.is_main else None
-        train_gan(params, log, args.root, on_tick=on_tick, world=world)
-    except UserFacingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,8 +17,8 @@ from PIL import Image
 from torch import nn
 
 from ganlib.errors import UserFacingError
-from ganlib.grid import image_grid
-from ganlib.sampling import to_uint8_images
+from ganlib.models.grid import image_grid
+from ganlib.models.sampling import to_uint8_images
 
 # The latents of each part come from their own seed, so that changing e.g.
 # n_samples does not change the grid a reader compares across releases.

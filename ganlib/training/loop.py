@@ -10,7 +10,7 @@ run's working files live in its checkpoint directory
 survives interruptions; only a finished run is published, all at once, to
 `base.paths.train`:
 
-    generator.pt     EMA generator (ganlib/generator_file.py)
+    generator.pt     EMA generator (ganlib/models/generator_file.py)
     stats.jsonl      one JSON object per tick
     curve.csv        kimg, losses, img/s, collapse indicator (for `dvc plots`)
     samples/         grid-<kimg>.png per tick, final.png
@@ -38,8 +38,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganlib.atomic import atomic_write_bytes, atomic_write_text, staged_directory
-from ganlib.checkpoint import (
+from ganlib.config import Params, TrainParams, write_resolved_params
+from ganlib.data.dataset import PreparedDataset, open_prepared
+from ganlib.errors import UserFacingError
+from ganlib.io.atomic import atomic_write_bytes, atomic_write_text, staged_directory
+from ganlib.logs import Logger
+from ganlib.models import generator_kwargs
+from ganlib.models.generator_file import GeneratorInfo, save_generator
+from ganlib.models.registry import architecture
+from ganlib.training.checkpoint import (
     CheckpointError,
     RunIdentity,
     capture_rng_state,
@@ -50,18 +57,11 @@ from ganlib.checkpoint import (
     run_identity,
     save_checkpoint,
 )
-from ganlib.config import Params, TrainParams, write_resolved_params
-from ganlib.dataset import PreparedDataset, open_prepared
-from ganlib.device import resolve_device
-from ganlib.distributed import SINGLE_PROCESS, World, barrier, broadcast_module_, init_process_group
-from ganlib.errors import UserFacingError
-from ganlib.gan_step import GanNetworks, GanStep, build_networks
-from ganlib.generator_file import GeneratorInfo, save_generator
-from ganlib.logs import Logger
-from ganlib.models import generator_kwargs
-from ganlib.models.registry import architecture
-from ganlib.monitor import TickMonitor
-from ganlib.real_batches import EpochSampler, RealImages
+from ganlib.training.device import resolve_device
+from ganlib.training.distributed import SINGLE_PROCESS, World, barrier, broadcast_module_, init_process_group
+from ganlib.training.monitor import TickMonitor
+from ganlib.training.real_batches import EpochSampler, RealImages
+from ganlib.training.step import GanNetworks, GanStep, build_networks
 
 GENERATOR_FILE = "generator.pt"
 STATS_FILE = "stats.jsonl"
@@ -187,7 +187,7 @@ def train_gan(
 
 def _check_launch(cfg: TrainParams, world: World, resume_from: Path | None) -> None:
     if world.size != cfg.nproc:
-        how = ("launch it with torchrun: ganlib.distributed.torchrun_command(...)" if cfg.nproc > 1
+        how = ("launch it with torchrun: ganlib.training.distributed.torchrun_command(...)" if cfg.nproc > 1
                else "set train.nproc to the number of processes")
         raise UserFacingError(f"train.nproc is {cfg.nproc} but this run has {world.size} process(es); {how}")
     if resume_from is not None and cfg.resume == "fresh":
@@ -352,7 +352,7 @@ def _publish(
     params: Params, identity: RunIdentity, dataset: PreparedDataset, nets: GanNetworks,
     progress: Progress, run_dir: Path, out_dir: Path,
 ) -> None:
-    """Swap the finished run's outputs into `out_dir` in one step (ganlib.atomic.staged_directory)."""
+    """Swap the finished run's outputs into `out_dir` in one step (ganlib.io.atomic.staged_directory)."""
     info = GeneratorInfo(
         arch=params.train.arch, z_dim=params.train.z_dim, resolution=dataset.resolution,
         kimg=progress.nimg / 1000, data_md5=dataset.data_md5, dataset_sha256=dataset.content_hash,

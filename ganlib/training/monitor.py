@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ganlib.grid import image_grid
-from ganlib.sampling import fixed_latents, to_uint8_images
+from ganlib.models.grid import image_grid
+from ganlib.models.sampling import fixed_latents, to_uint8_images
 
 
 def mean_pairwise_distance(images: torch.Tensor) -> float:

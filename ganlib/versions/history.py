@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import Any, Mapping
 
-from ganlib.atomic import atomic_write_text
+from ganlib.io.atomic import atomic_write_text
 
 # The metrics.json keys a history row (and a comparison row) carries over.
 METRIC_COLUMNS = ("checkpoint_kimg", "fid", "kid_mean", "kid_std", "is_mean", "is_std", "n_samples", "extractor")

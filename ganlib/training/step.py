@@ -2,7 +2,7 @@
 
 Each update splits this process's share of the global batch into
 microbatches, accumulates their gradients, sums gradients across processes
-(ganlib/distributed.py) and steps the optimiser. Every random draw of an
+(ganlib/training/distributed.py) and steps the optimiser. Every random draw of an
 update (latents, augmentation, penalty interpolates) comes from a generator
 seeded by (seed, iteration, phase, global microbatch index), so a run is a
 pure function of its seed and its checkpoint, whatever the number of
@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 from ganlib.config import TrainParams
-from ganlib.diffaugment import diff_augment
-from ganlib.distributed import World, all_reduce_sum_
-from ganlib.ema import ema_beta, make_ema, update_ema
-from ganlib.losses import gan_loss, gradient_penalty, r1_penalty
 from ganlib.models import build_discriminator, build_generator
+from ganlib.training.diffaugment import diff_augment
+from ganlib.training.distributed import World, all_reduce_sum_
+from ganlib.training.ema import ema_beta, make_ema, update_ema
+from ganlib.training.losses import gan_loss, gradient_penalty, r1_penalty
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -15,7 +15,7 @@ from typing import Callable
 from ganlib.config import Params
 from ganlib.logs import Logger
 from ganlib.metrics.during_training import CURVE_FILE, TrainingEvaluator
-from ganlib.training import TickReport
+from ganlib.training.loop import TickReport
 
 TickCallback = Callable[[TickReport], None]
 
