@@ -297,7 +297,9 @@ class _PreparedCopies:
         keep = item.prepared.images_sha256 if item.prepared else None
         for sha in [s for s in self.local if s != keep]:
             directory = self.local.pop(sha)
-            if directory.is_relative_to(self.scratch):  # never the workspace's own data
+            # Only copies this object made: never the workspace's own data, and
+            # resolved, so that no `..` or link can point the deletion elsewhere.
+            if directory.resolve().parent == self.scratch.resolve():
                 shutil.rmtree(directory, ignore_errors=True)
 
 

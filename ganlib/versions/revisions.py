@@ -12,6 +12,7 @@ text.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ class Revision:
     timestamp: int | None # committer time (seconds since epoch); None for the workspace
 
 
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
 @dataclass(frozen=True)
 class PreparedInfo:
     """The prepared dataset's manifest at a revision."""
@@ -64,6 +68,12 @@ class PreparedInfo:
     resolution: int
     data_md5: str | None
     images_sha256: str
+
+    def __post_init__(self) -> None:
+        # The digest names a scratch directory when versions are compared, and
+        # it comes from another revision's file: anything but a sha256 is refused.
+        if not SHA256_HEX.fullmatch(self.images_sha256):
+            raise ValueError(f"images_sha256 is not 64 hexadecimal characters: {self.images_sha256[:80]!r}")
 
 
 @dataclass(frozen=True)
@@ -369,5 +379,5 @@ def _read_prepared(fs: DVCFileSystem, path: str) -> tuple[PreparedInfo | None, s
             data_md5=manifest.get("data_md5"),
             images_sha256=str(manifest["images_sha256"]),
         ), None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None, f"{path}/{MANIFEST_FILE} at this revision is not a prepared-dataset manifest"
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return None, f"{path}/{MANIFEST_FILE} at this revision is not a prepared-dataset manifest ({error_summary(exc)})"
