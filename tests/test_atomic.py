@@ -60,3 +60,31 @@ def test_leftovers_of_a_killed_process_are_removed(tmp_path):
 def test_atomic_write_json_leaves_no_temporary_files(tmp_path):
     atomic_write_json(tmp_path / "a.json", {"x": 1})
     assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_write(tmp_path):
+    old_umask = os.umask(0o027)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(old_umask)
+    mode = stat.S_IMODE((tmp_path / "a.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.json").stat().st_mode) == 0o640
+
+
+def test_renames_are_made_durable_by_syncing_the_directory(tmp_path, monkeypatch):
+    synced_directories = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            synced_directories.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert synced_directories == [tmp_path.stat().st_ino]
+    with staged_directory(tmp_path / "out") as staging:
+        (staging / "x").write_text("x")
+    assert synced_directories[-1] == tmp_path.stat().st_ino

@@ -17,10 +17,13 @@ from typing import Any, Iterator
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `path` whole or not at all, with the mode a plain open() would give it (0o666 & ~umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes 0600 files: outputs others (a web server, a teammate) cannot read.
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -30,6 +33,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_directory(path.parent)
     return path
 
 
@@ -85,6 +89,15 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def fsync_directory(directory: Path) -> None:
+    """Make a rename inside `directory` durable: without this a power cut can undo it."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -110,5 +123,6 @@ def replace_directory(new: Path, target: Path) -> None:
         if retired is not None:
             os.replace(retired, target)
         raise
+    fsync_directory(target.parent)
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
