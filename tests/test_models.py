@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from train_support import tiny_params
@@ -102,3 +103,34 @@ def test_generate_images_is_seeded_and_batch_size_independent():
     assert a.shape == (10, 32, 32, 3)
     assert abs(a.astype(int) - b.astype(int)).max() <= 1  # only float summation order may differ
     assert (a != c).any()
+
+
+def test_fixed_latents_are_one_stream_per_seed_and_torch_fidelitys_normal_noise():
+    from torch_fidelity.noise import random_normal
+
+    many = fixed_latents(50, 16, seed=5)
+    assert many.dtype == torch.float32 and many.shape == (50, 16)
+    assert torch.equal(fixed_latents(7, 16, seed=5), many[:7])  # latent i does not depend on how many are drawn
+    assert not torch.equal(fixed_latents(7, 16, seed=6), many[:7])
+    # torch-fidelity's calculate_metrics draws these very latents for rng_seed=5, batch after batch.
+    rng = np.random.RandomState(5)
+    assert torch.equal(torch.cat([random_normal(rng, (20, 16)), random_normal(rng, (30, 16))]), many)
+
+
+def test_evaluation_and_publishing_quantise_with_the_sampling_contract():
+    from ganlib.metrics.sources import SeededGenerator
+    from ganlib.publish.images import images_to_uint8
+
+    # Pixel values k + 0.5, exact in float32: rounding half to even and floor(x + 0.5) disagree on each.
+    halves = (torch.tensor([0.5, 2.5, 4.5, 126.5]) - 127.5) / 127.5
+    output = halves.view(1, 1, 2, 2).expand(1, 3, 2, 2)
+
+    class Constant(torch.nn.Module):
+        def forward(self, z):
+            return output.expand(z.shape[0], 3, 2, 2)
+
+    contract = to_uint8_images(output)
+    assert contract[0, :, :, 0].flatten().tolist() == [0, 2, 4, 126]
+    evaluated = SeededGenerator(Constant(), z_dim=4, resolution=2)(torch.zeros(1, 4))
+    assert np.array_equal(evaluated.permute(0, 2, 3, 1).numpy(), contract)
+    assert np.array_equal(images_to_uint8(output, resolution=2), contract)

@@ -27,12 +27,8 @@ from PIL import Image
 from torch import nn
 
 from ganlib.errors import UserFacingError
-from ganlib.publish.images import (
-    GeneratorOutputError,
-    fixed_latents,
-    interpolation_latents,
-    slerp,
-)
+from ganlib.models.sampling import fixed_latents
+from ganlib.publish.images import GeneratorOutputError, interpolation_latents, slerp
 from ganlib.publish.stage import PublishError, publish_generator
 from ganlib.publish.targets import PublishTargetError
 
@@ -176,11 +172,35 @@ def test_images_have_the_configured_sizes_and_come_from_the_generator(tmp_path):
     assert sorted(n for n in files if n.startswith("samples/")) == [f"samples/sample_{i:04d}.png" for i in range(5)]
 
     # The first sample is G(first sample latent), quantised to uint8.
-    z = fixed_latents(2024, "samples", 1, 8)
+    z = fixed_latents(1, 8, seed=2024)
     with torch.no_grad():
         expected = ((TinyGenerator()(z)[0].permute(1, 2, 0) + 1) * 127.5).round().numpy()
     first = np.asarray(Image.open(io.BytesIO(files["samples/sample_0000.png"])))
     assert np.abs(first.astype(float) - expected).max() <= 1
+
+
+def test_published_samples_are_the_images_evaluation_measures_for_the_same_seed(tmp_path, monkeypatch):
+    from test_metrics_support import smooth_images, tiny_params, write_prepared_dataset
+
+    from ganlib.metrics.evaluate import score_generator
+    from ganlib.metrics.sources import SeededGenerator
+
+    seed, n = 31, 5
+    # What the feature extractor is handed: the uint8 images SeededGenerator returns to the evaluation loop.
+    measured: list[torch.Tensor] = []
+    measure = SeededGenerator.forward
+    monkeypatch.setattr(SeededGenerator, "forward", lambda self, z: measured.append(measure(self, z)) or measured[-1])
+    params = tiny_params(f"evaluate.seed={seed}", f"evaluate.n_samples={n}", "evaluate.batch_size=3", "evaluate.metrics=[fid]")
+    write_prepared_dataset(tmp_path / params.base.paths.prepared, smooth_images(8, seed=1, resolution=Info.resolution))
+    score_generator(TinyGenerator(), replace(Info(), dataset_sha256=None), params, LOG, tmp_path)
+    evaluated = torch.cat(measured).permute(0, 2, 3, 1).numpy()
+
+    target = str(tmp_path / "gallery")
+    publish(tmp_path, target, overrides=(f"publish.seed={seed}", f"publish.n_samples={n}"))
+    files = release_relative(snapshot(target, tmp_path))
+    published = np.stack([np.asarray(Image.open(io.BytesIO(files[f"samples/sample_{i:04d}.png"]))) for i in range(n)])
+    assert evaluated.shape == published.shape == (n, Info.resolution, Info.resolution, 3)
+    assert np.array_equal(published, evaluated)
 
 
 def test_file_names_are_generated_never_taken_from_the_dataset(tmp_path):
@@ -514,7 +534,7 @@ def test_slerp_hits_the_endpoints_and_keeps_gaussian_norms():
 
 def test_interpolation_rows_run_between_fixed_latents():
     z = interpolation_latents(seed=3, rows=2, steps=5, z_dim=16)
-    ends = fixed_latents(3, "interpolation", 4, 16)
+    ends = fixed_latents(4, 16, seed=3)
     assert z.shape == (10, 16)
     assert torch.allclose(z[0], ends[0], atol=1e-5) and torch.allclose(z[4], ends[2], atol=1e-5)
     assert torch.allclose(z[5], ends[1], atol=1e-5) and torch.allclose(z[9], ends[3], atol=1e-5)

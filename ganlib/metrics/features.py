@@ -1,4 +1,11 @@
-"""Images -> features, through the same loops torch-fidelity's calculate_metrics runs."""
+"""Images -> features: real images through torch-fidelity's own loop, generated ones through the sampling contract.
+
+Generated images are made by ganlib.models.sampling's fixed_latents and
+to_uint8, the functions publishing and training's grids use, so the images
+measured for a seed are the images published for it. Those latents are
+torch-fidelity's own "normal" noise for the same seed, so the features (and
+FID) equal what its calculate_metrics gives for the same generator.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,10 @@ from typing import Iterator
 import torch
 from torch.utils.data import Dataset
 from torch_fidelity import FeatureExtractorBase
-from torch_fidelity.utils import get_featuresdict_from_dataset, get_featuresdict_from_generative_model
+from torch_fidelity.utils import get_featuresdict_from_dataset
 
 from ganlib.metrics.sources import SeededGenerator
+from ganlib.models.sampling import fixed_latents
 
 FeaturesDict = dict[str, torch.Tensor]
 
@@ -28,11 +36,14 @@ def dataset_features(images: Dataset, extractor: FeatureExtractorBase, batch_siz
 def generator_features(
     model: SeededGenerator, extractor: FeatureExtractorBase, n_samples: int, batch_size: int, seed: int, device: torch.device
 ) -> FeaturesDict:
-    """Features of `n_samples` images generated from latents drawn with `seed`."""
-    with exact_cuda_convolutions(device):
-        return get_featuresdict_from_generative_model(
-            model, extractor, n_samples, batch_size, cuda=device.type == "cuda", rng_seed=seed, verbose=False
-        )
+    """Features of the `n_samples` images `model` makes from fixed_latents(n_samples, z_dim, seed), on the CPU."""
+    latents = fixed_latents(n_samples, model.z_size, seed)
+    batches: list[FeaturesDict] = []
+    with exact_cuda_convolutions(device), torch.no_grad():
+        for z in latents.split(batch_size):
+            features = extractor.convert_features_tuple_to_dict(extractor(model(z.to(device))))
+            batches.append({layer: value.cpu() for layer, value in features.items()})
+    return {layer: torch.cat([batch[layer] for batch in batches]) for layer in batches[0]}
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from torch_fidelity import GenerativeModelBase
 
 from ganlib.metrics.errors import EvaluationError
+from ganlib.models.sampling import to_uint8
 
 
 class PreparedImages(Dataset):
@@ -44,16 +45,12 @@ def reference_indices(count: int, n_reference: int, seed: int) -> np.ndarray | N
     return np.sort(np.random.RandomState(seed).permutation(count)[:n_reference])
 
 
-def generator_images_to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats -> uint8, rounding to nearest (x * 127.5 + 127.5, then +0.5 before truncation)."""
-    return (images.to(torch.float32) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-
-
 class SeededGenerator(GenerativeModelBase):
-    """A generator as torch-fidelity's input: z ~ N(0, I) in, uint8 images out.
+    """A generator as torch-fidelity's input: z ~ N(0, I) in, uint8 images out (ganlib.models.sampling.to_uint8).
 
-    torch-fidelity draws the latents itself from numpy's RandomState(rng_seed),
-    so the same seed gives the same images whatever the batch size.
+    Evaluation feeds it latents from ganlib.models.sampling.fixed_latents
+    (features.generator_features); torch-fidelity's calculate_metrics, given
+    the same seed, draws the very same latents from its "normal" noise source.
     """
 
     def __init__(self, generator: nn.Module, z_dim: int, resolution: int):
@@ -88,7 +85,7 @@ class SeededGenerator(GenerativeModelBase):
             raise EvaluationError(f"generator returned shape {tuple(images.shape)}, expected {expected}")
         if not torch.isfinite(images).all():
             raise EvaluationError("generator produced NaN/inf pixels (diverged training?); refusing to score them")
-        return generator_images_to_uint8(images).to(z.device)
+        return to_uint8(images).to(z.device)
 
 
 @contextlib.contextmanager

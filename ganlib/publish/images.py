@@ -1,13 +1,19 @@
 """The gallery's images: fixed latents -> generator -> uint8 pixels -> PNG/WebP bytes.
 
-Everything here is deterministic: latents come from seeded CPU generators,
+Latents and pixels follow ganlib.models.sampling (fixed_latents, to_uint8),
+the contract evaluation uses too: sample i of a gallery published with
+publish.seed s is, byte for byte, the i-th image evaluation measures with
+evaluate.seed s. The grid shows the first grid_size**2 of those samples and
+the interpolation strips run between them, so one seed fixes every image and
+changing n_samples changes none of the earlier ones.
+
+Everything here is deterministic: latents come from a seeded CPU generator,
 the generator runs on the CPU in fp32, and the encoders write no timestamps,
 so the same generator and params give byte-identical files.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 from typing import Iterator
 
@@ -18,30 +24,11 @@ from torch import nn
 
 from ganlib.errors import UserFacingError
 from ganlib.models.grid import image_grid
-from ganlib.models.sampling import to_uint8_images
-
-# The latents of each part come from their own seed, so that changing e.g.
-# n_samples does not change the grid a reader compares across releases.
-GRID_LATENTS = "grid"
-SAMPLE_LATENTS = "samples"
-INTERPOLATION_LATENTS = "interpolation"
+from ganlib.models.sampling import fixed_latents, to_uint8_images
 
 
 class GeneratorOutputError(UserFacingError, RuntimeError):
     """The generator produced something that is not an image batch in [-1, 1]."""
-
-
-def fixed_latents(seed: int, purpose: str, count: int, z_dim: int) -> torch.Tensor:
-    """`count` latents z ~ N(0, I), fp32 on the CPU, fixed by (seed, purpose).
-
-    Drawn with numpy's PCG64, which produces one value after another: latent i
-    is the same whatever `count` is (so sample_0003 stays sample_0003 when
-    n_samples grows), unlike torch.randn, whose CPU kernel changes algorithm
-    with the tensor size.
-    """
-    purpose_key = int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:8], "little")
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, purpose_key])))
-    return torch.from_numpy(rng.standard_normal((count, z_dim))).to(torch.float32)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -65,8 +52,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def interpolation_latents(seed: int, rows: int, steps: int, z_dim: int) -> torch.Tensor:
-    """[rows * steps, z_dim]: each row slerps from one fixed latent to another, row-major."""
-    ends = fixed_latents(seed, INTERPOLATION_LATENTS, 2 * rows, z_dim)
+    """[rows * steps, z_dim]: row i slerps from sample i to sample rows + i of `seed`, row-major."""
+    ends = fixed_latents(2 * rows, z_dim, seed)
     starts, stops = ends[:rows], ends[rows:]
     t = torch.linspace(0.0, 1.0, steps, dtype=torch.float32)
     a = starts.repeat_interleave(steps, dim=0)

@@ -25,16 +25,8 @@ from ganlib.errors import UserFacingError
 from ganlib.io.atomic import atomic_write_json
 from ganlib.logs import Logger
 from ganlib.models.generator_file import load_generator
-from ganlib.publish.images import (
-    GRID_LATENTS,
-    SAMPLE_LATENTS,
-    contact_sheet,
-    encode_image,
-    fixed_latents,
-    generate_all,
-    generate_images,
-    interpolation_latents,
-)
+from ganlib.models.sampling import fixed_latents
+from ganlib.publish.images import contact_sheet, encode_image, generate_all, generate_images, interpolation_latents
 from ganlib.publish.page import GalleryPage, HistoryEntry, ImageRef, render_gallery_html
 from ganlib.publish.targets import (
     GALLERY_FORMAT,
@@ -277,12 +269,13 @@ def write_images(upload: GalleryUpload, generator: nn.Module, info: GeneratorFac
     """Write the grid, the individual samples and the interpolation strip into the release."""
     ext, r, batch = settings.image_format, info.resolution, settings.batch_size
 
-    grid_latents = fixed_latents(settings.seed, GRID_LATENTS, settings.grid_size**2, info.z_dim)
+    # One stream of latents (ganlib.models.sampling, shared with evaluation): the grid is its first samples.
+    grid_latents = fixed_latents(settings.grid_size**2, info.z_dim, settings.seed)
     grid_sheet = contact_sheet(generate_all(generator, grid_latents, r, batch), cols=settings.grid_size)
     upload.add(f"grid.{ext}", encode_image(grid_sheet, ext))
     grid = ImageRef(f"grid.{ext}", grid_sheet.shape[1], grid_sheet.shape[0], "samples from fixed seeds")
 
-    sample_latents = fixed_latents(settings.seed, SAMPLE_LATENTS, settings.n_samples, info.z_dim)
+    sample_latents = fixed_latents(settings.n_samples, info.z_dim, settings.seed)
     samples = []
     index = 0
     for batch_images in generate_images(generator, sample_latents, r, batch):
