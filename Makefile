@@ -63,8 +63,10 @@ data: install
 
 # ---------------------------------------------------------------- run
 
+# One Prefect server for the whole `dvc repro` (unless PREFECT_API_URL is set),
+# not a temporary one per stage; it stops when repro ends.
 demo: install weights data
-	$(BIN)/dvc repro
+	$(PY) -m flows.server -- $(BIN)/dvc repro
 	$(BIN)/scenegan summary
 
 # The same stages as one Prefect flow run (what the retrain deployment runs).

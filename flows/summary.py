@@ -41,8 +41,8 @@ def _ui_line() -> str:
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
     if not PREFECT_API_URL.value():
-        return ("Prefect UI: no server was set (runs used a temporary one). To watch runs: `make ui`, then "
-                "`export PREFECT_API_URL=http://127.0.0.1:4200/api` before `make demo` or `dvc repro`.")
+        return ("Prefect UI: the runs are in Prefect's database; `make ui` shows them at http://127.0.0.1:4200/runs "
+                "(to watch runs live, keep `make ui` running: `make demo` reports to it).")
     try:
         run_id = asyncio.run(_latest_flow_run_id())
     except Exception as exc:  # an unreachable server must not fail the demo's last line
