@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +128,78 @@ def test_a_single_real_image_is_a_clear_error_not_nan(tmp_path):
     with pytest.raises(EvaluationError, match="at least 2 real images.*evaluate.n_reference=1"):
         score_generator(TinyGenerator(), TinyInfo(), tiny_params("evaluate.n_reference=1"), LOG, root)
     assert not (root / tiny_params().base.paths.fid_cache).exists()
+
+
+def _tiny_reference(root, params, spec=None):
+    """(stats, cached, cache path) for the project's dataset through the tiny extractor."""
+    import torch
+
+    dataset = open_prepared(root / params.base.paths.prepared)
+    spec = spec or resolve_extractor(params.evaluate, root / params.base.paths.weights, root)
+    cache_dir = root / params.base.paths.fid_cache
+    make = lambda: build_extractor(spec, [spec.feature_layer], torch.device("cpu"))  # noqa: E731
+    stats, cached = reference_statistics(dataset, spec, make, 0, params.evaluate.seed, 16, torch.device("cpu"), cache_dir, LOG)
+    return stats, cached, reference_cache_path(cache_dir, stats.key)
+
+
+def test_new_extractor_weights_get_a_new_cache_entry(tmp_path, monkeypatch):
+    import hashlib
+
+    from ganlib.metrics import extractors, weights
+
+    root = project(tmp_path)
+    params = tiny_params("evaluate.extractor=fid-inception-v3-tf2015")
+    dataset = open_prepared(root / params.base.paths.prepared)
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    keys = []
+    for release in (b"FID weights, release 1", b"FID weights, release 2"):
+        # A new weights release: a new file, and the checksum the code pins it to.
+        (weights_dir / weights.FID_INCEPTION_FILE).write_bytes(release)
+        monkeypatch.setattr(weights, "FID_INCEPTION_SHA1", hashlib.sha1(release).hexdigest())
+        monkeypatch.setattr(extractors, "FID_INCEPTION_SHA1", hashlib.sha1(release).hexdigest())
+        keys.append(reference_key(dataset, resolve_extractor(params.evaluate, weights_dir, root), 0, params.evaluate.seed))
+    assert keys[0] != keys[1]
+    assert reference_cache_path(tmp_path, keys[0]) != reference_cache_path(tmp_path, keys[1])
+
+
+def test_statistics_are_recomputed_when_the_weights_digest_changes(tmp_path):
+    from dataclasses import replace
+
+    root = project(tmp_path)
+    params = tiny_params()
+    spec = resolve_extractor(params.evaluate, root / params.base.paths.weights, root)
+    _, cached_a, path_a = _tiny_reference(root, params, replace(spec, weights_digest="sha1:" + "a" * 40))
+    _, cached_b, path_b = _tiny_reference(root, params, replace(spec, weights_digest="sha1:" + "b" * 40))
+    _, cached_again, _ = _tiny_reference(root, params, replace(spec, weights_digest="sha1:" + "a" * 40))
+    assert (cached_a, cached_b, cached_again) == (False, False, True)
+    assert path_a != path_b
+
+
+def test_changed_feature_code_gets_a_new_cache_entry_but_a_comment_does_not(tmp_path, monkeypatch):
+    import shutil
+
+    from ganlib.metrics import reference
+
+    root = project(tmp_path)
+    params = tiny_params()
+    code = tmp_path / "code"
+    code.mkdir()
+    sources = ("extractors.py", "features.py", "sources.py")
+    for name in sources:
+        shutil.copy(Path(reference.__file__).with_name(name), code / name)
+    # raising=False: on code that ignores FEATURE_CODE_FILES the assertions below are what fail.
+    monkeypatch.setattr(reference, "FEATURE_CODE_FILES", tuple(code / name for name in sources), raising=False)
+    _, first_cached, first_path = _tiny_reference(root, params)
+    assert first_cached is False
+
+    extractors_py = code / "extractors.py"
+    extractors_py.write_text("# a comment changes no number\n" + extractors_py.read_text())
+    _, cached, path = _tiny_reference(root, params)
+    assert cached is True and path == first_path
+
+    source = extractors_py.read_text()
+    assert "x = (x - 128) / 128" in source
+    extractors_py.write_text(source.replace("x = (x - 128) / 128", "x = (x - 127.5) / 127.5"))  # new input scaling
+    _, cached, path = _tiny_reference(root, params)
+    assert cached is False and path != first_path

@@ -28,7 +28,13 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
 from ganlib.config import EvaluateParams
-from ganlib.metrics.weights import FID_INCEPTION_SHA1, WeightsError, fid_inception_path, find_is_inception_weights
+from ganlib.metrics.weights import (
+    FID_INCEPTION_SHA1,
+    WeightsError,
+    fid_inception_path,
+    file_digest,
+    find_is_inception_weights,
+)
 
 FID_INCEPTION = "fid-inception-v3-tf2015"
 TORCH_FIDELITY_INCEPTION = "inception-v3-compat"
@@ -144,6 +150,7 @@ class ExtractorSpec:
 
     name: str
     weights_path: Path | None
+    weights_digest: str | None  # "sha1:..." / "sha256:..." of that file, for cache keys; None: no weights file
     feature_layer: str
     description: str  # what reports print: network, layer, weights identity
 
@@ -151,29 +158,30 @@ class ExtractorSpec:
 def resolve_extractor(settings: EvaluateParams, weights_dir: Path, root: Path) -> ExtractorSpec:
     """The configured extractor with verified weights, or WeightsError saying what to do."""
     if settings.extractor == FID_INCEPTION:
-        path = fid_inception_path(weights_dir)
+        path = fid_inception_path(weights_dir)  # refuses a file whose sha1 is not FID_INCEPTION_SHA1
         return ExtractorSpec(
-            FID_INCEPTION, path, POOL_FEATURES,
+            FID_INCEPTION, path, f"sha1:{FID_INCEPTION_SHA1}", POOL_FEATURES,
             f"{FID_INCEPTION} (FID Inception TorchScript, pool3 2048-d, sha1 {FID_INCEPTION_SHA1[:12]})",
         )
     if settings.extractor == TORCH_FIDELITY_INCEPTION:
         path, reason = find_is_inception_weights(settings.inception_weights, root)
         if path is None:
             raise WeightsError(f"evaluate.extractor is {TORCH_FIDELITY_INCEPTION} but {reason}")
+        # The weights check matches only the first 8 hex digits of the sha256; the key needs all of them.
         return ExtractorSpec(
-            TORCH_FIDELITY_INCEPTION, path, POOL_FEATURES,
+            TORCH_FIDELITY_INCEPTION, path, f"sha256:{file_digest(path, 'sha256')}", POOL_FEATURES,
             f"{TORCH_FIDELITY_INCEPTION} (torch-fidelity InceptionV3, 2048-d, {path.name})",
         )
     return ExtractorSpec(
-        TINY_RANDOM_CONV, None, TINY_FEATURES,
+        TINY_RANDOM_CONV, None, None, TINY_FEATURES,
         f"{TINY_RANDOM_CONV} (fixed random 2-layer CNN, 64-d; for tests only, not comparable with published FID)",
     )
 
 
 def is_extractor_spec(weights_path: Path) -> ExtractorSpec:
-    """torch-fidelity's Inception with its classifier head, for the Inception Score."""
+    """torch-fidelity's Inception with its classifier head, for the Inception Score (never cached: no digest)."""
     return ExtractorSpec(
-        TORCH_FIDELITY_INCEPTION, weights_path, IS_LOGITS,
+        TORCH_FIDELITY_INCEPTION, weights_path, None, IS_LOGITS,
         f"{TORCH_FIDELITY_INCEPTION} (torch-fidelity InceptionV3 logits, {weights_path.name})",
     )
 

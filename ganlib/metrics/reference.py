@@ -2,9 +2,15 @@
 
 An entry is keyed by what determines its numbers: the content hash of the
 prepared images (sha256 of images.npy, so any changed pixel means a new
-entry), the resolution, the extractor and its layer, and which images were
-used (count and subset seed). It stores the features themselves (KID and
-precision/recall need them) and the FID mean/covariance, computed by
+entry), the resolution, the extractor, the checksum of its weights file and
+its layer, a digest of our code that turns stored images into features
+(extractors.py, features.py, sources.py) and torch-fidelity's version (its
+resize code runs inside the extractor), and which images were used (count and
+subset seed). The code digest is of the parsed source: editing a comment does
+not throw away statistics that took minutes to compute, while any change to
+what the code does (a scaling constant, a resize flag) does, without anyone
+having to remember to bump a version. An entry stores the features themselves
+(KID and precision/recall need them) and the FID mean/covariance, computed by
 torch-fidelity's own function so that FID matches calculate_metrics'.
 
 Each entry is one .npz written atomically, with its key and a checksum of its
@@ -14,6 +20,7 @@ checksum is recomputed, never trusted.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import json
@@ -24,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch_fidelity
 from torch_fidelity import FeatureExtractorBase
 from torch_fidelity.metric_fid import fid_features_to_statistics
 
@@ -36,6 +44,11 @@ from ganlib.metrics.features import dataset_features
 from ganlib.metrics.sources import PreparedImages, reference_indices
 
 CACHE_FORMAT = "scenegan-reference-stats/1"
+
+# Our code between a stored uint8 image and its features: the extractors, the extraction loop, the image source.
+FEATURE_CODE_FILES: tuple[Path, ...] = tuple(
+    Path(__file__).with_name(name) for name in ("extractors.py", "features.py", "sources.py")
+)
 
 
 @dataclass(frozen=True)
@@ -63,10 +76,22 @@ def reference_key(dataset: PreparedDataset, spec: ExtractorSpec, n_reference: in
         "dataset_sha256": dataset.content_hash,
         "resolution": dataset.resolution,
         "extractor": spec.name,
+        "extractor_weights": spec.weights_digest,
+        "extractor_code": feature_code_digest(FEATURE_CODE_FILES),
+        "torch_fidelity": torch_fidelity.__version__,
         "feature_layer": spec.feature_layer,
         "n_images": dataset.count if indices is None else len(indices),
         "subset_seed": None if indices is None else seed,
     }
+
+
+def feature_code_digest(sources: tuple[Path, ...]) -> str:
+    """sha256 (16 hex digits) of the syntax trees of `sources`: comments and layout do not count, code does."""
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.name.encode())
+        digest.update(ast.dump(ast.parse(path.read_text(), filename=str(path))).encode())
+    return digest.hexdigest()[:16]
 
 
 def reference_cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
