@@ -325,6 +325,60 @@ def test_skip_is_recorded(tmp_path):
     assert (record["fid"], record["previous_fid"], record["target"]) == (11.0, 10.0, target)
 
 
+@pytest.mark.parametrize(
+    "setting,value,shown",
+    [
+        ("n_samples", 5000, "n_samples 5000 vs 64"),
+        ("n_reference", 1000, "n_reference 1000 vs 64"),
+        ("extractor", "fid-inception-v3-tf2015", "extractor fid-inception-v3-tf2015 vs tiny-random-conv"),
+        ("dataset_sha256", "e" * 64, f"dataset_sha256 {'e' * 12} vs {'f' * 12}"),
+    ],
+)
+def test_gate_publishes_and_says_why_when_the_published_fid_is_not_comparable(tmp_path, setting, value, shown):
+    target = str(tmp_path / "gallery")
+    write_metrics(tmp_path, fid=20.0)
+    first = publish(tmp_path, target, gate="better_fid")
+
+    # A worse FID, but measured differently: it cannot lose against 20.0, so it is published.
+    info = replace(Info(), dataset_sha256=value) if setting == "dataset_sha256" else Info()
+    write_metrics(tmp_path, fid=25.0, **{setting: value})
+    second = publish(tmp_path, target, gate="better_fid", info=info, now=T0 + timedelta(hours=1))
+    assert second.status == "published" and second.release != first.release
+    record = json.loads((tmp_path / "results" / "publish.json").read_text())
+    assert "previous FID 20.000" in record["reason"] and f"not comparable: {shown}" in record["reason"]
+    assert record["previous_fid"] == 20.0 and record["fid"] == 25.0
+    manifest = json.loads(snapshot(target, tmp_path)["manifest.json"])
+    assert manifest["fid_settings"][setting] == value
+
+    # Measured like the gallery now on show, a worse FID is gated again.
+    write_metrics(tmp_path, fid=26.0, **{setting: value})
+    assert publish(tmp_path, target, gate="better_fid", info=info, now=T0 + timedelta(hours=2)).status == "skipped"
+
+
+def test_manifest_records_the_settings_its_fid_was_measured_with(tmp_path):
+    target = str(tmp_path / "gallery")
+    write_metrics(tmp_path, fid=20.0)
+    publish(tmp_path, target)
+    manifest = json.loads(snapshot(target, tmp_path)["manifest.json"])
+    assert manifest["fid_settings"] == {
+        "extractor": "tiny-random-conv", "n_samples": 64, "n_reference": 64, "dataset_sha256": Info.dataset_sha256,
+    }
+
+
+def test_gate_reads_the_settings_of_a_gallery_published_before_they_were_recorded(tmp_path):
+    target = tmp_path / "gallery"
+    write_metrics(tmp_path, fid=20.0)
+    publish(tmp_path, str(target))
+    manifest = json.loads((target / "manifest.json").read_text())
+    del manifest["fid_settings"]  # an older manifest: its whole metrics.json is all it has
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    write_metrics(tmp_path, fid=25.0)
+    assert publish(tmp_path, str(target), gate="better_fid").status == "skipped"
+    write_metrics(tmp_path, fid=25.0, n_samples=1000)
+    report = publish(tmp_path, str(target), gate="better_fid")
+    assert report.status == "published" and "not comparable: n_samples 1000 vs 64" in report.reason
+
+
 def test_gate_without_metrics_is_a_clear_error_and_changes_nothing(tmp_path):
     target = str(tmp_path / "gallery")
     publish(tmp_path, target)

@@ -26,6 +26,7 @@ from ganlib.io.atomic import atomic_write_json
 from ganlib.logs import Logger
 from ganlib.models.generator_file import load_generator
 from ganlib.models.sampling import fixed_latents
+from ganlib.publish.fid_settings import MANIFEST_KEY, fid_setting_differences, fid_settings, recorded_fid_settings
 from ganlib.publish.images import contact_sheet, encode_image, generate_all, generate_images, interpolation_latents
 from ganlib.publish.page import GalleryPage, HistoryEntry, ImageRef, render_gallery_html
 from ganlib.publish.targets import (
@@ -170,7 +171,13 @@ def metrics_mismatches(metrics: dict[str, Any], info: GeneratorFacts) -> list[st
 def decide_gate(
     gate: Literal["always", "better_fid"], metrics: dict[str, Any] | None, current: PublishedGallery | None, metrics_path: Path
 ) -> GateDecision:
-    """Publish or not. better_fid: only a strictly lower FID than the published gallery's replaces it."""
+    """Publish or not. better_fid: only a strictly lower FID than the published gallery's replaces it.
+
+    Only a comparable FID can lose (ganlib/publish/fid_settings.py): when the
+    extractor, the sample counts or the reference dataset differ from what the
+    published manifest recorded, the new release is published and the reason
+    names the settings that differ.
+    """
     previous_release = current.release if current else None
     previous_fid = current.fid if current else None
 
@@ -195,6 +202,13 @@ def decide_gate(
         return decision(True, f"FID {fid:.3f}; no gallery was published at the target before")
     if previous_fid is None:
         return decision(True, f"FID {fid:.3f}; the published release {previous_release} has no FID")
+    differences = fid_setting_differences(fid_settings(metrics), recorded_fid_settings(current.manifest))
+    if differences:
+        return decision(
+            True,
+            f"FID {fid:.3f}; previous FID {previous_fid:.3f} (release {previous_release}) not comparable: "
+            + "; ".join(differences),
+        )
     if fid < previous_fid:
         return decision(True, f"FID {fid:.3f} beats the published {previous_fid:.3f} (release {previous_release})")
     return decision(
@@ -330,6 +344,7 @@ def release_manifest(page: GalleryPage, info: GeneratorFacts, metrics: dict[str,
         "gate": gate,
         "notes": list(page.notes),
         "fid": metrics.get("fid") if metrics is not None else None,
+        MANIFEST_KEY: fid_settings(metrics),   # what the next better_fid gate needs to know whether it may compare
         "checkpoint_kimg": info.kimg,
         "model": {
             "arch": info.arch,
