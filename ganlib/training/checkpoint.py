@@ -5,12 +5,17 @@ optimisers, gradient scalers, counters, the data sampler, every RNG), as
 tensors and primitives only, so it loads with torch.load(weights_only=True).
 
 Runs are identified by a fingerprint of the parameters that change what is
-computed plus the dataset's content hash: checkpoints live in
-`<checkpoints>/<fingerprint>/`, so a rerun after an interruption finds its own
-checkpoints and a params change starts a new directory without touching the
-old one. Keys that only change how long or how fast we train (kimg, tick
-length, compile, ...) are left out of the fingerprint, which is what lets a
-larger `kimg` continue the last checkpoint.
+computed, the dataset's content hash and a digest of the training code (the
+import closure of the modules training runs, ganlib/io/source.py):
+checkpoints live in `<checkpoints>/<fingerprint>/`, so a rerun after an
+interruption finds its own checkpoints, while a params, data or code change
+starts a new directory without touching the old one. Without the code, an
+edited model or GAN step would resume the finished checkpoint, train nothing
+and publish the old generator. Comments, docstrings and formatting are not
+part of the code digest, so rewording a comment does not restart a run. Keys
+that only change how long or how fast we train (kimg, tick length, compile,
+...) are left out of the fingerprint, which is what lets a larger `kimg`
+continue the last checkpoint.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import torch
 from ganlib.config import Params, params_fingerprint
 from ganlib.errors import UserFacingError
 from ganlib.io.atomic import atomic_write_bytes
+from ganlib.io.source import import_closure, source_digest
 
 FORMAT = "scenegan-checkpoint/1"
 
@@ -51,6 +57,12 @@ NON_COMPUTATIONAL_KEYS = (
     "train.grid_size",
 )
 
+# What training runs: the in-process trainer with its FID-curve hook (tasks/train.py)
+# and the torchrun entry point. Their import closure is the code a run is keyed by.
+TRAINING_ENTRY_MODULES = ("ganlib.training.loop", "ganlib.training.fid_curve", "ganlib.training.__main__")
+# The project root of the code that is running (ganlib/training/checkpoint.py -> root).
+_CODE_ROOT = Path(__file__).resolve().parents[2]
+
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 
 
@@ -64,14 +76,25 @@ class RunIdentity:
     compared: dict[str, Any]    # dotted key -> value: what a checkpoint must match to be resumed
 
 
-def run_identity(params: Params, dataset_sha256: str) -> RunIdentity:
+def run_identity(params: Params, dataset_sha256: str, code_digest: str | None = None) -> RunIdentity:
+    """The run's checkpoint directory name and what a checkpoint must match to be resumed.
+
+    `code_digest` defaults to training_code_digest() of the code that is running.
+    """
+    code_digest = code_digest if code_digest is not None else training_code_digest()
     params_hash = params_fingerprint(params, "base", "train", exclude=NON_COMPUTATIONAL_KEYS)
-    fingerprint = hashlib.sha256(f"{params_hash}:{dataset_sha256}".encode()).hexdigest()[:16]
+    fingerprint = hashlib.sha256(f"{params_hash}:{dataset_sha256}:{code_digest}".encode()).hexdigest()[:16]
     compared = _flatten(params.section_dict("base", "train"))
     for key in NON_COMPUTATIONAL_KEYS:
         compared = {k: v for k, v in compared.items() if k != key and not k.startswith(key + ".")}
     compared["dataset.sha256"] = dataset_sha256
+    compared["code.digest"] = code_digest
     return RunIdentity(fingerprint=fingerprint, compared=compared)
+
+
+def training_code_digest(root: Path = _CODE_ROOT) -> str:
+    """source_digest of every project file training runs (comments and docstrings do not count)."""
+    return source_digest(import_closure(TRAINING_ENTRY_MODULES, root), root)
 
 
 def checkpoint_name(nimg: int) -> str:
@@ -112,7 +135,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def check_compatible(record: dict[str, Any], identity: RunIdentity, path: Path) -> None:
-    """Refuse a checkpoint made with other params or data, naming every differing key."""
+    """Refuse a checkpoint made with other params, data or training code, naming every differing key."""
     saved: dict[str, Any] = record["compared"]
     keys = sorted(set(saved) | set(identity.compared))
     missing = object()
@@ -123,7 +146,7 @@ def check_compatible(record: dict[str, Any], identity: RunIdentity, path: Path) 
     ]
     if differences:
         raise CheckpointError(
-            f"{path}: made with different parameters or data, refusing to resume:\n  "
+            f"{path}: made with different parameters, data or training code, refusing to resume:\n  "
             + "\n  ".join(differences)
             + "\nTo train from scratch instead, set train.resume: fresh and do not pass a checkpoint "
             "(existing checkpoints are kept)."
