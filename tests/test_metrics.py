@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import tempfile
 
 import numpy as np
 import pytest
 import torch
+from file_audit import file_access
 from test_metrics_support import (
     TinyGenerator,
     TinyInfo,
@@ -23,7 +25,8 @@ from torch_fidelity import calculate_metrics
 from ganlib.logs import plain_logger
 from ganlib.metrics.errors import EvaluationError
 from ganlib.metrics.evaluate import compare_datasets, score_generator
-from ganlib.metrics.extractors import TINY_RANDOM_CONV, register_extractors
+from ganlib.metrics.extractors import TINY_RANDOM_CONV, build_extractor, register_extractors, resolve_extractor
+from ganlib.metrics.features import generator_features
 from ganlib.metrics.sources import PreparedImages, SeededGenerator
 from ganlib.metrics.weights import WeightsError
 
@@ -186,11 +189,32 @@ def test_comparing_datasets_of_different_resolution_is_an_error(tmp_path):
         compare_datasets(a, b, tiny_params(), LOG, tmp_path)
 
 
-def test_generated_images_are_uint8_and_never_need_disk(tmp_path):
+def test_generated_images_are_uint8_and_never_touch_the_disk(tmp_path, monkeypatch):
+    # Where a stray cache or temporary file would land, an empty directory to inspect afterwards.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    for variable in ("HOME", "TMPDIR", "XDG_CACHE_HOME", "TORCH_HOME"):
+        monkeypatch.setenv(variable, str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.chdir(scratch)
+    params = tiny_params()
+    spec = resolve_extractor(params.evaluate, tmp_path / "weights", tmp_path)
+    extractor = build_extractor(spec, [spec.feature_layer], torch.device("cpu"))
     model = SeededGenerator(TinyGenerator(), TinyInfo.z_dim, TinyInfo.resolution)
-    images = model(torch.from_numpy(np.random.RandomState(0).randn(5, TinyInfo.z_dim)).float())
+    generator_features(model, extractor, 6, 4, 0, torch.device("cpu"))  # first use: imports, lazy set-up
+
+    with file_access() as accesses:
+        images = model(torch.from_numpy(np.random.RandomState(0).randn(5, TinyInfo.z_dim)).float())
+        features = generator_features(model, extractor, 6, 4, 0, torch.device("cpu"))
     assert images.dtype == torch.uint8 and images.shape == (5, 3, 16, 16)
-    assert list(tmp_path.iterdir()) == []
+    assert features[spec.feature_layer].shape[0] == 6
+    # Only Python's own bytecode cache may be written (by an import on first use).
+    assert [a for a in accesses if a.writes and not a.path.endswith(".pyc")] == []
+    assert list(scratch.iterdir()) == []
+
+    with file_access() as control:  # the tripwire sees a write in such a block
+        np.save(scratch / "leak.npy", images.numpy())
+    assert [a.path for a in control if a.writes] == [str(scratch / "leak.npy")]
 
 
 def test_inception_score_of_known_class_distributions():

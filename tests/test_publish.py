@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_test_params
+from file_audit import file_access, under
 from fsspec.implementations.memory import MemoryFileSystem
 from PIL import Image
 from torch import nn
@@ -203,15 +204,21 @@ def test_published_samples_are_the_images_evaluation_measures_for_the_same_seed(
     assert np.array_equal(published, evaluated)
 
 
-def test_file_names_are_generated_never_taken_from_the_dataset(tmp_path):
-    raw = tmp_path / "data" / "raw"
+def test_publish_never_reads_the_raw_dataset_and_names_files_itself(tmp_path):
+    raw = tmp_path / load_test_params().base.paths.raw
     raw.mkdir(parents=True)
     Image.new("RGB", (64, 64)).save(raw / "holiday_IMG_4711.png")
     target = str(tmp_path / "gallery")
-    publish(tmp_path, target)
+    with file_access() as accesses:
+        publish(tmp_path, target)
+    assert under(accesses, raw) == []   # not opened, not even listed
     files = snapshot(target, tmp_path)
     assert all(GENERATED_NAME.match(name) for name in files), sorted(files)
     assert not any(b"IMG_4711" in data or "IMG_4711" in name for name, data in files.items())
+
+    with file_access() as control:  # the tripwire sees a listing and a read there
+        [path.read_bytes() for path in raw.iterdir()]
+    assert {a.event for a in under(control, raw)} >= {"open"} and len(under(control, raw)) >= 2
 
 
 def test_webp_images_hold_the_same_pixels_as_png(tmp_path):
