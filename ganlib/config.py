@@ -138,8 +138,22 @@ class TrainParams(Section):
             )
         if self.loss == "wgan-gp" and self.arch == "dcgan":
             raise ValueError(
-                "loss wgan-gp needs a discriminator without BatchNorm (the per-sample gradient "
-                "penalty is ill-defined on a batch-normalised batch): use arch: resnet"
+                "train.loss: wgan-gp needs a discriminator without BatchNorm (the per-sample gradient "
+                "penalty is ill-defined on a batch-normalised batch): set train.arch: resnet, or another loss"
+            )
+        if self.r1_gamma > 0 and self.arch == "dcgan":
+            raise ValueError(
+                f"train.r1_gamma: {self.r1_gamma:g} (R1) needs a discriminator without BatchNorm (the "
+                "per-sample gradient penalty is ill-defined on a batch-normalised batch): set "
+                "train.arch: resnet, or train.r1_gamma: 0"
+            )
+        # Both penalties backpropagate through a gradient of D (double backward),
+        # which torch.compile's AOTAutograd does not support.
+        if self.compile and (self.r1_gamma > 0 or self.loss == "wgan-gp"):
+            penalty = f"train.r1_gamma: {self.r1_gamma:g} (R1)" if self.r1_gamma > 0 else "train.loss: wgan-gp"
+            raise ValueError(
+                f"train.compile: true cannot be combined with {penalty}: its penalty needs a double "
+                "backward through D, which a compiled module does not support; set train.compile: false"
             )
         return self
 
@@ -369,7 +383,11 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
             message = "unknown key (typo? remove it or check the section it belongs to)"
         elif error["type"] == "missing":
             message = "missing key (every parameter must be set in params.yaml)"
-        got = "" if error["type"] == "missing" else f" (got {error.get('input')!r})"
+        elif error["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        # A check across keys gets the whole section as input: its message names the keys instead.
+        shown = error["type"] != "missing" and not isinstance(error.get("input"), dict)
+        got = f" (got {error.get('input')!r})" if shown else ""
         lines.append(f"  {key}: {message}{got}")
     return "\n".join(lines)
 

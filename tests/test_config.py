@@ -104,3 +104,29 @@ def test_resolved_params_round_trip(tmp_path):
     written = write_resolved_params(params, tmp_path)
     reloaded = yaml.safe_load(written.read_text())  # JSON is YAML
     assert reloaded["train"]["kimg"] == 7
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named", "fix"),
+    [
+        (["train.arch=resnet", "train.compile=true", "train.r1_gamma=1"], "train.compile", "train.compile: false"),
+        (["train.arch=resnet", "train.compile=true", "train.loss=wgan-gp"], "train.loss: wgan-gp", "train.compile: false"),
+        (["train.arch=dcgan", "train.r1_gamma=0.5"], "train.r1_gamma", "train.arch: resnet"),
+        (["train.arch=dcgan", "train.loss=wgan-gp"], "train.loss: wgan-gp", "train.arch: resnet"),
+    ],
+)
+def test_combinations_training_cannot_run_are_refused_at_load(overrides, named, fix):
+    with pytest.raises(ParamsError) as err:
+        load_params(REPO_ROOT / "params.yaml", overrides)
+    message = str(err.value)
+    assert named in message and fix in message and "params.yaml" in message
+
+
+def test_the_refused_combinations_have_allowed_neighbours():
+    for overrides in (
+        ["train.arch=resnet", "train.r1_gamma=1"],
+        ["train.arch=resnet", "train.loss=wgan-gp"],
+        ["train.arch=dcgan", "train.compile=true"],
+        ["train.arch=resnet", "train.compile=true", "train.loss=hinge"],
+    ):
+        load_params(REPO_ROOT / "params.yaml", overrides)
