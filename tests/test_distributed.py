@@ -27,9 +27,12 @@ from ganlib.training.step import build_networks
 LOG = logging.getLogger("test_distributed")
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
-# One optimiser step of a global batch of 16, with augmentation and R1 so that every random draw is covered.
+# One optimiser step of a global batch of 16, with augmentation so that every random draw is covered.
+# No R1: the config refuses it with DCGAN's batch-normalised discriminator, and the ResNet that takes
+# it updates spectral norm's power iteration once per forward pass, i.e. per microbatch, so its
+# result depends on how many microbatches each process runs.
 ONE_STEP = (*TINY_TRAIN, "train.kimg=0.016", "train.tick_kimg=0.016", "train.microbatch=8",
-            "train.diffaugment=[color,translation,cutout]", "train.r1_gamma=0.1", "train.r1_interval=1")
+            "train.diffaugment=[color,translation,cutout]")
 
 
 def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path):

@@ -46,14 +46,15 @@ def final_checkpoint(summary) -> dict:
 
 def test_outputs_are_complete_and_loadable(tmp_path):
     root = prepared_root(tmp_path, "run")
+    # R1 needs a discriminator without BatchNorm: the ResNet (the config refuses R1 with DCGAN).
     params = tiny_params("train.kimg=0.192", "train.keep_last=2", "train.diffaugment=[color,translation,cutout]",
-                         "train.r1_gamma=1.0", "train.r1_interval=4")
+                         "train.arch=resnet", "train.r1_gamma=1.0", "train.r1_interval=4")
     summary = train_gan(params, LOG, root)
 
     out = root / params.base.paths.train
     assert summary.kimg == pytest.approx(0.192) and summary.ticks == 3 and summary.resumed_from is None
     generator, info = load_generator(out / "generator.pt", torch.device("cpu"))
-    assert (info.arch, info.resolution, info.z_dim, info.kimg) == ("dcgan", 32, 16, pytest.approx(0.192))
+    assert (info.arch, info.resolution, info.z_dim, info.kimg) == ("resnet", 32, 16, pytest.approx(0.192))
     with torch.no_grad():
         images = generator(torch.randn(2, 16))
     assert images.shape == (2, 3, 32, 32) and images.abs().max() <= 1
@@ -171,7 +172,8 @@ def test_nonfinite_loss_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp
     root = prepared_root(tmp_path, "run")
     # An absurd R1 weight: the first R1 step (every 8th D step: step 7) overflows; ticks every 4 steps.
     # Checked every step or only every 16 (then at the tick before the next checkpoint), the report is the same.
-    params = tiny_params("train.r1_gamma=1e300", "train.r1_interval=8", f"train.check_finite_every={check_every}")
+    params = tiny_params("train.arch=resnet", "train.r1_gamma=1e300", "train.r1_interval=8",
+                         f"train.check_finite_every={check_every}")
     with pytest.raises(NonFiniteLossError) as stopped:
         train_gan(params, LOG, root)
     run_dir = next((root / params.base.paths.checkpoints).iterdir())
