@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -27,6 +29,12 @@ from ganlib.metrics.weights import FID_INCEPTION_FILE, find_is_inception_weights
 LOG = plain_logger("scenegan-tests")
 WEIGHTS_DIR = REPO_ROOT / load_test_params().base.paths.weights
 CPU = torch.device("cpu")
+# The pool features of golden_image(), computed once on the CPU with the real weights;
+# rewrite with `python tests/test_metrics_inception.py` only when a change to them is intended.
+GOLDEN_FEATURES = Path(__file__).with_name("data") / "fid_inception_pool3_golden.npy"
+# Machine to machine (CPU kernels, channels_last) features move by ~3e-6 here; the wrong input
+# scaling (x - 127.5) / 127.5 moves them by 7e-3, torch's own bilinear resize by 0.24.
+GOLDEN_ATOL = 1e-4
 
 pytestmark = pytest.mark.skipif(
     not (WEIGHTS_DIR / FID_INCEPTION_FILE).is_file(),
@@ -53,8 +61,29 @@ def test_pool_features_have_the_standard_shape_and_scale(fid_extractor):
     features = dataset_features(images, fid_extractor, 4, CPU)[POOL_FEATURES]
     assert features.shape == (4, 2048) and features.dtype == torch.float32
     assert torch.isfinite(features).all() and (features >= 0).all()  # average of ReLU outputs
-    assert 0.05 < features.mean().item() < 2.0  # pool3 activations are O(0.1-1)
     assert (features.std(dim=0) > 0).float().mean() > 0.5  # different images, different features
+
+
+def golden_image() -> np.ndarray:
+    """A fixed 64x64 uint8 image made with integer arithmetic only: gradients, a disc, a bar."""
+    y, x = np.mgrid[0:64, 0:64]
+    image = np.stack([x * 4, y * 4, (x + y) * 2], axis=-1)
+    image[(x - 40) ** 2 + (y - 22) ** 2 < 12**2] = (250, 240, 40)
+    image[48:56, 8:30] = (20, 60, 20)
+    return image.astype(np.uint8)
+
+
+def golden_image_features(extractor) -> np.ndarray:
+    return dataset_features(PreparedImages(golden_image()[None]), extractor, 1, CPU)[POOL_FEATURES][0].numpy()
+
+
+def test_features_of_a_fixed_image_match_the_pinned_golden_vector(fid_extractor):
+    # Pins the whole input path (uint8 -> TF1 bilinear resize to 299 -> (x - 128) / 128 -> network),
+    # which a range check on the features cannot: a slightly wrong scaling still gives O(0.1-1) values.
+    golden = np.load(GOLDEN_FEATURES)
+    assert golden.dtype == np.float32 and golden.shape == (2048,)
+    ours = golden_image_features(fid_extractor)
+    np.testing.assert_allclose(ours, golden, rtol=0, atol=GOLDEN_ATOL)
 
 
 @pytest.mark.slow  # 20 images through Inception: ~3 s alone, over 20 s when the 2 cores are shared
@@ -89,3 +118,11 @@ def test_features_agree_with_torch_fidelity_inception(fid_extractor):
     ours = dataset_features(images, fid_extractor, 3, CPU)[POOL_FEATURES]
     theirs = dataset_features(images, theirs_extractor, 3, CPU)[POOL_FEATURES]
     assert np.allclose(ours.numpy(), theirs.numpy(), rtol=1e-3, atol=1e-3)
+
+
+if __name__ == "__main__":
+    spec = resolve_extractor(inception_params().evaluate, WEIGHTS_DIR, REPO_ROOT)
+    features = golden_image_features(build_extractor(spec, [POOL_FEATURES], CPU))
+    GOLDEN_FEATURES.parent.mkdir(exist_ok=True)
+    np.save(GOLDEN_FEATURES, features.astype(np.float32))
+    print(f"wrote {GOLDEN_FEATURES}: mean {features.mean():.6f}, max {features.max():.6f}")
