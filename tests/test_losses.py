@@ -92,6 +92,49 @@ def test_penalties_match_their_closed_forms():
         gan_loss("wasserstein")
 
 
+def underflowing_fp16_critic() -> nn.Module:
+    """A linear critic whose backward pass underflows in fp16: the gradient reaching its first layer
+    is 1e-4 * 1e-4 = 1e-8 per unit, below fp16's smallest subnormal (6e-8), yet 2048 units of weight
+    6e4 make the input gradient 2048 * 6e4 * 1e-8 = 1.23 per coordinate (norm 2.46 in 4-d)."""
+    critic = nn.Sequential(nn.Linear(4, 2048, bias=False), nn.Linear(2048, 1, bias=False), nn.Linear(1, 1, bias=False))
+    with torch.no_grad():
+        critic[0].weight.fill_(6e4)
+        critic[1].weight.fill_(1e-4)
+        critic[2].weight.fill_(1e-4)
+    return critic
+
+
+def test_penalties_under_fp16_autocast_are_taken_at_the_loss_scale():
+    critic = underflowing_fp16_critic()
+
+    def D(x: torch.Tensor, fp16: bool) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.float16, enabled=fp16):
+            return critic(x).reshape(-1)
+
+    real, fake = torch.rand(8, 4) * 2e-3 - 1e-3, torch.rand(8, 4) * 2e-3 - 1e-3  # small: no fp16 overflow forward
+    scale = torch.tensor(2.0**12)  # what a GradScaler would hold after backing off from 2**16
+
+    def penalties(fp16: bool, grad_scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = real.clone().requires_grad_(True)
+        r1 = r1_penalty(D(x, fp16), x, gamma=1.0, grad_scale=grad_scale)
+        gp = gradient_penalty(lambda y: D(y, fp16), real, fake, weight=1.0,
+                              generator=torch.Generator().manual_seed(0), grad_scale=grad_scale)
+        return r1, gp
+
+    r1_fp32, gp_fp32 = penalties(fp16=False, grad_scale=None)
+    assert r1_fp32.item() == pytest.approx(0.5 * 4 * 1.2288**2, rel=1e-3)
+    assert gp_fp32.item() == pytest.approx((2.4576 - 1) ** 2, rel=1e-3)
+    # The trap: at scale 1 the fp16 input gradient is exactly zero, so R1 vanishes and WGAN-GP reads (0 - 1)^2.
+    r1_unscaled, gp_unscaled = penalties(fp16=True, grad_scale=None)
+    assert r1_unscaled.item() == 0.0 and gp_unscaled.item() == 1.0
+    # At the loss scale the fp16 penalties agree with fp32 (fp16 rounds the weights: 1e-3 relative).
+    r1_scaled, gp_scaled = penalties(fp16=True, grad_scale=scale)
+    assert r1_scaled.dtype == gp_scaled.dtype == torch.float32
+    torch.testing.assert_close(r1_scaled, r1_fp32, rtol=1e-2, atol=0)
+    torch.testing.assert_close(gp_scaled, gp_fp32, rtol=1e-2, atol=0)
+    assert r1_scaled.requires_grad and gp_scaled.requires_grad  # D's update back-propagates through them
+
+
 # ---------------------------------------------------------------------- DiffAugment
 
 

@@ -4,6 +4,15 @@ Every loss takes raw logits (the discriminators have no output activation),
 so the non-saturating loss can use the numerically stable softplus form
 instead of sigmoid + log. Losses are batch means; regularisers return the
 penalty already multiplied by its weight.
+
+Gradient penalties under fp16 autocast follow the PyTorch AMP recipe
+("Gradient penalty" in the AMP examples): the input gradient is taken of
+the *scaled* logits, so that the fp16 gradients flowing back through D do
+not underflow to zero, then divided by the scale, and the penalty itself
+is computed from it in fp32. `grad_scale` is the GradScaler's current scale
+(None without one); when the scaled gradient overflows, the penalty is
+non-finite and so are D's gradients, and the scaler skips that step like any
+other overflowing one.
 """
 
 from __future__ import annotations
@@ -13,7 +22,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 Tensor = torch.Tensor
 
@@ -69,21 +77,39 @@ def gan_loss(name: str) -> GanLoss:
 
 
 def gradient_penalty(
-    discriminator: nn.Module, real: Tensor, fake: Tensor, weight: float, generator: torch.Generator | None = None
+    discriminator: Callable[[Tensor], Tensor],
+    real: Tensor,
+    fake: Tensor,
+    weight: float,
+    generator: torch.Generator | None = None,
+    grad_scale: Tensor | float | None = None,
 ) -> Tensor:
-    """WGAN-GP (Gulrajani et al. 2017): weight * E[(||grad D(x_hat)|| - 1)^2] on random interpolates."""
+    """WGAN-GP (Gulrajani et al. 2017): weight * E[(||grad D(x_hat)|| - 1)^2] on random interpolates.
+
+    `discriminator` maps images to logits (under autocast if the caller wants it); the
+    penalty arithmetic is fp32 whatever the logits' dtype.
+    """
     alpha = torch.rand(real.shape[0], *[1] * (real.ndim - 1), device=real.device, generator=generator)
     mixed = torch.lerp(real.detach().float(), fake.detach().float(), alpha).requires_grad_(True)
-    logits = discriminator(mixed)
-    (grad,) = torch.autograd.grad(logits.float().sum(), mixed, create_graph=True)
+    grad = _input_gradient(discriminator(mixed), mixed, grad_scale)
     norms = grad.flatten(1).norm(dim=1)
     return weight * (norms - 1.0).square().mean()
 
 
-def r1_penalty(real_logits: Tensor, real: Tensor, gamma: float) -> Tensor:
+def r1_penalty(real_logits: Tensor, real: Tensor, gamma: float, grad_scale: Tensor | float | None = None) -> Tensor:
     """R1 (Mescheder et al. 2018): gamma / 2 * E[||grad D(x)||^2] on real images.
 
     `real` must require grad and `real_logits` must come from it.
     """
-    (grad,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
-    return 0.5 * gamma * grad.float().flatten(1).square().sum(dim=1).mean()
+    grad = _input_gradient(real_logits, real, grad_scale)
+    return 0.5 * gamma * grad.flatten(1).square().sum(dim=1).mean()
+
+
+def _input_gradient(logits: Tensor, images: Tensor, grad_scale: Tensor | float | None) -> Tensor:
+    """d(sum of logits)/d(images) in fp32, differentiable (double backward), taken at `grad_scale`."""
+    total = logits.float().sum()
+    if grad_scale is None:
+        (grad,) = torch.autograd.grad(total, images, create_graph=True)
+        return grad.float()
+    (scaled,) = torch.autograd.grad(total * grad_scale, images, create_graph=True)
+    return scaled.float() / grad_scale

@@ -160,6 +160,7 @@ class GanStep:
         apply_r1 = cfg.r1_gamma > 0 and d_counter % cfg.r1_interval == cfg.r1_interval - 1
         nets.opt_d.zero_grad(set_to_none=True)
         terms = torch.zeros(2, device=self.device)  # loss, penalty: microbatch means summed
+        grad_scale = _current_scale(nets.scaler_d, self.device)
         fakes = []
         for real, microbatch in zip(reals, self.my_microbatches()):
             self._seed(iteration, d_index, microbatch)
@@ -171,12 +172,13 @@ class GanStep:
                 real_logits = self.d_forward(self._augment(real))
                 fake_logits = self.d_forward(self._augment(fake.detach()))
                 loss = self.loss.discriminator(real_logits.float(), fake_logits.float())
-                penalty = torch.zeros((), device=self.device)
-                if cfg.loss == "wgan-gp":
-                    penalty = penalty + gradient_penalty(self.d_forward, real, fake, cfg.gp_weight, self.rng)
-                if apply_r1:
-                    # Lazy regularisation: every r1_interval-th step, weighted by the interval.
-                    penalty = penalty + r1_penalty(real_logits, real, cfg.r1_gamma * cfg.r1_interval)
+            # Penalties outside autocast: fp32 arithmetic on a gradient taken at the fp16 loss scale.
+            penalty = torch.zeros((), device=self.device)
+            if cfg.loss == "wgan-gp":
+                penalty = penalty + gradient_penalty(self._d_logits, real, fake, cfg.gp_weight, self.rng, grad_scale)
+            if apply_r1:
+                # Lazy regularisation: every r1_interval-th step, weighted by the interval.
+                penalty = penalty + r1_penalty(real_logits, real, cfg.r1_gamma * cfg.r1_interval, grad_scale)
             self._backward((loss + penalty) / self.microbatches_total, nets.scaler_d)
             terms += torch.stack([loss.detach(), penalty.detach()]) / self.microbatches_total
             if keep_fakes:
@@ -185,8 +187,10 @@ class GanStep:
         self.totals[0] += terms[0].double()
         self.totals[1] += 1
         if cfg.loss == "wgan-gp" or apply_r1:
-            self.totals[4] += terms[1].double()
-            self.totals[5] += 1
+            # An fp16 penalty that overflowed at the loss scale belongs to a skipped step: not averaged.
+            penalty_finite = terms[1].isfinite()
+            self.totals[4] += torch.where(penalty_finite, terms[1], 0.0).double()
+            self.totals[5] += penalty_finite.double()
         return fakes
 
     def _generator_update(self, iteration: int, fakes: list[torch.Tensor]) -> None:
@@ -219,6 +223,10 @@ class GanStep:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
+    def _d_logits(self, images: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            return self.d_forward(images)
+
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
         return diff_augment(images, self.cfg.diffaugment, self.rng) if self.cfg.diffaugment else images
 
@@ -250,12 +258,20 @@ class GanStep:
                 offset += g.numel()
             terms.copy_(flat[offset:])
         grads_finite = torch.stack(torch._foreach_norm(grads)).isfinite().all()
-        self.nonfinite.note(row, terms.isfinite().all(), iteration)
         if scaler is None:
+            self.nonfinite.note(row, terms.isfinite().all(), iteration)
             self.nonfinite.note(row + 1, grads_finite, iteration)
             optimizer.step()
         else:
             # fp16: an overflowing gradient is expected now and then; the scaler skips that step.
+            # A penalty (terms[1:]) is built from a gradient at the loss scale and overflows with it,
+            # so only the loss itself (terms[0]) is held to the non-finite guard.
+            self.nonfinite.note(row, terms[0].isfinite(), iteration)
             self.totals[6] += (~grads_finite).double()
             scaler.step(optimizer)
             scaler.update()
+
+
+def _current_scale(scaler: torch.amp.GradScaler | None, device: torch.device) -> torch.Tensor | None:
+    """The fp16 loss scale as a device tensor (no host sync, unlike GradScaler.get_scale), or None."""
+    return None if scaler is None else scaler.scale(torch.ones((), device=device))
