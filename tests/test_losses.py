@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from torch import nn
 from train_support import one_thread  # noqa: F401 (fixture)
 
 from ganlib.training.diffaugment import diff_augment
-from ganlib.training.ema import ema_beta, update_ema
+from ganlib.training.ema import ema_beta, recalibrate_batchnorm_, update_ema
 from ganlib.training.losses import LOSSES, gan_loss, gradient_penalty, r1_penalty
 
 # Data ~ N(2, 0.5^2); the generator is N(shift, 0.5^2) with shift starting at 0, so a loss that
@@ -189,14 +190,42 @@ def test_ema_beta_is_a_half_life_in_images():
     assert ema_beta(64, 1000, halflife_kimg=0.0, rampup=0.0) == 0.0
 
 
-def test_update_ema_interpolates_weights_and_copies_buffers():
+def test_update_ema_interpolates_weights_and_leaves_buffers_alone():
     model, ema = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
     model.weight.data.fill_(1.0)
     ema.weight.data.fill_(0.0)
     model.running_mean.fill_(5.0)
     update_ema(ema, model, beta=0.75)
     assert torch.allclose(ema.weight, torch.full((3,), 0.25))
-    assert torch.equal(ema.running_mean, model.running_mean)
+    assert torch.equal(ema.running_mean, torch.zeros(3))  # the raw network's statistics are not the average's
     update_ema(ema, model, beta=0.0)
     assert torch.equal(ema.weight, model.weight)
     assert math.isclose(ema_beta(32, 0, 1.0, 0.05), 0.0)
+
+
+def test_recalibrated_batchnorm_holds_the_mean_of_the_networks_own_batch_statistics():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 5), nn.BatchNorm1d(5)).eval()
+    net[1].running_mean.fill_(7.0)  # stale statistics, as copied from another network
+    momenta = (net[1].momentum, net[4].momentum)
+    latents = torch.randn(48, 4)
+
+    seen: dict[int, list[torch.Tensor]] = {1: [], 4: []}
+    reference = copy.deepcopy(net).train()
+    for index in seen:
+        reference[index].register_forward_hook(lambda m, inputs, out, i=index: seen[i].append(inputs[0].detach()))
+    with torch.no_grad():
+        for z in latents.split(16):
+            reference(z)  # train mode: each layer normalises with its batch statistics
+
+    recalibrate_batchnorm_(net, latents, batch_size=16)
+    for index, batches in seen.items():
+        mean = torch.stack([b.mean(0) for b in batches]).mean(0)
+        var = torch.stack([b.var(0, unbiased=True) for b in batches]).mean(0)
+        torch.testing.assert_close(net[index].running_mean, mean)
+        torch.testing.assert_close(net[index].running_var, var)
+    assert not net.training and (net[1].momentum, net[4].momentum) == momenta
+    again = copy.deepcopy(net)
+    recalibrate_batchnorm_(again, latents, batch_size=16)
+    # A function of the weights and the latents alone: recalibrating again changes nothing.
+    assert all(torch.equal(a, b) for a, b in zip(again.buffers(), net.buffers()))

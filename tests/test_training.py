@@ -25,9 +25,10 @@ from train_support import (
     write_prepared,
 )
 
-from ganlib.models import ArchitectureError
+from ganlib.models import ArchitectureError, build_generator
 from ganlib.models.generator_file import load_generator
 from ganlib.training.checkpoint import CheckpointError, list_checkpoints
+from ganlib.training.ema import recalibration_latents
 from ganlib.training.loop import NonFiniteLossError, train_gan
 
 LOG = logging.getLogger("test_training")
@@ -93,6 +94,44 @@ def test_same_seed_same_weights_and_longer_kimg_continues_bit_for_bit(tmp_path):
     # A shorter run than the checkpoints already hold is not silently replaced by a longer one.
     with pytest.raises(CheckpointError, match=r"already at 0\.192 kimg, beyond train\.kimg \(0\.096\); raise train\.kimg"):
         train_gan(tiny_params("train.kimg=0.096"), LOG, root)
+
+
+def batchnorm_statistics_of_own_activations(generator: torch.nn.Module, latents: torch.Tensor, batch_size: int) -> dict:
+    """{BatchNorm name: (mean, var)}: the average over batches of each layer's batch statistics while
+    `generator` runs in train mode on `latents` (what its running statistics should hold)."""
+    inputs: dict[str, list[torch.Tensor]] = {}
+    for name, module in generator.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            inputs[name] = []
+            module.register_forward_hook(lambda m, args, out, name=name: inputs[name].append(args[0].detach()))
+    generator.train()
+    with torch.no_grad():
+        for z in latents.split(batch_size):
+            generator(z)
+    return {
+        name: (torch.stack([x.mean((0, 2, 3)) for x in batches]).mean(0),
+               torch.stack([x.var((0, 2, 3), unbiased=True) for x in batches]).mean(0))
+        for name, batches in inputs.items()
+    }
+
+
+def test_ema_generator_batchnorm_statistics_are_its_own(tmp_path):
+    params = tiny_params("train.kimg=0.064", "train.microbatch=8")
+    summary = train_gan(params, LOG, prepared_root(tmp_path, "run"))
+    saved = final_checkpoint(summary)
+    g_ema = build_generator(params.train, 32)
+    g_ema.load_state_dict(saved["G_ema"])
+    expected = batchnorm_statistics_of_own_activations(
+        g_ema, recalibration_latents(params.train.z_dim, params.base.seed), params.train.microbatch)
+    assert len(expected) == 3
+    for name, (mean, var) in expected.items():
+        torch.testing.assert_close(saved["G_ema"][f"{name}.running_mean"], mean, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(saved["G_ema"][f"{name}.running_var"], var, msg=lambda m: f"{name}: {m}")
+        # ... and not the raw generator's, which describe other weights' activations.
+        assert not torch.allclose(saved["G_ema"][f"{name}.running_mean"], saved["G"][f"{name}.running_mean"])
+    # The published generator carries the same statistics.
+    published = torch.load(summary.generator_path, weights_only=True)["state_dict"]
+    assert_same_tensors({"G_ema": published}, {"G_ema": saved["G_ema"]}, keys=("G_ema",))
 
 
 def run_training_subprocess(root: Path, overrides: tuple[str, ...]) -> subprocess.Popen:

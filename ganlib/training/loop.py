@@ -3,8 +3,10 @@
     train_gan(params, log, root) -> TrainSummary
 
 Length is counted in images shown (kimg). Every `tick_kimg` the loop does
-its upkeep: log progress, evaluate the EMA generator on fixed latents (grid
-PNG + collapse indicator), append to stats.jsonl and write a checkpoint. A
+its upkeep: recalibrate the EMA generator's BatchNorm statistics
+(ganlib/training/ema.py), log progress, evaluate the EMA generator on fixed
+latents (grid PNG + collapse indicator), append to stats.jsonl and write a
+checkpoint. A
 run's working files live in its checkpoint directory
 (`<checkpoints>/<fingerprint>/`: ckpt-*.pt, stats.jsonl, samples/), which
 survives interruptions; only a finished run is published, all at once, to
@@ -59,6 +61,7 @@ from ganlib.training.checkpoint import (
 )
 from ganlib.training.device import resolve_device
 from ganlib.training.distributed import SINGLE_PROCESS, World, barrier, broadcast_module_, init_process_group
+from ganlib.training.ema import recalibrate_batchnorm_, recalibration_latents
 from ganlib.training.monitor import TickMonitor
 from ganlib.training.real_batches import EpochSampler, RealImages
 from ganlib.training.step import GanNetworks, GanStep, build_networks
@@ -303,6 +306,8 @@ def _upkeep(
 ) -> TickReport:
     """Grid, stats and checkpoint for the tick just reached (rank 0)."""
     kimg = progress.nimg / 1000
+    latents = recalibration_latents(params.train.z_dim, params.base.seed)
+    recalibrate_batchnorm_(nets.G_ema, latents, params.train.microbatch)  # G's statistics are not G_ema's
     png, diversity, ratio = monitor.look(nets.G_ema)
     grid_path = atomic_write_bytes(run_dir / SAMPLES_DIR / f"grid-{kimg:08.3f}.png", png)
     eta_s = (stop_nimg - progress.nimg) / max(img_per_s, 1e-9)
