@@ -15,12 +15,13 @@ import sys
 
 import pytest
 import torch
+import torch.distributed as dist
 from conftest import REPO_ROOT
 from train_support import TINY_TRAIN, checkpoint_tensors, one_thread, smooth_images, tiny_params, write_prepared
 
 from ganlib.errors import UserFacingError
 from ganlib.training.checkpoint import list_checkpoints
-from ganlib.training.distributed import torchrun_command
+from ganlib.training.distributed import process_group_options, torchrun_command
 from ganlib.training.loop import train_gan
 from ganlib.training.step import build_networks
 
@@ -67,3 +68,12 @@ def test_launch_mismatch_is_explained(tmp_path):
     write_prepared(tmp_path, tiny_params(), smooth_images(8, 32))
     with pytest.raises(UserFacingError, match=r"train\.nproc is 2 .* torchrun"):
         train_gan(tiny_params("train.nproc=2", "train.microbatch=8"), LOG, tmp_path)
+
+
+def test_process_group_timeout_is_explicit_and_outlasts_the_backend_defaults():
+    # Rank 0's upkeep (checkpoint, grid, FID curve) keeps the others waiting in a barrier; NCCL's own
+    # default (10 minutes) would fail a run whose FID measurement takes longer.
+    cuda, cpu = process_group_options(torch.device("cuda", 0)), process_group_options(torch.device("cpu"))
+    assert (cuda["backend"], cpu["backend"]) == ("nccl", "gloo")
+    for options in (cuda, cpu):
+        assert options["timeout"] >= max(dist.constants.default_pg_nccl_timeout, dist.constants.default_pg_timeout)

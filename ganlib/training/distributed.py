@@ -9,17 +9,24 @@ With `train.nproc > 1` the training stage runs
 same seed, takes its own share of each global batch, and after each backward
 pass the gradients (and the loss, so that the NaN guard agrees everywhere)
 are summed across processes in one flat all-reduce before the optimiser
-step. Rank 0 writes checkpoints and outputs. Backend: NCCL on CUDA (one GPU
-per process, LOCAL_RANK), gloo on CPU.
+step. Rank 0 writes checkpoints and outputs: at each tick it does the upkeep
+(sample grid, checkpoint, FID curve) while the other ranks wait in a
+barrier, and PROCESS_GROUP_TIMEOUT bounds that wait like every other.
+Backend: NCCL on CUDA (one GPU per process, LOCAL_RANK), gloo on CPU.
 
 Why an explicit all-reduce instead of wrapping the networks in
-torch.nn.parallel.DistributedDataParallel: a GAN step runs D forward
-several times per backward (real, fake, penalty interpolates), takes
-double-backward gradient penalties, and back-propagates G's loss through
-a frozen D; DDP's reducer supports none of these without workarounds
-(static graphs, concatenated batches that change BatchNorm statistics).
-One flat all-reduce per optimiser step is what StyleGAN2-ADA and EDM
-settle on, and it is exactly the arithmetic DDP performs.
+torch.nn.parallel.DistributedDataParallel: StyleGAN2-ADA (as released) and
+EDM do use DDP, steering it through each phase with no_sync and toggled
+requires_grad. DDP all-reduces from hooks that fire during a backward pass
+and is built around one forward per backward; a GAN step here runs D
+forward several times per backward (real, fake, penalty interpolates),
+takes double-backward gradient penalties (R1, WGAN-GP), and back-propagates
+G's loss through a frozen D whose parameters get no gradient in that pass.
+Each of these is a case to get right under DDP (which passes sync, unused
+parameters, buffer broadcasts). Summing the gradients once per optimiser
+step, after all microbatches, in one flat all-reduce is the same arithmetic
+with none of those cases, at the price of not overlapping communication with
+the backward pass; StyleGAN3's training loop does the same.
 
 BatchNorm statistics are per microbatch (`train.microbatch`) in every
 process, so a run's result depends on the microbatch size but not on how
@@ -32,6 +39,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Sequence
 
@@ -61,9 +69,21 @@ def world_from_env() -> World:
     return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
 
 
+# How long a collective may wait before the run fails. Explicit because the defaults differ by backend
+# (NCCL 10 min, gloo 30 min) and because the other ranks wait in a barrier while rank 0 does a tick's
+# upkeep (checkpoint, sample grid, FID curve, whose first measurement also computes the reference
+# statistics): that must fit, while a rank that has truly hung should not hold the others for hours.
+PROCESS_GROUP_TIMEOUT = timedelta(minutes=60)
+
+
+def process_group_options(device: torch.device) -> dict:
+    """Keyword arguments of torch.distributed.init_process_group for training on `device`."""
+    return {"backend": "nccl" if device.type == "cuda" else "gloo", "timeout": PROCESS_GROUP_TIMEOUT}
+
+
 def init_process_group(world: World, device: torch.device) -> None:
     if world.size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(**process_group_options(device))
 
 
 def all_reduce_sum_(tensor: torch.Tensor, world: World) -> torch.Tensor:

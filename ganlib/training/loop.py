@@ -3,10 +3,10 @@
     train_gan(params, log, root) -> TrainSummary
 
 Length is counted in images shown (kimg). Every `tick_kimg` the loop does
-its upkeep: recalibrate the EMA generator's BatchNorm statistics
-(ganlib/training/ema.py), log progress, evaluate the EMA generator on fixed
-latents (grid PNG + collapse indicator), append to stats.jsonl and write a
-checkpoint. A
+its upkeep (rank 0, while the other ranks wait in a barrier): recalibrate the
+EMA generator's BatchNorm statistics (ganlib/training/ema.py), log progress,
+evaluate the EMA generator on fixed latents (grid PNG + collapse indicator),
+append to stats.jsonl and write a checkpoint. A
 run's working files live in its checkpoint directory
 (`<checkpoints>/<fingerprint>/`: ckpt-*.pt, stats.jsonl, samples/), which
 survives interruptions; only a finished run is published, all at once, to
@@ -172,6 +172,11 @@ def train_gan(
             log.info(_progress_line(report))
             if on_tick is not None:
                 on_tick(report)
+        # The other ranks wait here for rank 0's upkeep (grid, checkpoint, FID curve: seconds to minutes),
+        # at a named point rather than inside the next step's gradient all-reduce, so that a timeout
+        # (distributed.PROCESS_GROUP_TIMEOUT) or a hang points at upkeep, and every rank's tick clock
+        # restarts together.
+        barrier(world)
         tick_start_time, tick_start_nimg = time.perf_counter(), progress.nimg
 
     out_dir = root / params.base.paths.train
