@@ -271,6 +271,41 @@ class Params(Section):
         return {name: dumped[name] for name in names}
 
 
+# The parameters each DVC stage reads, as dotted keys (a section name stands for all of it).
+# dvc.yaml lists exactly these under the stage's `params` (tests/test_stage_deps.py checks
+# that), and the stage's params.json records exactly these: an edit to any other key (the
+# device for preprocessing, where reports go for training) neither re-runs the stage nor
+# changes its outputs. Only the `base` keys a stage uses are listed, never all of `base`.
+STAGE_PARAMS: dict[str, tuple[str, ...]] = {
+    "preprocess": (
+        "base.paths.raw", "base.paths.prepared",
+        # every preprocess key but `workers`, which cannot change the result
+        "preprocess.resolution", "preprocess.min_side", "preprocess.max_aspect_ratio",
+        "preprocess.max_pixels", "preprocess.background", "preprocess.dedupe",
+    ),
+    "train": (
+        # base.device: the same run on another device is not bit-identical
+        "base.seed", "base.device",
+        "base.paths.prepared", "base.paths.train", "base.paths.checkpoints",
+        "base.paths.weights", "base.paths.fid_cache",  # the optional FID curve
+        "train",
+        # what shapes the optional FID curve written during training
+        "evaluate.during_training", "evaluate.extractor", "evaluate.seed", "evaluate.n_reference",
+    ),
+    "evaluate": (
+        # no base.seed or base.device: evaluation has its own (evaluate.seed, evaluate.device)
+        "base.paths.prepared", "base.paths.train", "base.paths.evaluate", "base.paths.weights",
+        "base.paths.fid_cache",
+        "evaluate",
+    ),
+    "publish": (
+        "base.paths.train", "base.paths.evaluate", "base.paths.publish_record",
+        "publish",
+        "train", "evaluate",  # shown on the gallery page
+    ),
+}
+
+
 def params_fingerprint(params: Params, *sections: str, exclude: Sequence[str] = ()) -> str:
     """A short, stable hash of the given sections, for tracing results to params.
 
@@ -331,23 +366,29 @@ def apply_override(raw: dict[str, Any], expression: str) -> dict[str, Any]:
     return updated
 
 
-def write_resolved_params(
-    params: Params,
-    out_dir: str | Path,
-    filename: str = "params.json",
-    sections: Sequence[str] | None = None,
-    exclude: Sequence[str] = (),
-) -> Path:
-    """Record the exact parameters a stage ran with, beside its outputs.
+def select_params(params: Params, keys: Sequence[str]) -> dict[str, Any]:
+    """The dotted `keys` ("train" for a section, "base.paths.raw" for a key in one) as nested plain data."""
+    dumped = params.model_dump(mode="json")
+    selected: dict[str, Any] = {}
+    for dotted in keys:
+        *parents, last = dotted.split(".")
+        source, target = dumped, selected
+        for key in parents:
+            source, target = source[key], target.setdefault(key, {})
+        target[last] = source[last]
+    return selected
 
-    A stage whose output directory is a DVC dependency of later stages
-    records only the sections it depends on, minus knobs that do not change
-    its result (`exclude`, dotted keys): otherwise an unrelated edit would
-    change the directory's hash and re-run everything downstream.
+
+def write_resolved_params(
+    params: Params, out_dir: str | Path, keys: Sequence[str] | None = None, filename: str = "params.json"
+) -> Path:
+    """Record the parameters a stage ran with, beside its outputs: `keys` (dotted), or all of them.
+
+    A stage records exactly what it depends on (STAGE_PARAMS[stage]): its
+    output directory may be a DVC dependency of later stages, and an
+    unrelated edit must not change that directory's hash.
     """
-    data = params.section_dict(*(sections or type(params).model_fields))
-    for dotted in exclude:
-        _drop_dotted(data, dotted)
+    data = select_params(params, keys) if keys is not None else params.model_dump(mode="json")
     out = Path(out_dir) / filename
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO_ROOT
 
-from ganlib.config import ParamsError, load_params, params_fingerprint, write_resolved_params
+from ganlib.config import STAGE_PARAMS, ParamsError, load_params, params_fingerprint, select_params, write_resolved_params
 
 
 def write_params(tmp_path: Path, mutate) -> Path:
@@ -130,3 +131,17 @@ def test_the_refused_combinations_have_allowed_neighbours():
         ["train.arch=resnet", "train.compile=true", "train.loss=hinge"],
     ):
         load_params(REPO_ROOT / "params.yaml", overrides)
+
+
+def test_a_stage_records_only_the_params_it_reads(tmp_path):
+    base = load_params(REPO_ROOT / "params.yaml")
+    unrelated = load_params(REPO_ROOT / "params.yaml", ["base.device=cpu", "base.paths.reports=elsewhere",
+                                                        "base.seed=7", "preprocess.workers=3", "train.kimg=1"])
+    first = write_resolved_params(base, tmp_path / "first", STAGE_PARAMS["preprocess"])
+    second = write_resolved_params(unrelated, tmp_path / "second", STAGE_PARAMS["preprocess"])
+    assert first.read_bytes() == second.read_bytes()
+    recorded = json.loads(first.read_text())
+    assert recorded["base"] == {"paths": {"raw": "data/raw", "prepared": "data/prepared"}}
+    assert set(recorded) == {"base", "preprocess"} and "workers" not in recorded["preprocess"]
+    assert select_params(base, ["train", "evaluate.seed"]) == {
+        "train": base.train.model_dump(mode="json"), "evaluate": {"seed": base.evaluate.seed}}

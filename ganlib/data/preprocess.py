@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ganlib.config import Params, PreprocessParams, params_fingerprint, write_resolved_params
+from ganlib.config import STAGE_PARAMS, Params, PreprocessParams, params_fingerprint, write_resolved_params
 from ganlib.data import dataset, images
 from ganlib.errors import UserFacingError
 from ganlib.io.atomic import atomic_write_json, staged_directory
@@ -181,9 +181,10 @@ def _write_records(
         "rejects_by_reason": by_reason,
         "rejects": [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rejects],
     })
-    # Only what shapes the images: the prepared directory is a DVC dependency
-    # of training, and the worker count must not make it look changed.
-    write_resolved_params(params, staging, sections=("base", "preprocess"), exclude=("preprocess.workers",))
+    # Only what the stage depends on: the prepared directory is a DVC dependency
+    # of training, and neither the worker count nor an unrelated base key
+    # (device, other stages' paths) may make it look changed.
+    write_resolved_params(params, staging, STAGE_PARAMS["preprocess"])
     return manifest
 
 

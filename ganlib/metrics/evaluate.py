@@ -20,7 +20,7 @@ from typing import Protocol
 import torch
 import torch.nn as nn
 
-from ganlib.config import EvaluateParams, Params
+from ganlib.config import STAGE_PARAMS, EvaluateParams, Params, select_params
 from ganlib.data.dataset import PreparedDataset, open_prepared
 from ganlib.io.atomic import atomic_write_json, staged_directory
 from ganlib.logs import Logger
@@ -93,7 +93,7 @@ def write_evaluation(report: EvaluationReport, params: Params, out_dir: Path) ->
     """metrics.json and params.json, swapped into place together (never one without the other)."""
     with staged_directory(out_dir) as staging:
         atomic_write_json(staging / METRICS_FILE, report.to_json())
-        atomic_write_json(staging / PARAMS_RECORD_FILE, params.model_dump(mode="json"))
+        atomic_write_json(staging / PARAMS_RECORD_FILE, select_params(params, STAGE_PARAMS["evaluate"]))
     return Path(out_dir) / METRICS_FILE
 
 

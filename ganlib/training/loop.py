@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganlib.config import Params, TrainParams, write_resolved_params
+from ganlib.config import STAGE_PARAMS, Params, TrainParams, write_resolved_params
 from ganlib.data.dataset import PreparedDataset, open_prepared
 from ganlib.errors import UserFacingError
 from ganlib.io.atomic import atomic_write_bytes, atomic_write_text, staged_directory
@@ -381,7 +381,7 @@ def _publish(
             shutil.copy2(run_dir / progress.history[-1]["grid"], stage / SAMPLES_DIR / "final.png")
         for extra in sorted(run_dir.glob("*.csv")):  # curves that tick hooks wrote (e.g. FID during training)
             shutil.copy2(extra, stage / extra.name)
-        write_resolved_params(params, stage)
+        write_resolved_params(params, stage, STAGE_PARAMS["train"])
 
 
 def _jsonl(records: list[dict[str, Any]]) -> str:
