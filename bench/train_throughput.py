@@ -9,8 +9,10 @@ Adam(2e-4, betas=(0.5, 0.999)) and the non-saturating BCE loss:
               ready as float tensors on the device, which favours the baseline: no
               DataLoader, no decoding);
   ours-fp32   ganlib.training.loop.train_gan, precision fp32, NCHW;
-  ours-best   train_gan with our fastest settings on the device: bf16 autocast and
-              channels_last (plus torch.compile on CUDA with --compile).
+  ours-fp32-cl  fp32 with channels_last;
+  ours-bf16-cl  bf16 autocast and channels_last (plus torch.compile on CUDA with --compile);
+  ours-auto   the defaults, `train.precision: auto` and `train.channels_last: auto`:
+              what the speed probe picks on this machine (its choice is printed).
 
 "Ours" is the whole trainer, not a stripped step: it samples real batches from
 the uint8 memmap, keeps the EMA generator, checks losses and gradients for NaN/inf
@@ -26,7 +28,9 @@ only ratios from one run mean anything.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -40,6 +44,7 @@ import torch.optim as optim
 from ganlib.config import Params, load_params
 from ganlib.data.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE
 from ganlib.data.scenes import render_scene
+from ganlib.hardware.machine import describe_machine
 from ganlib.training.loop import train_gan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -196,6 +201,12 @@ def ours_img_per_s(root: Path, params_file: Path, device: str, batch_size: int, 
     return reports[-1].img_per_s
 
 
+def speed_choice(train_dir: Path) -> str:
+    """How a run resolved its precision and layout (the `speed` record its stats.jsonl carries)."""
+    last_tick = json.loads((train_dir / "stats.jsonl").read_text().splitlines()[-1])
+    return last_tick.get("speed", {}).get("how", "(not recorded)")
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -209,8 +220,7 @@ def write_scenes(root: Path, count: int, size: int) -> np.ndarray:
     prepared = root / "data" / "prepared"
     prepared.mkdir(parents=True)
     np.save(prepared / IMAGES_FILE, images)
-    import hashlib  # noqa: E401 (local: only the scratch manifest needs them)
-    import json
+    import hashlib  # local: only the scratch manifest needs it
 
     digest = hashlib.sha256((prepared / IMAGES_FILE).read_bytes()).hexdigest()
     (prepared / MANIFEST_FILE).write_text(json.dumps(
@@ -233,14 +243,19 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # the same autotuning our trainer turns on
 
-    best = ["train.precision=bf16", "train.channels_last=true", f"train.compile={str(args.compile).lower()}"]
+    compile_setting = f"train.compile={str(args.compile).lower()}"
     variants = {
         "ours-fp32": ["train.precision=fp32", "train.channels_last=false", "train.compile=false"],
-        "ours-best": best,
+        "ours-fp32-cl": ["train.precision=fp32", "train.channels_last=true", "train.compile=false"],
+        "ours-bf16-cl": ["train.precision=bf16", "train.channels_last=true", compile_setting],
+        "ours-auto": ["train.precision=auto", "train.channels_last=auto", compile_setting],
     }
+    print(f"machine: {describe_machine(device).describe()}", flush=True)
     results: dict[str, list[float]] = {"baseline": [], **{name: [] for name in variants}}
     with tempfile.TemporaryDirectory(prefix="scenegan-bench-train-") as scratch:
         root = Path(scratch)
+        # A fresh probe cache: ours-auto measures its choice in this run, like a first run on a new machine.
+        os.environ["SCENEGAN_CACHE_DIR"] = str(root / "machine-cache")
         images = write_scenes(root, args.images, 64)
         for round_index in range(args.rounds):
             results["baseline"].append(baseline_img_per_s(images, args.batch, args.steps, device))
@@ -248,9 +263,11 @@ def main() -> None:
                 run = f"{name}-{round_index}"
                 results[name].append(ours_img_per_s(root, args.params, args.device, args.batch, args.steps, settings, run))
             print(f"round {round_index + 1}/{args.rounds}: " + "  ".join(f"{k} {v[-1]:.1f}" for k, v in results.items()), flush=True)
+        auto_choice = speed_choice(root / "runs/train-ours-auto-0")
 
     base_best = max(results["baseline"])
-    print(f"\nDCGAN-64, batch {args.batch}, {args.steps} steps x {args.rounds} rounds on {describe(device)}")
+    print(f"\nDCGAN-64, batch {args.batch}, {args.steps} steps x {args.rounds} rounds on {describe_machine(device).describe()}")
+    print(f"ours-auto: {auto_choice}")
     print(f"{'variant':<12}{'best img/s':>12}{'median':>10}{'x baseline (best)':>20}{'x baseline (paired median)':>28}")
     paired: dict[str, float] = {}
     for name, values in results.items():
@@ -260,15 +277,9 @@ def main() -> None:
               f"{max(values) / base_best:>20.2f}{paired[name]:>28.2f}")
     if device.type == "cpu":
         print(f"targets (paired median): ours-fp32 >= 1.0x: {paired['ours-fp32']:.2f}x; "
-              f"ours-best >= 1.5x: {paired['ours-best']:.2f}x")
+              f"ours-auto >= 1.5x: {paired['ours-auto']:.2f}x")
     else:
-        print(f"target: >= 25000 img/s at batch >= 512 on one H100: ours-best {max(results['ours-best']):.0f} img/s")
-
-
-def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        print(f"target: >= 25000 img/s at batch >= 512 on one GPU: ours-auto {max(results['ours-auto']):.0f} img/s")
 
 
 if __name__ == "__main__":

@@ -111,8 +111,10 @@ class TrainParams(Section):
     keep_last: int = Field(ge=1)              # checkpoints kept
     ema_halflife_kimg: float = Field(ge=0)    # 0: G_ema is G
     ema_rampup: float = Field(ge=0)           # half-life at most rampup * kimg so far (early samples); 0: off
-    precision: Literal["fp32", "bf16", "fp16"]  # autocast dtype (fp16 adds a gradient scaler)
-    channels_last: bool
+    # auto: measured on this machine (ganlib/training/speed.py); else the autocast dtype
+    # (fp16 adds a gradient scaler). The resolved precision is part of the run's identity.
+    precision: Literal["auto", "fp32", "bf16", "fp16"]
+    channels_last: bool | Literal["auto"]     # auto: measured with the precision
     compile: bool                             # torch.compile G and D (CUDA; slow to start)
     tf32: bool                                # TF32 matmul/conv on CUDA
     data_on_device: bool                      # keep the uint8 dataset in GPU memory (CUDA)
@@ -185,6 +187,9 @@ class EvaluateParams(Section):
     isc_splits: int = Field(ge=1)
     prc_neighborhood: int = Field(ge=1)       # k of the k-NN manifolds for precision/recall
     inception_weights: str | None             # torch-fidelity inception-v3-compat .pth for IS; None = look in torch hub cache
+    # The FID Inception's speed settings on a CPU (ganlib/metrics/speed.py): auto measures them.
+    precision: Literal["auto", "fp32", "bf16"]
+    channels_last: bool | Literal["auto"]
     during_training: DuringTrainingEvalParams
 
 

@@ -19,6 +19,19 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_cache(tmp_path_factory) -> Iterator[Path]:
+    """Speed-probe choices go to a session directory, not the user's cache (child processes inherit it)."""
+    path = tmp_path_factory.mktemp("machine-cache")
+    previous = os.environ.get("SCENEGAN_CACHE_DIR")
+    os.environ["SCENEGAN_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("SCENEGAN_CACHE_DIR", None)
+    else:
+        os.environ["SCENEGAN_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

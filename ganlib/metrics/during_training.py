@@ -23,11 +23,12 @@ from ganlib.config import Params
 from ganlib.data.dataset import open_prepared
 from ganlib.io.atomic import atomic_write_text
 from ganlib.logs import Logger
-from ganlib.metrics.extractors import build_extractor, resolve_extractor
+from ganlib.metrics.extractors import build_extractor
 from ganlib.metrics.features import generator_features
 from ganlib.metrics.reference import ReferenceStats, reference_statistics
 from ganlib.metrics.scores import fid_from_features, kid_from_features
 from ganlib.metrics.sources import SeededGenerator, eval_mode
+from ganlib.metrics.speed import extractor_for_device
 
 CURVE_FILE = "fid_curve.csv"
 CURVE_COLUMNS = ("kimg", "fid", "kid_mean", "kid_std", "n_samples")
@@ -52,7 +53,7 @@ class TrainingEvaluator:
         # when off, need neither.
         if self.every_kimg > 0:
             self.dataset = open_prepared(Path(root) / params.base.paths.prepared)
-            self.spec = resolve_extractor(self.settings, Path(root) / params.base.paths.weights, Path(root))
+            self.spec = extractor_for_device(self.settings, Path(root) / params.base.paths.weights, Path(root), device, log)
         self._extractor = None
         self._reference: ReferenceStats | None = None
         # On resume, carry on from the last point already on the curve.

@@ -30,7 +30,6 @@ from ganlib.metrics.extractors import (
     TORCH_FIDELITY_INCEPTION,
     build_extractor,
     is_extractor_spec,
-    resolve_extractor,
 )
 from ganlib.metrics.features import generator_features
 from ganlib.metrics.reference import ReferenceStats, reference_statistics
@@ -46,6 +45,7 @@ from ganlib.metrics.scores import (
     precision_recall_from_features,
 )
 from ganlib.metrics.sources import SeededGenerator, eval_mode
+from ganlib.metrics.speed import extractor_for_device
 from ganlib.metrics.weights import find_is_inception_weights
 
 GENERATOR_FILE = "generator.pt"
@@ -114,7 +114,7 @@ def score_generator(
         raise EvaluationError("evaluate.metrics is empty: list at least one of fid, kid, is, prc")
     dataset = open_prepared(root / params.base.paths.prepared)
     _check_generator_matches_dataset(info, dataset, log)
-    spec = resolve_extractor(settings, root / params.base.paths.weights, root)
+    spec = extractor_for_device(settings, root / params.base.paths.weights, root, device, log)
 
     is_weights, is_unavailable_reason = (None, None)
     if "is" in wanted:
@@ -163,7 +163,7 @@ def score_generator(
         n_reference=0 if reference is None else reference.count,
         batch_size=settings.batch_size,
         seed=settings.seed,
-        extractor=spec.name,
+        extractor=spec.identity(),
         extractor_description=spec.description,
         data_md5=dataset.data_md5,
         dataset_sha256=dataset.content_hash,
@@ -186,7 +186,7 @@ def compare_datasets(a: Path, b: Path, params: Params, log: Logger, root: Path) 
             f"{a} is {first.resolution}px but {b} is {second.resolution}px; FID between them would mostly measure "
             "the resize. Prepare both at the same preprocess.resolution."
         )
-    spec = resolve_extractor(settings, root / params.base.paths.weights, root)
+    spec = extractor_for_device(settings, root / params.base.paths.weights, root, device, log)
     make_extractor = functools.cache(lambda: build_extractor(spec, [spec.feature_layer], device))
     cache_dir = root / params.base.paths.fid_cache
     stats = [
@@ -211,7 +211,7 @@ def compare_datasets(a: Path, b: Path, params: Params, log: Logger, root: Path) 
         n_a=ref_a.count,
         n_b=ref_b.count,
         seed=settings.seed,
-        extractor=spec.name,
+        extractor=spec.identity(),
         extractor_description=spec.description,
         data_md5_a=first.data_md5,
         data_md5_b=second.data_md5,

@@ -75,7 +75,7 @@ def reference_key(dataset: PreparedDataset, spec: ExtractorSpec, n_reference: in
         "format": CACHE_FORMAT,
         "dataset_sha256": dataset.content_hash,
         "resolution": dataset.resolution,
-        "extractor": spec.name,
+        "extractor": spec.identity(),  # bf16 features are other numbers than fp32 ones
         "extractor_weights": spec.weights_digest,
         "extractor_code": feature_code_digest(FEATURE_CODE_FILES),
         "torch_fidelity": torch_fidelity.__version__,

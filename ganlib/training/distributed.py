@@ -41,7 +41,7 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
@@ -98,6 +98,15 @@ def broadcast_module_(module: nn.Module, world: World) -> None:
     if world.size > 1:
         for tensor in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(tensor.data, src=0)
+
+
+def broadcast_object(value: Any, world: World) -> Any:
+    """Rank 0's `value` on every process (a small picklable object, e.g. a measured setting)."""
+    if world.size == 1:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
 
 
 def barrier(world: World) -> None:

@@ -43,6 +43,7 @@ from torch import nn
 from ganlib.config import STAGE_PARAMS, Params, TrainParams, write_resolved_params
 from ganlib.data.dataset import PreparedDataset, open_prepared
 from ganlib.errors import UserFacingError
+from ganlib.hardware.machine import machine_cache_dir
 from ganlib.io.atomic import atomic_write_bytes, atomic_write_text, staged_directory
 from ganlib.logs import Logger
 from ganlib.models import generator_kwargs
@@ -60,10 +61,18 @@ from ganlib.training.checkpoint import (
     save_checkpoint,
 )
 from ganlib.training.device import resolve_device
-from ganlib.training.distributed import SINGLE_PROCESS, World, barrier, broadcast_module_, init_process_group
+from ganlib.training.distributed import (
+    SINGLE_PROCESS,
+    World,
+    barrier,
+    broadcast_module_,
+    broadcast_object,
+    init_process_group,
+)
 from ganlib.training.ema import recalibrate_batchnorm_, recalibration_latents
 from ganlib.training.monitor import TickMonitor
 from ganlib.training.real_batches import EpochSampler, RealImages
+from ganlib.training.speed import resolve_train_speed
 from ganlib.training.step import GanNetworks, GanStep, build_networks
 
 GENERATOR_FILE = "generator.pt"
@@ -131,6 +140,16 @@ def train_gan(
     device = _training_device(params.base.device, world)
     init_process_group(world, device)
     _configure_backends(cfg, device)
+    # precision/channels_last `auto` become concrete here, before anything is seeded or
+    # named: the run's identity, params.json and stats record what actually ran.
+    speed = broadcast_object(
+        resolve_train_speed(cfg, dataset.resolution, device, params.base.seed, machine_cache_dir()) if world.is_main else None,
+        world,
+    )
+    log.info("train: precision %s, channels_last %s (%s)", speed.precision, speed.channels_last, speed.how)
+    params = params.model_copy(update={"train": cfg.model_copy(
+        update={"precision": speed.precision, "channels_last": speed.channels_last})})
+    cfg = params.train
 
     identity = run_identity(params, dataset.content_hash)
     run_dir = root / params.base.paths.checkpoints / identity.fingerprint
@@ -168,7 +187,8 @@ def train_gan(
         losses = step.take_totals()
         progress.last_tick_nimg = progress.nimg
         if monitor is not None:
-            report = _upkeep(params, identity, run_dir, nets, sampler, progress, monitor, losses, img_per_s, stop_nimg)
+            report = _upkeep(params, identity, run_dir, nets, sampler, progress, monitor, losses, img_per_s, stop_nimg,
+                             speed.as_record())
             log.info(_progress_line(report))
             if on_tick is not None:
                 on_tick(report)
@@ -308,6 +328,7 @@ def _upkeep(
     losses: dict[str, float],
     img_per_s: float,
     stop_nimg: int,
+    speed: dict[str, Any],
 ) -> TickReport:
     """Grid, stats and checkpoint for the tick just reached (rank 0)."""
     kimg = progress.nimg / 1000
@@ -319,7 +340,7 @@ def _upkeep(
     progress.history.append({
         "tick": len(progress.history) + 1, "kimg": kimg, "step": progress.step, "total_kimg": stop_nimg / 1000,
         **losses, "img_per_s": img_per_s, "eta_s": eta_s, "diversity": diversity, "diversity_ratio": ratio,
-        "grid": f"{SAMPLES_DIR}/{grid_path.name}", "time": time.time(),
+        "grid": f"{SAMPLES_DIR}/{grid_path.name}", "time": time.time(), "speed": speed,
     })
     atomic_write_text(run_dir / STATS_FILE, _jsonl(progress.history))
     save_checkpoint(run_dir, {
