@@ -3,9 +3,10 @@
 Three measurements on the same images (the default procedural scenes at 64 px,
 as the demo evaluates them):
   1. feature extraction, images/s:
-       ours         ganlib's loop: channels_last on CPU, TorchScript profiling executor off
-       ours-frozen  a candidate: ours plus torch.jit.freeze + optimize_for_inference
+       ours         ganlib's loop in fp32: channels_last on CPU, TorchScript profiling executor off
        ours-nchw    ours without channels_last
+       ours-bf16    ours with bf16 autocast (features differ slightly; see ganlib/metrics/speed.py)
+       ours-auto    what `evaluate.precision: auto` / `channels_last: auto` pick on this machine
        baseline     torch-fidelity's calculate_metrics called directly, on its default
                     settings (DataLoader workers; a new extractor per call): with its own
                     inception-v3-compat when its weights are on disk, else (the output says
@@ -23,6 +24,7 @@ beside the median. Only ratios from one run mean anything.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -42,6 +44,7 @@ from torch_fidelity import calculate_metrics
 from ganlib.config import Params, load_params
 from ganlib.data.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE, open_prepared
 from ganlib.data.scenes import render_scene
+from ganlib.hardware.machine import describe_machine
 from ganlib.logs import plain_logger
 from ganlib.metrics.evaluate import evaluation_device, score_generator
 from ganlib.metrics.extractors import (
@@ -56,6 +59,7 @@ from ganlib.metrics.extractors import (
 from ganlib.metrics.features import dataset_features
 from ganlib.metrics.reference import reference_statistics
 from ganlib.metrics.sources import PreparedImages
+from ganlib.metrics.speed import with_measured_speed
 from ganlib.metrics.weights import find_is_inception_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,12 +89,15 @@ def main() -> None:
         ))
         write_scene_dataset(root / params.base.paths.prepared, args.images)
         images = open_prepared(root / params.base.paths.prepared).images
-        spec = resolve_extractor(params.evaluate, weights_dir, REPO)
+        # "ours" is the exact setting: fp32 (channels_last on a CPU); the variants are ratios to it.
+        spec = dataclasses.replace(resolve_extractor(params.evaluate, weights_dir, REPO), precision="fp32")
+        print(f"machine: {describe_machine(device).describe()}")
         print(f"{args.images} scenes at {RESOLUTION} px, batch {args.batch_size}, device {device}, "
               f"{torch.get_num_threads()} threads, extractor {spec.name}, best/median of {args.repeats} interleaved runs\n")
 
         print("1. feature extraction (images/s, higher is better)")
-        variants = extraction_variants(spec, images, args.batch_size, device)
+        # A fresh probe cache: ours-auto measures its choice in this run, as on a new machine.
+        variants = extraction_variants(spec, images, args.batch_size, device, params.evaluate, root / "machine-cache")
         relative = report_interleaved(variants, args.repeats, per_second=args.images)
         print(f"   ours is {relative['baseline']:.2f}x as fast as the baseline (median of paired rounds)\n")
 
@@ -140,23 +147,26 @@ def report_interleaved(variants: list[Variant], repeats: int, per_second: int | 
     return relative
 
 
-def extraction_variants(spec: ExtractorSpec, images: np.ndarray, batch_size: int, device: torch.device) -> list[Variant]:
+def extraction_variants(
+    spec: ExtractorSpec, images: np.ndarray, batch_size: int, device: torch.device, auto_settings, probe_cache: Path
+) -> list[Variant]:
+    """ours: fp32 + channels_last (the exact setting); the others as ratios to it."""
     dataset = PreparedImages(images)
     ours = build_extractor(spec, [POOL_FEATURES], device)
     dataset_features(PreparedImages(images[:2]), ours, batch_size, device)  # first-call allocations
     variants = [Variant("ours", lambda _: dataset_features(dataset, ours, batch_size, device))]
 
     if spec.name == FID_INCEPTION and device.type == "cpu":
-        frozen = build_extractor(spec, [POOL_FEATURES], device)
-        frozen.network = torch.jit.optimize_for_inference(torch.jit.freeze(frozen.network))
-        dataset_features(PreparedImages(images[:2]), frozen, batch_size, device)
-        variants.append(Variant("ours-frozen", lambda _: dataset_features(dataset, frozen, batch_size, device),
-                                "candidate: + jit.freeze/optimize_for_inference"))
-        nchw = build_extractor(spec, [POOL_FEATURES], device)
-        nchw.cpu_channels_last = False
-        dataset_features(PreparedImages(images[:2]), nchw, batch_size, device)
-        variants.append(Variant("ours-nchw", lambda _: dataset_features(dataset, nchw, batch_size, device),
-                                "without channels_last"))
+        def variant(name: str, precision: str, channels_last: bool, note: str) -> Variant:
+            extractor = build_extractor(dataclasses.replace(spec, precision=precision, channels_last=channels_last),
+                                        [POOL_FEATURES], device)
+            dataset_features(PreparedImages(images[:2]), extractor, batch_size, device)
+            return Variant(name, lambda _: dataset_features(dataset, extractor, batch_size, device), note)
+
+        variants.append(variant("ours-nchw", "fp32", False, "fp32 without channels_last"))
+        variants.append(variant("ours-bf16", "bf16", True, "bf16 autocast + channels_last"))
+        auto, how = with_measured_speed(spec, auto_settings, device, probe_cache)
+        variants.append(variant("ours-auto", auto.precision, auto.channels_last, f"evaluate.precision: auto -> {how}"))
 
     is_weights, reason = find_is_inception_weights(None, REPO)
     if is_weights is not None:

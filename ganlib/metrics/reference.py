@@ -20,7 +20,6 @@ checksum is recomputed, never trusted.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import io
 import json
@@ -37,6 +36,7 @@ from torch_fidelity.metric_fid import fid_features_to_statistics
 
 from ganlib.data.dataset import PreparedDataset
 from ganlib.io.atomic import atomic_write_bytes
+from ganlib.io.source import source_digest
 from ganlib.logs import Logger
 from ganlib.metrics.errors import EvaluationError
 from ganlib.metrics.extractors import ExtractorSpec
@@ -86,12 +86,9 @@ def reference_key(dataset: PreparedDataset, spec: ExtractorSpec, n_reference: in
 
 
 def feature_code_digest(sources: tuple[Path, ...]) -> str:
-    """sha256 (16 hex digits) of the syntax trees of `sources`: comments and layout do not count, code does."""
-    digest = hashlib.sha256()
-    for path in sources:
-        digest.update(path.name.encode())
-        digest.update(ast.dump(ast.parse(path.read_text(), filename=str(path))).encode())
-    return digest.hexdigest()[:16]
+    """16 hex digits of the syntax trees of `sources` (one directory): comments and layout do not count, code does."""
+    directory = sources[0].parent
+    return source_digest([Path(path.name) for path in sources], directory)[:16]
 
 
 def reference_cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
