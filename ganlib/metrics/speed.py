@@ -26,7 +26,7 @@ from ganlib.hardware.probe import probed_choice, time_candidates
 from ganlib.logs import Logger
 from ganlib.metrics.extractors import FID_INCEPTION, ExtractorSpec, build_extractor, resolve_extractor
 
-PROBE_BATCH = 8     # images per timed call (the 299-px network dominates, not the batch size)
+PROBE_BATCH = 4     # images per timed call (the 299-px network dominates, not the batch size)
 PROBE_ROUNDS = 3
 FP32_MARGIN = 0.10  # bf16 must beat fp32 by more than this
 
