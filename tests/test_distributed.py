@@ -8,6 +8,7 @@ normalise over 16 images and is a different computation; see ganlib/training/dis
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -77,3 +78,17 @@ def test_process_group_timeout_is_explicit_and_outlasts_the_backend_defaults():
     assert (cuda["backend"], cpu["backend"]) == ("nccl", "gloo")
     for options in (cuda, cpu):
         assert options["timeout"] >= max(dist.constants.default_pg_nccl_timeout, dist.constants.default_pg_timeout)
+
+
+def test_auto_precision_is_measured_once_and_shared_by_every_process(tmp_path):
+    """Rank 0 measures (the others wait for its choice): the processes cannot train in different precisions."""
+    write_prepared(tmp_path, tiny_params(), smooth_images(64, 32))
+    overrides = [*ONE_STEP, "train.nproc=2", "train.precision=auto", "train.channels_last=auto"]
+    command = torchrun_command(2, REPO_ROOT / "params.yaml", tmp_path, overrides)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1", SCENEGAN_CACHE_DIR=str(tmp_path / "machine"))
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    stats = (tmp_path / "runs" / "train" / "stats.jsonl").read_text().splitlines()
+    speed = json.loads(stats[-1])["speed"]
+    assert speed["precision"] in ("fp32", "bf16") and speed["probe"]["cached"] is False
+    assert len(json.loads((tmp_path / "machine" / "speed-probe.json").read_text())["entries"]) == 1
