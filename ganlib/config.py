@@ -91,7 +91,7 @@ class PreprocessParams(Section):
 class TrainParams(Section):
     """The training stage (ganlib/training/loop.py). Comments give units and the why."""
 
-    arch: Literal["dcgan", "resnet"]          # ganlib/models/registry.py lists resolutions per arch
+    arch: Literal["dcgan", "resnet", "r3gan"] # ganlib/models/registry.py lists resolutions per arch
     z_dim: int = Field(ge=1, le=4096)
     g_width: int = Field(ge=4, le=2048)       # base channels: G's last hidden layer (DCGAN-64: ngf)
     d_width: int = Field(ge=4, le=2048)       # base channels: D's first layer (DCGAN-64: ndf)

@@ -14,7 +14,7 @@ from torch import nn
 
 from ganlib.config import TrainParams
 from ganlib.errors import UserFacingError
-from ganlib.models import dcgan, resnet
+from ganlib.models import dcgan, r3gan, resnet
 
 
 class ArchitectureError(UserFacingError, ValueError):
@@ -32,6 +32,7 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     "dcgan": Architecture("dcgan", dcgan.RESOLUTIONS, dcgan.DCGANGenerator, dcgan.DCGANDiscriminator),
     "resnet": Architecture("resnet", resnet.RESOLUTIONS, resnet.ResNetGenerator, resnet.ResNetDiscriminator),
+    "r3gan": Architecture("r3gan", r3gan.RESOLUTIONS, r3gan.R3GANGenerator, r3gan.R3GANDiscriminator),
 }
 
 
