@@ -95,10 +95,11 @@ class TrainParams(Section):
     z_dim: int = Field(ge=1, le=4096)
     g_width: int = Field(ge=4, le=2048)       # base channels: G's last hidden layer (DCGAN-64: ngf)
     d_width: int = Field(ge=4, le=2048)       # base channels: D's first layer (DCGAN-64: ndf)
-    loss: Literal["bce", "hinge", "lsgan", "wgan-gp"]
+    loss: Literal["bce", "hinge", "lsgan", "wgan-gp", "rpgan"]  # rpgan: relativistic pairing (R3GAN)
     gp_weight: float = Field(ge=0)            # WGAN-GP gradient penalty weight (loss: wgan-gp only)
     r1_gamma: float = Field(ge=0)             # lazy R1 penalty weight; 0 disables
-    r1_interval: int = Field(ge=1)            # R1 every N discriminator steps (scaled by N)
+    r2_gamma: float = Field(ge=0)             # R2 (R1 on generated images) weight; 0 disables
+    r1_interval: int = Field(ge=1)            # R1 and R2 every N discriminator steps (scaled by N)
     diffaugment: list[Literal["color", "translation", "cutout"]]
     batch_size: int = Field(ge=1)             # global batch per optimiser step, all processes together
     microbatch: int = Field(ge=1)             # images per forward pass per process (BatchNorm sees this many)
@@ -143,16 +144,28 @@ class TrainParams(Section):
                 "train.loss: wgan-gp needs a discriminator without BatchNorm (the per-sample gradient "
                 "penalty is ill-defined on a batch-normalised batch): set train.arch: resnet, or another loss"
             )
-        if self.r1_gamma > 0 and self.arch == "dcgan":
+        if self.loss == "rpgan" and self.arch == "dcgan":
             raise ValueError(
-                f"train.r1_gamma: {self.r1_gamma:g} (R1) needs a discriminator without BatchNorm (the "
-                "per-sample gradient penalty is ill-defined on a batch-normalised batch): set "
-                "train.arch: resnet, or train.r1_gamma: 0"
+                "train.loss: rpgan needs a discriminator without BatchNorm (it compares each fake with its "
+                "paired real, and BatchNorm mixes the samples of a batch): set train.arch: r3gan or resnet, "
+                "or another loss"
             )
-        # Both penalties backpropagate through a gradient of D (double backward),
+        for key, gamma, name in (("r1_gamma", self.r1_gamma, "R1"), ("r2_gamma", self.r2_gamma, "R2")):
+            if gamma > 0 and self.arch == "dcgan":
+                raise ValueError(
+                    f"train.{key}: {gamma:g} ({name}) needs a discriminator without BatchNorm (the "
+                    "per-sample gradient penalty is ill-defined on a batch-normalised batch): set "
+                    f"train.arch: resnet or r3gan, or train.{key}: 0"
+                )
+        # The penalties backpropagate through a gradient of D (double backward),
         # which torch.compile's AOTAutograd does not support.
-        if self.compile and (self.r1_gamma > 0 or self.loss == "wgan-gp"):
-            penalty = f"train.r1_gamma: {self.r1_gamma:g} (R1)" if self.r1_gamma > 0 else "train.loss: wgan-gp"
+        if self.compile and (self.r1_gamma > 0 or self.r2_gamma > 0 or self.loss == "wgan-gp"):
+            if self.r1_gamma > 0:
+                penalty = f"train.r1_gamma: {self.r1_gamma:g} (R1)"
+            elif self.r2_gamma > 0:
+                penalty = f"train.r2_gamma: {self.r2_gamma:g} (R2)"
+            else:
+                penalty = "train.loss: wgan-gp"
             raise ValueError(
                 f"train.compile: true cannot be combined with {penalty}: its penalty needs a double "
                 "backward through D, which a compiled module does not support; set train.compile: false"

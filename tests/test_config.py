@@ -114,6 +114,10 @@ def test_resolved_params_round_trip(tmp_path):
         (["train.arch=resnet", "train.compile=true", "train.loss=wgan-gp"], "train.loss: wgan-gp", "train.compile: false"),
         (["train.arch=dcgan", "train.r1_gamma=0.5"], "train.r1_gamma", "train.arch: resnet"),
         (["train.arch=dcgan", "train.loss=wgan-gp"], "train.loss: wgan-gp", "train.arch: resnet"),
+        (["train.arch=dcgan", "train.loss=rpgan"], "train.loss: rpgan", "train.arch: r3gan"),
+        (["train.arch=dcgan", "train.r2_gamma=0.5"], "train.r2_gamma", "train.arch: resnet or r3gan"),
+        (["train.arch=r3gan", "train.compile=true", "train.r2_gamma=1"], "train.r2_gamma", "train.compile: false"),
+        (["train.r2_gamma=-1"], "train.r2_gamma", "greater than or equal to 0"),
     ],
 )
 def test_combinations_training_cannot_run_are_refused_at_load(overrides, named, fix):
@@ -129,6 +133,8 @@ def test_the_refused_combinations_have_allowed_neighbours():
         ["train.arch=resnet", "train.loss=wgan-gp"],
         ["train.arch=dcgan", "train.compile=true"],
         ["train.arch=resnet", "train.compile=true", "train.loss=hinge"],
+        ["train.arch=r3gan", "train.loss=rpgan", "train.r1_gamma=0.1", "train.r2_gamma=0.1"],
+        ["train.arch=r3gan", "train.compile=true", "train.loss=rpgan"],
     ):
         load_params(REPO_ROOT / "params.yaml", overrides)
 

@@ -12,7 +12,7 @@ from train_support import one_thread  # noqa: F401 (fixture)
 
 from ganlib.training.diffaugment import diff_augment
 from ganlib.training.ema import ema_beta, recalibrate_batchnorm_, update_ema
-from ganlib.training.losses import LOSSES, gan_loss, gradient_penalty, r1_penalty
+from ganlib.training.losses import LOSSES, gan_loss, gradient_penalty, r1_penalty, r2_penalty
 
 # Data ~ N(2, 0.5^2); the generator is N(shift, 0.5^2) with shift starting at 0, so a loss that
 # works moves `shift` to 2. WGAN-GP gets the paper's 5 critic steps and beta1 = 0.
@@ -21,6 +21,7 @@ TOY_SETTINGS = {
     "hinge": dict(steps=150, d_steps=1, lr=2e-2, beta1=0.5),
     "lsgan": dict(steps=150, d_steps=1, lr=2e-2, beta1=0.5),
     "wgan-gp": dict(steps=200, d_steps=5, lr=1e-2, beta1=0.0),
+    "rpgan": dict(steps=150, d_steps=1, lr=2e-2, beta1=0.5),
 }
 
 
@@ -47,7 +48,7 @@ def train_toy_shift(name: str, steps: int, d_steps: int, lr: float, beta1: float
             opt_d.zero_grad()
             d_loss.backward()
             opt_d.step()
-        g_loss = loss.generator(D(G(64)))
+        g_loss = loss.generator(D(G(64)), D(real))  # rpgan pairs the fakes with the last reals
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()
@@ -67,7 +68,9 @@ def test_losses_reward_the_right_side():
         # A discriminator that tells real from fake has a lower loss than one that has them swapped.
         assert loss.discriminator(confident_real, confident_fake) < loss.discriminator(confident_fake, confident_real), name
         # A generator whose fakes are taken for real has a lower loss.
-        assert loss.generator(confident_real) < loss.generator(confident_fake), name
+        # (Paired with reals D is unsure of, for the losses that compare a fake with its real.)
+        unsure = torch.zeros(8)
+        assert loss.generator(confident_real, unsure) < loss.generator(confident_fake, unsure), name
     bce, hinge = LOSSES["bce"], LOSSES["hinge"]
     assert bce.discriminator(confident_real, confident_fake) < 1e-4
     assert hinge.discriminator(confident_real, confident_fake) == 0  # beyond the margin: no gradient
@@ -75,6 +78,44 @@ def test_losses_reward_the_right_side():
     fake = confident_fake.clone().requires_grad_(True)
     bce.generator(fake).backward()
     assert fake.grad.abs().mean() > 0.1
+
+
+def test_rpgan_is_softplus_of_the_paired_logit_differences():
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1.0, 3.0, 0.5])
+    rpgan = gan_loss("rpgan")
+    softplus = lambda t: math.log1p(math.exp(t))  # noqa: E731
+    expected_d = sum(softplus(-(r - f)) for r, f in zip(real.tolist(), fake.tolist())) / 3
+    expected_g = sum(softplus(-(f - r)) for r, f in zip(real.tolist(), fake.tolist())) / 3
+    assert rpgan.discriminator(real, fake).item() == pytest.approx(expected_d)
+    assert rpgan.generator(fake, real).item() == pytest.approx(expected_g)
+    # Pairs, not a batch mean: the same logits in another pairing give another loss.
+    assert rpgan.discriminator(real, fake.flip(0)).item() != pytest.approx(expected_d)
+    assert rpgan.pairs_real_in_g and not any(loss.pairs_real_in_g for name, loss in LOSSES.items() if name != "rpgan")
+    with pytest.raises(ValueError, match="paired real"):
+        rpgan.generator(fake, None)
+
+
+def test_r1_and_r2_match_autograd_on_a_small_discriminator():
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(4 * 5 * 5, 1))
+
+    def D(x: torch.Tensor) -> torch.Tensor:
+        return critic(x).reshape(-1)
+
+    for penalty, gamma in ((r1_penalty, 0.4), (r2_penalty, 2.5)):
+        images = torch.randn(6, 3, 5, 5)
+        expected = 0.0
+        for image in images:  # per sample, by plain autograd on one image at a time
+            leaf = image[None].clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(leaf).sum(), leaf)
+            expected += grad.square().sum().item()
+        expected = gamma / 2 * expected / len(images)
+        leaf = images.clone().requires_grad_(True)
+        value = penalty(D(leaf), leaf, gamma)
+        assert value.item() == pytest.approx(expected, rel=1e-5)
+        value.backward()  # differentiable in D's weights (double backward)
+        assert critic[0].weight.grad.abs().sum() > 0
+        critic.zero_grad()
 
 
 def test_penalties_match_their_closed_forms():

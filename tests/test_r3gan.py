@@ -91,3 +91,18 @@ def test_grouped_convolution_uses_groups_of_sixteen_channels():
     block = ResidualBlock(64, total_blocks=1)
     assert block.spatial.groups == 128 // 16
     assert ResidualBlock(4, total_blocks=1).spatial.groups == 1  # narrower than one group
+
+
+def test_generator_file_round_trip(tmp_path):
+    from ganlib.models import generator_kwargs
+    from ganlib.models.generator_file import GeneratorInfo, load_generator, save_generator
+
+    cfg = tiny_params("train.arch=r3gan", "train.loss=rpgan").train
+    G = build_generator(cfg, 32).eval()
+    info = GeneratorInfo(arch="r3gan", z_dim=cfg.z_dim, resolution=32, kimg=1.0, data_md5=None,
+                         dataset_sha256="ab" * 32, params_fingerprint="f" * 16)
+    path = save_generator(tmp_path / "generator.pt", G, info, generator_kwargs(cfg, 32))
+    loaded, _ = load_generator(path, torch.device("cpu"))
+    z = torch.randn(3, cfg.z_dim)
+    with torch.no_grad():
+        assert torch.equal(loaded(z), G(z))

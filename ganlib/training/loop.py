@@ -310,7 +310,7 @@ def _raise_if_nonfinite(step: GanStep, run_dir: Path, images_per_step: int) -> N
         f"non-finite {what} at step {bad_step} (kimg {(bad_step + 1) * images_per_step / 1000:.3f}); "
         f"stopped without writing a checkpoint after it; last good checkpoint: {last_good}. "
         "Try lower train.lr_d / train.lr_g, train.precision: fp32, or smaller penalty weights "
-        "(train.r1_gamma, train.gp_weight); a rerun resumes from the last good checkpoint"
+        "(train.r1_gamma, train.r2_gamma, train.gp_weight); a rerun resumes from the last good checkpoint"
     )
 
 

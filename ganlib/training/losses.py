@@ -5,6 +5,12 @@ so the non-saturating loss can use the numerically stable softplus form
 instead of sigmoid + log. Losses are batch means; regularisers return the
 penalty already multiplied by its weight.
 
+The relativistic pairing loss (RpGAN, as used by R3GAN) compares each fake
+with the real image it is paired with, so its generator loss needs D's logits
+on those reals as well: `GanLoss.pairs_real_in_g` says so, and the generator
+update then evaluates D on the paired reals. The other generator losses
+ignore the real logits (None).
+
 Gradient penalties under fp16 autocast follow the PyTorch AMP recipe
 ("Gradient penalty" in the AMP examples): the input gradient is taken of
 the *scaled* logits, so that the fp16 gradients flowing back through D do
@@ -28,8 +34,9 @@ Tensor = torch.Tensor
 
 @dataclass(frozen=True)
 class GanLoss:
-    discriminator: Callable[[Tensor, Tensor], Tensor]  # (real logits, fake logits) -> loss
-    generator: Callable[[Tensor], Tensor]              # fake logits -> loss
+    discriminator: Callable[[Tensor, Tensor], Tensor]          # (real logits, fake logits) -> loss
+    generator: Callable[[Tensor, Tensor | None], Tensor]       # (fake logits, paired real logits) -> loss
+    pairs_real_in_g: bool = False                              # the generator loss reads the real logits
 
 
 def _bce_d(real: Tensor, fake: Tensor) -> Tensor:
@@ -37,7 +44,7 @@ def _bce_d(real: Tensor, fake: Tensor) -> Tensor:
     return F.softplus(-real).mean() + F.softplus(fake).mean()
 
 
-def _bce_g(fake: Tensor) -> Tensor:
+def _bce_g(fake: Tensor, real: Tensor | None = None) -> Tensor:
     # Non-saturating: maximise log sigmoid(fake) rather than minimise log(1 - sigmoid(fake)).
     return F.softplus(-fake).mean()
 
@@ -50,7 +57,7 @@ def _lsgan_d(real: Tensor, fake: Tensor) -> Tensor:
     return 0.5 * ((real - 1.0).square().mean() + fake.square().mean())
 
 
-def _lsgan_g(fake: Tensor) -> Tensor:
+def _lsgan_g(fake: Tensor, real: Tensor | None = None) -> Tensor:
     return 0.5 * (fake - 1.0).square().mean()
 
 
@@ -58,8 +65,19 @@ def _wasserstein_d(real: Tensor, fake: Tensor) -> Tensor:
     return fake.mean() - real.mean()
 
 
-def _negated_mean(fake: Tensor) -> Tensor:
+def _negated_mean(fake: Tensor, real: Tensor | None = None) -> Tensor:
     return -fake.mean()
+
+
+def _rpgan_d(real: Tensor, fake: Tensor) -> Tensor:
+    # Pair i: the real image should score higher than the fake one, log(1 + exp(-(real - fake))).
+    return F.softplus(fake - real).mean()
+
+
+def _rpgan_g(fake: Tensor, real: Tensor | None) -> Tensor:
+    if real is None:
+        raise ValueError("the rpgan generator loss needs the logits of the paired real images")
+    return F.softplus(real - fake).mean()
 
 
 LOSSES: dict[str, GanLoss] = {
@@ -67,6 +85,7 @@ LOSSES: dict[str, GanLoss] = {
     "hinge": GanLoss(_hinge_d, _negated_mean),
     "lsgan": GanLoss(_lsgan_d, _lsgan_g),
     "wgan-gp": GanLoss(_wasserstein_d, _negated_mean),  # plus gradient_penalty in the D step
+    "rpgan": GanLoss(_rpgan_d, _rpgan_g, pairs_real_in_g=True),  # R3GAN: with R1 and R2 (r1_gamma, r2_gamma)
 }
 
 
@@ -101,7 +120,19 @@ def r1_penalty(real_logits: Tensor, real: Tensor, gamma: float, grad_scale: Tens
 
     `real` must require grad and `real_logits` must come from it.
     """
-    grad = _input_gradient(real_logits, real, grad_scale)
+    return _squared_gradient_penalty(real_logits, real, gamma, grad_scale)
+
+
+def r2_penalty(fake_logits: Tensor, fake: Tensor, gamma: float, grad_scale: Tensor | float | None = None) -> Tensor:
+    """R2 (as in R3GAN): R1's gamma / 2 * E[||grad D(x)||^2] taken on generated images instead.
+
+    `fake` must require grad (a detached copy: the penalty is D's, not G's) and `fake_logits` must come from it.
+    """
+    return _squared_gradient_penalty(fake_logits, fake, gamma, grad_scale)
+
+
+def _squared_gradient_penalty(logits: Tensor, images: Tensor, gamma: float, grad_scale: Tensor | float | None) -> Tensor:
+    grad = _input_gradient(logits, images, grad_scale)
     return 0.5 * gamma * grad.flatten(1).square().sum(dim=1).mean()
 
 

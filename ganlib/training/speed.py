@@ -88,6 +88,7 @@ def workload_key(cfg: TrainParams, resolution: int, candidates: list[str]) -> st
     parts = dict(
         arch=cfg.arch, resolution=resolution, z_dim=cfg.z_dim, g_width=cfg.g_width, d_width=cfg.d_width,
         microbatch=cfg.microbatch, loss=cfg.loss, d_steps=cfg.d_steps, r1=cfg.r1_gamma > 0,
+        r2=cfg.r2_gamma > 0,
         diffaugment=",".join(cfg.diffaugment), candidates=",".join(candidates),
     )
     return " ".join(f"{key}={value}" for key, value in parts.items())

@@ -10,7 +10,9 @@ processes.
 
 Like the PyTorch DCGAN example, the generator update reuses the fakes of the
 last discriminator update instead of running G again: one G forward per
-iteration, and D's weights are frozen while G's loss flows through it.
+iteration, and D's weights are frozen while G's loss flows through it. A loss
+that pairs each fake with a real image (rpgan) also re-reads the reals of that
+last discriminator update, so the pairs are the same in both updates.
 
 The non-finite guard costs no host sync: after each update a device-side
 record keeps the first iteration at which a loss or a gradient was not
@@ -31,7 +33,7 @@ from ganlib.models import build_discriminator, build_generator
 from ganlib.training.diffaugment import diff_augment
 from ganlib.training.distributed import World, all_reduce_sum_
 from ganlib.training.ema import ema_beta, make_ema, update_ema
-from ganlib.training.losses import gan_loss, gradient_penalty, r1_penalty
+from ganlib.training.losses import gan_loss, gradient_penalty, r1_penalty, r2_penalty
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -134,7 +136,7 @@ class GanStep:
         for d_index, reals in enumerate(reals_per_d_step):
             last = d_index == len(reals_per_d_step) - 1
             fakes = self._discriminator_update(iteration, d_index, reals, keep_fakes=last)
-        self._generator_update(iteration, fakes)
+        self._generator_update(iteration, fakes, reals_per_d_step[-1])
         images_per_iteration = self.cfg.batch_size * self.cfg.d_steps
         beta = ema_beta(images_per_iteration, images_seen, self.cfg.ema_halflife_kimg, self.cfg.ema_rampup)
         update_ema(self.nets.G_ema, self.nets.G, beta)
@@ -157,7 +159,10 @@ class GanStep:
     ) -> list[torch.Tensor]:
         cfg, nets = self.cfg, self.nets
         d_counter = iteration * cfg.d_steps + d_index
-        apply_r1 = cfg.r1_gamma > 0 and d_counter % cfg.r1_interval == cfg.r1_interval - 1
+        # Lazy regularisation: R1 and R2 every r1_interval-th step, weighted by the interval.
+        regularise = d_counter % cfg.r1_interval == cfg.r1_interval - 1
+        apply_r1 = cfg.r1_gamma > 0 and regularise
+        apply_r2 = cfg.r2_gamma > 0 and regularise
         nets.opt_d.zero_grad(set_to_none=True)
         terms = torch.zeros(2, device=self.device)  # loss, penalty: microbatch means summed
         grad_scale = _current_scale(nets.scaler_d, self.device)
@@ -168,17 +173,20 @@ class GanStep:
             with torch.set_grad_enabled(keep_fakes), self._autocast():
                 fake = self.g_forward(z)
             real = real.detach().requires_grad_(apply_r1)
+            # R2 differentiates D at the fakes: a leaf of its own, so no gradient reaches G.
+            fake_input = fake.detach().requires_grad_(apply_r2)
             with self._autocast():
                 real_logits = self.d_forward(self._augment(real))
-                fake_logits = self.d_forward(self._augment(fake.detach()))
+                fake_logits = self.d_forward(self._augment(fake_input))
                 loss = self.loss.discriminator(real_logits.float(), fake_logits.float())
             # Penalties outside autocast: fp32 arithmetic on a gradient taken at the fp16 loss scale.
             penalty = torch.zeros((), device=self.device)
             if cfg.loss == "wgan-gp":
                 penalty = penalty + gradient_penalty(self._d_logits, real, fake, cfg.gp_weight, self.rng, grad_scale)
             if apply_r1:
-                # Lazy regularisation: every r1_interval-th step, weighted by the interval.
                 penalty = penalty + r1_penalty(real_logits, real, cfg.r1_gamma * cfg.r1_interval, grad_scale)
+            if apply_r2:
+                penalty = penalty + r2_penalty(fake_logits, fake_input, cfg.r2_gamma * cfg.r1_interval, grad_scale)
             self._backward((loss + penalty) / self.microbatches_total, nets.scaler_d)
             terms += torch.stack([loss.detach(), penalty.detach()]) / self.microbatches_total
             if keep_fakes:
@@ -186,23 +194,30 @@ class GanStep:
         self._reduce_check_step(nets.D, nets.opt_d, nets.scaler_d, terms, iteration, row=0)
         self.totals[0] += terms[0].double()
         self.totals[1] += 1
-        if cfg.loss == "wgan-gp" or apply_r1:
+        if cfg.loss == "wgan-gp" or apply_r1 or apply_r2:
             # An fp16 penalty that overflowed at the loss scale belongs to a skipped step: not averaged.
             penalty_finite = terms[1].isfinite()
             self.totals[4] += torch.where(penalty_finite, terms[1], 0.0).double()
             self.totals[5] += penalty_finite.double()
         return fakes
 
-    def _generator_update(self, iteration: int, fakes: list[torch.Tensor]) -> None:
+    def _generator_update(self, iteration: int, fakes: list[torch.Tensor], reals: list[torch.Tensor]) -> None:
+        """`fakes` and `reals`: the microbatches of the last discriminator update (the pairs of rpgan)."""
         nets = self.nets
         nets.opt_g.zero_grad(set_to_none=True)
         nets.D.requires_grad_(False)  # G's loss flows through D; D's weight gradients are not needed
         terms = torch.zeros(1, device=self.device)
         try:
-            for fake, microbatch in zip(fakes, self.my_microbatches()):
+            for fake, real, microbatch in zip(fakes, reals, self.my_microbatches()):
                 self._seed(iteration, self.cfg.d_steps, microbatch)
                 with self._autocast():
-                    loss = self.loss.generator(self.d_forward(self._augment(fake)).float())
+                    fake_logits = self.d_forward(self._augment(fake)).float()
+                    real_logits = None
+                    if self.loss.pairs_real_in_g:
+                        # Augmented after the fakes, from the same seeded stream: deterministic.
+                        with torch.no_grad():
+                            real_logits = self.d_forward(self._augment(real)).float()
+                    loss = self.loss.generator(fake_logits, real_logits)
                 self._backward(loss / self.microbatches_total, nets.scaler_g)
                 terms += loss.detach() / self.microbatches_total
         finally:
