@@ -112,6 +112,13 @@ class TrainParams(Section):
     keep_last: int = Field(ge=1)              # checkpoints kept
     ema_halflife_kimg: float = Field(ge=0)    # 0: G_ema is G
     ema_rampup: float = Field(ge=0)           # half-life at most rampup * kimg so far (early samples); 0: off
+    # cosine: lr, Adam beta2, R1/R2 gamma and EMA half-life go from their values above to the
+    # end values below along half a cosine of the run (ganlib/training/schedule.py); constant: they stay.
+    schedule: Literal["constant", "cosine"]
+    lr_end_fraction: float = Field(gt=0)      # final lr_g and lr_d, as a fraction of them
+    beta2_end: float | None = Field(ge=0, lt=1)  # final Adam beta2; null: betas[1]
+    gamma_end_fraction: float = Field(ge=0)   # final r1_gamma and r2_gamma, as a fraction of them
+    ema_halflife_end_kimg: float | None = Field(ge=0)  # final EMA half-life; null: ema_halflife_kimg
     # auto: measured on this machine (ganlib/training/speed.py); else the autocast dtype
     # (fp16 adds a gradient scaler). The resolved precision is part of the run's identity.
     precision: Literal["auto", "fp32", "bf16", "fp16"]
@@ -139,6 +146,19 @@ class TrainParams(Section):
                 f"batch_size ({self.batch_size}) must be a multiple of nproc * microbatch "
                 f"({self.nproc} * {self.microbatch} = {per_step})"
             )
+        if self.schedule == "constant":
+            # End values that would be silently ignored are an error, like an unknown key.
+            moved = [key for key, value, still in (
+                ("lr_end_fraction", self.lr_end_fraction, 1.0), ("beta2_end", self.beta2_end, None),
+                ("gamma_end_fraction", self.gamma_end_fraction, 1.0),
+                ("ema_halflife_end_kimg", self.ema_halflife_end_kimg, None),
+            ) if value != still]
+            if moved:
+                raise ValueError(
+                    f"train.schedule: constant ignores {', '.join('train.' + k for k in moved)}: set "
+                    "train.schedule: cosine, or reset them (lr_end_fraction and gamma_end_fraction: 1.0, "
+                    "beta2_end and ema_halflife_end_kimg: null)"
+                )
         if self.loss == "wgan-gp" and self.arch == "dcgan":
             raise ValueError(
                 "train.loss: wgan-gp needs a discriminator without BatchNorm (the per-sample gradient "

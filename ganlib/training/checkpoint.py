@@ -82,14 +82,23 @@ def run_identity(params: Params, dataset_sha256: str, code_digest: str | None = 
     `code_digest` defaults to training_code_digest() of the code that is running.
     """
     code_digest = code_digest if code_digest is not None else training_code_digest()
-    params_hash = params_fingerprint(params, "base", "train", exclude=NON_COMPUTATIONAL_KEYS)
+    excluded = non_computational_keys(params)
+    params_hash = params_fingerprint(params, "base", "train", exclude=excluded)
     fingerprint = hashlib.sha256(f"{params_hash}:{dataset_sha256}:{code_digest}".encode()).hexdigest()[:16]
     compared = _flatten(params.section_dict("base", "train"))
-    for key in NON_COMPUTATIONAL_KEYS:
+    for key in excluded:
         compared = {k: v for k, v in compared.items() if k != key and not k.startswith(key + ".")}
     compared["dataset.sha256"] = dataset_sha256
     compared["code.digest"] = code_digest
     return RunIdentity(fingerprint=fingerprint, compared=compared)
+
+
+def non_computational_keys(params: Params) -> tuple[str, ...]:
+    """NON_COMPUTATIONAL_KEYS, less train.kimg under a cosine schedule: there the run's length
+    shapes every step (progress = images shown / all images), so a longer run is another run."""
+    if params.train.schedule == "cosine":
+        return tuple(key for key in NON_COMPUTATIONAL_KEYS if key != "train.kimg")
+    return NON_COMPUTATIONAL_KEYS
 
 
 def training_code_digest(root: Path = _CODE_ROOT) -> str:

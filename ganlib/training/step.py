@@ -34,6 +34,7 @@ from ganlib.training.diffaugment import diff_augment
 from ganlib.training.distributed import World, all_reduce_sum_
 from ganlib.training.ema import ema_beta, make_ema, update_ema
 from ganlib.training.losses import gan_loss, gradient_penalty, r1_penalty, r2_penalty
+from ganlib.training.schedule import Scheduled, scheduled_values
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -123,6 +124,7 @@ class GanStep:
         self.nonfinite = NonFiniteRecord(device)
         # Running sums for the tick report: d loss, g loss, penalty, and their counts; skipped fp16 steps.
         self.totals = torch.zeros(7, dtype=torch.float64, device=device)
+        self.gamma_scale = 1.0  # the R1/R2 schedule's factor for the current iteration
         self.g_forward = torch.compile(nets.G) if cfg.compile else nets.G
         self.d_forward = torch.compile(nets.D) if cfg.compile else nets.D
 
@@ -131,14 +133,19 @@ class GanStep:
         return range(self.world.rank * self.rounds, (self.world.rank + 1) * self.rounds)
 
     def run(self, iteration: int, reals_per_d_step: list[list[torch.Tensor]], images_seen: int) -> None:
-        """One iteration; `reals_per_d_step[d][r]` is the real microbatch of D step d, round r."""
+        """One iteration; `reals_per_d_step[d][r]` is the real microbatch of D step d, round r.
+
+        `images_seen`: real images shown once this iteration is done.
+        """
+        images_per_iteration = self.cfg.batch_size * self.cfg.d_steps
+        scheduled = scheduled_values(self.cfg, max(images_seen - images_per_iteration, 0))
+        self._apply_schedule(scheduled)
         fakes: list[torch.Tensor] = []
         for d_index, reals in enumerate(reals_per_d_step):
             last = d_index == len(reals_per_d_step) - 1
             fakes = self._discriminator_update(iteration, d_index, reals, keep_fakes=last)
         self._generator_update(iteration, fakes, reals_per_d_step[-1])
-        images_per_iteration = self.cfg.batch_size * self.cfg.d_steps
-        beta = ema_beta(images_per_iteration, images_seen, self.cfg.ema_halflife_kimg, self.cfg.ema_rampup)
+        beta = ema_beta(images_per_iteration, images_seen, scheduled.ema_halflife_kimg, self.cfg.ema_rampup)
         update_ema(self.nets.G_ema, self.nets.G, beta)
 
     def take_totals(self) -> dict[str, float]:
@@ -184,9 +191,11 @@ class GanStep:
             if cfg.loss == "wgan-gp":
                 penalty = penalty + gradient_penalty(self._d_logits, real, fake, cfg.gp_weight, self.rng, grad_scale)
             if apply_r1:
-                penalty = penalty + r1_penalty(real_logits, real, cfg.r1_gamma * cfg.r1_interval, grad_scale)
+                gamma = cfg.r1_gamma * self.gamma_scale * cfg.r1_interval
+                penalty = penalty + r1_penalty(real_logits, real, gamma, grad_scale)
             if apply_r2:
-                penalty = penalty + r2_penalty(fake_logits, fake_input, cfg.r2_gamma * cfg.r1_interval, grad_scale)
+                gamma = cfg.r2_gamma * self.gamma_scale * cfg.r1_interval
+                penalty = penalty + r2_penalty(fake_logits, fake_input, gamma, grad_scale)
             self._backward((loss + penalty) / self.microbatches_total, nets.scaler_d)
             terms += torch.stack([loss.detach(), penalty.detach()]) / self.microbatches_total
             if keep_fakes:
@@ -227,6 +236,15 @@ class GanStep:
         self.totals[3] += 1
 
     # ------------------------------------------------------------------ helpers
+
+    def _apply_schedule(self, scheduled: Scheduled) -> None:
+        # Set from the images shown at every iteration (never accumulated), so a resumed run
+        # has the values of an uninterrupted one whatever its optimiser state recorded.
+        for optimizer, base_lr in ((self.nets.opt_g, self.cfg.lr_g), (self.nets.opt_d, self.cfg.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = base_lr * scheduled.lr_scale
+                group["betas"] = (self.cfg.betas[0], scheduled.beta2)
+        self.gamma_scale = scheduled.gamma_scale
 
     def _seed(self, iteration: int, phase: int, microbatch: int) -> None:
         words = np.random.SeedSequence([self.seed, iteration, phase, microbatch]).generate_state(2)
