@@ -34,6 +34,8 @@ CASES = {
     "r3gan-rpgan-r1-r2": (*R3GAN, "train.loss=rpgan", "train.r1_gamma=0.5", "train.r2_gamma=0.5", "train.r1_interval=1"),
     "r3gan-rpgan-r1-r2-bf16": (*R3GAN, "train.loss=rpgan", "train.r1_gamma=0.5", "train.r2_gamma=0.5",
                                "train.r1_interval=2", "train.precision=bf16"),
+    "r3gan-rpgan-r1-r2-fp16": (*R3GAN, "train.loss=rpgan", "train.r1_gamma=0.5", "train.r2_gamma=0.5",
+                               "train.r1_interval=1", "train.precision=fp16"),
 }
 # GradScaler starts at 2**16, which overflows these networks' gradients for the first four or so
 # steps (each skipped step halves it); eight iterations leave fp16 room to take real steps.
