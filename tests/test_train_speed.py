@@ -10,9 +10,9 @@ import torch
 from train_support import one_thread, smooth_images, tiny_params, write_prepared
 
 from ganlib.hardware.machine import describe_machine
-from ganlib.hardware.probe import probed_choice
+from ganlib.hardware.probe import probed_choice, speed_candidates
 from ganlib.training.loop import train_gan
-from ganlib.training.speed import candidate_name, resolve_train_speed, workload_key
+from ganlib.training.speed import resolve_train_speed, workload_key
 
 LOG = logging.getLogger("test_train_speed")
 CPU = torch.device("cpu")
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 def seed_choice(cache_dir, params, choice: str) -> None:
     """Put a measured choice in the machine cache, as an earlier probe on this machine would have."""
     machine = describe_machine(CPU)
-    names = sorted(candidate_name(p, c) for p in ("fp32", "bf16") for c in (False, True))
+    names = sorted(speed_candidates("auto", "auto"))
     key = workload_key(params.train, 32, names)
     probed_choice(cache_dir, machine.describe(), machine.cache_key(), key,
                   lambda: {name: (0.5 if name == choice else 1.0) for name in names}, prefer="fp32", margin=0.1)

@@ -38,6 +38,18 @@ class ProbeResult:
         return f"{self.choice} ({how} on {self.machine}: {figures} per call)"
 
 
+def speed_candidates(precision: str, channels_last: bool | str, auto_precisions: tuple[str, ...] = ("fp32", "bf16")) -> dict[str, tuple[str, bool]]:
+    """`name -> (precision, channels_last)` to time: every value an `auto` setting may take, crossed."""
+    precisions = auto_precisions if precision == "auto" else (precision,)
+    layouts = (False, True) if channels_last == "auto" else (bool(channels_last),)
+    return {candidate_name(p, layout): (p, layout) for p in precisions for layout in layouts}
+
+
+def candidate_name(precision: str, channels_last: bool) -> str:
+    """`bf16+channels_last`, `fp32`: how a candidate reads in logs and in the cache."""
+    return f"{precision}+channels_last" if channels_last else precision
+
+
 def time_candidates(candidates: Mapping[str, Callable[[], None]], rounds: int) -> dict[str, float]:
     """Median seconds per call of each candidate, interleaved over `rounds` after one warm-up call each."""
     for run in candidates.values():

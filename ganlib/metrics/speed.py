@@ -15,14 +15,13 @@ FID Inception on a CPU has a choice; everything else runs in fp32.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from pathlib import Path
 
 import torch
 
 from ganlib.config import EvaluateParams
 from ganlib.hardware.machine import describe_machine, machine_cache_dir
-from ganlib.hardware.probe import probed_choice, time_candidates
+from ganlib.hardware.probe import candidate_name, probed_choice, speed_candidates, time_candidates
 from ganlib.logs import Logger
 from ganlib.metrics.extractors import FID_INCEPTION, ExtractorSpec, build_extractor, resolve_extractor
 
@@ -47,16 +46,10 @@ def with_measured_speed(spec: ExtractorSpec, settings: EvaluateParams, device: t
     if not (precision_auto or layout_auto):
         chosen = _with_settings(spec, settings.precision, bool(settings.channels_last))
         return chosen, "as set in evaluate.precision / evaluate.channels_last"
-    candidates = {
-        (f"{precision}+channels_last" if layout else precision): (precision, layout)
-        for precision, layout in itertools.product(
-            ("fp32", "bf16") if precision_auto else (settings.precision,),
-            (False, True) if layout_auto else (bool(settings.channels_last),),
-        )
-    }
+    candidates = speed_candidates(settings.precision, settings.channels_last)
     # fp32 is the exact one; layouts differ in speed only, so the margin favours the previous default.
-    preferred_layout = True if layout_auto else bool(settings.channels_last)
-    preferred = ("fp32" if precision_auto else settings.precision) + ("+channels_last" if preferred_layout else "")
+    preferred = candidate_name("fp32" if precision_auto else settings.precision,
+                               True if layout_auto else bool(settings.channels_last))
     machine = describe_machine(device)
     result = probed_choice(
         cache_dir, machine.describe(), machine.cache_key(),

@@ -23,7 +23,7 @@ import torch
 
 from ganlib.config import TrainParams
 from ganlib.hardware.machine import describe_machine
-from ganlib.hardware.probe import ProbeResult, probed_choice, time_candidates
+from ganlib.hardware.probe import ProbeResult, candidate_name, probed_choice, speed_candidates, time_candidates
 from ganlib.training.distributed import SINGLE_PROCESS
 from ganlib.training.step import GanStep, build_networks
 
@@ -62,13 +62,7 @@ def resolve_train_speed(cfg: TrainParams, resolution: int, device: torch.device,
     if device.type != "cpu":
         return TrainSpeed("fp32" if precision_auto else cfg.precision,
                           False if layout_auto else bool(cfg.channels_last), f"{device.type}: fp32, NCHW")
-    candidates = {
-        candidate_name(precision, layout): (precision, layout)
-        for precision, layout in itertools.product(
-            ("fp32", "bf16") if precision_auto else (cfg.precision,),
-            (False, True) if layout_auto else (bool(cfg.channels_last),),
-        )
-    }
+    candidates = speed_candidates(cfg.precision, cfg.channels_last)
     machine = describe_machine(device)
     preferred = candidate_name("fp32" if precision_auto else cfg.precision, False if layout_auto else bool(cfg.channels_last))
     result = probed_choice(
@@ -77,10 +71,6 @@ def resolve_train_speed(cfg: TrainParams, resolution: int, device: torch.device,
     )
     precision, layout = candidates[result.choice]
     return TrainSpeed(precision, layout, f"measured: {result.summary()}", result)
-
-
-def candidate_name(precision: str, channels_last: bool) -> str:
-    return f"{precision}+channels_last" if channels_last else precision
 
 
 def workload_key(cfg: TrainParams, resolution: int, candidates: list[str]) -> str:
