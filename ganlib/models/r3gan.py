@@ -130,20 +130,25 @@ class Downsample(nn.Module):
         return self.channels(x) if self.channels is not None else x
 
 
+def _stages(channels: list[int], resample: type[nn.Module]) -> nn.Sequential:
+    """BLOCKS_PER_STAGE residual blocks per resolution, joined by `resample(in_channels, out_channels)`."""
+    total_blocks = BLOCKS_PER_STAGE * len(channels)  # the fix-up scaling counts every block of the network
+    layers: list[nn.Module] = []
+    for i, c in enumerate(channels):
+        if i > 0:
+            layers.append(resample(channels[i - 1], c))
+        layers += [ResidualBlock(c, total_blocks) for _ in range(BLOCKS_PER_STAGE)]
+    return nn.Sequential(*layers)
+
+
 class R3GANGenerator(nn.Module):
     def __init__(self, z_dim: int, width: int, resolution: int) -> None:
         super().__init__()
         self.z_dim, self.resolution = z_dim, resolution
         channels = stage_channels(width, resolution)
-        total_blocks = BLOCKS_PER_STAGE * len(channels)
         self.constant = nn.Parameter(torch.randn(channels[0], 4, 4))
         self.modulation = _he_init(nn.Linear(z_dim, channels[0], bias=False), leaky=False)
-        layers: list[nn.Module] = []
-        for i, c in enumerate(channels):
-            if i > 0:
-                layers.append(Upsample(channels[i - 1], c))
-            layers += [ResidualBlock(c, total_blocks) for _ in range(BLOCKS_PER_STAGE)]
-        self.stages = nn.Sequential(*layers)
+        self.stages = _stages(channels, Upsample)
         self.to_rgb = _he_init(nn.Conv2d(channels[-1], 3, 1), leaky=False)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -156,14 +161,8 @@ class R3GANDiscriminator(nn.Module):
         super().__init__()
         self.resolution = resolution
         channels = stage_channels(width, resolution)[::-1]  # from the image inwards
-        total_blocks = BLOCKS_PER_STAGE * len(channels)
         self.from_rgb = _he_init(nn.Conv2d(3, channels[0], 1))
-        layers: list[nn.Module] = []
-        for i, c in enumerate(channels):
-            if i > 0:
-                layers.append(Downsample(channels[i - 1], c))
-            layers += [ResidualBlock(c, total_blocks) for _ in range(BLOCKS_PER_STAGE)]
-        self.stages = nn.Sequential(*layers)
+        self.stages = _stages(channels, Downsample)
         # At 4x4: a learned spatial basis per channel (depthwise 4x4), then one logit.
         self.basis = _he_init(nn.Conv2d(channels[-1], channels[-1], 4, groups=channels[-1], bias=False), leaky=False)
         self.head = _he_init(nn.Linear(channels[-1], 1), leaky=False)
