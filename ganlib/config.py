@@ -101,6 +101,7 @@ class TrainParams(Section):
     r2_gamma: float = Field(ge=0)             # R2 (R1 on generated images) weight; 0 disables
     r1_interval: int = Field(ge=1)            # R1 and R2 every N discriminator steps (scaled by N)
     diffaugment: list[Literal["color", "translation", "cutout"]]
+    augment_p: float = Field(ge=0, le=1)      # chance that each D input is augmented (1: all, DiffAugment's way)
     batch_size: int = Field(ge=1)             # global batch per optimiser step, all processes together
     microbatch: int = Field(ge=1)             # images per forward pass per process (BatchNorm sees this many)
     lr_g: float = Field(gt=0)
@@ -119,6 +120,7 @@ class TrainParams(Section):
     beta2_end: float | None = Field(ge=0, lt=1)  # final Adam beta2; null: betas[1]
     gamma_end_fraction: float = Field(ge=0)   # final r1_gamma and r2_gamma, as a fraction of them
     ema_halflife_end_kimg: float | None = Field(ge=0)  # final EMA half-life; null: ema_halflife_kimg
+    augment_p_end: float | None = Field(ge=0, le=1)  # final augment_p; null: augment_p
     # auto: measured on this machine (ganlib/training/speed.py); else the autocast dtype
     # (fp16 adds a gradient scaler). The resolved precision is part of the run's identity.
     precision: Literal["auto", "fp32", "bf16", "fp16"]
@@ -152,13 +154,25 @@ class TrainParams(Section):
                 ("lr_end_fraction", self.lr_end_fraction, 1.0), ("beta2_end", self.beta2_end, None),
                 ("gamma_end_fraction", self.gamma_end_fraction, 1.0),
                 ("ema_halflife_end_kimg", self.ema_halflife_end_kimg, None),
+                ("augment_p_end", self.augment_p_end, None),
             ) if value != still]
             if moved:
                 raise ValueError(
                     f"train.schedule: constant ignores {', '.join('train.' + k for k in moved)}: set "
                     "train.schedule: cosine, or reset them (lr_end_fraction and gamma_end_fraction: 1.0, "
-                    "beta2_end and ema_halflife_end_kimg: null)"
+                    "beta2_end, ema_halflife_end_kimg and augment_p_end: null)"
                 )
+        if not self.diffaugment and (self.augment_p != 1.0 or self.augment_p_end is not None):
+            raise ValueError(
+                "train.augment_p / augment_p_end set, but train.diffaugment is empty, so nothing would be "
+                "augmented: name the augmentations, e.g. train.diffaugment: [color, translation], or reset "
+                "train.augment_p: 1.0 and augment_p_end: null"
+            )
+        if self.diffaugment and self.augment_p == 0 and not self.augment_p_end:
+            raise ValueError(
+                f"train.diffaugment: {list(self.diffaugment)} is never applied with train.augment_p: 0: raise "
+                "augment_p (1 augments every image), set a cosine schedule to augment_p_end, or set train.diffaugment: []"
+            )
         if self.loss == "wgan-gp" and self.arch == "dcgan":
             raise ValueError(
                 "train.loss: wgan-gp needs a discriminator without BatchNorm (the per-sample gradient "

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from train_support import one_thread  # noqa: F401 (fixture)
 
-from ganlib.training.diffaugment import diff_augment
+from ganlib.training.diffaugment import augment_with_probability, diff_augment
 from ganlib.training.ema import ema_beta, recalibrate_batchnorm_, update_ema
 from ganlib.training.losses import LOSSES, gan_loss, gradient_penalty, r1_penalty, r2_penalty
 
@@ -270,3 +270,19 @@ def test_recalibrated_batchnorm_holds_the_mean_of_the_networks_own_batch_statist
     recalibrate_batchnorm_(again, latents, batch_size=16)
     # A function of the weights and the latents alone: recalibrating again changes nothing.
     assert all(torch.equal(a, b) for a, b in zip(again.buffers(), net.buffers()))
+
+
+def test_augmentation_probability_augments_that_fraction_and_p_1_is_plain_diffaugment():
+    images = torch.rand(4000, 3, 8, 8) * 2 - 1
+    policy = ["color", "translation"]
+    everything = augment_with_probability(images, policy, 1.0, torch.Generator().manual_seed(3))
+    assert torch.equal(everything, diff_augment(images, policy, torch.Generator().manual_seed(3)))
+    assert augment_with_probability(images, policy, 0.0, torch.Generator().manual_seed(3)) is images
+    some = augment_with_probability(images, policy, 0.3, torch.Generator().manual_seed(3))
+    changed = (some != images).flatten(1).any(dim=1).float().mean().item()
+    assert changed == pytest.approx(0.3, abs=0.03)  # binomial sd over 4000 images: 0.007
+    again = augment_with_probability(images, policy, 0.3, torch.Generator().manual_seed(3))
+    assert torch.equal(some, again)
+    leaf = images[:64].clone().requires_grad_(True)
+    augment_with_probability(leaf, policy, 0.5, torch.Generator().manual_seed(1)).sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()

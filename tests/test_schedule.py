@@ -1,4 +1,4 @@
-"""Cosine schedules of lr, Adam beta2, R1/R2 gamma and EMA half-life: values, config checks, resume."""
+"""Cosine schedules of lr, Adam beta2, R1/R2 gamma, EMA half-life and augment_p: values, config checks, resume."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ from ganlib.training.step import GanStep, build_networks
 
 COSINE = ("train.schedule=cosine", "train.kimg=1", "train.lr_end_fraction=0.1", "train.betas=[0.0,0.9]",
           "train.beta2_end=0.99", "train.gamma_end_fraction=0.2", "train.ema_halflife_kimg=0.5",
-          "train.ema_halflife_end_kimg=2.5")
+          "train.ema_halflife_end_kimg=2.5", "train.diffaugment=[color,translation]", "train.augment_p=0",
+          "train.augment_p_end=0.4")
 
 
 def test_cosine_values_at_start_middle_and_end():
     cfg = tiny_params(*COSINE).train
     start, middle, end = (scheduled_values(cfg, images) for images in (0, 500, 1000))
-    assert (start.lr_scale, start.beta2, start.gamma_scale, start.ema_halflife_kimg) == (1.0, 0.9, 1.0, 0.5)
+    assert (start.lr_scale, start.beta2, start.gamma_scale, start.ema_halflife_kimg, start.augment_p) == (1.0, 0.9, 1.0, 0.5, 0)
     assert middle.lr_scale == pytest.approx(0.55) and middle.beta2 == pytest.approx(0.945)
     assert middle.gamma_scale == pytest.approx(0.6) and middle.ema_halflife_kimg == pytest.approx(1.5)
+    assert middle.augment_p == pytest.approx(0.2) and end.augment_p == pytest.approx(0.4)
     assert end.lr_scale == pytest.approx(0.1) and end.beta2 == pytest.approx(0.99)
     assert end.gamma_scale == pytest.approx(0.2) and end.ema_halflife_kimg == pytest.approx(2.5)
     assert scheduled_values(cfg, 5000) == end  # past the end (a probe, a rounding): the end values
@@ -41,11 +43,21 @@ def test_null_end_values_keep_the_start_and_constant_keeps_everything():
 
 
 @pytest.mark.parametrize("override", ["train.lr_end_fraction=0.1", "train.beta2_end=0.99",
-                                      "train.gamma_end_fraction=0", "train.ema_halflife_end_kimg=3"])
+                                      "train.gamma_end_fraction=0", "train.ema_halflife_end_kimg=3",
+                                      "train.augment_p_end=0.3"])
 def test_end_values_without_a_cosine_schedule_are_refused(override):
     key = override.split("=")[0]
     with pytest.raises(ParamsError, match=rf"train\.schedule: constant ignores {key}"):
-        tiny_params(override)
+        tiny_params(override, "train.diffaugment=[color]")
+
+
+@pytest.mark.parametrize(("overrides", "named"), [
+    (("train.augment_p=0.5",), r"train\.augment_p / augment_p_end set, but train\.diffaugment is empty"),
+    (("train.diffaugment=[color]", "train.augment_p=0"), r"train\.diffaugment: \['color'\] is never applied"),
+])
+def test_augmentation_probability_without_augmentations_or_never_applied_is_refused(overrides, named):
+    with pytest.raises(ParamsError, match=named):
+        tiny_params(*overrides)
 
 
 def test_beta2_end_must_be_a_valid_beta():
@@ -79,6 +91,7 @@ def test_the_step_applies_the_schedule_and_resumes_bit_for_bit():
     at_24 = scheduled_values(cfg, 24)
     assert straight.opt_d.param_groups[0]["lr"] == cfg.lr_d * at_24.lr_scale
     assert straight.opt_g.param_groups[0]["betas"] == (0.0, at_24.beta2) and step.gamma_scale == at_24.gamma_scale
+    assert step.augment_p == at_24.augment_p > 0
 
     first = build_networks(cfg, 32, device, seed=0)
     run(GanStep(first, cfg, seed=0, device=device, world=SINGLE_PROCESS), range(2))

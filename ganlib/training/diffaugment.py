@@ -35,6 +35,23 @@ def diff_augment(images: Tensor, policy: Sequence[str], generator: torch.Generat
     return images
 
 
+def augment_with_probability(
+    images: Tensor, policy: Sequence[str], p: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """Each image gets the `policy` augmentations with probability p, else passes unchanged.
+
+    R3GAN (after StyleGAN2-ADA) augments only a fraction p of the discriminator's inputs
+    and schedules p over the run. p = 1 is plain DiffAugment and draws exactly its random
+    numbers, so runs that augment every image are unchanged by this option.
+    """
+    if p <= 0 or not policy:
+        return images
+    if p >= 1:
+        return diff_augment(images, policy, generator)
+    chosen = torch.rand(images.shape[0], 1, 1, 1, device=images.device, generator=generator) < p
+    return torch.where(chosen, diff_augment(images, policy, generator), images)
+
+
 def _uniform(images: Tensor, generator: torch.Generator | None) -> Tensor:
     """One U[0, 1) number per image, shaped to broadcast over C, H, W."""
     return torch.rand(images.shape[0], 1, 1, 1, device=images.device, generator=generator).to(images.dtype)

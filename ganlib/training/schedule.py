@@ -1,8 +1,8 @@
-"""Hyperparameter schedules over a run: learning rate, Adam beta2, R1/R2 gamma, EMA half-life.
+"""Hyperparameter schedules over a run: learning rate, Adam beta2, R1/R2 gamma, EMA half-life, augmentation.
 
 R3GAN anneals these over training with a cosine. Here `train.schedule:
 cosine` moves each from its start value (lr_g/lr_d, betas[1], r1_gamma and
-r2_gamma, ema_halflife_kimg) to its end value along half a cosine of the
+r2_gamma, ema_halflife_kimg, augment_p) to its end value along half a cosine of the
 run's progress, the images shown so far over all the images of the run
 (train.kimg). The values are a pure function of the images shown, which
 the step counter determines, so a resumed run sees exactly the values an
@@ -25,6 +25,7 @@ class Scheduled:
     beta2: float                # Adam's second-moment decay
     gamma_scale: float          # times r1_gamma and r2_gamma
     ema_halflife_kimg: float
+    augment_p: float            # chance that each discriminator input is augmented
 
 
 def cosine_ramp(progress: float) -> float:
@@ -35,7 +36,7 @@ def cosine_ramp(progress: float) -> float:
 
 def scheduled_values(cfg: TrainParams, images_shown: int) -> Scheduled:
     """The scheduled values after `images_shown` real images (before the iteration that shows more)."""
-    start = Scheduled(1.0, cfg.betas[1], 1.0, cfg.ema_halflife_kimg)
+    start = Scheduled(1.0, cfg.betas[1], 1.0, cfg.ema_halflife_kimg, cfg.augment_p)
     if cfg.schedule == "constant":
         return start
     end = Scheduled(
@@ -43,6 +44,7 @@ def scheduled_values(cfg: TrainParams, images_shown: int) -> Scheduled:
         cfg.beta2_end if cfg.beta2_end is not None else cfg.betas[1],
         cfg.gamma_end_fraction,
         cfg.ema_halflife_end_kimg if cfg.ema_halflife_end_kimg is not None else cfg.ema_halflife_kimg,
+        cfg.augment_p_end if cfg.augment_p_end is not None else cfg.augment_p,
     )
     t = cosine_ramp(images_shown / (cfg.kimg * 1000))
     return Scheduled(
@@ -50,6 +52,7 @@ def scheduled_values(cfg: TrainParams, images_shown: int) -> Scheduled:
         beta2=_lerp(start.beta2, end.beta2, t),
         gamma_scale=_lerp(start.gamma_scale, end.gamma_scale, t),
         ema_halflife_kimg=_lerp(start.ema_halflife_kimg, end.ema_halflife_kimg, t),
+        augment_p=_lerp(start.augment_p, end.augment_p, t),
     )
 
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from ganlib.config import TrainParams
 from ganlib.models import build_discriminator, build_generator
-from ganlib.training.diffaugment import diff_augment
+from ganlib.training.diffaugment import augment_with_probability
 from ganlib.training.distributed import World, all_reduce_sum_
 from ganlib.training.ema import ema_beta, make_ema, update_ema
 from ganlib.training.losses import gan_loss, gradient_penalty, r1_penalty, r2_penalty
@@ -125,6 +125,7 @@ class GanStep:
         # Running sums for the tick report: d loss, g loss, penalty, and their counts; skipped fp16 steps.
         self.totals = torch.zeros(7, dtype=torch.float64, device=device)
         self.gamma_scale = 1.0  # the R1/R2 schedule's factor for the current iteration
+        self.augment_p = cfg.augment_p  # the augmentation probability of the current iteration
         self.g_forward = torch.compile(nets.G) if cfg.compile else nets.G
         self.d_forward = torch.compile(nets.D) if cfg.compile else nets.D
 
@@ -245,6 +246,7 @@ class GanStep:
                 group["lr"] = base_lr * scheduled.lr_scale
                 group["betas"] = (self.cfg.betas[0], scheduled.beta2)
         self.gamma_scale = scheduled.gamma_scale
+        self.augment_p = scheduled.augment_p
 
     def _seed(self, iteration: int, phase: int, microbatch: int) -> None:
         words = np.random.SeedSequence([self.seed, iteration, phase, microbatch]).generate_state(2)
@@ -261,7 +263,7 @@ class GanStep:
             return self.d_forward(images)
 
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
-        return diff_augment(images, self.cfg.diffaugment, self.rng) if self.cfg.diffaugment else images
+        return augment_with_probability(images, self.cfg.diffaugment, self.augment_p, self.rng)
 
     @staticmethod
     def _backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
