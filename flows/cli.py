@@ -10,6 +10,7 @@
     scenegan serve                                          serve the retrain deployment on retrain.cron
     scenegan compare [REV ...]                              metrics per dataset version (CSV, markdown, PNG)
     scenegan fid-real DIR_A DIR_B                           FID/KID between two prepared datasets
+    scenegan preset [NAME]                                  list presets, or print one as `dvc exp run` -S flags
 
 Defaults come from params.yaml; errors a user can fix are printed as one
 message (exit status 2), not a traceback.
@@ -23,8 +24,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from flows.offline import keep_prefect_offline
-from flows.stage import add_override_argument, add_stage_arguments, run_stage
-from ganlib.config import load_params
+from flows.stage import add_override_argument, add_stage_arguments, expand_preset, run_stage
+from ganlib.config import load_params, preset_overrides
 from ganlib.errors import UserFacingError
 from ganlib.logs import plain_logger
 
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        expand_preset(args)
         return args.handler(args) or 0
     except UserFacingError as exc:
         print(f"scenegan: {exc}", file=sys.stderr)
@@ -79,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("dataset_a", type=Path)
     real.add_argument("dataset_b", type=Path)
     add_override_argument(real)
+    preset = _command(commands, "preset", "list the presets in params.yaml, or print one as `dvc exp run` -S flags",
+                      show_preset)
+    preset.add_argument("name", nargs="?", help="the preset to print (default: list them)")
     return parser
 
 
@@ -183,6 +188,22 @@ def fid_real(args: argparse.Namespace) -> int:
     params = load_params(args.params, args.overrides)
     comparison = compare_datasets(args.dataset_a, args.dataset_b, params, plain_logger(), args.params.resolve().parent)
     print(render_table(comparison.report_rows()))
+    return 0
+
+
+def show_preset(args: argparse.Namespace) -> int:
+    import shlex
+
+    params = load_params(args.params)
+    if args.name is None:
+        for name, values in params.presets.items():
+            print(f"{name}: {', '.join(f'{key}={value}' for key, value in values.items())}")
+        if params.presets:
+            print('use: scenegan run train --preset NAME, or eval "dvc exp run $(scenegan preset NAME)"')
+        else:
+            print(f"{args.params}: no presets defined")
+        return 0
+    print(" ".join(f"-S {shlex.quote(expression)}" for expression in preset_overrides(params, args.name)))
     return 0
 
 

@@ -14,7 +14,7 @@ import sys
 from typing import Callable, Sequence
 
 from flows.offline import keep_prefect_offline
-from ganlib.config import load_params
+from ganlib.config import load_params, preset_overrides
 from ganlib.errors import UserFacingError
 
 STAGE_FLOWS = {
@@ -41,6 +41,16 @@ def add_override_argument(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override one parameter for this run (validated like params.yaml); repeatable",
     )
+    parser.add_argument(
+        "--preset", metavar="NAME",
+        help="apply a named preset from params.yaml `presets` first (then any --set); `scenegan preset` lists them",
+    )
+
+
+def expand_preset(args: argparse.Namespace) -> None:
+    """Put the chosen preset's overrides in front of the --set ones (a --set wins over the preset)."""
+    if getattr(args, "preset", None):
+        args.overrides = preset_overrides(load_params(args.params), args.preset) + list(args.overrides)
 
 
 def run_stage(stage: str, params_file: str, overrides: Sequence[str]) -> int:
@@ -59,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.stage", description=__doc__.splitlines()[0])
     add_stage_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        expand_preset(args)
+    except UserFacingError as exc:
+        print(f"scenegan {args.stage}: {exc}", file=sys.stderr)
+        return 2
     return run_stage(args.stage, args.params, args.overrides)
 
 

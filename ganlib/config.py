@@ -316,6 +316,8 @@ class Params(Section):
     publish: PublishParams
     retrain: RetrainParams
     compare: CompareParams
+    # Named override sets, `section.key: value` each (`--preset NAME`); checked in validate_params.
+    presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def section_dict(self, *names: str) -> dict[str, Any]:
         """The named sections as plain JSON-able data (for hashing and records)."""
@@ -375,6 +377,9 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: Sequence[str]
     """Read, override and validate params.yaml. Raises ParamsError naming the problem."""
     path = Path(path)
     raw = _read_yaml_mapping(path)
+    # The presets must apply to the file as written (not to this run's --set, which may
+    # legitimately conflict with a preset nobody picked): checked before the overrides.
+    _check_presets(validate_params(raw, source=str(path)), raw, str(path))
     for expression in overrides:
         raw = apply_override(raw, expression)
     source = f"{path} (with --set {' '.join(overrides)})" if overrides else str(path)
@@ -388,18 +393,45 @@ def validate_params(raw: dict[str, Any], source: str) -> Params:
         raise ParamsError(_format_validation_error(exc, source)) from None
 
 
-def apply_override(raw: dict[str, Any], expression: str) -> dict[str, Any]:
-    """Return a copy of `raw` with `section.key=value` applied (value parsed as YAML)."""
+def _check_presets(params: Params, raw: dict[str, Any], source: str) -> None:
+    """A preset that does not apply cleanly is an error when the file loads, not when someone first picks it."""
+    for name in params.presets:
+        with_preset = raw
+        for expression in preset_overrides(params, name):
+            with_preset = apply_override(with_preset, expression, origin=f"presets.{name}")
+        validate_params(with_preset, f"{source}, presets.{name}")
+
+
+def preset_overrides(params: Params, name: str) -> list[str]:
+    """The preset `name` as `section.key=value` overrides, values in YAML flow style (as --set takes them)."""
+    if name not in params.presets:
+        known = ", ".join(sorted(params.presets)) or "none are defined"
+        raise ParamsError(f"--preset {name!r}: no such preset in params.yaml `presets`; known: {known}")
+    return [f"{key}={_flow_yaml(value)}" for key, value in params.presets[name].items()]
+
+
+def _flow_yaml(value: Any) -> str:
+    """YAML without spaces for a value (r3gan, 0.5, [color,translation]): one shell word."""
+    if isinstance(value, list):
+        return "[" + ",".join(_flow_yaml(item) for item in value) + "]"
+    return yaml.safe_dump(value, default_flow_style=True, width=2**16).removesuffix("...\n").strip()
+
+
+def apply_override(raw: dict[str, Any], expression: str, origin: str = "--set") -> dict[str, Any]:
+    """Return a copy of `raw` with `section.key=value` applied (value parsed as YAML).
+
+    `origin` names where the expression came from in errors (--set, or a preset).
+    """
     if "=" not in expression:
-        raise ParamsError(f"--set {expression!r}: expected section.key=value, e.g. train.kimg=20")
+        raise ParamsError(f"{origin} {expression!r}: expected section.key=value, e.g. train.kimg=20")
     dotted, _, text = expression.partition("=")
     keys = dotted.strip().split(".")
     if len(keys) < 2 or not all(keys):
-        raise ParamsError(f"--set {expression!r}: expected section.key=value, e.g. train.kimg=20")
+        raise ParamsError(f"{origin} {expression!r}: expected section.key=value, e.g. train.kimg=20")
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"--set {expression!r}: value is not valid YAML: {exc}") from None
+        raise ParamsError(f"{origin} {expression!r}: value is not valid YAML: {exc}") from None
 
     updated = copy.deepcopy(raw)
     node = updated
@@ -407,12 +439,12 @@ def apply_override(raw: dict[str, Any], expression: str) -> dict[str, Any]:
         child = node.get(key) if isinstance(node, dict) else None
         if not isinstance(child, dict):
             where = ".".join(keys[: depth + 1])
-            raise ParamsError(f"--set {expression!r}: unknown section {where!r}; known: {_known(node)}")
+            raise ParamsError(f"{origin} {expression!r}: unknown section {where!r}; known: {_known(node)}")
         node = child
     if keys[-1] not in node:
         where = ".".join(keys[:-1])
         raise ParamsError(
-            f"--set {expression!r}: unknown key {dotted!r}; keys in {where!r} are: {_known(node)}"
+            f"{origin} {expression!r}: unknown key {dotted!r}; keys in {where!r} are: {_known(node)}"
         )
     node[keys[-1]] = value
     return updated
