@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.optim as optim
+
+from dcgan_example import ExampleTraining, ndf, ngf, nz
 
 from ganlib.config import Params, load_params
 from ganlib.data.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE
@@ -48,135 +48,23 @@ from ganlib.hardware.machine import describe_machine
 from ganlib.training.loop import train_gan
 
 REPO = Path(__file__).resolve().parents[1]
-nz, ngf, ndf, nc = 100, 64, 64, 3
-
-
-# ---------------------------------------------------------------------- pytorch/examples dcgan/main.py
-
-
-class Generator(nn.Module):
-    def __init__(self, ngpu):
-        super(Generator, self).__init__()
-        self.ngpu = ngpu
-        self.main = nn.Sequential(
-            # input is Z, going into a convolution
-            nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False),
-            nn.BatchNorm2d(ngf * 8),
-            nn.ReLU(True),
-            # state size. (ngf*8) x 4 x 4
-            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(ngf * 4),
-            nn.ReLU(True),
-            # state size. (ngf*4) x 8 x 8
-            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(ngf * 2),
-            nn.ReLU(True),
-            # state size. (ngf*2) x 16 x 16
-            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(ngf),
-            nn.ReLU(True),
-            # state size. (ngf) x 32 x 32
-            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
-            nn.Tanh()
-            # state size. (nc) x 64 x 64
-        )
-
-    def forward(self, input):
-        return self.main(input)
-
-
-class Discriminator(nn.Module):
-    def __init__(self, ngpu):
-        super(Discriminator, self).__init__()
-        self.ngpu = ngpu
-        self.main = nn.Sequential(
-            # input is (nc) x 64 x 64
-            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
-            nn.LeakyReLU(0.2, inplace=True),
-            # state size. (ndf) x 32 x 32
-            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(ndf * 2),
-            nn.LeakyReLU(0.2, inplace=True),
-            # state size. (ndf*2) x 16 x 16
-            nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(ndf * 4),
-            nn.LeakyReLU(0.2, inplace=True),
-            # state size. (ndf*4) x 8 x 8
-            nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(ndf * 8),
-            nn.LeakyReLU(0.2, inplace=True),
-            # state size. (ndf*8) x 4 x 4
-            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),
-            nn.Sigmoid()
-        )
-
-    def forward(self, input):
-        output = self.main(input)
-        return output.view(-1, 1).squeeze(1)
-
-
-def weights_init(m):
-    classname = m.__class__.__name__
-    if classname.find('Conv') != -1:
-        torch.nn.init.normal_(m.weight, 0.0, 0.02)
-    elif classname.find('BatchNorm') != -1:
-        torch.nn.init.normal_(m.weight, 1.0, 0.02)
-        torch.nn.init.zeros_(m.bias)
 
 
 def baseline_img_per_s(images: np.ndarray, batch_size: int, steps: int, device: torch.device) -> float:
     """The example's inner loop (one D step on real + fake, one G step reusing the fake), timed."""
-    torch.manual_seed(0)
-    netG = Generator(1).to(device)
-    netG.apply(weights_init)
-    netD = Discriminator(1).to(device)
-    netD.apply(weights_init)
-    criterion = nn.BCELoss()
-    real_label, fake_label = 1, 0
-    optimizerD = optim.Adam(netD.parameters(), lr=0.0002, betas=(0.5, 0.999))
-    optimizerG = optim.Adam(netG.parameters(), lr=0.0002, betas=(0.5, 0.999))
+    example = ExampleTraining(device)
     rng = np.random.default_rng(0)
     batches = [
         torch.from_numpy(images[rng.choice(len(images), batch_size)]).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
         for _ in range(4)
     ]
-
-    def step(data):
-        # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
-        netD.zero_grad()
-        real_cpu = data
-        batch_size = real_cpu.size(0)
-        label = torch.full((batch_size,), real_label, dtype=real_cpu.dtype, device=device)
-        output = netD(real_cpu)
-        errD_real = criterion(output, label)
-        errD_real.backward()
-        D_x = output.mean().item()
-        noise = torch.randn(batch_size, nz, 1, 1, device=device)
-        fake = netG(noise)
-        label.fill_(fake_label)
-        output = netD(fake.detach())
-        errD_fake = criterion(output, label)
-        errD_fake.backward()
-        D_G_z1 = output.mean().item()
-        errD = errD_real + errD_fake
-        optimizerD.step()
-        # (2) Update G network: maximize log(D(G(z)))
-        netG.zero_grad()
-        label.fill_(real_label)  # fake labels are real for generator cost
-        output = netD(fake)
-        errG = criterion(output, label)
-        errG.backward()
-        D_G_z2 = output.mean().item()
-        optimizerG.step()
-        return errD.item(), errG.item(), D_x, D_G_z1, D_G_z2
-
     warmup = max(2, steps // 5)
     for i in range(warmup):
-        step(batches[i % len(batches)])
+        example.step(batches[i % len(batches)])
     synchronize(device)
     started = time.perf_counter()
     for i in range(steps):
-        step(batches[i % len(batches)])  # .item() calls sync every step, as in the example
+        example.step(batches[i % len(batches)])  # .item() calls sync every step, as in the example
     synchronize(device)
     return steps * batch_size / (time.perf_counter() - started)
 
