@@ -1,10 +1,12 @@
-"""DCGAN (Radford et al. 2016) generator and discriminator for 32, 64 and 128 px.
+"""DCGAN (Radford et al. 2016) generator and discriminator for 32 to 256 px.
 
 At 64 px with width 64 these are exactly the networks of the PyTorch DCGAN
 example (ngf = ndf = 64): transposed 4x4 convolutions doubling the side from
 4x4, BatchNorm + ReLU in G, strided 4x4 convolutions with LeakyReLU(0.2) and
-BatchNorm (not on the first layer) in D. Other resolutions add or drop one
-doubling stage; channel counts double towards the 4x4 end, as in the paper.
+BatchNorm (not on the first layer) in D. Other resolutions add or drop
+doubling stages; channel counts double towards the 4x4 end, as in the paper
+(at 256 px that is 32 x width at 4x4: DCGAN was not designed for 256 px and
+trains less stably there; r3gan is the recommended architecture).
 The discriminator returns logits: the losses apply their own link function.
 """
 
@@ -15,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-RESOLUTIONS = (32, 64, 128)
+RESOLUTIONS = (32, 64, 128, 256)
 
 
 def _stages(resolution: int) -> int:

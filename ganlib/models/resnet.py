@@ -1,10 +1,12 @@
-"""SNGAN-style ResNet generator and discriminator (Miyato et al. 2018) for 32, 64 and 128 px.
+"""SNGAN-style ResNet generator and discriminator (Miyato et al. 2018) for 32 to 256 px.
 
 G: linear to 4x4, residual up-blocks (BatchNorm, ReLU, nearest 2x, 3x3 convs),
 BatchNorm + ReLU + 3x3 conv + tanh. D: residual down-blocks with spectral
 normalisation on every weight, ReLU, global sum pooling, a linear head
 returning logits. Channel plans follow the paper's (and Mimicry's) 32, 64 and
-128 px networks, scaled by `width` (width 64 gives the paper's sizes).
+128 px networks, scaled by `width` (width 64 gives the paper's sizes); the
+paper has no 256 px network, so 256 px follows BigGAN's channel plan (Brock et
+al. 2019) with these blocks.
 Initialisation as in the reference implementations: Xavier-uniform, gain
 sqrt(2) for the convolutions inside residual branches and 1 elsewhere.
 """
@@ -18,16 +20,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-RESOLUTIONS = (32, 64, 128)
+RESOLUTIONS = (32, 64, 128, 256)
 
 # G: channel multipliers of `width` from the 4x4 end outwards, one block between neighbours.
-_G_PLANS = {32: (4, 4, 4, 4), 64: (16, 8, 4, 2, 1), 128: (16, 16, 8, 4, 2, 1)}
+_G_PLANS = {32: (4, 4, 4, 4), 64: (16, 8, 4, 2, 1), 128: (16, 16, 8, 4, 2, 1), 256: (16, 16, 8, 8, 4, 2, 1)}
 # D: (channel multiplier, downsample) per block from the image inwards; the paper's
 # CIFAR network stops halving at 8x8, its 64 px one at 2x2, its 128 px one at 4x4.
 _D_PLANS = {
     32: ((2, True), (2, True), (2, False), (2, False)),
     64: ((1, True), (2, True), (4, True), (8, True), (16, True)),
     128: ((1, True), (2, True), (4, True), (8, True), (16, True), (16, False)),
+    256: ((1, True), (2, True), (4, True), (8, True), (8, True), (16, True), (16, False)),
 }
 
 
