@@ -75,6 +75,10 @@ class PreprocessParams(Section):
     max_pixels: int = Field(ge=1)
     background: tuple[int, int, int]
     dedupe: bool
+    # Perceptual near-duplicates (re-encodes, resizes: ganlib/data/near_duplicates.py): listed in
+    # qa_report.json (report) or also left out of the prepared data (drop); within this many of 64 bits.
+    near_duplicates: Literal["report", "drop"]
+    near_duplicate_distance: int = Field(ge=0, le=63)
     workers: int = Field(ge=0, le=256)
 
     @field_validator("background")
@@ -336,6 +340,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
         # every preprocess key but `workers`, which cannot change the result
         "preprocess.resolution", "preprocess.min_side", "preprocess.max_aspect_ratio",
         "preprocess.max_pixels", "preprocess.background", "preprocess.dedupe",
+        "preprocess.near_duplicates", "preprocess.near_duplicate_distance",
     ),
     "train": (
         # base.device: the same run on another device is not bit-identical

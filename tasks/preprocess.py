@@ -34,12 +34,24 @@ def _publish_qa_artifacts(summary: PreparedSummary) -> None:
         f"- dataset md5 (data.dvc): `{summary.data_md5}`",
     ]
     lines += [f"- rejected as {reason}: {count}" for reason, count in sorted(summary.rejects_by_reason.items())]
+    lines.append(f"- near-duplicate groups: {summary.near_duplicate_groups}"
+                 f" ({summary.near_duplicate_copies} images look like an earlier one)")
     create_markdown_artifact(key="preprocess-summary", markdown="\n".join(lines), description="Preprocessing summary")
+    report = json.loads((summary.out_dir / QA_REPORT_FILE).read_text())
     if summary.rejected:
-        rejects = json.loads((summary.out_dir / QA_REPORT_FILE).read_text())["rejects"]
-        rows = [{k: str(v) for k, v in row.items()} for row in rejects[:MAX_REJECT_ROWS]]
+        rows = [{k: str(v) for k, v in row.items()} for row in report["rejects"][:MAX_REJECT_ROWS]]
         create_table_artifact(
             key="preprocess-rejects",
             table=rows,
             description=f"Rejected input files ({summary.rejected} in all; full list in {QA_REPORT_FILE})",
+        )
+    if summary.near_duplicate_groups:
+        near = report["near_duplicates"]
+        rows = [{"kept": group["kept"], "copy": copy["path"], "distance": str(copy["distance"]), "action": near["action"]}
+                for group in near["listing"] for copy in group["copies"]][:MAX_REJECT_ROWS]
+        create_table_artifact(
+            key="preprocess-near-duplicates",
+            table=rows,
+            description=f"Near-duplicate images ({near['copies']} in {near['groups']} groups, pHash within "
+                        f"{near['max_distance']} bits; {'left out' if near['action'] == 'drop' else 'kept'}; full list in {QA_REPORT_FILE})",
         )

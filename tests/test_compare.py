@@ -147,7 +147,7 @@ def versions(tmp_path_factory) -> Versions:
     commit(versions, "v0", 1)
     dvc(root, "repro", "-q")
     commit(versions, "v1", 2)
-    versions.md5["B"] = write_raw(root, [4, 5, 6, 7])
+    versions.md5["B"] = write_raw(root, [3, 5, 6, 7])  # image 3 also in A: one near-duplicate
     dvc(root, "repro", "-q")
     commit(versions, "v2", 3)
     dvc(root, "exp", "run", "-q", "--name", "lowlr", "--set-param", "train.lr_g=0.0001")
@@ -196,6 +196,8 @@ def test_drift_is_real_vs_real_fid_from_the_previous_row(versions, tagged):
     assert v1.drift_fid_from_previous is None  # nothing before it
     assert v2.drift_fid_from_previous > 0 and v2.drift_kid_from_previous is not None
     assert lowlr.drift_fid_from_previous == 0.0  # same images as v2
+    # How many images already appeared (perceptually) in the previous version.
+    assert [r.near_duplicates_in_previous for r in tagged.rows] == [None, 1, 4]
     # FID is symmetric: the other order gives the same number (from the same cached statistics).
     reverse = compare_versions(versions.root, ["v2", "v1"], load_test_params(COMPARE_SETTINGS), plain_logger("tests"))
     assert reverse.rows[1].drift_fid_from_previous == pytest.approx(v2.drift_fid_from_previous, rel=1e-6, abs=1e-9)

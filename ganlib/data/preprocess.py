@@ -3,7 +3,9 @@
 Reads every file under the raw directory in sorted order, decodes them in
 parallel, and streams the accepted images into one memory-mapped images.npy,
 so a dataset far larger than RAM prepares in constant memory. Every file that
-is not used is listed in qa_report.json with its reason. The output directory
+is not used is listed in qa_report.json with its reason, and so are groups of
+perceptual near-duplicates (ganlib/data/near_duplicates.py), which
+`preprocess.near_duplicates: drop` also leaves out. The output directory
 appears complete or not at all, and identical inputs give byte-identical
 outputs (DVC hashes them; downstream stages re-run when they change).
 """
@@ -29,6 +31,7 @@ import numpy as np
 
 from ganlib.config import STAGE_PARAMS, Params, PreprocessParams, params_fingerprint, write_resolved_params
 from ganlib.data import dataset, images
+from ganlib.data.near_duplicates import METHOD, NearDuplicateGroups, perceptual_hash
 from ganlib.errors import UserFacingError
 from ganlib.io.atomic import atomic_write_json, staged_directory
 from ganlib.io.provenance import DATA_DVC_FILE, dvc_tracked_md5
@@ -36,6 +39,7 @@ from ganlib.logs import Logger
 
 # Reject reasons decided here (decoding reasons live in ganlib.data.images).
 DUPLICATE = "duplicate"
+NEAR_DUPLICATE = "near_duplicate"
 SYMLINK_OUTSIDE_ROOT = "symlink_outside_root"
 BROKEN_SYMLINK = "broken_symlink"
 NOT_A_REGULAR_FILE = "not_a_regular_file"
@@ -83,14 +87,17 @@ class PreparedSummary:
     images_sha256: str
     data_md5: str | None
     seconds: float
+    near_duplicate_groups: int = 0    # groups of perceptual near-duplicates found
+    near_duplicate_copies: int = 0    # images in them beyond the first of each (dropped with `drop`)
 
 
 @dataclass(frozen=True)
 class _Examined:
-    """A worker's answer for one file: its content hash (when deduplicating) and the decode."""
+    """A worker's answer for one file: its content hash (when deduplicating), the decode, its pHash."""
 
     sha256: bytes | None
     decoded: images.Decoded
+    phash: int | None = None  # of the decoded image; None when it was rejected
 
 
 def prepare_dataset(params: Params, log: Logger, root: Path) -> PreparedSummary:
@@ -112,8 +119,8 @@ def prepare_dataset(params: Params, log: Logger, root: Path) -> PreparedSummary:
         raise _nothing_usable(raw_name, scan.rejects)
 
     with staged_directory(out_dir) as staging:
-        count, rejects = _decode_into(staging / dataset.IMAGES_FILE, scan, raw_name, cfg, workers, log)
-        manifest = _write_records(staging, params, root, scan, count, rejects)
+        count, rejects, near = _decode_into(staging / dataset.IMAGES_FILE, scan, raw_name, cfg, workers, log)
+        manifest = _write_records(staging, params, root, scan, count, rejects, near)
 
     seconds = time.monotonic() - started
     log.info(
@@ -121,25 +128,36 @@ def prepare_dataset(params: Params, log: Logger, root: Path) -> PreparedSummary:
         count, cfg.resolution, out_name, manifest["rejected"], manifest["scanned"],
         _reason_counts_text(manifest["rejects_by_reason"]), seconds, len(scan.files) / max(seconds, 1e-9),
     )
+    if near.groups:
+        log.info(
+            "preprocess: %d group(s) of near-duplicates, %d image(s) beyond the first of each (%s; see %s/%s)",
+            len(near.groups), near.copies,
+            "left out" if cfg.near_duplicates == "drop" else "kept: set preprocess.near_duplicates: drop to leave them out",
+            out_name, dataset.QA_REPORT_FILE,
+        )
     return PreparedSummary(
         out_dir=out_dir, count=count, resolution=cfg.resolution, scanned=manifest["scanned"],
         rejected=manifest["rejected"], rejects_by_reason=manifest["rejects_by_reason"], hidden_skipped=scan.hidden,
         images_sha256=manifest["images_sha256"], data_md5=manifest["data_md5"], seconds=seconds,
+        near_duplicate_groups=len(near.groups), near_duplicate_copies=near.copies,
     )
 
 
 def _decode_into(
     images_path: Path, scan: RawScan, raw_name: str, cfg: PreprocessParams, workers: int, log: Logger
-) -> tuple[int, list[RejectRecord]]:
-    """Decode every scanned file into images.npy, in order; return the count and all rejects."""
+) -> tuple[int, list[RejectRecord], NearDuplicateGroups]:
+    """Decode every scanned file into images.npy, in order; return the count, all rejects, near-duplicates."""
     writer = _ImageArrayWriter(images_path, len(scan.files), cfg.resolution)
     progress = _Progress(log, total=len(scan.files))
     rejects = list(scan.rejects)
     kept_by_hash: dict[bytes, str] = {}
+    near = NearDuplicateGroups(cfg.near_duplicate_distance)
     with closing(_examine_in_order(scan.files, raw_name, cfg, workers)) as examined:
         for (rel, _), result in zip(scan.files, examined, strict=True):
             progress.advance()
             reject = _reject_for(rel, result, kept_by_hash, raw_name)
+            if reject is None:
+                reject = _near_duplicate_reject(rel, result, near, cfg, raw_name)
             if reject is not None:
                 rejects.append(reject)
             else:
@@ -148,11 +166,25 @@ def _decode_into(
         raise _nothing_usable(raw_name, rejects)  # the caller's staging directory goes with it
     writer.finish()
     rejects.sort(key=lambda r: (r.path, r.reason))
-    return writer.count, rejects
+    return writer.count, rejects, near
+
+
+def _near_duplicate_reject(
+    rel: str, result: _Examined, near: NearDuplicateGroups, cfg: PreprocessParams, raw_name: str
+) -> RejectRecord | None:
+    """Record `rel` in its near-duplicate group; a reject only under `drop` (the first of a group is kept)."""
+    match = near.check(rel, result.phash)
+    if match is None or cfg.near_duplicates != "drop":
+        return None
+    first, distance = match
+    return RejectRecord(
+        rel, NEAR_DUPLICATE, f"{raw_name}/{rel}: looks like {raw_name}/{first} (kept; pHash distance {distance})"
+    )
 
 
 def _write_records(
-    staging: Path, params: Params, root: Path, scan: RawScan, count: int, rejects: list[RejectRecord]
+    staging: Path, params: Params, root: Path, scan: RawScan, count: int, rejects: list[RejectRecord],
+    near: NearDuplicateGroups,
 ) -> dict[str, Any]:
     """manifest.json, qa_report.json and params.json beside images.npy; returns the manifest."""
     by_reason = dict(sorted(Counter(r.reason for r in rejects).items()))
@@ -180,6 +212,15 @@ def _write_records(
         "rejected": len(rejects),
         "rejects_by_reason": by_reason,
         "rejects": [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in rejects],
+        "near_duplicates": {
+            "method": METHOD,
+            "max_distance": params.preprocess.near_duplicate_distance,
+            "action": params.preprocess.near_duplicates,
+            "groups": len(near.groups),
+            "copies": near.copies,
+            # Each group: the first image (by path) and the later ones that look like it.
+            "listing": near.report(),
+        },
     })
     # Only what the stage depends on: the prepared directory is a DVC dependency
     # of training, and neither the worker count nor an unrelated base key
@@ -341,7 +382,10 @@ def _examine_file(shown: str, path: Path, cfg: PreprocessParams) -> _Examined:
     except OSError as exc:
         reject = images.Reject(UNREADABLE, f"{shown}: cannot read ({exc.strerror})")
         return _Examined(None, images.Decoded(image=None, reject=reject, source_size=None))
-    return _Examined(digest, images.decode_image(path, cfg, name=shown))
+    decoded = images.decode_image(path, cfg, name=shown)
+    # Hashed here, in the worker: in parallel, on the image exactly as it will be stored.
+    phash = perceptual_hash(decoded.image) if decoded.image is not None else None
+    return _Examined(digest, decoded, phash)
 
 
 def _worker_count(cfg: PreprocessParams, n_files: int) -> int:

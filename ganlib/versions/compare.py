@@ -57,7 +57,7 @@ PLOT_FILE = "compare.png"
 ROW_COLUMNS = (
     "label", "kind", "commit", "date", "data_md5", "n_images", "resolution", "checkpoint_kimg",
     "fid", "kid_mean", "kid_std", "is_mean", "is_std", "n_samples", "extractor",
-    "drift_fid_from_previous", "drift_kid_from_previous", "note",
+    "drift_fid_from_previous", "drift_kid_from_previous", "near_duplicates_in_previous", "note",
 )
 
 
@@ -83,6 +83,8 @@ class VersionRow:
     drift_fid_from_previous: float | None
     drift_kid_from_previous: float | None
     notes: tuple[str, ...]
+    # Images of this version with a perceptual near-duplicate in the previous row's (drift: true only).
+    near_duplicates_in_previous: int | None = None
     params: Mapping[str, Any] | None = field(default=None, compare=False)  # dotted key -> value; None: unknown
 
     def record(self) -> dict[str, Any]:
@@ -259,17 +261,21 @@ def with_drift(
                 missing = previous if previous.prepared is None else current
                 result.append(_drift_unavailable(row, pair, f"no usable prepared dataset at {missing.revision.label}"))
             elif previous.prepared.images_sha256 == current.prepared.images_sha256:
-                result.append(replace(row, drift_fid_from_previous=0.0, drift_kid_from_previous=0.0 if want_kid else None))
+                result.append(replace(row, drift_fid_from_previous=0.0, drift_kid_from_previous=0.0 if want_kid else None,
+                                      near_duplicates_in_previous=row.n_images))
             else:
                 try:
-                    log.info(f"drift {pair}: real-vs-real FID")
-                    drift = compare_datasets(copies.directory(previous), copies.directory(current), params, log, repo)
+                    log.info(f"drift {pair}: real-vs-real FID and near-duplicates")
+                    before, after = copies.directory(previous), copies.directory(current)
+                    drift = compare_datasets(before, after, params, log, repo)
+                    near = near_duplicates_between(before, after, params.preprocess.near_duplicate_distance)
                 except (UserFacingError, *DVC_READ_ERRORS) as exc:
                     result.append(_drift_unavailable(row, pair, error_summary(exc)))
                 else:
                     notes = row.notes + tuple(f"drift: {note}" for note in drift.notes)
                     result.append(replace(
-                        row, drift_fid_from_previous=drift.fid, drift_kid_from_previous=drift.kid_mean, notes=notes
+                        row, drift_fid_from_previous=drift.fid, drift_kid_from_previous=drift.kid_mean, notes=notes,
+                        near_duplicates_in_previous=near,
                     ))
             copies.keep_only(current)
     return result
@@ -301,6 +307,16 @@ class _PreparedCopies:
             # resolved, so that no `..` or link can point the deletion elsewhere.
             if directory.resolve().parent == self.scratch.resolve():
                 shutil.rmtree(directory, ignore_errors=True)
+
+
+def near_duplicates_between(earlier: Path, later: Path, max_distance: int) -> int:
+    """Images of the prepared dataset `later` that look like one of `earlier`'s (pHash within max_distance bits)."""
+    from ganlib.data.dataset import open_prepared
+    from ganlib.data.near_duplicates import count_near_duplicates_between, dataset_hashes
+
+    return count_near_duplicates_between(
+        dataset_hashes(open_prepared(earlier).images), dataset_hashes(open_prepared(later).images), max_distance
+    )
 
 
 def _drift_unavailable(row: VersionRow, pair: str, reason: str) -> VersionRow:
@@ -365,6 +381,7 @@ def _display_row(row: VersionRow, param_keys: Sequence[str]) -> dict[str, str]:
         "IS": _plus_minus(row.is_mean, row.is_std),
         "drift FID": _display(row.drift_fid_from_previous),
         "drift KID": _display(row.drift_kid_from_previous),
+        "near-dups in previous": _display(row.near_duplicates_in_previous),
     }
     shown.update({key: _display_param(row, key) for key in param_keys})
     shown["note"] = "; ".join(row.notes)
