@@ -1,9 +1,12 @@
 """The gallery page: one self-contained static index.html.
 
 No scripts, no external URLs (a Content-Security-Policy says so to the
-browser too), inline CSS, relative image links. Every piece of text that
-comes from outside this module (params values, dataset md5, metric names,
-reasons) goes through `html.escape`, in element text and attributes alike.
+browser too), inline CSS, relative image links. The markup and the CSS live
+in templates/gallery.html.j2, for whoever edits the page's look; this module
+turns a GalleryPage into plain values for it (text, numbers, relative URLs,
+never markup). The template is rendered with autoescape on, so every piece
+of text that comes from outside this module (params values, dataset md5,
+metric names, reasons) is HTML-escaped, in element text and attributes alike.
 """
 
 from __future__ import annotations
@@ -12,33 +15,22 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from html import escape
+from pathlib import Path
 from typing import Any, Mapping, Sequence
+from urllib.parse import quote
 
+import jinja2
+
+# Here rather than in the template: editing the page's look should not be
+# where its security policy (no scripts, no external URLs) changes.
 # img-src allows data: only for the empty favicon, which stops the browser
 # asking the server for /favicon.ico (a 404 in every console otherwise).
 CONTENT_SECURITY_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1rem 1.5rem;
-       background: #111418; color: #e6e6e6; }
-a { color: #8cc4ff; }
-h1 { margin-bottom: .2rem; }
-.meta { color: #a8b0b8; margin-top: 0; }
-.notes li { color: #f0c674; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; }
-th, td { text-align: left; padding: .25rem .8rem .25rem 0; border-bottom: 1px solid #2a3038; vertical-align: top; }
-th { color: #a8b0b8; font-weight: normal; }
-td.num { font-variant-numeric: tabular-nums; }
-img.px { image-rendering: crisp-edges; image-rendering: pixelated; max-width: 100%; height: auto;
-         background: #000; display: block; }
-.samples { display: flex; flex-wrap: wrap; gap: 6px; }
-.samples img.px { display: inline-block; }
-summary { cursor: pointer; color: #a8b0b8; }
-pre { background: #1a1f26; padding: .8rem; overflow-x: auto; font-size: .85rem; }
-footer { color: #a8b0b8; margin-top: 2rem; font-size: .9rem; }
-"""
-
+# Beside this file, so an editable install reads the working tree's template
+# and a wheel ships it as package data (pyproject.toml).
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATE_NAME = "gallery.html.j2"
 
 # How evaluate's bookkeeping keys read in the metrics table; any other key shows as it is.
 MEASUREMENT_LABELS = {
@@ -95,37 +87,60 @@ def render_gallery_html(page: GalleryPage, link_prefix: str = "", show_history: 
     The top-level index.html of a target uses link_prefix "releases/<id>/";
     the copy inside the release directory uses "".
     """
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f'<meta http-equiv="Content-Security-Policy" content="{escape(CONTENT_SECURITY_POLICY)}">',
-        '<link rel="icon" href="data:,">',
-        f"<title>scenegan gallery · {escape(page.release)}</title>",
-        f"<style>{STYLE}</style>",
-        "</head>",
-        "<body>",
-        _header(page),
-        _notes(page.notes),
-        _metrics_section(page.metrics),
-        _image_section("Samples from fixed seeds", "grid", [page.grid], link_prefix, page.display_scale),
-        _image_section(
-            "Latent interpolation (slerp between fixed latents, one pair per row)",
-            "interpolation", [page.interpolation], link_prefix, page.display_scale,
-        ),
-        _image_section("Individual samples", "samples", page.samples, link_prefix, page.display_scale),
-        _facts_section(page.model_facts),
-        _params_section(page.params),
-        _history_section(page.history) if show_history else "",
-        f'<footer>Release {escape(page.release)} · every file and its sha256: '
-        f'<a href="{escape(link_prefix)}manifest.json">manifest.json</a></footer>',
-        "</body>",
-        "</html>",
-        "",
-    ]
-    return "\n".join(part for part in parts if part)
+    return render_gallery_template(gallery_context(page, link_prefix, show_history))
+
+
+def gallery_context(page: GalleryPage, link_prefix: str = "", show_history: bool = True) -> dict[str, Any]:
+    """The template's variables: text, numbers and already percent-encoded relative URLs, never markup."""
+    scale = page.display_scale
+    return {
+        "content_security_policy": CONTENT_SECURITY_POLICY,
+        "release": page.release,
+        "published_at": page.published_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "checkpoint_kimg": _number(page.checkpoint_kimg, 1),
+        "dataset_version": page.dataset_version or "untracked",
+        "notes": list(page.notes),
+        "metrics": None if page.metrics is None else _rows(metric_rows(page.metrics)),   # None: "not evaluated"
+        "grid": _image(page.grid, link_prefix, scale),
+        "interpolation": _image(page.interpolation, link_prefix, scale),
+        "samples": [_image(image, link_prefix, scale) for image in page.samples],
+        "model_facts": _rows(page.model_facts),
+        "param_sections": list(page.params),
+        "params_json": json.dumps(page.params, indent=2, sort_keys=True, ensure_ascii=False),
+        # The copy inside a release has no history: its relative links would point nowhere.
+        "history": [_history_row(entry) for entry in page.history] if show_history else [],
+        "manifest_href": _relative_url(link_prefix + "manifest.json"),
+    }
+
+
+def render_gallery_template(context: Mapping[str, Any]) -> str:
+    """The gallery template rendered with `context`.
+
+    Raises jinja2.UndefinedError when the template uses a variable that
+    `context` lacks, rather than leaving a blank where a value should be.
+    """
+    html = gallery_environment().get_template(TEMPLATE_NAME).render(context)
+    return _html_escape_spelling(html)
+
+
+def gallery_environment() -> jinja2.Environment:
+    """A new Jinja environment for the gallery template.
+
+    New on each call rather than one module-level environment: nothing is
+    shared between callers, and rendering twice per publish costs nothing
+    worth caching.
+    """
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        # Explicitly on: select_autoescape's default suffixes would not match "*.html.j2".
+        autoescape=True,
+        # A misspelt or missing variable must fail the publish, not publish a page with a gap.
+        undefined=jinja2.StrictUndefined,
+        # Block tags on lines of their own leave no blank lines, so the template can be laid out for reading.
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -150,76 +165,56 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _header(page: GalleryPage) -> str:
-    date = page.published_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    dataset = page.dataset_version or "untracked"
-    return (
-        "<header><h1>scenegan gallery</h1>"
-        f'<p class="meta">Published {escape(date)} · checkpoint {escape(_number(page.checkpoint_kimg, 1))} kimg'
-        f" · dataset {escape(dataset)} · release {escape(page.release)}</p></header>"
-    )
+def _rows(rows: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"label": label, "value": value} for label, value in rows]
 
 
-def _notes(notes: Sequence[str]) -> str:
-    if not notes:
-        return ""
-    items = "".join(f"<li>{escape(note)}</li>" for note in notes)
-    return f'<section id="notes"><ul class="notes">{items}</ul></section>'
+def _image(image: ImageRef, link_prefix: str, scale: int) -> dict[str, Any]:
+    return {
+        "src": _relative_url(link_prefix + image.path),
+        "alt": image.alt,
+        "width": image.width * scale,   # the CSS upscales by nearest neighbour to this size
+        "height": image.height * scale,
+    }
 
 
-def _metrics_section(metrics: Mapping[str, Any] | None) -> str:
-    if metrics is None:
-        return '<section id="metrics"><h2>Metrics</h2><p>not evaluated</p></section>'
-    return f'<section id="metrics"><h2>Metrics</h2>{_table(metric_rows(metrics), numeric=True)}</section>'
+def _history_row(entry: HistoryEntry) -> dict[str, str]:
+    return {
+        "release": entry.release,
+        "href": _relative_url(f"releases/{entry.release}/index.html"),
+        "published_at": entry.published_at,
+        "checkpoint_kimg": _number(entry.checkpoint_kimg, 1),
+        "fid": _number(entry.fid, 3),
+    }
 
 
-def _image_section(title: str, anchor: str, images: Sequence[ImageRef], link_prefix: str, scale: int) -> str:
-    tags = "\n".join(_img(image, link_prefix, scale) for image in images)
-    wrapper = f'<div class="samples">{tags}</div>' if anchor == "samples" else tags
-    return f'<section id="{escape(anchor)}"><h2>{escape(title)}</h2>{wrapper}</section>'
+def _relative_url(path: str) -> str:
+    """`path` percent-encoded, "/" kept: the URL of a file under the target.
+
+    Autoescape keeps a value inside its attribute; this also keeps it a
+    relative path to that file: a ":" becomes %3A (no "javascript:" or other
+    scheme), "?" and "#" cannot cut it short. Release ids and image names
+    use only letters, digits, "-", "_" and ".", so their URLs read exactly
+    as the paths do.
+    """
+    return quote(path, safe="/")
 
 
-def _img(image: ImageRef, link_prefix: str, scale: int) -> str:
-    src = escape(link_prefix + image.path)
-    return (
-        f'<img class="px" src="{src}" alt="{escape(image.alt)}" '
-        f'width="{image.width * scale}" height="{image.height * scale}">'
-    )
+# MarkupSafe's spelling of the escaped quotes -> html.escape's, which built these pages before the template.
+_QUOTE_ENTITIES = {"&#34;": "&quot;", "&#39;": "&#x27;"}
 
 
-def _facts_section(facts: Sequence[tuple[str, str]]) -> str:
-    return f'<section id="model"><h2>Model and dataset</h2>{_table(facts)}</section>'
+def _html_escape_spelling(html: str) -> str:
+    """Escaped quotes spelt as html.escape does (&quot;, &#x27;) rather than as MarkupSafe does (&#34;, &#39;).
 
-
-def _params_section(params: Mapping[str, Any]) -> str:
-    text = json.dumps(params, indent=2, sort_keys=True, ensure_ascii=False)
-    names = ", ".join(params)
-    return (
-        f'<section id="params"><h2>Parameters</h2><details><summary>{escape(names)} sections of params.yaml'
-        f"</summary><pre>{escape(text)}</pre></details></section>"
-    )
-
-
-def _history_section(history: Sequence[HistoryEntry]) -> str:
-    if not history:
-        return ""
-    rows = "".join(
-        "<tr>"
-        f'<td><a href="releases/{escape(entry.release)}/index.html">{escape(entry.release)}</a></td>'
-        f"<td>{escape(entry.published_at)}</td>"
-        f'<td class="num">{escape(_number(entry.checkpoint_kimg, 1))}</td>'
-        f'<td class="num">{escape(_number(entry.fid, 3))}</td>'
-        "</tr>"
-        for entry in history
-    )
-    head = "<tr><th>release</th><th>published</th><th>kimg</th><th>FID</th></tr>"
-    return f'<section id="history"><h2>Earlier releases</h2><table>{head}{rows}</table></section>'
-
-
-def _table(rows: Sequence[tuple[str, str]], numeric: bool = False) -> str:
-    cell = '<td class="num">' if numeric else "<td>"
-    body = "".join(f"<tr><th>{escape(label)}</th>{cell}{escape(value)}</td></tr>" for label, value in rows)
-    return f"<table>{body}</table>"
+    The same characters either way; this keeps a page's escaped text what
+    it was in pages published before the template, which readers and tests
+    search for. No value can spell "&#34;" or "&#39;" itself: its "&" is
+    escaped to "&amp;".
+    """
+    for markupsafe_entity, html_escape_entity in _QUOTE_ENTITIES.items():
+        html = html.replace(markupsafe_entity, html_escape_entity)
+    return html
 
 
 def _number(value: Any, digits: int) -> str:
