@@ -12,20 +12,27 @@
     scenegan fid-real DIR_A DIR_B                           FID/KID between two prepared datasets
     scenegan preset [NAME]                                  list presets, or print one as `dvc exp run` -S flags
 
+Every command ends with a short summary on stdout (counts, where the outputs
+went, what to run next); with --json it prints the whole result as one JSON
+document instead ({"ok": true, ...}). Progress and logs go to stderr.
 Defaults come from params.yaml; errors a user can fix are printed as one
-message (exit status 2), not a traceback.
+message on stderr (exit status 2; with --json also {"ok": false, "error": ...}
+on stdout), not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shlex
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from flows.offline import keep_prefect_offline
-from flows.stage import add_override_argument, add_stage_arguments, expand_preset, run_stage
-from ganlib.config import load_params, preset_overrides
+from flows.output import CommandResult, emit, emit_error
+from flows.stage import add_override_argument, add_stage_arguments, expand_preset
+from ganlib.config import Params, load_params, preset_overrides
 from ganlib.errors import UserFacingError
 from ganlib.logs import plain_logger
 
@@ -33,27 +40,50 @@ from ganlib.logs import plain_logger
 def main(argv: Sequence[str] | None = None) -> int:
     keep_prefect_offline()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        # Asked for JSON: a script gets a document even when the arguments were wrong.
+        emit_error(str(exc), "--json" in (sys.argv[1:] if argv is None else argv))
+        return 2
     if not hasattr(args, "handler"):
         parser.print_help()
         return 1
     try:
+        args.repeat_flags = repeat_flags(args)
         expand_preset(args)
-        return args.handler(args) or 0
+        with _stdout_for(args.json):
+            result = args.handler(args)
     except UserFacingError as exc:
-        print(f"scenegan: {exc}", file=sys.stderr)
+        emit_error(str(exc), args.json)
         return 2
+    emit(result, args.json)
+    return 0
+
+
+class UsageError(Exception):
+    """Arguments argparse refused; the message names the command and the problem."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (after the usage is printed) for main to report like any other."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        command = self.prog.removeprefix("scenegan").strip()
+        raise UsageError(f"{command}: {message}" if command else message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scenegan", description="Reproducible GAN pipeline for natural scenes.")
+    # Subparsers are made with the parent's class, so every command gets _Parser.error.
+    parser = _Parser(prog="scenegan", description="Reproducible GAN pipeline for natural scenes.")
     commands = parser.add_subparsers(metavar="COMMAND")
 
     data = commands.add_parser("data", help="create, import or fetch the raw dataset").add_subparsers(metavar="ACTION")
     default = _command(data, "default", "generate the embedded procedural natural-scene dataset", data_default)
-    default.add_argument("--n", type=int, help="number of images (default: data.n_images)")
-    default.add_argument("--size", type=int, help="side in pixels (default: data.size)")
-    default.add_argument("--seed", type=int, help="generator seed (default: data.seed)")
+    default.add_argument("--n", type=_at_least(1), help="number of images (default: data.n_images)")
+    default.add_argument("--size", type=_scene_size, help="side in pixels (default: data.size)")
+    default.add_argument("--seed", type=_at_least(0), help="generator seed (default: data.seed)")
     default.add_argument("--out", type=Path, help="output directory (default: base.paths.raw)")
     default.add_argument("--overwrite", action="store_true", help="replace an existing non-empty directory")
     imported = _command(data, "import", "copy photos from a folder or a .zip/.tar archive", data_import)
@@ -63,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stage = commands.add_parser("run", help="run one stage (preprocess, train, evaluate, publish) as a flow")
     add_stage_arguments(stage)
+    add_json_argument(stage)
     stage.set_defaults(handler=run_one_stage)
 
     pipeline = _command(commands, "pipeline", "run preprocess -> train -> evaluate -> publish as one flow", run_pipeline)
@@ -87,124 +118,168 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command(subparsers, name: str, help_text: str, handler: Callable) -> argparse.ArgumentParser:
+def _command(subparsers, name: str, help_text: str,
+             handler: Callable[[argparse.Namespace], CommandResult]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameter file")
+    add_json_argument(parser)
     parser.set_defaults(handler=handler)
     return parser
 
 
-def data_default(args: argparse.Namespace) -> int:
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= minimum (argparse reports a bad one in a line, with the usage)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _scene_size(text: str) -> int:
+    from ganlib.data.scenes import MIN_SIZE  # only imported when --size is given
+
+    return _at_least(MIN_SIZE)(text)
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print the whole result as one JSON document on stdout instead of the summary")
+
+
+def data_default(args: argparse.Namespace) -> CommandResult:
+    from flows.results import data_default_result
     from ganlib.data.scenes import write_default_dataset
 
-    params = load_params(args.params)
-    root = args.params.resolve().parent
-    out = args.out or root / params.base.paths.raw
+    params, root = _params_and_root(args)
+    raw = root / params.base.paths.raw
     summary = write_default_dataset(
-        out,
+        args.out or raw,
         args.n or params.data.n_images,
         args.size or params.data.size,
         params.data.seed if args.seed is None else args.seed,
         plain_logger(),
         overwrite=args.overwrite,
     )
-    print(summary)
-    print(f"next: `dvc add {out}` to record this dataset version")
-    return 0
+    return data_default_result(summary, raw)
 
 
-def data_import(args: argparse.Namespace) -> int:
+def data_import(args: argparse.Namespace) -> CommandResult:
+    from flows.results import data_import_result
     from ganlib.data.importer import import_dataset
 
-    params = load_params(args.params)
-    out = args.out or args.params.resolve().parent / params.base.paths.raw
-    summary = import_dataset(args.source, out, plain_logger())
-    print(summary)
-    print(f"next: `dvc add {out}` to record this dataset version, then `dvc repro`")
-    return 0
+    params, root = _params_and_root(args)
+    raw = root / params.base.paths.raw
+    return data_import_result(import_dataset(args.source, args.out or raw, plain_logger()), raw)
 
 
-def data_ensure(args: argparse.Namespace) -> int:
+def data_ensure(args: argparse.Namespace) -> CommandResult:
+    from flows.results import data_ensure_result
     from ganlib.data.raw_data import ensure_raw_data
 
-    params = load_params(args.params)
-    status = ensure_raw_data(params, args.params.resolve().parent, plain_logger())
-    print(f"{status.path}: {status.origin} (data.dvc md5 {status.md5_after})")
-    return 0
+    params, root = _params_and_root(args)
+    return data_ensure_result(ensure_raw_data(params, root, plain_logger()))
 
 
-def run_one_stage(args: argparse.Namespace) -> int:
-    return run_stage(args.stage, args.params, args.overrides)
+def run_one_stage(args: argparse.Namespace) -> CommandResult:
+    from flows.results import stage_result
+    from flows.stage import stage_flow
+
+    params, root = _params_and_root(args)  # bad params fail here, before a flow run (and a server) starts
+    outcome = stage_flow(args.stage)(params_file=str(args.params), overrides=list(args.overrides))
+    return stage_result(args.stage, outcome, params, root, args.repeat_flags)
 
 
-def run_pipeline(args: argparse.Namespace) -> int:
+def run_pipeline(args: argparse.Namespace) -> CommandResult:
     from flows.pipeline import ALL_STAGES, PipelineOptions, pipeline_flow
+    from flows.results import pipeline_result
 
-    load_params(args.params, args.overrides)  # fail fast, before a flow run starts
+    params, root = _params_and_root(args)  # fail fast, before a flow run starts
     options = PipelineOptions(params_file=str(args.params), stages=args.stages or ALL_STAGES, overrides=args.overrides)
-    pipeline_flow(options)
-    return 0
+    outcomes = pipeline_flow(options)
+    return pipeline_result(outcomes, params, root, recorded_in_dvc=options.record_in_dvc and not options.overrides)
 
 
-def summary(args: argparse.Namespace) -> int:
-    from flows.summary import pipeline_summary
+def summary(args: argparse.Namespace) -> CommandResult:
+    from flows.results import summary_result
 
-    print(pipeline_summary(load_params(args.params), args.params.resolve().parent))
-    return 0
+    return summary_result(*_params_and_root(args))
 
 
-def run_retrain(args: argparse.Namespace) -> int:
+def run_retrain(args: argparse.Namespace) -> CommandResult:
+    from flows.results import retrain_result
     from flows.retrain import retrain_flow
 
     load_params(args.params)  # fail fast, before a flow run starts
-    outcome = retrain_flow(params_file=str(args.params), force=args.force)
-    print(f"retrain: {outcome['status']} (dataset {outcome['data_md5']})")
-    return 0
+    return retrain_result(retrain_flow(params_file=str(args.params), force=args.force))
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace) -> CommandResult:
+    from flows.results import serve_result
     from flows.serve import serve_retrain
 
-    serve_retrain(str(args.params))
-    return 0
+    params = load_params(args.params)
+    serve_retrain(str(args.params))  # until interrupted
+    return serve_result(params)
 
 
-def compare_revisions(args: argparse.Namespace) -> int:
+def compare_revisions(args: argparse.Namespace) -> CommandResult:
     from flows.compare import compare_flow
-    from ganlib.metrics.report import render_table
+    from flows.results import compare_result
 
     load_params(args.params, args.overrides)  # fail fast, before a flow run starts
-    result = compare_flow(params_file=str(args.params), revs=args.revs, overrides=args.overrides)
-    print(render_table(result["table"]))
-    for kind, path in result["files"].items():
-        print(f"{kind}: {path}")
-    return 0
+    return compare_result(compare_flow(params_file=str(args.params), revs=args.revs, overrides=args.overrides))
 
 
-def fid_real(args: argparse.Namespace) -> int:
+def fid_real(args: argparse.Namespace) -> CommandResult:
+    from flows.results import fid_real_result
     from ganlib.metrics.evaluate import compare_datasets
-    from ganlib.metrics.report import render_table
 
-    params = load_params(args.params, args.overrides)
-    comparison = compare_datasets(args.dataset_a, args.dataset_b, params, plain_logger(), args.params.resolve().parent)
-    print(render_table(comparison.report_rows()))
-    return 0
+    params, root = _params_and_root(args)
+    comparison = compare_datasets(args.dataset_a, args.dataset_b, params, plain_logger(), root)
+    return fid_real_result(comparison, args.dataset_a, args.dataset_b)
 
 
-def show_preset(args: argparse.Namespace) -> int:
-    import shlex
+def show_preset(args: argparse.Namespace) -> CommandResult:
+    from flows.results import preset_flags_result, preset_list_result
 
     params = load_params(args.params)
     if args.name is None:
-        for name, values in params.presets.items():
-            print(f"{name}: {', '.join(f'{key}={value}' for key, value in values.items())}")
-        if params.presets:
-            print('use: scenegan run train --preset NAME, or eval "dvc exp run $(scenegan preset NAME)"')
-        else:
-            print(f"{args.params}: no presets defined")
-        return 0
-    print(" ".join(f"-S {shlex.quote(expression)}" for expression in preset_overrides(params, args.name)))
-    return 0
+        overrides = {name: preset_overrides(params, name) for name in params.presets}
+        return preset_list_result(params.presets, overrides, args.params)
+    return preset_flags_result(args.name, preset_overrides(params, args.name))
+
+
+def _params_and_root(args: argparse.Namespace) -> tuple[Params, Path]:
+    """The validated params (with this run's overrides) and the directory their paths are relative to."""
+    return load_params(args.params, getattr(args, "overrides", ())), Path(args.params).resolve().parent
+
+
+def repeat_flags(args: argparse.Namespace) -> str:
+    """` --params p.yaml --preset r3gan-64 --set a.b=1`: this run's options, for the next command it suggests.
+
+    Taken before the preset is expanded into --set overrides, so it reads as the user typed it.
+    """
+    flags = []
+    if str(args.params) != "params.yaml":
+        flags += ["--params", str(args.params)]
+    if getattr(args, "preset", None):
+        flags += ["--preset", args.preset]
+    for expression in getattr(args, "overrides", ()):
+        flags += ["--set", expression]
+    return "".join(f" {shlex.quote(flag)}" for flag in flags)
+
+
+def _stdout_for(as_json: bool) -> contextlib.AbstractContextManager:
+    # With --json stdout must hold the one JSON document: whatever the work
+    # itself prints (Prefect's banners, a library's chatter) goes to stderr.
+    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
 
 
 if __name__ == "__main__":

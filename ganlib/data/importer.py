@@ -29,7 +29,6 @@ import shutil
 import stat
 import tarfile
 import tempfile
-import time
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -38,13 +37,13 @@ from typing import BinaryIO, Callable
 
 from ganlib.errors import UserFacingError
 from ganlib.logs import Logger
+from ganlib.progress import Progress
 
 IMAGE_SUFFIXES = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".dib", ".gif",
     ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".avif",
 })
 DEFAULT_MAX_TOTAL_BYTES = 64 * 2**30  # far above any photo collection one imports by hand
-PROGRESS_INTERVAL_S = 5.0
 SKIPS_LOGGED = 20
 _COPY_BLOCK = 1 << 20
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
@@ -166,7 +165,12 @@ class _Stager:
         self.bytes = 0
         self._max_total_bytes = max_total_bytes
         self._log, self._source = log, source
-        self._last_progress = time.monotonic()
+        self._progress: Progress | None = None
+
+    def copying(self, total: int | None) -> Progress:
+        """The progress of the copies that follow (`with stager.copying(n): ...`); total None when unknown."""
+        self._progress = Progress(self._log, total, "import", "files")
+        return self._progress
 
     def accepts(self, name: PurePosixPath) -> bool:
         """False (and the books updated) for hidden names and non-image extensions."""
@@ -182,6 +186,8 @@ class _Stager:
         self.skipped.append(Skipped(name, reason))
 
     def write(self, name: PurePosixPath, stream: BinaryIO) -> None:
+        if self._progress is not None:
+            self._progress.advance()  # counted before the copy: a member skipped below is done too
         target = self.staging.joinpath(*name.parts)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +204,6 @@ class _Stager:
                 self._spend(len(block), name)
                 handle.write(block)
         self.names.append(str(name))
-        self._maybe_log_progress()
 
     def check_declared_size(self, declared: int) -> None:
         """Fail fast on what an archive says it holds (the streamed count below is what counts)."""
@@ -217,14 +222,11 @@ class _Stager:
             "dataset than expected). Nothing was imported; raise max_total_bytes if the archive is genuine"
         )
 
-    def _maybe_log_progress(self) -> None:
-        now = time.monotonic()
-        if now - self._last_progress >= PROGRESS_INTERVAL_S:
-            self._last_progress = now
-            self._log.info("import: %d files staged, %.1f MB", len(self.names), self.bytes / 1e6)
-
 
 def _stage_folder(src: Path, stager: _Stager) -> None:
+    # Walk first, copy second: the walk is cheap next to the copies, and
+    # gives the progress its total.
+    to_copy: list[tuple[Path, PurePosixPath]] = []
     for dirpath, dirnames, filenames in os.walk(src):
         directory = Path(dirpath)
         rel_dir = PurePosixPath(directory.relative_to(src).as_posix())
@@ -246,8 +248,11 @@ def _stage_folder(src: Path, stager: _Stager) -> None:
             elif not stat.S_ISREG(path.lstat().st_mode):
                 stager.skip(str(name), SPECIAL_FILE)
             else:
-                with open(path, "rb") as stream:
-                    stager.write(name, stream)
+                to_copy.append((path, name))
+    with stager.copying(len(to_copy)):
+        for path, name in to_copy:
+            with open(path, "rb") as stream:
+                stager.write(name, stream)
 
 
 def _stage_zip(src: Path, stager: _Stager) -> None:
@@ -257,6 +262,7 @@ def _stage_zip(src: Path, stager: _Stager) -> None:
                 info.file_size for info in archive.infolist()
                 if PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
             ))
+            to_copy: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
             for info in archive.infolist():
                 if info.is_dir():
                     continue
@@ -270,6 +276,9 @@ def _stage_zip(src: Path, stager: _Stager) -> None:
                 elif kind not in (0, stat.S_IFREG):
                     stager.skip(info.filename, SPECIAL_FILE)
                 elif stager.accepts(name):
+                    to_copy.append((info, name))
+            with stager.copying(len(to_copy)):
+                for info, name in to_copy:
                     with archive.open(info) as stream:
                         stager.write(name, stream)
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, zlib.error) as exc:
@@ -281,7 +290,9 @@ def _stage_zip(src: Path, stager: _Stager) -> None:
 
 def _stage_tar(src: Path, stager: _Stager) -> None:
     try:
-        with tarfile.open(src, "r:*") as archive:
+        # A tar archive is read as a stream, in one pass: how many members it
+        # holds is not known until the end, so the progress has no total.
+        with tarfile.open(src, "r:*") as archive, stager.copying(None):
             for member in archive:  # streams: members are read in archive order
                 if member.isdir():
                     continue

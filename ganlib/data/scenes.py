@@ -36,6 +36,7 @@ from PIL import Image
 from ganlib.errors import UserFacingError
 from ganlib.io.atomic import staged_directory
 from ganlib.logs import Logger
+from ganlib.progress import Progress
 
 TIMES_OF_DAY = ("dawn", "day", "dusk", "night")
 SEASONS = ("summer", "autumn", "winter")
@@ -46,7 +47,6 @@ FORESTS = ("none", "conifer", "deciduous")
 SUPERSAMPLE = 2          # render at 2x and downsample: antialiased edges
 FILE_PATTERN = "scene-{:06d}.png"
 PNG_COMPRESS_LEVEL = 1   # fixed, so that the bytes (and DVC's md5) are stable; higher saves ~4% for 2x the time
-PROGRESS_EVERY_S = 5.0
 MIN_SIZE = 16
 
 # Colours are RGB in 0..1. Per time of day: sky at the zenith, sky at the
@@ -202,16 +202,12 @@ def write_default_dataset(
     _check_replaceable(out_dir, overwrite)
 
     log.info("writing %d default scenes of %dx%d px (seed %d) to %s", n_images, size, size, seed, out_dir)
-    started = last_report = time.perf_counter()
-    with staged_directory(out_dir) as staging:
+    started = time.perf_counter()
+    with staged_directory(out_dir) as staging, Progress(log, n_images, "default dataset", "scenes") as progress:
         for index in range(n_images):
             png = scene_png_bytes(render_scene(seed, index, size))
             (staging / FILE_PATTERN.format(index)).write_bytes(png)
-            now = time.perf_counter()
-            if now - last_report >= PROGRESS_EVERY_S:
-                done = index + 1
-                log.info("%d/%d scenes, %.0f images/s", done, n_images, done / (now - started))
-                last_report = now
+            progress.advance()
     seconds = time.perf_counter() - started
     summary = DefaultDatasetSummary(out_dir=out_dir, n_images=n_images, size=size, seed=seed, seconds=seconds)
     log.info("%s", summary)

@@ -1,0 +1,275 @@
+"""What each `scenegan` command's result says: a few lines for people, the full data for --json.
+
+One function per command, from what the command got back (a summary
+dataclass, a flow's return value) and the files its stage wrote, to a
+CommandResult. Lists of files become counts with a few examples; the JSON
+side keeps them whole.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from flows.output import CommandResult, byte_size, examples, plural, shown_path, to_jsonable
+
+if TYPE_CHECKING:
+    from ganlib.config import Params
+    from ganlib.data.importer import ImportSummary
+    from ganlib.data.raw_data import RawDataStatus
+    from ganlib.data.scenes import DefaultDatasetSummary
+    from ganlib.metrics.report import DatasetComparison
+
+NEXT_STAGE = {"preprocess": "train", "train": "evaluate", "evaluate": "publish"}
+MAX_TABLE_ROWS = 20
+MAX_PRESET_SETTINGS = 6
+
+
+# --------------------------------------------------------------------------- data
+
+
+def data_default_result(summary: DefaultDatasetSummary, raw_dir: Path) -> CommandResult:
+    out = summary.out_dir
+    lines = [
+        f"Wrote {plural(summary.n_images, 'scene')} of {summary.size}x{summary.size} px (seed {summary.seed}) "
+        f"to {shown_path(out)} in {summary.seconds:.1f} s ({summary.images_per_second:.0f} images/s)."
+    ]
+    return CommandResult(lines, {"command": "data default", **to_jsonable(summary),
+                                 "images_per_second": summary.images_per_second},
+                         _record_raw_steps(out, raw_dir))
+
+
+def data_import_result(summary: ImportSummary, raw_dir: Path) -> CommandResult:
+    dest, n_new, n_present = shown_path(summary.dest), len(summary.imported), len(summary.already_present)
+    read = f"{byte_size(summary.total_bytes)} read"
+    if n_new:
+        lines = [f"Imported {plural(n_new, 'new image file')} from {shown_path(summary.source)} into {dest} ({read})."]
+        if n_present:
+            lines.append(f"{plural(n_present, 'file')} already in {dest} with the same content: left as they were.")
+    else:
+        lines = [f"Nothing new: all {plural(n_present, 'image file')} from {shown_path(summary.source)} "
+                 f"are already in {dest} ({read})."]
+    by_reason: dict[str, list[str]] = {}
+    for item in summary.skipped:
+        by_reason.setdefault(item.reason, []).append(item.name)
+    if by_reason:
+        lines.append(f"Skipped {plural(len(summary.skipped), 'file')}:")
+        lines += [f"  {reason}: {len(names)} ({examples(names, len(names))})" for reason, names in sorted(by_reason.items())]
+    if summary.hidden_skipped:
+        lines.append(f"Skipped {plural(summary.hidden_skipped, 'hidden entry', 'hidden entries')} "
+                     "(dot-files, dot-folders, __MACOSX).")
+    data = {"command": "data import", **to_jsonable(summary),
+            "skipped_by_reason": {reason: len(names) for reason, names in sorted(by_reason.items())}}
+    # Into the project's raw folder: record the version. Elsewhere: the user has their own plan for it.
+    into_raw = Path(summary.dest).resolve() == Path(raw_dir).resolve()
+    return CommandResult(lines, data, _record_raw_steps(summary.dest, raw_dir) if n_new and into_raw else [])
+
+
+def data_ensure_result(status: RawDataStatus) -> CommandResult:
+    files = sum(1 for path in status.path.rglob("*") if path.is_file())
+    what = {
+        "present": "already present, left as it is",
+        "pulled": "pulled from the DVC remote",
+        "generated": "generated the embedded default dataset",
+    }.get(status.origin, status.origin)
+    lines = [f"{shown_path(status.path)}: {what} ({plural(files, 'file')}); "
+             f"dataset version {_short(status.md5_after)} (data.dvc)."]
+    if status.data_dvc_changed and status.md5_before:
+        lines.append(f"data.dvc changed from {_short(status.md5_before)}: commit data.dvc to keep this dataset version.")
+    data = {"command": "data ensure", **to_jsonable(status), "files": files, "data_dvc_changed": status.data_dvc_changed}
+    return CommandResult(lines, data, ["`scenegan pipeline` (or `dvc repro`) to prepare, train, evaluate and publish"])
+
+
+def _record_raw_steps(out: Path, raw_dir: Path) -> list[str]:
+    """`dvc add` when the images went to the project's raw folder; otherwise how to get them there."""
+    if Path(out).resolve() == Path(raw_dir).resolve():
+        return [f"`dvc add {shown_path(out)}` to record this dataset version, then `dvc repro`"]
+    return [f"`scenegan data import {shown_path(out)}` to copy them into {shown_path(raw_dir)}, the dataset the pipeline reads"]
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def stage_result(stage: str, outcome: Mapping[str, Any], params: Params, root: Path, flags: str) -> CommandResult:
+    """`scenegan run STAGE`: what the stage produced, and the next stage with the same options."""
+    follow = NEXT_STAGE.get(stage)
+    next_steps = [f"`scenegan run {follow}{flags}`" if follow else "`scenegan summary` for the gallery and the metrics"]
+    return CommandResult(stage_lines(stage, outcome, params, root),
+                         {"command": "run", "stage": stage, "result": to_jsonable(outcome)}, next_steps)
+
+
+def pipeline_result(outcomes: Mapping[str, Mapping[str, Any]], params: Params, root: Path,
+                    recorded_in_dvc: bool) -> CommandResult:
+    lines = [line for stage, outcome in outcomes.items() for line in stage_lines(stage, outcome, params, root)]
+    if outcomes:
+        lines.append("Recorded the outputs in dvc.lock." if recorded_in_dvc
+                     else "Not recorded in dvc.lock (run with overrides): `dvc repro` would redo these stages.")
+    data = {"command": "pipeline", "stages": to_jsonable(outcomes), "recorded_in_dvc": recorded_in_dvc}
+    return CommandResult(lines, data, ["`scenegan summary` for the gallery and the metrics"])
+
+
+def stage_lines(stage: str, outcome: Mapping[str, Any], params: Params, root: Path) -> list[str]:
+    """A few lines on what one stage produced, from its flow's return value and the files it wrote."""
+    describe = {"preprocess": _preprocess_lines, "train": _train_lines,
+                "evaluate": _evaluate_lines, "publish": _publish_lines}[stage]
+    return describe(outcome, params, root)
+
+
+def _preprocess_lines(outcome: Mapping[str, Any], params: Params, root: Path) -> list[str]:
+    from ganlib.data.dataset import QA_REPORT_FILE
+
+    out_dir = Path(outcome["out_dir"])
+    lines = [
+        f"preprocess: {plural(outcome['count'], 'image')} at {outcome['resolution']} px in {shown_path(out_dir)} "
+        f"(scanned {outcome['scanned']}, rejected {outcome['rejected']}, {outcome['hidden_skipped']} hidden skipped) "
+        f"in {outcome['seconds']:.1f} s."
+    ]
+    if outcome["rejected"]:
+        report = out_dir / QA_REPORT_FILE
+        rejects = json.loads(report.read_text())["rejects"] if report.is_file() else []
+        for reason, count in sorted(outcome["rejects_by_reason"].items()):
+            paths = [reject["path"] for reject in rejects if reject["reason"] == reason]
+            lines.append(f"  rejected as {reason}: {count}" + (f" ({examples(paths, count)})" if paths else ""))
+        lines.append(f"  every reject, with details: {shown_path(report)}")
+    return lines
+
+
+def _train_lines(outcome: Mapping[str, Any], params: Params, root: Path) -> list[str]:
+    if "generator" not in outcome:  # torchrun: the ranks ran in child processes
+        return [f"train: {outcome['nproc']} processes; outputs in {shown_path(outcome['out_dir'])}."]
+    resumed = f", resumed from {shown_path(outcome['resumed_from'])}" if outcome.get("resumed_from") else ""
+    return [f"train: {outcome['kimg']:g} kimg ({plural(outcome['steps'], 'step')}{resumed}); "
+            f"EMA generator: {shown_path(outcome['generator'])}."]
+
+
+def _evaluate_lines(outcome: Mapping[str, Any], params: Params, root: Path) -> list[str]:
+    from ganlib.metrics.report import METRICS_FILE
+
+    scores = [f"FID {_number(outcome.get('fid'))}"]
+    if outcome.get("kid_mean") is not None:
+        spread = f" ± {_number(outcome['kid_std'])}" if outcome.get("kid_std") is not None else ""
+        scores.append(f"KID {_number(outcome['kid_mean'])}{spread}")
+    if outcome.get("is_mean") is not None:
+        scores.append(f"IS {_number(outcome['is_mean'])}")
+    if outcome.get("precision") is not None:
+        scores.append(f"precision {_number(outcome['precision'])}, recall {_number(outcome.get('recall'))}")
+    kimg = outcome.get("checkpoint_kimg")
+    at = f" at {kimg:g} kimg" if kimg is not None else ""
+    return [
+        f"evaluate: {', '.join(scores)}.",
+        f"  generator{at}, {outcome['n_samples']} samples, extractor {outcome['extractor']}; "
+        f"written to {shown_path(root / params.base.paths.evaluate / METRICS_FILE)}",
+    ]
+
+
+def _publish_lines(outcome: Mapping[str, Any], params: Params, root: Path) -> list[str]:
+    index = outcome["index"]
+    where = index if "://" in index else shown_path(Path(index).resolve())
+    if outcome["status"] == "published":
+        fid = f", FID {_number(outcome['fid'])}" if outcome.get("fid") is not None else ""
+        return [f"publish: release {outcome['release']} ({plural(outcome['files'], 'file')}{fid}): {where}"]
+    return [f"publish: skipped ({outcome['reason']}); the gallery at {where} is unchanged."]
+
+
+# --------------------------------------------------------------------------- other commands
+
+
+def summary_result(params: Params, root: Path) -> CommandResult:
+    """`scenegan summary`: the text `make demo` ends with; for --json also the records it is made from."""
+    from flows.summary import pipeline_summary
+    from ganlib.metrics.report import METRICS_FILE
+
+    text = pipeline_summary(params, root)
+    record_path = root / params.base.paths.publish_record
+    metrics_path = root / params.base.paths.evaluate / METRICS_FILE
+    data = {
+        "command": "summary",
+        "publish_record": str(record_path),
+        "gallery": json.loads(record_path.read_text()) if record_path.is_file() else None,
+        "metrics_file": str(metrics_path),
+        "metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
+        # pipeline_summary ends with the Prefect UI line (a link to the latest run when a server is reachable).
+        "prefect_ui": text.splitlines()[-1].removeprefix("Prefect UI: "),
+        "text": text,
+    }
+    return CommandResult(text.splitlines(), data)
+
+
+def retrain_result(outcome: Mapping[str, Any]) -> CommandResult:
+    data = {"command": "retrain", **to_jsonable(outcome)}
+    if outcome["status"] != "retrained":
+        return CommandResult(
+            [f"retrain: nothing to do; dataset version {_short(outcome['data_md5'])} was already retrained."],
+            data, ["`scenegan retrain --force` to retrain anyway"],
+        )
+    lines = [
+        f"retrain: experiment {outcome['experiment']} on dataset {_short(outcome['data_md5'])} "
+        f"(previous {_short(outcome['previous_md5'])}): FID {_number(outcome.get('fid'))}, gallery {outcome['published']}."
+    ]
+    return CommandResult(lines, data, ["`scenegan summary` for the gallery and the metrics",
+                                       f"`dvc exp show` to see experiment {outcome['experiment']}"])
+
+
+def serve_result(params: Params) -> CommandResult:
+    settings = params.retrain
+    lines = [f"serve: stopped serving deployment {settings.deployment_name} ({settings.cron}, {settings.timezone})."]
+    return CommandResult(lines, {"command": "serve", "deployment": settings.deployment_name,
+                                 "cron": settings.cron, "timezone": settings.timezone, "stopped": True})
+
+
+def compare_result(result: Mapping[str, Any]) -> CommandResult:
+    from ganlib.metrics.report import render_table
+
+    table = list(result["table"])
+    lines = render_table(table[:MAX_TABLE_ROWS]).splitlines() if table else ["No dataset versions found."]
+    if len(table) > MAX_TABLE_ROWS:
+        lines.append(f"... and {len(table) - MAX_TABLE_ROWS} more versions (all of them in the files below)")
+    lines += [f"{kind}: {shown_path(path)}" for kind, path in result["files"].items()]
+    return CommandResult(lines, {"command": "compare", **to_jsonable(result)})
+
+
+def fid_real_result(comparison: DatasetComparison, dataset_a: Path, dataset_b: Path) -> CommandResult:
+    from ganlib.metrics.report import render_table
+
+    lines = [f"{shown_path(dataset_a)} vs {shown_path(dataset_b)}:", *render_table(comparison.report_rows()).splitlines()]
+    data = {"command": "fid-real", "dataset_a": str(dataset_a), "dataset_b": str(dataset_b), **comparison.to_json()}
+    return CommandResult(lines, data)
+
+
+def preset_list_result(presets: Mapping[str, Mapping[str, Any]], overrides: Mapping[str, Sequence[str]],
+                       params_file: Path) -> CommandResult:
+    """One line per preset: its first few settings (a preset sets dozens); `scenegan preset NAME` prints them all."""
+    if not presets:
+        return CommandResult([f"{shown_path(params_file)}: no presets defined"], {"command": "preset", "presets": {}})
+    # What tells presets apart comes first: the settings they all share say nothing about the choice.
+    everywhere = set.intersection(*(set(expressions) for expressions in overrides.values())) if len(overrides) > 1 else set()
+    lines = []
+    for name, expressions in overrides.items():
+        ordered = [e for e in expressions if e not in everywhere] + [e for e in expressions if e in everywhere]
+        shown = ", ".join(ordered[:MAX_PRESET_SETTINGS])
+        more = f" and {len(ordered) - MAX_PRESET_SETTINGS} more" if len(ordered) > MAX_PRESET_SETTINGS else ""
+        lines.append(f"{name}: {shown}{more}")
+    data = {"command": "preset", "presets": to_jsonable(presets),
+            "overrides": {name: list(expressions) for name, expressions in overrides.items()}}
+    return CommandResult(lines, data, [
+        "`scenegan preset NAME` for all of a preset's settings, as `dvc exp run` -S flags",
+        '`scenegan run train --preset NAME`, or `eval "dvc exp run $(scenegan preset NAME)"`',
+    ])
+
+
+def preset_flags_result(name: str, overrides: Sequence[str]) -> CommandResult:
+    """Only the flags, on one line: `$(scenegan preset NAME)` pastes them into `dvc exp run`."""
+    import shlex
+
+    flags = [f"-S {shlex.quote(expression)}" for expression in overrides]
+    return CommandResult([" ".join(flags)], {"command": "preset", "preset": name, "overrides": list(overrides),
+                                              "dvc_exp_run_flags": " ".join(flags)})
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def _short(md5: str | None) -> str:
+    return md5[:8] if md5 else "untracked"
