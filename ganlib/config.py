@@ -232,7 +232,7 @@ class EvaluateParams(Section):
     n_reference: int = Field(ge=0)            # real images for the reference statistics; 0 = all
     batch_size: int = Field(ge=1)
     seed: int = Field(ge=0)                   # latents, KID subsets, reference subset: same seed, same numbers
-    metrics: list[Literal["fid", "kid", "is", "prc"]]
+    metrics: list[Literal["fid", "kid", "is", "prc", "fd_dinov2"]]  # fd_dinov2: Fréchet distance on DINOv2 ViT-B/14 features
     kid_subsets: int = Field(ge=1)
     kid_subset_size: int = Field(ge=2)        # reduced (and recorded) when fewer samples exist
     isc_splits: int = Field(ge=1)

@@ -89,3 +89,16 @@ def test_cli_needs_a_destination():
     with pytest.raises(SystemExit) as exit_:
         weights.main(["install"])
     assert exit_.value.code == 2
+
+
+def test_is_weights_are_also_looked_up_where_install_metric_puts_them(tmp_path, no_network, empty_torch_hub):
+    weights_dir = tmp_path / "weights"
+    path, reason = find_is_inception_weights(None, tmp_path, weights_dir)
+    assert path is None and str(weights_dir) in reason and str(empty_torch_hub) in reason
+    assert "install --metric is" in reason
+
+    local = weights_dir / weights.TORCH_FIDELITY_INCEPTION_FILE
+    local.parent.mkdir()
+    local.write_bytes(b"wrong bytes")
+    path, reason = find_is_inception_weights(None, tmp_path, weights_dir)
+    assert path is None and str(local) in reason and "replace the file" in reason

@@ -29,6 +29,7 @@ from ganlib.metrics.extractors import (
     IS_LOGITS,
     TORCH_FIDELITY_INCEPTION,
     build_extractor,
+    dinov2_extractor_spec,
     is_extractor_spec,
 )
 from ganlib.metrics.features import generator_features
@@ -111,14 +112,16 @@ def score_generator(
     device = device or evaluation_device(settings.device)
     wanted = set(settings.metrics)
     if not wanted:
-        raise EvaluationError("evaluate.metrics is empty: list at least one of fid, kid, is, prc")
+        raise EvaluationError("evaluate.metrics is empty: list at least one of fid, kid, is, prc, fd_dinov2")
     dataset = open_prepared(root / params.base.paths.prepared)
     _check_generator_matches_dataset(info, dataset, log)
     spec = extractor_for_device(settings, root / params.base.paths.weights, root, device, log)
 
     is_weights, is_unavailable_reason = (None, None)
     if "is" in wanted:
-        is_weights, is_unavailable_reason = find_is_inception_weights(settings.inception_weights, root)
+        is_weights, is_unavailable_reason = find_is_inception_weights(
+            settings.inception_weights, root, root / params.base.paths.weights
+        )
         if is_unavailable_reason:
             log.warning(f"Inception Score unavailable: {is_unavailable_reason}")
     # torch-fidelity's own Inception gives pool features and IS logits in one pass.
@@ -145,6 +148,9 @@ def score_generator(
                 model, is_extractor, settings.n_samples, settings.batch_size, settings.seed, device
             )[IS_LOGITS]
     log.info(f"generated features: {settings.n_samples} samples in {time.perf_counter() - started:.1f} s on {device}")
+    fd_dinov2, fd_dinov2_unavailable_reason = (
+        _fd_dinov2(generator, info, dataset, params, root, device, log) if "fd_dinov2" in wanted else (None, None)
+    )
 
     scores = _scores(fake, reference, spec.feature_layer, settings, wanted)
     for note in scores.notes:
@@ -172,7 +178,33 @@ def score_generator(
         reference_stats_cached=cached,
         device=str(device),
         notes=scores.notes,
+        fd_dinov2=fd_dinov2,
+        fd_dinov2_unavailable_reason=fd_dinov2_unavailable_reason,
     )
+
+
+def _fd_dinov2(
+    generator: nn.Module, info: GeneratorInfo, dataset: PreparedDataset, params: Params, root: Path,
+    device: torch.device, log: Logger,
+) -> tuple[float | None, str | None]:
+    """FD_DINOv2 (Stein et al. 2023): the FID formula on DINOv2 ViT-B/14 features, same samples and reference subset.
+
+    (None, reason) when the weights are not installed: reported, like IS, never downloaded.
+    """
+    settings = params.evaluate
+    spec, reason = dinov2_extractor_spec(root / params.base.paths.weights)
+    if spec is None:
+        log.warning(f"FD_DINOv2 unavailable: {reason}")
+        return None, reason
+    make_extractor = functools.cache(lambda: build_extractor(spec, [spec.feature_layer], device))
+    reference, _ = reference_statistics(
+        dataset, spec, make_extractor, settings.n_reference, settings.seed, settings.batch_size, device,
+        root / params.base.paths.fid_cache, log,
+    )
+    with eval_mode(generator):
+        model = SeededGenerator(generator, info.z_dim, info.resolution)
+        fake = generator_features(model, make_extractor(), settings.n_samples, settings.batch_size, settings.seed, device)
+    return fid_from_features(fake[spec.feature_layer], reference.fid_statistics), None
 
 
 def compare_datasets(a: Path, b: Path, params: Params, log: Logger, root: Path) -> DatasetComparison:

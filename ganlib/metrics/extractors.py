@@ -8,6 +8,10 @@
   agree.
 - `inception-v3-compat`: torch-fidelity's own, used only with weights found on
   disk (never None, which would make it download).
+- `dinov2-vit-b-14-file`: torch-fidelity's `dinov2-vit-b-14` (its resize,
+  normalisation and CLS-token features, inherited), with the network loaded
+  from the published checkpoint on disk (ganlib/metrics/dinov2.py) instead of
+  torch.hub, which would download code and weights. For FD_DINOv2.
 - `tiny-random-conv`: a small convolutional net with fixed random weights. Its
   numbers mean nothing next to published FIDs; it exists so that tests and
   smoke runs exercise the real pipeline in milliseconds.
@@ -23,26 +27,32 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch_fidelity import FeatureExtractorBase, register_feature_extractor
+from torch_fidelity.feature_extractor_dinov2 import FeatureExtractorDinoV2
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
 from ganlib.config import EvaluateParams
+from ganlib.metrics.dinov2 import load_dinov2
 from ganlib.metrics.weights import (
+    DINOV2_SHA256,
     FID_INCEPTION_SHA1,
     WeightsError,
     fid_inception_path,
     file_digest,
+    find_dinov2_weights,
     find_is_inception_weights,
 )
 
 FID_INCEPTION = "fid-inception-v3-tf2015"
 TORCH_FIDELITY_INCEPTION = "inception-v3-compat"
 TINY_RANDOM_CONV = "tiny-random-conv"
+DINOV2 = "dinov2-vit-b-14-file"  # not torch-fidelity's own name: that one is registered, and downloads
 
 POOL_FEATURES = "2048"
 IS_LOGITS = "logits_unbiased"  # torch-fidelity's layer for the Inception Score
 TINY_FEATURES = "tiny64"
+DINOV2_FEATURES = "dinov2"  # torch-fidelity's layer name: the final-norm CLS token
 
 
 def _require_uint8_batch(x) -> None:
@@ -141,9 +151,32 @@ class TinyRandomConv(FeatureExtractorBase):
         return (torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1),)
 
 
+class DinoV2FromFile(FeatureExtractorDinoV2):
+    """torch-fidelity's DINOv2 extractor with its network read from a `*_pretrain.pth` file.
+
+    forward (TF1-compatible bilinear resize to 224, ImageNet normalisation,
+    CLS token) and the layer names are inherited unchanged, so the features are
+    torch-fidelity's; only the construction differs, because its own would
+    call torch.hub.load (a download) and refuses a weights path.
+    """
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        FeatureExtractorBase.__init__(self, name, features_list)  # not the parent's: it would download
+        if feature_extractor_weights_path is None:
+            raise WeightsError(f"{name}: no weights path given; this extractor never downloads")
+        self.feature_extractor_internal_dtype = torch.float32  # the parent's default; forward reads it
+        self.model = load_dinov2(Path(feature_extractor_weights_path))
+        self.requires_grad_(False)
+        self.eval()
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+
 def register_extractors() -> None:
     """Make our extractors known to torch-fidelity (idempotent)."""
-    for name, cls in ((FID_INCEPTION, FidInceptionTF2015), (TINY_RANDOM_CONV, TinyRandomConv)):
+    for name, cls in ((FID_INCEPTION, FidInceptionTF2015), (TINY_RANDOM_CONV, TinyRandomConv), (DINOV2, DinoV2FromFile)):
         if name not in FEATURE_EXTRACTORS_REGISTRY:
             register_feature_extractor(name, cls)
 
@@ -174,10 +207,10 @@ def resolve_extractor(settings: EvaluateParams, weights_dir: Path, root: Path) -
             f"{FID_INCEPTION} (FID Inception TorchScript, pool3 2048-d, sha1 {FID_INCEPTION_SHA1[:12]})",
         )
     if settings.extractor == TORCH_FIDELITY_INCEPTION:
-        path, reason = find_is_inception_weights(settings.inception_weights, root)
+        path, reason = find_is_inception_weights(settings.inception_weights, root, weights_dir)
         if path is None:
             raise WeightsError(f"evaluate.extractor is {TORCH_FIDELITY_INCEPTION} but {reason}")
-        # The weights check matches only the first 8 hex digits of the sha256; the key needs all of them.
+        # The cache key records the file's whole sha256 (find_is_inception_weights compared it with the pin).
         return ExtractorSpec(
             TORCH_FIDELITY_INCEPTION, path, f"sha256:{file_digest(path, 'sha256')}", POOL_FEATURES,
             f"{TORCH_FIDELITY_INCEPTION} (torch-fidelity InceptionV3, 2048-d, {path.name})",
@@ -194,6 +227,17 @@ def is_extractor_spec(weights_path: Path) -> ExtractorSpec:
         TORCH_FIDELITY_INCEPTION, weights_path, None, IS_LOGITS,
         f"{TORCH_FIDELITY_INCEPTION} (torch-fidelity InceptionV3 logits, {weights_path.name})",
     )
+
+
+def dinov2_extractor_spec(weights_dir: Path) -> tuple[ExtractorSpec | None, str | None]:
+    """The DINOv2 ViT-B/14 extractor for FD_DINOv2: (spec, None), or (None, why its weights are unavailable)."""
+    path, reason = find_dinov2_weights(weights_dir)  # checks the whole sha256
+    if path is None:
+        return None, reason
+    return ExtractorSpec(
+        DINOV2, path, f"sha256:{DINOV2_SHA256}", DINOV2_FEATURES,
+        f"{DINOV2} (DINOv2 ViT-B/14 CLS token, 768-d, {path.name}, sha256 {DINOV2_SHA256[:12]})",
+    ), None
 
 
 def build_extractor(spec: ExtractorSpec, layers: list[str], device: torch.device) -> FeatureExtractorBase:

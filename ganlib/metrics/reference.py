@@ -4,7 +4,7 @@ An entry is keyed by what determines its numbers: the content hash of the
 prepared images (sha256 of images.npy, so any changed pixel means a new
 entry), the resolution, the extractor, the checksum of its weights file and
 its layer, a digest of our code that turns stored images into features
-(extractors.py, features.py, sources.py) and torch-fidelity's version (its
+(extractors.py, dinov2.py, features.py, sources.py) and torch-fidelity's version (its
 resize code runs inside the extractor), and which images were used (count and
 subset seed). The code digest is of the parsed source: editing a comment does
 not throw away statistics that took minutes to compute, while any change to
@@ -47,7 +47,7 @@ CACHE_FORMAT = "scenegan-reference-stats/1"
 
 # Our code between a stored uint8 image and its features: the extractors, the extraction loop, the image source.
 FEATURE_CODE_FILES: tuple[Path, ...] = tuple(
-    Path(__file__).with_name(name) for name in ("extractors.py", "features.py", "sources.py")
+    Path(__file__).with_name(name) for name in ("extractors.py", "dinov2.py", "features.py", "sources.py")
 )
 
 

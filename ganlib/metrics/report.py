@@ -34,18 +34,28 @@ class EvaluationReport:
     reference_stats_cached: bool | None  # None: not known (a report read back from metrics.json)
     device: str
     notes: tuple[str, ...]
+    # Fréchet distance on DINOv2 ViT-B/14 features; both None when evaluate.metrics lacks fd_dinov2.
+    fd_dinov2: float | None = None
+    fd_dinov2_unavailable_reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """What metrics.json holds (DVC metrics): every field but how the run went, notes as a list.
 
         Whether the reference statistics came from the cache says nothing about
         the numbers; kept out, two identical evaluations write identical files
-        and `dvc metrics diff` shows only real changes.
+        and `dvc metrics diff` shows only real changes. FD_DINOv2 appears only
+        when it was asked for, so existing metrics files and tables stay as they were.
         """
         data = asdict(self)
         data.pop("reference_stats_cached")
         data["notes"] = list(self.notes)
+        if not self._fd_dinov2_requested():
+            data.pop("fd_dinov2")
+            data.pop("fd_dinov2_unavailable_reason")
         return data
+
+    def _fd_dinov2_requested(self) -> bool:
+        return self.fd_dinov2 is not None or self.fd_dinov2_unavailable_reason is not None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "EvaluationReport":
@@ -58,6 +68,8 @@ class EvaluationReport:
             _row("KID", self.kid_mean, _plus_minus(self.kid_std, f"subset size {self.kid_subset_size}")),
             _row("IS", self.is_mean, _plus_minus(self.is_std, "higher is better"),
                  missing=_unavailable(self.is_unavailable_reason)),
+            *([_row("FD_DINOv2", self.fd_dinov2, "lower is better (DINOv2 ViT-B/14 features)",
+                    missing=_unavailable(self.fd_dinov2_unavailable_reason))] if self._fd_dinov2_requested() else []),
             _row("precision", self.precision, "generated samples inside the real manifold"),
             _row("recall", self.recall, "real samples inside the generated manifold"),
             {"metric": "samples", "value": str(self.n_samples), "detail": f"batch {self.batch_size}, seed {self.seed}"},

