@@ -242,6 +242,21 @@ class EvaluateParams(Section):
     precision: Literal["auto", "fp32", "bf16"]
     channels_last: bool | Literal["auto"]
     during_training: DuringTrainingEvalParams
+    # FID's uncertainty (ganlib/metrics/scores.py), only when fid is in metrics: resamples of the
+    # generated features for a 95% bootstrap interval (0 = off), and FID-infinity (Chong & Forsyth 2020).
+    fid_bootstrap: int = Field(ge=0)
+    fid_infinity: bool
+
+    @field_validator("fid_bootstrap")
+    @classmethod
+    def _enough_resamples(cls, value: int) -> int:
+        # With fewer, the 2.5% and 97.5% percentiles are little more than the two most extreme resamples.
+        if 0 < value < MIN_FID_BOOTSTRAP:
+            raise ValueError(f"0 (off) or at least {MIN_FID_BOOTSTRAP} resamples for a 95% interval, got {value}")
+        return value
+
+
+MIN_FID_BOOTSTRAP = 20
 
 
 # --------------------------------------------------------------------------- publish

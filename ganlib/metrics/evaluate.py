@@ -36,11 +36,13 @@ from ganlib.metrics.features import generator_features
 from ganlib.metrics.reference import ReferenceStats, reference_statistics
 from ganlib.metrics.report import METRICS_FILE, DatasetComparison, EvaluationReport, render_table
 from ganlib.metrics.scores import (
+    FidUncertainty,
     InceptionScore,
     KidScore,
     PrecisionRecall,
     fid_from_features,
     fid_from_statistics,
+    fid_uncertainty,
     inception_score_from_logits,
     kid_from_features,
     precision_recall_from_features,
@@ -180,6 +182,7 @@ def score_generator(
         notes=scores.notes,
         fd_dinov2=fd_dinov2,
         fd_dinov2_unavailable_reason=fd_dinov2_unavailable_reason,
+        **_uncertainty_fields(scores.uncertainty),
     )
 
 
@@ -262,6 +265,7 @@ class _Scores:
     inception: InceptionScore | None
     prc: PrecisionRecall | None
     notes: tuple[str, ...]  # every setting that had to be reduced, in words
+    uncertainty: FidUncertainty | None = None  # FID's bootstrap interval and FID-infinity
 
 
 def _scores(
@@ -276,7 +280,25 @@ def _scores(
     prc = precision_recall_from_features(features, reference.features, settings.prc_neighborhood) if "prc" in wanted else None
     inception = inception_score_from_logits(fake[IS_LOGITS], settings.isc_splits, settings.seed) if IS_LOGITS in fake else None
     notes = tuple(part.note for part in (kid, prc, inception) if part is not None and part.note)
-    return _Scores(fid, kid, inception, prc, notes)
+    uncertainty = (
+        fid_uncertainty(features, reference.fid_statistics, settings.fid_bootstrap, settings.fid_infinity, settings.seed)
+        if "fid" in wanted else None
+    )
+    return _Scores(fid, kid, inception, prc, notes + (uncertainty.notes if uncertainty else ()), uncertainty)
+
+
+def _uncertainty_fields(uncertainty: FidUncertainty | None) -> dict[str, float | int | None]:
+    """EvaluationReport's fid_ci_* / fid_bootstrap_* / fid_infinity (None: not computed)."""
+    interval = uncertainty.interval if uncertainty else None
+    infinity = uncertainty.infinity if uncertainty else None
+    return {
+        "fid_ci_low": None if interval is None else interval.low,
+        "fid_ci_high": None if interval is None else interval.high,
+        "fid_bootstrap_bias": None if interval is None else interval.bias,
+        "fid_bootstrap_resamples": None if interval is None else interval.resamples,
+        "fid_bootstrap_n": None if interval is None else interval.n,
+        "fid_infinity": None if infinity is None else infinity.value,
+    }
 
 
 def _check_generator_matches_dataset(info: GeneratorInfo, dataset: PreparedDataset, log: Logger) -> None:

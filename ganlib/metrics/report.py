@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 METRICS_FILE = "metrics.json"
+FID_UNCERTAINTY_KEYS = (
+    "fid_ci_low", "fid_ci_high", "fid_bootstrap_bias", "fid_bootstrap_resamples", "fid_bootstrap_n", "fid_infinity",
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,14 @@ class EvaluationReport:
     # Fréchet distance on DINOv2 ViT-B/14 features; both None when evaluate.metrics lacks fd_dinov2.
     fd_dinov2: float | None = None
     fd_dinov2_unavailable_reason: str | None = None
+    # FID's bootstrap interval over the generated samples and FID-infinity (ganlib/metrics/scores.py);
+    # None when not computed (and then left out of metrics.json; older files lack them).
+    fid_ci_low: float | None = None
+    fid_ci_high: float | None = None
+    fid_bootstrap_bias: float | None = None    # taken out of the interval; plain percentiles = ci + bias
+    fid_bootstrap_resamples: int | None = None
+    fid_bootstrap_n: int | None = None
+    fid_infinity: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """What metrics.json holds (DVC metrics): every field but how the run went, notes as a list.
@@ -52,6 +63,9 @@ class EvaluationReport:
         if not self._fd_dinov2_requested():
             data.pop("fd_dinov2")
             data.pop("fd_dinov2_unavailable_reason")
+        for key in FID_UNCERTAINTY_KEYS:
+            if data[key] is None:
+                data.pop(key)
         return data
 
     def _fd_dinov2_requested(self) -> bool:
@@ -64,7 +78,9 @@ class EvaluationReport:
     def report_rows(self) -> list[dict[str, str]]:
         """Rows {metric, value, detail} for a printed table or a Prefect table artifact."""
         rows = [
-            _row("FID", self.fid, "lower is better"),
+            _fid_row(self),
+            *([_row("FID-infinity", self.fid_infinity, "FID extrapolated to infinitely many samples (Chong & Forsyth 2020)")]
+              if self.fid_infinity is not None else []),
             _row("KID", self.kid_mean, _plus_minus(self.kid_std, f"subset size {self.kid_subset_size}")),
             _row("IS", self.is_mean, _plus_minus(self.is_std, "higher is better"),
                  missing=_unavailable(self.is_unavailable_reason)),
@@ -143,6 +159,23 @@ def render_table(rows: list[dict[str, str]]) -> str:
     rule = "  ".join("-" * widths[c] for c in columns)
     body = ["  ".join(str(r[c]).ljust(widths[c]) for c in columns).rstrip() for r in rows]
     return "\n".join([line, rule, *body])
+
+
+def _fid_row(report: EvaluationReport) -> dict[str, str]:
+    """FID, with its bootstrap interval when there is one: "218.8 [214.1, 223.9]" (95%, 200 bootstraps)."""
+    row = _row("FID", report.fid, "lower is better")
+    if report.fid is None or report.fid_ci_low is None or report.fid_ci_high is None:
+        return row
+    return {
+        "metric": "FID",
+        "value": f"{_number(report.fid)} {fid_interval_text(report.fid_ci_low, report.fid_ci_high)}",
+        "detail": f"95%, {report.fid_bootstrap_resamples} bootstraps of the {report.fid_bootstrap_n} generated "
+                  "samples (their sampling noise only); lower is better",
+    }
+
+
+def fid_interval_text(low: float, high: float) -> str:
+    return f"[{_number(low)}, {_number(high)}]"
 
 
 def _row(metric: str, value: float | None, detail: str, missing: str = "not computed") -> dict[str, str]:

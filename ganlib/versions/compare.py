@@ -50,13 +50,15 @@ from ganlib.versions.revisions import (
 CSV_FILE = "compare.csv"
 MARKDOWN_FILE = "compare.md"
 PLOT_FILE = "compare.png"
+FID_UNCERTAINTY_COLUMNS = ("fid_ci_low", "fid_ci_high", "fid_infinity")
 
 # The fixed columns, in order; the params that differ follow as one column
 # each, named by their dotted key ("train.lr_g"), which never clashes with
 # these (no dots). The history's columns of the same meaning share the names.
 ROW_COLUMNS = (
     "label", "kind", "commit", "date", "data_md5", "n_images", "resolution", "checkpoint_kimg",
-    "fid", "kid_mean", "kid_std", "is_mean", "is_std", "n_samples", "extractor",
+    "fid", "fid_ci_low", "fid_ci_high", "fid_infinity", "kid_mean", "kid_std", "is_mean", "is_std",
+    "n_samples", "extractor",
     "drift_fid_from_previous", "drift_kid_from_previous", "near_duplicates_in_previous", "note",
 )
 
@@ -85,6 +87,10 @@ class VersionRow:
     notes: tuple[str, ...]
     # Images of this version with a perceptual near-duplicate in the previous row's (drift: true only).
     near_duplicates_in_previous: int | None = None
+    # FID's 95% bootstrap interval and FID-infinity, when that revision's evaluation computed them.
+    fid_ci_low: float | None = None
+    fid_ci_high: float | None = None
+    fid_infinity: float | None = None
     params: Mapping[str, Any] | None = field(default=None, compare=False)  # dotted key -> value; None: unknown
 
     def record(self) -> dict[str, Any]:
@@ -117,7 +123,8 @@ class Comparison:
 
     def table_rows(self) -> list[dict[str, str]]:
         """Rows for people (a Prefect table artifact): short hashes, rounded numbers, KID ± std."""
-        return [_display_row(row, self.param_keys) for row in self.rows]
+        with_infinity = any(row.fid_infinity is not None for row in self.rows)  # a column only when some row has it
+        return [_display_row(row, self.param_keys, with_infinity) for row in self.rows]
 
     def to_markdown(self) -> str:
         rows = self.table_rows()
@@ -196,6 +203,8 @@ def _metric_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {key: _float(values.get(key)) for key in METRIC_COLUMNS}
     fields["n_samples"] = _int(values.get("n_samples"))
     fields["extractor"] = values.get("extractor") or None
+    # Not in the history's columns; metrics.json from before they existed has none: None.
+    fields.update({key: _float(values.get(key)) for key in FID_UNCERTAINTY_COLUMNS})
     return fields
 
 
@@ -368,7 +377,7 @@ def write_comparison(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
 # --------------------------------------------------------------------------- formatting
 
 
-def _display_row(row: VersionRow, param_keys: Sequence[str]) -> dict[str, str]:
+def _display_row(row: VersionRow, param_keys: Sequence[str], with_infinity: bool = False) -> dict[str, str]:
     shown = {
         "version": row.label,
         "kind": row.kind,
@@ -376,7 +385,8 @@ def _display_row(row: VersionRow, param_keys: Sequence[str]) -> dict[str, str]:
         "dataset": _short(row.data_md5),
         "images": _display(row.n_images),
         "kimg": _display(row.checkpoint_kimg),
-        "FID": _display(row.fid),
+        "FID": _fid_with_interval(row),
+        **({"FID-inf": _display(row.fid_infinity)} if with_infinity else {}),
         "KID": _plus_minus(row.kid_mean, row.kid_std),
         "IS": _plus_minus(row.is_mean, row.is_std),
         "drift FID": _display(row.drift_fid_from_previous),
@@ -386,6 +396,13 @@ def _display_row(row: VersionRow, param_keys: Sequence[str]) -> dict[str, str]:
     shown.update({key: _display_param(row, key) for key in param_keys})
     shown["note"] = "; ".join(row.notes)
     return shown
+
+
+def _fid_with_interval(row: VersionRow) -> str:
+    """FID and, when recorded, its 95% bootstrap interval: "218.8 [214.1, 223.9]"."""
+    if row.fid is None or row.fid_ci_low is None or row.fid_ci_high is None:
+        return _display(row.fid)
+    return f"{_display(row.fid)} [{_display(row.fid_ci_low)}, {_display(row.fid_ci_high)}]"
 
 
 def _display(value: Any) -> str:
