@@ -11,6 +11,7 @@
     scenegan compare [REV ...]                              metrics per dataset version (CSV, markdown, PNG)
     scenegan fid-real DIR_A DIR_B                           FID/KID between two prepared datasets
     scenegan preset [NAME]                                  list presets, or print one as `dvc exp run` -S flags
+    scenegan weights install --metric is|fd-dinov2|clip     download IS / FD_DINOv2 / CLIP weights (needs internet)
 
 Every command ends with a short summary on stdout (counts, where the outputs
 went, what to run next); with --json it prints the whole result as one JSON
@@ -115,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     preset = _command(commands, "preset", "list the presets in params.yaml, or print one as `dvc exp run` -S flags",
                       show_preset)
     preset.add_argument("name", nargs="?", help="the preset to print (default: list them)")
+    weights = commands.add_parser("weights", help="metric weights").add_subparsers(metavar="ACTION")
+    install = _command(weights, "install", "download a metric's published weights (pinned sha256) to where evaluate "
+                       "looks; `make weights` installs the FID Inception", weights_install)
+    install.add_argument("--metric", required=True, type=lambda name: name.replace("_", "-"),
+                         choices=["is", "fd-dinov2", "clip"])
     return parser
 
 
@@ -254,6 +260,20 @@ def show_preset(args: argparse.Namespace) -> CommandResult:
         overrides = {name: preset_overrides(params, name) for name in params.presets}
         return preset_list_result(params.presets, overrides, args.params)
     return preset_flags_result(args.name, preset_overrides(params, args.name))
+
+
+def weights_install(args: argparse.Namespace) -> CommandResult:
+    from ganlib.metrics.weights import install_metric_weights
+
+    params, root = _params_and_root(args)
+    installed = install_metric_weights(args.metric, params, plain_logger(), root)
+    metric_name = {"is": "is", "fd-dinov2": "fd_dinov2", "clip": "clip"}[args.metric]
+    return CommandResult(
+        lines=installed.summary().splitlines(),
+        data={"metric": installed.metric, "path": installed.path, "size": installed.size, "sha256": installed.sha256,
+              "url": installed.url, "action": installed.action},
+        next_steps=[f"add {metric_name} to evaluate.metrics, then `dvc repro evaluate`"] if args.metric != "clip" else [],
+    )
 
 
 def _params_and_root(args: argparse.Namespace) -> tuple[Params, Path]:

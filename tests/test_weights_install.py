@@ -196,3 +196,23 @@ def test_pinned_table_matches_torch_fidelity():
     assert dinov2.url.endswith("/dinov2_vitb14/" + dinov2.file_name)
     for entry in UPSTREAM_WEIGHTS.values():
         assert len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0
+
+
+def test_scenegan_weights_install_reports_for_people_and_json(tmp_path, server, monkeypatch, capsys):
+    from flows.cli import main as scenegan
+
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO_ROOT / "params.yaml", params_file)
+    monkeypatch.setattr(weights, "UPSTREAM_WEIGHTS", server.table())
+    assert scenegan(["weights", "install", "--metric", "fd_dinov2", "--params", str(params_file)]) == 0
+    printed = capsys.readouterr().out
+    assert "fd-dinov2: downloaded w.pth" in printed and "Next: add fd_dinov2 to evaluate.metrics" in printed
+
+    monkeypatch.setattr(weights, "UPSTREAM_WEIGHTS",
+                        {"fd-dinov2": UpstreamWeights("x.pth", f"http://127.0.0.1:{closed_port()}/x.pth", SHA256, "t")})
+    assert scenegan(["weights", "install", "--metric", "fd-dinov2", "--params", str(params_file), "--json"]) == 2
+    captured = capsys.readouterr()
+    import json
+
+    document = json.loads(captured.out)
+    assert document["ok"] is False and "put it at" in document["error"] and SHA256 in document["error"]
