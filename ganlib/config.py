@@ -134,6 +134,11 @@ class TrainParams(Section):
     data_on_device: bool                      # keep the uint8 dataset in GPU memory (CUDA)
     check_finite_every: int = Field(ge=1)     # steps between host checks of the non-finite flag
     nproc: int = Field(ge=1)                  # data-parallel processes (torchrun); 1 = in-process
+    # Several machines (ganlib/training/distributed.py): each runs nproc processes, nnodes * nproc in all.
+    nnodes: int = Field(ge=1)
+    rdzv_endpoint: str | None                 # host:port of torchrun's rendezvous; null: one machine (--standalone)
+    rdzv_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # the run's rendezvous id, the same on every node
+    node_rank: int | None = Field(ge=0)       # null: the rendezvous numbers the nodes; else this node's (static)
     grid_size: int = Field(ge=1, le=32)       # sample grid is grid_size x grid_size
     resume: Literal["auto", "fresh"]          # auto: continue a matching checkpoint | fresh: ignore them
 
@@ -144,13 +149,47 @@ class TrainParams(Section):
             raise ValueError("Adam betas must be in [0, 1)")
         return value
 
+    @field_validator("rdzv_id", mode="before")
+    @classmethod
+    def _job_id_as_text(cls, value: Any) -> Any:
+        # Schedulers' job ids are numbers ($SLURM_JOB_ID), which --set reads as YAML integers.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("rdzv_endpoint")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        host, _, port = value.rpartition(":")
+        if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                "expected host:port of the rendezvous, reachable from every node (e.g. node001:29500, "
+                "10.0.0.5:29500), or null for one machine"
+            )
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> "TrainParams":
-        per_step = self.nproc * self.microbatch
+        per_step = self.nnodes * self.nproc * self.microbatch
         if self.batch_size % per_step:
+            factors = "nproc * microbatch" if self.nnodes == 1 else "nnodes * nproc * microbatch"
+            values = f"{self.nproc} * {self.microbatch}" if self.nnodes == 1 else (
+                f"{self.nnodes} * {self.nproc} * {self.microbatch}")
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of {factors} ({values} = {per_step})")
+        if self.nnodes > 1 and self.rdzv_endpoint is None:
             raise ValueError(
-                f"batch_size ({self.batch_size}) must be a multiple of nproc * microbatch "
-                f"({self.nproc} * {self.microbatch} = {per_step})"
+                f"train.nnodes: {self.nnodes} needs train.rdzv_endpoint: the host:port where the nodes meet "
+                "(torchrun's c10d rendezvous), reachable from every node, e.g. the first node's address:29500"
+            )
+        if self.node_rank is not None and self.rdzv_endpoint is None:
+            raise ValueError(
+                f"train.node_rank: {self.node_rank} needs train.rdzv_endpoint (node 0 hosts the rendezvous "
+                "there); or set train.node_rank: null"
+            )
+        if self.node_rank is not None and self.node_rank >= self.nnodes:
+            raise ValueError(
+                f"train.node_rank: {self.node_rank} must be below train.nnodes ({self.nnodes}): nodes are "
+                "numbered 0 .. nnodes-1; or set train.node_rank: null to let the rendezvous number them"
             )
         if self.schedule == "constant":
             # End values that would be silently ignored are an error, like an unknown key.

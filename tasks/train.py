@@ -1,8 +1,11 @@
 """Prefect task around ganlib.training.loop: progress in the run log and as artifacts.
 
-With train.nproc > 1 the stage runs under torchrun (one process per GPU);
-the task launches it and streams its log, since the ranks must be separate
-processes. With one process the trainer runs in the task itself.
+With train.nproc > 1, or train.nnodes > 1, the stage runs under torchrun (one
+process per GPU, on each node); the task launches this node's torchrun and
+streams its log, since the ranks must be separate processes. With one process
+the trainer runs in the task itself, and so it does when the task's process
+already is a rank (torchrun or a scheduler started it: RANK/WORLD_SIZE set),
+which must not launch ranks of its own.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch.distributed as dist
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
@@ -18,7 +22,7 @@ from ganlib.config import Params
 from ganlib.errors import UserFacingError
 from ganlib.io.logged_command import run_logged
 from ganlib.logs import Logger
-from ganlib.training.distributed import torchrun_command
+from ganlib.training.distributed import launch_command, launched_as_rank, needs_launcher, world_from_env
 from ganlib.training.fid_curve import with_fid_curve
 from ganlib.training.loop import TickReport, train_gan
 from tasks.artifacts import png_data_uri
@@ -29,12 +33,20 @@ PREVIEW_PX = 256  # the embedded grid preview stays small: artifacts live in the
 @task(name="train-gan", cache_policy=NO_CACHE)
 def train_gan_task(params: Params, root: Path, params_file: str, overrides: Sequence[str]) -> dict[str, Any]:
     log = get_run_logger()
-    if params.train.nproc > 1:
-        _run_torchrun(params.train.nproc, Path(params_file), root, overrides, log)
-        return {"nproc": params.train.nproc, "out_dir": str(root / params.base.paths.train)}
-    progress_id = create_progress_artifact(progress=0.0, key="train-progress", description="training progress (%)")
-    on_tick = with_fid_curve(params, log, root, lambda report: _publish_tick(report, progress_id))
-    summary = train_gan(params, log, root, on_tick=on_tick)
+    if not launched_as_rank() and needs_launcher(params.train):
+        _run_torchrun(params, Path(params_file), root, overrides, log)
+        return {"nproc": params.train.nproc, "nnodes": params.train.nnodes,
+                "out_dir": str(root / params.base.paths.train)}
+    world = world_from_env()
+    on_tick = None
+    if world.is_main:  # rank 0 reports; the other ranks only train
+        progress_id = create_progress_artifact(progress=0.0, key="train-progress", description="training progress (%)")
+        on_tick = with_fid_curve(params, log, root, lambda report: _publish_tick(report, progress_id))
+    try:
+        summary = train_gan(params, log, root, on_tick=on_tick, world=world)
+    finally:
+        if dist.is_initialized():  # as a rank: leave the process group cleanly (the launcher's children do)
+            dist.destroy_process_group()
     return {"kimg": summary.kimg, "steps": summary.steps, "generator": str(summary.generator_path),
             "resumed_from": str(summary.resumed_from) if summary.resumed_from else None}
 
@@ -53,9 +65,9 @@ def _publish_tick(report: TickReport, progress_id) -> None:
     )
 
 
-def _run_torchrun(nproc: int, params_file: Path, root: Path, overrides: Sequence[str], log: Logger) -> None:
-    command = torchrun_command(nproc, params_file, root, overrides)
-    log.info("launching %d training processes: %s", nproc, " ".join(command))
+def _run_torchrun(params: Params, params_file: Path, root: Path, overrides: Sequence[str], log: Logger) -> None:
+    command = launch_command(params.train, params_file, root, overrides)
+    log.info("launching this node's %d training process(es): %s", params.train.nproc, " ".join(command))
     status, _ = run_logged(command, root, log)
     if status != 0:
         raise UserFacingError(f"distributed training exited with status {status}; see the log above")

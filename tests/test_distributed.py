@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +23,7 @@ from train_support import TINY_TRAIN, checkpoint_tensors, one_thread, smooth_ima
 from ganlib.errors import UserFacingError
 from ganlib.training.checkpoint import list_checkpoints
 from ganlib.training.distributed import process_group_options, torchrun_command
-from ganlib.training.loop import train_gan
+from ganlib.training.loop import TrainSummary, train_gan
 from ganlib.training.step import build_networks
 
 LOG = logging.getLogger("test_distributed")
@@ -51,8 +51,13 @@ def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path):
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
+    assert_same_step_as(single, parallel_root)
+
+
+def assert_same_step_as(single: TrainSummary, parallel_root: Path) -> None:
+    """The run under `parallel_root` is `single`'s run (same identity) and took the same step."""
     run_dirs = list((parallel_root / "runs" / "checkpoints").iterdir())
-    assert [d.name for d in run_dirs] == [single.run_dir.name]  # nproc does not change a run's identity
+    assert [d.name for d in run_dirs] == [single.run_dir.name]  # the process layout does not change a run's identity
     expected = checkpoint_tensors(list_checkpoints(single.run_dir)[-1])
     got = checkpoint_tensors(list_checkpoints(run_dirs[0])[-1])
     assert got["progress"]["step"] == expected["progress"]["step"] == 1

@@ -41,7 +41,12 @@ FORMAT = "scenegan-checkpoint/1"
 
 # Keys that do not change what training computes (length, upkeep, speed
 # knobs, where files go). nproc is here because a run's math depends on
-# microbatch, not on how many processes share the microbatches.
+# microbatch, not on how many processes share the microbatches. The node
+# layout keys (nnodes, rdzv_*, node_rank) are here for the same reason: the
+# ranks compute the same step on one machine or several, and which machine a
+# rank runs on changes nothing (tests/test_multinode.py), so a run keeps its
+# checkpoints when it moves between one machine and a cluster. They still
+# have to add up: nnodes * nproc * microbatch divides batch_size (config.py).
 NON_COMPUTATIONAL_KEYS = (
     "base.device",
     "base.paths",
@@ -54,6 +59,10 @@ NON_COMPUTATIONAL_KEYS = (
     "train.data_on_device",
     "train.check_finite_every",
     "train.nproc",
+    "train.nnodes",
+    "train.rdzv_endpoint",
+    "train.rdzv_id",
+    "train.node_rank",
     "train.grid_size",
 )
 

@@ -1,11 +1,26 @@
 """Data-parallel training across processes (torchrun): the collectives and the launch command.
 
-With `train.nproc > 1` the training stage runs
+With `train.nproc > 1` on one machine the training stage runs
 
     python -m torch.distributed.run --standalone --nproc_per_node=N -m ganlib.training \\
         --params params.yaml --root .
 
-(see `torchrun_command`). Every process builds the same networks from the
+and on `train.nnodes` machines each of them runs (nproc processes per node)
+
+    python -m torch.distributed.run --nnodes=M --nproc_per_node=N --rdzv_backend=c10d \\
+        --rdzv_endpoint=HOST:PORT --rdzv_id=ID -m ganlib.training --params params.yaml --root .
+
+(see `torchrun_command`; `python -m ganlib.training` and the train task
+build and start it themselves). A process that a scheduler or torchrun
+already started as a rank (RANK and WORLD_SIZE set) never launches another:
+it trains as that rank (`launched_as_rank`).
+
+Across machines, every rank reads the checkpoints rank 0 writes (resuming),
+and rank 0, wherever the rendezvous puts it, writes the outputs: both must be
+on storage that every node sees at the same path. `check_shared_directories`
+proves that before training starts, and refuses to train otherwise.
+
+Every process builds the same networks from the
 same seed, takes its own share of each global batch, and after each backward
 pass the gradients (and the loss, so that the NaN guard agrees everywhere)
 are summed across processes in one flat all-reduce before the optimiser
@@ -37,15 +52,21 @@ two processes doing one each compute the same step (tests/test_distributed.py).
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 import sys
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from ganlib.config import TrainParams
+from ganlib.errors import UserFacingError
 
 
 @dataclass(frozen=True)
@@ -62,11 +83,44 @@ class World:
 SINGLE_PROCESS = World(rank=0, size=1, local_rank=0)
 
 
-def world_from_env() -> World:
-    """The process's place in a torchrun launch (RANK, WORLD_SIZE, LOCAL_RANK), or a single process."""
-    if "WORLD_SIZE" not in os.environ:
+class LaunchEnvironmentError(UserFacingError, RuntimeError):
+    """The environment names this process a rank, but not completely (a variable of the launch is missing)."""
+
+
+def launched_as_rank(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether torchrun, or a scheduler that starts the ranks itself, started this process as one rank.
+
+    RANK or WORLD_SIZE decides it, not MASTER_ADDR alone: job scripts (SLURM's in
+    particular) export MASTER_ADDR for the rendezvous endpoint before anything is
+    launched, and such a process must still start torchrun.
+    """
+    return "WORLD_SIZE" in environ or "RANK" in environ
+
+
+def world_from_env(environ: Mapping[str, str] = os.environ) -> World:
+    """The process's place in a launch (RANK, WORLD_SIZE, LOCAL_RANK), or a single process.
+
+    LOCAL_RANK defaults to 0: a scheduler that starts one rank per pod or node without
+    torchrun (a one-process-per-pod PyTorchJob) does not set it. MASTER_ADDR/MASTER_PORT
+    are required with more than one rank, since the process group is initialised from them.
+    """
+    if not launched_as_rank(environ):
         return SINGLE_PROCESS
-    return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    missing = [name for name in ("WORLD_SIZE", "RANK") if name not in environ]
+    if not missing and int(environ["WORLD_SIZE"]) > 1:
+        missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in environ]
+    if missing:
+        present = ", ".join(f"{name}={environ[name]}" for name in _RANK_VARIABLES if name in environ)
+        raise LaunchEnvironmentError(
+            f"this process was started as a rank ({present}) but {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set: launch "
+            "through torchrun (python -m ganlib.training starts it), or have the scheduler set WORLD_SIZE, "
+            "RANK, LOCAL_RANK, MASTER_ADDR and MASTER_PORT together"
+        )
+    return World(int(environ["RANK"]), int(environ["WORLD_SIZE"]), int(environ.get("LOCAL_RANK", 0)))
+
+
+_RANK_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 # How long a collective may wait before the run fails. Explicit because the defaults differ by backend
@@ -109,17 +163,149 @@ def broadcast_object(value: Any, world: World) -> Any:
     return holder[0]
 
 
+def all_gather_object(value: Any, world: World) -> list[Any]:
+    """Every process's `value` (a small picklable object), in rank order, on every process."""
+    if world.size == 1:
+        return [value]
+    gathered: list[Any] = [None] * world.size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 def barrier(world: World) -> None:
     if world.size > 1:
         dist.barrier()
 
 
-def torchrun_command(nproc: int, params_file: Path, root: Path, overrides: Sequence[str] = ()) -> list[str]:
-    """The command that runs the training stage in `nproc` data-parallel processes on this machine."""
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "ganlib.training", "--params", str(params_file), "--root", str(root),
-    ]
+# ---------------------------------------------------------------------- shared storage
+
+SHARED_CHECK_PREFIX = ".shared-storage-check-"
+# How long a rank keeps looking for rank 0's token before it reports the directory as not shared.
+# The token's name is new (never looked up before), and every rank creates the directory itself
+# first, so an NFS client has no cached "no such file" to serve and sees it at once; the wait only
+# covers slower shared filesystems (FUSE mounts of object stores with stat caches).
+SHARED_CHECK_WAIT_S = 10.0
+
+
+class SharedStorageError(UserFacingError, RuntimeError):
+    """A directory that every rank must read is not the same directory on every node."""
+
+
+def check_shared_directories(directories: Mapping[str, Path], world: World,
+                             wait_s: float = SHARED_CHECK_WAIT_S) -> None:
+    """Refuse to train unless every rank sees, in each directory, the token file rank 0 writes there.
+
+    `directories` maps a name for the message (the params key) to the directory. Rank 0 writes
+    a random token into each; after a barrier every rank reads them back; the verdicts are
+    gathered, so either every rank goes on or every rank raises SharedStorageError (no rank is
+    left waiting in a collective). Rank 0 removes the tokens once every rank has looked.
+    """
+    if world.size == 1:
+        return
+    # A rank that fails here still joins every collective below, so that none is left waiting.
+    problems = []
+    for key, directory in directories.items():
+        try:
+            directory.mkdir(parents=True, exist_ok=True)  # every rank: see SHARED_CHECK_WAIT_S
+        except OSError as exc:
+            problems.append(f"cannot create {key} ({directory}): {exc.strerror}")
+    token = broadcast_object(secrets.token_hex(16) if world.is_main else None, world)
+    tokens = {key: directory / f"{SHARED_CHECK_PREFIX}{token}" for key, directory in directories.items()}
+    if world.is_main and not problems:
+        try:
+            for path in tokens.values():
+                path.write_text(token)
+        except OSError as exc:
+            problems.append(f"cannot write {exc.filename}: {exc.strerror}")
+    barrier(world)
+    deadline = time.monotonic() + wait_s
+    unseen = [] if problems else [key for key, path in tokens.items() if not _token_visible(path, token, deadline)]
+    # all_gather is the second barrier: once it returns, every rank has looked, and rank 0 may clean up.
+    reports = all_gather_object((world.rank, socket.gethostname(), unseen, problems), world)
+    if world.is_main:
+        for path in tokens.values():
+            path.unlink(missing_ok=True)
+    failed = [f"rank {rank} on {host}: {'; '.join(found)}" for rank, host, _, found in reports if found]
+    if failed:
+        raise SharedStorageError(
+            "cannot check that the run's directories are shared by every node:\n  " + "\n  ".join(failed))
+    blind = [(rank, host, unseen) for rank, host, unseen, _ in reports if unseen]
+    if blind:
+        main_host = reports[0][1]
+        ranks = "; ".join(f"rank {rank} on {host} does not see it in {', '.join(unseen)}"
+                          for rank, host, unseen in blind)
+        listed = "\n  ".join(f"{key}: {directory}" for key, directory in directories.items())
+        raise SharedStorageError(
+            f"training across machines needs its checkpoint and output directories on shared storage "
+            f"(NFS, a shared volume) visible to every node at the same path, and they are not:\n  {listed}\n"
+            f"rank 0 on {main_host} wrote a token file into each; {ranks}. Every rank resumes from the "
+            "checkpoints rank 0 writes, and rank 0 may run on any node: put these paths on storage every "
+            "node mounts (or run from a checkout on it, --root). Training did not start."
+        )
+
+
+def _token_visible(path: Path, token: str, deadline: float) -> bool:
+    pause = 0.05
+    while True:
+        try:
+            if path.read_text() == token:
+                return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 1.0)
+
+
+DEFAULT_RDZV_ID = "scenegan"
+
+
+def needs_launcher(cfg: TrainParams) -> bool:
+    """Whether training runs as torchrun ranks (several processes, machines, or a named rendezvous)."""
+    return cfg.nproc > 1 or cfg.nnodes > 1 or cfg.rdzv_endpoint is not None
+
+
+def torchrun_command(
+    nproc: int,
+    params_file: Path,
+    root: Path,
+    overrides: Sequence[str] = (),
+    *,
+    nnodes: int = 1,
+    rdzv_endpoint: str | None = None,
+    rdzv_id: str = DEFAULT_RDZV_ID,
+    node_rank: int | None = None,
+) -> list[str]:
+    """The command that starts this machine's `nproc` data-parallel processes of the training stage.
+
+    One machine without an endpoint: `--standalone` (torchrun picks a free local port).
+    Otherwise the nodes meet at `rdzv_endpoint`: with the c10d rendezvous, which numbers the
+    nodes as they join, or, given a `node_rank`, with the static one, since that is the only
+    rendezvous where torchrun honours --node_rank (c10d ignores it, with a warning).
+    """
+    command = [sys.executable, "-m", "torch.distributed.run"]
+    if nnodes == 1 and rdzv_endpoint is None:
+        command += ["--standalone", f"--nproc_per_node={nproc}"]
+    else:
+        if rdzv_endpoint is None:
+            raise ValueError("several nodes need a rendezvous endpoint (host:port)")
+        command += [
+            f"--nnodes={nnodes}", f"--nproc_per_node={nproc}",
+            f"--rdzv_backend={'c10d' if node_rank is None else 'static'}",
+            f"--rdzv_endpoint={rdzv_endpoint}", f"--rdzv_id={rdzv_id}",
+        ]
+        if node_rank is not None:
+            command.append(f"--node_rank={node_rank}")
+    command += ["-m", "ganlib.training", "--params", str(params_file), "--root", str(root)]
     for expression in overrides:
         command += ["--set", expression]
     return command
+
+
+def launch_command(cfg: TrainParams, params_file: Path, root: Path, overrides: Sequence[str] = ()) -> list[str]:
+    """torchrun_command for the node layout of `cfg` (train.nproc, nnodes, rdzv_endpoint, rdzv_id, node_rank)."""
+    return torchrun_command(
+        cfg.nproc, params_file, root, overrides, nnodes=cfg.nnodes, rdzv_endpoint=cfg.rdzv_endpoint,
+        rdzv_id=cfg.rdzv_id, node_rank=cfg.node_rank,
+    )

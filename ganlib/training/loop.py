@@ -64,9 +64,11 @@ from ganlib.training.device import resolve_device
 from ganlib.training.distributed import (
     SINGLE_PROCESS,
     World,
+    all_gather_object,
     barrier,
     broadcast_module_,
     broadcast_object,
+    check_shared_directories,
     init_process_group,
 )
 from ganlib.training.ema import recalibrate_batchnorm_, recalibration_latents
@@ -153,6 +155,13 @@ def train_gan(
 
     identity = run_identity(params, dataset.content_hash)
     run_dir = root / params.base.paths.checkpoints / identity.fingerprint
+    out_dir = root / params.base.paths.train
+    _check_same_run(identity, world)
+    # Every rank resumes from the checkpoints rank 0 writes, and rank 0 (any node, under c10d)
+    # publishes into out_dir's parent (staged_directory): refuse now rather than resume from
+    # different checkpoints per node or leave the outputs on a disk nobody expects.
+    check_shared_directories(
+        {"base.paths.checkpoints": run_dir, "base.paths.train (its parent)": out_dir.parent}, world)
     images_per_step = cfg.batch_size * cfg.d_steps
     stop_nimg = math.ceil(cfg.kimg * 1000 / images_per_step) * images_per_step
 
@@ -199,7 +208,6 @@ def train_gan(
         barrier(world)
         tick_start_time, tick_start_nimg = time.perf_counter(), progress.nimg
 
-    out_dir = root / params.base.paths.train
     if world.is_main:
         _publish(params, identity, dataset, nets, progress, run_dir, out_dir)
         log.info("train: %.1f kimg done; generator and stats in %s", progress.nimg / 1000, out_dir)
@@ -214,13 +222,27 @@ def train_gan(
 
 
 def _check_launch(cfg: TrainParams, world: World, resume_from: Path | None) -> None:
-    if world.size != cfg.nproc:
-        how = ("launch it with torchrun: ganlib.training.distributed.torchrun_command(...)" if cfg.nproc > 1
-               else "set train.nproc to the number of processes")
-        raise UserFacingError(f"train.nproc is {cfg.nproc} but this run has {world.size} process(es); {how}")
+    expected = cfg.nnodes * cfg.nproc
+    if world.size != expected:
+        how = ("launch it with torchrun: python -m ganlib.training starts it "
+               "(ganlib.training.distributed.launch_command)" if expected > 1
+               else "set train.nproc (processes per node) and train.nnodes to the launch's layout")
+        layout = f" on each of train.nnodes {cfg.nnodes} nodes ({expected} processes)" if cfg.nnodes > 1 else ""
+        raise UserFacingError(f"train.nproc is {cfg.nproc}{layout} but this run has {world.size} process(es); {how}")
     if resume_from is not None and cfg.resume == "fresh":
         raise UserFacingError(
             f"asked to resume from {resume_from} with train.resume: fresh; pass a checkpoint or start fresh, not both"
+        )
+
+
+def _check_same_run(identity: RunIdentity, world: World) -> None:
+    """Every rank must key the same run: otherwise each would resume and check its own checkpoints."""
+    seen = all_gather_object(identity.fingerprint, world)
+    if len(set(seen)) > 1:
+        runs = ", ".join(f"rank {rank}: {fingerprint}" for rank, fingerprint in enumerate(seen))
+        raise UserFacingError(
+            f"the ranks disagree on the run ({runs}): every node must train with the same parameters "
+            "(the node layout keys aside), the same prepared data and the same training code"
         )
 
 
