@@ -106,7 +106,7 @@ class TrainParams(Section):
     r1_interval: int = Field(ge=1)            # R1 and R2 every N discriminator steps (scaled by N)
     diffaugment: list[Literal["color", "translation", "cutout"]]
     augment_p: float = Field(ge=0, le=1)      # chance that each D input is augmented (1: all, DiffAugment's way)
-    batch_size: int = Field(ge=1)             # global batch per optimiser step, all processes together
+    batch_size: int = Field(ge=1)             # global batch per optimiser step, all processes of all nodes
     microbatch: int = Field(ge=1)             # images per forward pass per process (BatchNorm sees this many)
     lr_g: float = Field(gt=0)
     lr_d: float = Field(gt=0)
@@ -133,7 +133,7 @@ class TrainParams(Section):
     tf32: bool                                # TF32 matmul/conv on CUDA
     data_on_device: bool                      # keep the uint8 dataset in GPU memory (CUDA)
     check_finite_every: int = Field(ge=1)     # steps between host checks of the non-finite flag
-    nproc: int = Field(ge=1)                  # data-parallel processes (torchrun); 1 = in-process
+    nproc: int = Field(ge=1)                  # data-parallel processes per node (torchrun); 1 = in-process
     # Several machines (ganlib/training/distributed.py): each runs nproc processes, nnodes * nproc in all.
     nnodes: int = Field(ge=1)
     rdzv_endpoint: str | None                 # host:port of torchrun's rendezvous; null: one machine (--standalone)

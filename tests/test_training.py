@@ -252,7 +252,7 @@ def test_nonfinite_loss_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp
 def test_resolution_the_arch_does_not_support_is_named(tmp_path):
     root = tmp_path / "run"
     write_prepared(root, tiny_params(), smooth_images(8, 48))
-    with pytest.raises(ArchitectureError, match=r"train\.arch: dcgan supports resolutions \(32, 64, 128\).*48 px"):
+    with pytest.raises(ArchitectureError, match=r"train\.arch: dcgan supports resolutions \(32, 64, 128, 256\).*48 px"):
         train_gan(tiny_params(), LOG, root)
 
 
