@@ -6,6 +6,9 @@ and their guarantees are described in ganlib/versions/retrain.py.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,19 @@ from ganlib.versions import retrain
 # One retrain at a time per Prefect server, whoever starts it (schedule,
 # UI, CLI): a global concurrency limit of one slot.
 RETRAIN_CONCURRENCY_LIMIT = "scenegan-retrain"
+
+
+def put_interpreter_first_on_path() -> None:
+    """Make `python` on PATH this interpreter's, for dvc.yaml's `python -m flows.stage` commands.
+
+    A worker started as `.venv/bin/prefect worker start` (venv not activated)
+    runs the flow with the venv's interpreter, but the stages that `dvc exp
+    run` starts would otherwise find whatever `python` comes first on PATH.
+    """
+    bin_dir = Path(sys.executable).parent
+    found = shutil.which("python")
+    if found is None or Path(found).parent != bin_dir:
+        os.environ["PATH"] = os.pathsep.join(filter(None, [str(bin_dir), os.environ.get("PATH")]))
 
 
 def ensure_retrain_concurrency_limit() -> None:
@@ -56,6 +72,7 @@ def retrain_flow(params_file: str = "params.yaml", force: bool = False) -> dict[
     """Retrain if the dataset version changed since the last successful retrain (or if forced)."""
     log = get_run_logger()
     params, root = load_stage_params(params_file)
+    put_interpreter_first_on_path()
     ensure_retrain_concurrency_limit()
     with concurrency(RETRAIN_CONCURRENCY_LIMIT, occupy=1, strict=True):
         data_md5 = refresh_dataset_version_task(root)
