@@ -36,6 +36,7 @@ from ganlib.errors import UserFacingError
 from ganlib.io.atomic import atomic_write_json, staged_directory
 from ganlib.io.provenance import DATA_DVC_FILE, dvc_tracked_md5
 from ganlib.logs import Logger
+from ganlib.progress import Progress
 
 # Reject reasons decided here (decoding reasons live in ganlib.data.images).
 DUPLICATE = "duplicate"
@@ -148,11 +149,12 @@ def _decode_into(
 ) -> tuple[int, list[RejectRecord], NearDuplicateGroups]:
     """Decode every scanned file into images.npy, in order; return the count, all rejects, near-duplicates."""
     writer = _ImageArrayWriter(images_path, len(scan.files), cfg.resolution)
-    progress = _Progress(log, total=len(scan.files))
     rejects = list(scan.rejects)
     kept_by_hash: dict[bytes, str] = {}
     near = NearDuplicateGroups(cfg.near_duplicate_distance)
-    with closing(_examine_in_order(scan.files, raw_name, cfg, workers)) as examined:
+    # Log lines, never a terminal bar: this runs inside a Prefect task, whose run log should show it.
+    progress = Progress(log, len(scan.files), "preprocess", "files", interval_s=PROGRESS_INTERVAL_S, bar=False)
+    with progress, closing(_examine_in_order(scan.files, raw_name, cfg, workers)) as examined:
         for (rel, _), result in zip(scan.files, examined, strict=True):
             progress.advance()
             reject = _reject_for(rel, result, kept_by_hash, raw_name)
@@ -451,21 +453,6 @@ def _file_digest(path: Path) -> bytes:
 
 
 # --------------------------------------------------------------------------- reporting
-
-
-class _Progress:
-    def __init__(self, log: Logger, total: int) -> None:
-        self._log, self._total = log, total
-        self._done = 0
-        self._started = self._last = time.monotonic()
-
-    def advance(self) -> None:
-        self._done += 1
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_INTERVAL_S:
-            self._last = now
-            rate = self._done / max(now - self._started, 1e-9)
-            self._log.info("preprocess: %d/%d decoded, %.1f img/s", self._done, self._total, rate)
 
 
 def _nothing_usable(raw_name: str, rejects: list[RejectRecord]) -> PreprocessError:
