@@ -438,11 +438,11 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: Sequence[str]
     raw = _read_yaml_mapping(path)
     # The presets must apply to the file as written (not to this run's --set, which may
     # legitimately conflict with a preset nobody picked): checked before the overrides.
-    _check_presets(validate_params(raw, source=str(path)), raw, str(path))
-    for expression in overrides:
-        raw = apply_override(raw, expression)
-    source = f"{path} (with --set {' '.join(overrides)})" if overrides else str(path)
-    return validate_params(raw, source=source)
+    params = validate_params(raw, source=str(path))
+    _check_presets(params, raw, str(path))
+    if not overrides:
+        return params
+    return validate_params(apply_overrides(raw, overrides), source=f"{path} (with --set {' '.join(overrides)})")
 
 
 def validate_params(raw: dict[str, Any], source: str) -> Params:
@@ -454,10 +454,11 @@ def validate_params(raw: dict[str, Any], source: str) -> Params:
 
 def _check_presets(params: Params, raw: dict[str, Any], source: str) -> None:
     """A preset that does not apply cleanly is an error when the file loads, not when someone first picks it."""
-    for name in params.presets:
-        with_preset = raw
-        for expression in preset_overrides(params, name):
-            with_preset = apply_override(with_preset, expression, origin=f"presets.{name}")
+    for name, values in params.presets.items():
+        # The values as they are: `scenegan preset` output parsing back to them is tests/test_presets.py's job.
+        with_preset = copy.deepcopy(raw)
+        for dotted, value in values.items():
+            _set_dotted(with_preset, dotted, value, f"presets.{name} {dotted!r}")
         validate_params(with_preset, f"{source}, presets.{name}")
 
 
@@ -481,32 +482,45 @@ def apply_override(raw: dict[str, Any], expression: str, origin: str = "--set") 
 
     `origin` names where the expression came from in errors (--set, or a preset).
     """
+    return apply_overrides(raw, [expression], origin)
+
+
+def apply_overrides(raw: dict[str, Any], expressions: Sequence[str], origin: str = "--set") -> dict[str, Any]:
+    """Return a copy of `raw` with every `section.key=value` applied in order (one copy, however many)."""
+    updated = copy.deepcopy(raw)
+    for expression in expressions:
+        _set_override(updated, expression, origin)
+    return updated
+
+
+def _set_override(raw: dict[str, Any], expression: str, origin: str) -> None:
+    """Apply `section.key=value` to `raw` in place."""
     if "=" not in expression:
         raise ParamsError(f"{origin} {expression!r}: expected section.key=value, e.g. train.kimg=20")
     dotted, _, text = expression.partition("=")
-    keys = dotted.strip().split(".")
-    if len(keys) < 2 or not all(keys):
-        raise ParamsError(f"{origin} {expression!r}: expected section.key=value, e.g. train.kimg=20")
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{origin} {expression!r}: value is not valid YAML: {exc}") from None
+    _set_dotted(raw, dotted.strip(), value, f"{origin} {expression!r}")
 
-    updated = copy.deepcopy(raw)
-    node = updated
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any, what: str) -> None:
+    """raw[section][key] = value for an existing `section.key`; `what` starts each error message."""
+    keys = dotted.split(".")
+    if len(keys) < 2 or not all(keys):
+        raise ParamsError(f"{what}: expected section.key=value, e.g. train.kimg=20")
+    node = raw
     for depth, key in enumerate(keys[:-1]):
         child = node.get(key) if isinstance(node, dict) else None
         if not isinstance(child, dict):
             where = ".".join(keys[: depth + 1])
-            raise ParamsError(f"{origin} {expression!r}: unknown section {where!r}; known: {_known(node)}")
+            raise ParamsError(f"{what}: unknown section {where!r}; known: {_known(node)}")
         node = child
     if keys[-1] not in node:
         where = ".".join(keys[:-1])
-        raise ParamsError(
-            f"{origin} {expression!r}: unknown key {dotted!r}; keys in {where!r} are: {_known(node)}"
-        )
+        raise ParamsError(f"{what}: unknown key {dotted!r}; keys in {where!r} are: {_known(node)}")
     node[keys[-1]] = value
-    return updated
 
 
 def select_params(params: Params, keys: Sequence[str]) -> dict[str, Any]:
