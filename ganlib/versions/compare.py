@@ -258,6 +258,7 @@ def with_drift(
     Identical images (same sha256) are 0 without computing anything; data
     that cannot be read or compared leaves the drift blank with a note.
     """
+    from ganlib.data.near_duplicates import count_near_duplicates_between
     from ganlib.metrics.evaluate import compare_datasets  # torch: imported only when drift is wanted
 
     want_kid = "kid" in params.evaluate.metrics
@@ -275,9 +276,9 @@ def with_drift(
             else:
                 try:
                     log.info(f"drift {pair}: real-vs-real FID and near-duplicates")
-                    before, after = copies.directory(previous), copies.directory(current)
-                    drift = compare_datasets(before, after, params, log, repo)
-                    near = near_duplicates_between(before, after, params.preprocess.near_duplicate_distance)
+                    drift = compare_datasets(copies.directory(previous), copies.directory(current), params, log, repo)
+                    near = count_near_duplicates_between(
+                        copies.hashes(previous), copies.hashes(current), params.preprocess.near_duplicate_distance)
                 except (UserFacingError, *DVC_READ_ERRORS) as exc:
                     result.append(_drift_unavailable(row, pair, error_summary(exc)))
                 else:
@@ -295,12 +296,25 @@ class _PreparedCopies:
 
     Copies go under `scratch` and are deleted once the next pair no longer
     needs them, so comparing many versions of a large dataset needs the disk
-    space of two, not all.
+    space of two, not all. Their perceptual hashes are kept as long as the
+    copy, so a version compared with the one before and the one after is
+    hashed once.
     """
 
     def __init__(self, repo: Path, scratch: Path):
         self.repo, self.scratch = repo, scratch
         self.local: dict[str, Path] = {}
+        self.phashes: dict[str, list[int]] = {}
+
+    def hashes(self, item: VersionFacts) -> list[int]:
+        """The pHash of every image of `item`'s prepared dataset (ganlib.data.near_duplicates)."""
+        from ganlib.data.dataset import open_prepared
+        from ganlib.data.near_duplicates import dataset_hashes
+
+        sha = item.prepared.images_sha256
+        if sha not in self.phashes:
+            self.phashes[sha] = dataset_hashes(open_prepared(self.directory(item)).images)
+        return self.phashes[sha]
 
     def directory(self, item: VersionFacts) -> Path:
         sha = item.prepared.images_sha256
@@ -311,21 +325,12 @@ class _PreparedCopies:
     def keep_only(self, item: VersionFacts) -> None:
         keep = item.prepared.images_sha256 if item.prepared else None
         for sha in [s for s in self.local if s != keep]:
+            self.phashes.pop(sha, None)
             directory = self.local.pop(sha)
             # Only copies this object made: never the workspace's own data, and
             # resolved, so that no `..` or link can point the deletion elsewhere.
             if directory.resolve().parent == self.scratch.resolve():
                 shutil.rmtree(directory, ignore_errors=True)
-
-
-def near_duplicates_between(earlier: Path, later: Path, max_distance: int) -> int:
-    """Images of the prepared dataset `later` that look like one of `earlier`'s (pHash within max_distance bits)."""
-    from ganlib.data.dataset import open_prepared
-    from ganlib.data.near_duplicates import count_near_duplicates_between, dataset_hashes
-
-    return count_near_duplicates_between(
-        dataset_hashes(open_prepared(earlier).images), dataset_hashes(open_prepared(later).images), max_distance
-    )
 
 
 def _drift_unavailable(row: VersionRow, pair: str, reason: str) -> VersionRow:
