@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from flows.output import CommandResult, byte_size, examples, plural, shown_path, to_jsonable
+from ganlib.io.provenance import short_md5
 
 if TYPE_CHECKING:
     from ganlib.config import Params
@@ -74,9 +75,9 @@ def data_ensure_result(status: RawDataStatus) -> CommandResult:
         "generated": "generated the embedded default dataset",
     }.get(status.origin, status.origin)
     lines = [f"{shown_path(status.path)}: {what} ({plural(files, 'file')}); "
-             f"dataset version {_short(status.md5_after)} (data.dvc)."]
+             f"dataset version {short_md5(status.md5_after)} (data.dvc)."]
     if status.data_dvc_changed and status.md5_before:
-        lines.append(f"data.dvc changed from {_short(status.md5_before)}: commit data.dvc to keep this dataset version.")
+        lines.append(f"data.dvc changed from {short_md5(status.md5_before)}: commit data.dvc to keep this dataset version.")
     data = {"command": "data ensure", **to_jsonable(status), "files": files, "data_dvc_changed": status.data_dvc_changed}
     return CommandResult(lines, data, ["`scenegan pipeline` (or `dvc repro`) to prepare, train, evaluate and publish"])
 
@@ -200,12 +201,12 @@ def retrain_result(outcome: Mapping[str, Any]) -> CommandResult:
     data = {"command": "retrain", **to_jsonable(outcome)}
     if outcome["status"] != "retrained":
         return CommandResult(
-            [f"retrain: nothing to do; dataset version {_short(outcome['data_md5'])} was already retrained."],
+            [f"retrain: nothing to do; dataset version {short_md5(outcome['data_md5'])} was already retrained."],
             data, ["`scenegan retrain --force` to retrain anyway"],
         )
     lines = [
-        f"retrain: experiment {outcome['experiment']} on dataset {_short(outcome['data_md5'])} "
-        f"(previous {_short(outcome['previous_md5'])}): FID {_number(outcome.get('fid'))}, gallery {outcome['published']}."
+        f"retrain: experiment {outcome['experiment']} on dataset {short_md5(outcome['data_md5'])} "
+        f"(previous {short_md5(outcome['previous_md5'])}): FID {_number(outcome.get('fid'))}, gallery {outcome['published']}."
     ]
     return CommandResult(lines, data, ["`scenegan summary` for the gallery and the metrics",
                                        f"`dvc exp show` to see experiment {outcome['experiment']}"])
@@ -270,6 +271,3 @@ def preset_flags_result(name: str, overrides: Sequence[str]) -> CommandResult:
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
-
-def _short(md5: str | None) -> str:
-    return md5[:8] if md5 else "untracked"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ganlib.io.provenance import short_md5
+
 METRICS_FILE = "metrics.json"
 FID_UNCERTAINTY_KEYS = (
     "fid_ci_low", "fid_ci_high", "fid_bootstrap_bias", "fid_bootstrap_resamples", "fid_bootstrap_n", "fid_infinity",
@@ -91,7 +93,7 @@ class EvaluationReport:
             {"metric": "samples", "value": str(self.n_samples), "detail": f"batch {self.batch_size}, seed {self.seed}"},
             {"metric": "reference", "value": str(self.n_reference), "detail": _reference_origin(self.reference_stats_cached)},
             {"metric": "extractor", "value": self.extractor, "detail": self.extractor_description},
-            {"metric": "dataset", "value": _short(self.data_md5), "detail": f"images sha256 {self.dataset_sha256[:12]}, {self.resolution}px"},
+            {"metric": "dataset", "value": short_md5(self.data_md5), "detail": f"images sha256 {self.dataset_sha256[:12]}, {self.resolution}px"},
             {"metric": "checkpoint", "value": _number(self.checkpoint_kimg) + " kimg", "detail": f"device {self.device}"},
         ]
         rows += [{"metric": "note", "value": "", "detail": note} for note in self.notes]
@@ -129,8 +131,8 @@ class DatasetComparison:
         rows = [
             _row("FID", self.fid, "0 = same feature distribution"),
             _row("KID", self.kid_mean, _plus_minus(self.kid_std, f"subset size {self.kid_subset_size}")),
-            {"metric": "dataset A", "value": _short(self.data_md5_a), "detail": f"{self.n_a} images, sha256 {self.dataset_sha256_a[:12]}"},
-            {"metric": "dataset B", "value": _short(self.data_md5_b), "detail": f"{self.n_b} images, sha256 {self.dataset_sha256_b[:12]}"},
+            {"metric": "dataset A", "value": short_md5(self.data_md5_a), "detail": f"{self.n_a} images, sha256 {self.dataset_sha256_a[:12]}"},
+            {"metric": "dataset B", "value": short_md5(self.data_md5_b), "detail": f"{self.n_b} images, sha256 {self.dataset_sha256_b[:12]}"},
             {"metric": "extractor", "value": self.extractor, "detail": self.extractor_description},
         ]
         rows += [{"metric": "note", "value": "", "detail": note} for note in self.notes]
@@ -193,6 +195,3 @@ def _number(value: float | None) -> str:
 def _plus_minus(std: float | None, detail: str) -> str:
     return detail if std is None else f"± {_number(std)}, {detail}"
 
-
-def _short(md5: str | None) -> str:
-    return md5[:8] if md5 else "untracked"

@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 from ganlib.config import Params
 from ganlib.errors import UserFacingError
 from ganlib.io.atomic import atomic_write_text
+from ganlib.io.provenance import short_md5
 from ganlib.logs import Logger
 from ganlib.versions.history import METRIC_COLUMNS, read_history
 from ganlib.versions.revisions import (
@@ -170,7 +171,7 @@ def compare_versions(repo: Path, revs: Sequence[str], params: Params, log: Logge
         facts = deduplicate_versions(facts)
     rows = [version_row(f) for f in facts]
     for row in rows:
-        log.info(f"{row.label} ({row.kind} {(row.commit or '')[:8]}): dataset {_short(row.data_md5)}, "
+        log.info(f"{row.label} ({row.kind} {(row.commit or '')[:8]}): dataset {short_md5(row.data_md5)}, "
                  f"{_display(row.n_images)} images, FID {_display(row.fid)}"
                  + "".join(f"\n  note: {note}" for note in row.notes))
     if settings.drift:
@@ -387,7 +388,7 @@ def _display_row(row: VersionRow, param_keys: Sequence[str], with_infinity: bool
         "version": row.label,
         "kind": row.kind,
         "commit": (row.commit or "")[:8],
-        "dataset": _short(row.data_md5),
+        "dataset": short_md5(row.data_md5),
         "images": _display(row.n_images),
         "kimg": _display(row.checkpoint_kimg),
         "FID": _fid_with_interval(row),
@@ -446,9 +447,6 @@ def _csv_value(value: Any) -> str:
 def _markdown_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
-
-def _short(md5: str | None) -> str:
-    return md5[:8] if md5 else "untracked"
 
 
 def _iso_utc(timestamp: int | None) -> str | None:
