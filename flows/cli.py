@@ -38,6 +38,11 @@ from ganlib.errors import UserFacingError
 from ganlib.logs import plain_logger
 
 
+# The keys of ganlib.metrics.weights.UPSTREAM_WEIGHTS (a test keeps them equal); not imported
+# from there, because that module imports torch and the parser is built on every command.
+WEIGHTS_METRICS = ("clip", "fd-dinov2", "is")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     keep_prefect_offline()
     parser = build_parser()
@@ -119,8 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     weights = commands.add_parser("weights", help="metric weights").add_subparsers(metavar="ACTION")
     install = _command(weights, "install", "download a metric's published weights (pinned sha256) to where evaluate "
                        "looks; `make weights` installs the FID Inception", weights_install)
-    install.add_argument("--metric", required=True, type=lambda name: name.replace("_", "-"),
-                         choices=["is", "fd-dinov2", "clip"])
+    install.add_argument("--metric", required=True, type=lambda name: name.replace("_", "-"), choices=WEIGHTS_METRICS)
     return parser
 
 
@@ -267,7 +271,7 @@ def weights_install(args: argparse.Namespace) -> CommandResult:
 
     params, root = _params_and_root(args)
     installed = install_metric_weights(args.metric, params, plain_logger(), root)
-    metric_name = {"is": "is", "fd-dinov2": "fd_dinov2", "clip": "clip"}[args.metric]
+    metric_name = args.metric.replace("-", "_")  # as evaluate.metrics spells it
     return CommandResult(
         lines=installed.summary().splitlines(),
         data={"metric": installed.metric, "path": installed.path, "size": installed.size, "sha256": installed.sha256,

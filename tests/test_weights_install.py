@@ -216,3 +216,9 @@ def test_scenegan_weights_install_reports_for_people_and_json(tmp_path, server, 
 
     document = json.loads(captured.out)
     assert document["ok"] is False and "put it at" in document["error"] and SHA256 in document["error"]
+
+
+def test_the_cli_offers_exactly_the_metrics_with_published_weights():
+    from flows.cli import WEIGHTS_METRICS
+
+    assert sorted(WEIGHTS_METRICS) == sorted(UPSTREAM_WEIGHTS)
