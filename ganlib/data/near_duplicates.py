@@ -21,7 +21,6 @@ band, so only images sharing a band value are compared (fast for 100k images).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import imagehash
@@ -42,20 +41,17 @@ def hamming_distance(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-@dataclass
 class NearDuplicateIndex:
     """Hashes of the images kept so far, each under an id; finds the closest within max_distance bits."""
 
-    max_distance: int
-    _hashes: list[int] = field(default_factory=list)
-    _ids: list[str] = field(default_factory=list)
-    _buckets: list[dict[int, list[int]]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.max_distance < HASH_BITS:
-            raise ValueError(f"max_distance must be in [0, {HASH_BITS - 1}], got {self.max_distance}")
-        self._bands = _bands(self.max_distance + 1)
-        self._buckets = [{} for _ in self._bands]
+    def __init__(self, max_distance: int) -> None:
+        if not 0 <= max_distance < HASH_BITS:
+            raise ValueError(f"max_distance must be in [0, {HASH_BITS - 1}], got {max_distance}")
+        self.max_distance = max_distance
+        self._hashes: list[int] = []
+        self._ids: list[str] = []
+        self._bands = _bands(max_distance + 1)
+        self._buckets: list[dict[int, list[int]]] = [{} for _ in self._bands]  # per band: band value -> positions
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -78,15 +74,12 @@ class NearDuplicateIndex:
             bucket.setdefault((value >> shift) & mask, []).append(position)
 
 
-@dataclass
 class NearDuplicateGroups:
     """Images grouped with the first image (in dataset order) they look like."""
 
-    max_distance: int
-    groups: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # first -> [(copy, distance)]
-
-    def __post_init__(self) -> None:
-        self._index = NearDuplicateIndex(self.max_distance)
+    def __init__(self, max_distance: int) -> None:
+        self.groups: dict[str, list[tuple[str, int]]] = {}  # first -> [(copy, distance)]
+        self._index = NearDuplicateIndex(max_distance)
 
     def check(self, image_id: str, value: int) -> tuple[str, int] | None:
         """The (first image, distance) `image_id` is a near-duplicate of, recorded in its group; else None.
