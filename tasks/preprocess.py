@@ -37,6 +37,8 @@ def _publish_qa_artifacts(summary: PreparedSummary) -> None:
     lines.append(f"- near-duplicate groups: {summary.near_duplicate_groups}"
                  f" ({summary.near_duplicate_copies} images look like an earlier one)")
     create_markdown_artifact(key="preprocess-summary", markdown="\n".join(lines), description="Preprocessing summary")
+    if not (summary.rejected or summary.near_duplicate_groups):
+        return
     report = json.loads((summary.out_dir / QA_REPORT_FILE).read_text())
     if summary.rejected:
         rows = [{k: str(v) for k, v in row.items()} for row in report["rejects"][:MAX_REJECT_ROWS]]
