@@ -196,17 +196,17 @@ def test_evaluation_writes_and_shows_the_interval(tmp_path):
     params = tiny_params("evaluate.metrics=[fid]", "evaluate.fid_bootstrap=50", "evaluate.fid_infinity=true")
     report = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
     metrics = json.loads(write_evaluation(report, params, root / params.base.paths.evaluate).read_text())
-    assert metrics["fid_ci_low"] <= metrics["fid"] <= metrics["fid_ci_high"]
-    assert metrics["fid_bootstrap_resamples"] == 50 and metrics["fid_bootstrap_n"] == 40
-    assert isinstance(metrics["fid_infinity"], float) and isinstance(metrics["fid_bootstrap_bias"], float)
+    assert metrics["fid_noise_low"] <= metrics["fid"] <= metrics["fid_noise_high"]
+    assert metrics["fid_noise_resamples"] == 50 and metrics["fid_noise_n"] == 40
+    assert isinstance(metrics["fid_infinity"], float) and isinstance(metrics["fid_noise_bias"], float)
     table = render_table(report.report_rows())
-    assert f"[{metrics['fid_ci_low']:.6g}, {metrics['fid_ci_high']:.6g}]" in table
+    assert f"[{metrics['fid_noise_low']:.6g}, {metrics['fid_noise_high']:.6g}]" in table
     assert "50 bootstraps" in table and "FID-infinity" in table
 
     off = score_generator(TinyGenerator(), TinyInfo(), tiny_params(
         "evaluate.metrics=[fid]", "evaluate.fid_bootstrap=0", "evaluate.fid_infinity=false"), LOG, root)
     assert off.fid == report.fid  # the headline FID does not depend on the uncertainty settings
-    assert not {"fid_ci_low", "fid_ci_high", "fid_infinity", "fid_bootstrap_resamples"} & set(off.to_json())
+    assert not {"fid_noise_low", "fid_noise_high", "fid_infinity", "fid_noise_resamples"} & set(off.to_json())
     assert "FID-infinity" not in render_table(off.report_rows())
 
 
@@ -223,7 +223,7 @@ def old_metrics() -> dict:
 
 def test_old_metrics_json_still_loads():
     report = EvaluationReport.from_json(old_metrics())
-    assert report.fid_ci_low is None and report.fid_ci_high is None and report.fid_infinity is None
+    assert report.fid_noise_low is None and report.fid_noise_high is None and report.fid_infinity is None
     assert report.to_json() == old_metrics()
     assert next(r for r in report.report_rows() if r["metric"] == "FID")["value"] == "41.5"
 
@@ -233,16 +233,27 @@ def facts(label: str, metrics: dict) -> VersionFacts:
 
 
 def test_compare_shows_the_interval_and_reads_old_files_as_blank():
-    new = {**old_metrics(), "fid": 218.8123, "fid_ci_low": 214.1, "fid_ci_high": 223.9, "fid_infinity": 205.25}
+    new = {**old_metrics(), "fid": 218.8123, "fid_noise_low": 214.1, "fid_noise_high": 223.9, "fid_infinity": 205.25}
     rows = (version_row(facts("old", old_metrics())), version_row(facts("new", new)))
-    assert (rows[0].fid_ci_low, rows[0].fid_ci_high, rows[0].fid_infinity) == (None, None, None)
-    assert (rows[1].fid_ci_low, rows[1].fid_ci_high, rows[1].fid_infinity) == (214.1, 223.9, 205.25)
+    assert (rows[0].fid_noise_low, rows[0].fid_noise_high, rows[0].fid_infinity) == (None, None, None)
+    assert (rows[1].fid_noise_low, rows[1].fid_noise_high, rows[1].fid_infinity) == (214.1, 223.9, 205.25)
     comparison = Comparison(rows, (), ("fid",))
-    assert {"fid_ci_low", "fid_ci_high", "fid_infinity"} <= set(ROW_COLUMNS)
+    assert {"fid_noise_low", "fid_noise_high", "fid_infinity"} <= set(ROW_COLUMNS)
     records = comparison.records()
-    assert records[0]["fid_ci_low"] is None and records[1]["fid_ci_high"] == 223.9
+    assert records[0]["fid_noise_low"] is None and records[1]["fid_noise_high"] == 223.9
     table = comparison.table_rows()
     assert table[0]["FID"] == "41.5" and table[1]["FID"] == "218.8 [214.1, 223.9]"
     assert table[0]["FID-inf"] == "" and table[1]["FID-inf"] == "205.2"
     assert "| 218.8 [214.1, 223.9] |" in comparison.to_markdown()
     assert "FID-inf" not in Comparison(rows[:1], (), ("fid",)).table_rows()[0]  # a column only when some row has it
+
+
+def test_metrics_written_before_the_rename_read_under_the_new_names():
+    legacy = {**old_metrics(), "fid": 218.8, "fid_ci_low": 214.1, "fid_ci_high": 223.9, "fid_bootstrap_bias": 6.5,
+              "fid_bootstrap_resamples": 200, "fid_bootstrap_n": 1000}
+    report = EvaluationReport.from_json(legacy)
+    assert (report.fid_noise_low, report.fid_noise_high, report.fid_noise_bias) == (214.1, 223.9, 6.5)
+    assert (report.fid_noise_resamples, report.fid_noise_n) == (200, 1000)
+    assert not {"fid_ci_low", "fid_ci_high"} & set(report.to_json())
+    row = version_row(facts("legacy", legacy))
+    assert (row.fid_noise_low, row.fid_noise_high) == (214.1, 223.9)

@@ -288,15 +288,15 @@ def _scores(
 
 
 def _uncertainty_fields(uncertainty: FidUncertainty | None) -> dict[str, float | int | None]:
-    """EvaluationReport's fid_ci_* / fid_bootstrap_* / fid_infinity (None: not computed)."""
+    """EvaluationReport's fid_noise_* / fid_infinity (None: not computed)."""
     interval = uncertainty.interval if uncertainty else None
     infinity = uncertainty.infinity if uncertainty else None
     return {
-        "fid_ci_low": None if interval is None else interval.low,
-        "fid_ci_high": None if interval is None else interval.high,
-        "fid_bootstrap_bias": None if interval is None else interval.bias,
-        "fid_bootstrap_resamples": None if interval is None else interval.resamples,
-        "fid_bootstrap_n": None if interval is None else interval.n,
+        "fid_noise_low": None if interval is None else interval.low,
+        "fid_noise_high": None if interval is None else interval.high,
+        "fid_noise_bias": None if interval is None else interval.bias,
+        "fid_noise_resamples": None if interval is None else interval.resamples,
+        "fid_noise_n": None if interval is None else interval.n,
         "fid_infinity": None if infinity is None else infinity.value,
     }
 

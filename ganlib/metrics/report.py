@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from ganlib.io.provenance import short_md5
 
 METRICS_FILE = "metrics.json"
 FID_UNCERTAINTY_KEYS = (
-    "fid_ci_low", "fid_ci_high", "fid_bootstrap_bias", "fid_bootstrap_resamples", "fid_bootstrap_n", "fid_infinity",
+    "fid_noise_low", "fid_noise_high", "fid_noise_bias", "fid_noise_resamples", "fid_noise_n", "fid_infinity",
 )
+# metrics.json written before the band was named for what it is (sampling noise, not a confidence
+# interval) used these keys; readers map them (scenegan compare reads old revisions' files).
+LEGACY_FID_NOISE_KEYS = {
+    "fid_ci_low": "fid_noise_low",
+    "fid_ci_high": "fid_noise_high",
+    "fid_bootstrap_bias": "fid_noise_bias",
+    "fid_bootstrap_resamples": "fid_noise_resamples",
+    "fid_bootstrap_n": "fid_noise_n",
+}
 
 
 @dataclass(frozen=True)
@@ -42,13 +51,14 @@ class EvaluationReport:
     # Fréchet distance on DINOv2 ViT-B/14 features; both None when evaluate.metrics lacks fd_dinov2.
     fd_dinov2: float | None = None
     fd_dinov2_unavailable_reason: str | None = None
-    # FID's bootstrap interval over the generated samples and FID-infinity (ganlib/metrics/scores.py);
-    # None when not computed (and then left out of metrics.json; older files lack them).
-    fid_ci_low: float | None = None
-    fid_ci_high: float | None = None
-    fid_bootstrap_bias: float | None = None    # taken out of the interval; plain percentiles = ci + bias
-    fid_bootstrap_resamples: int | None = None
-    fid_bootstrap_n: int | None = None
+    # FID's sampling-noise band (bootstrap over the generated samples, reference fixed) and FID-infinity
+    # (ganlib/metrics/scores.py); None when not computed (and then left out of metrics.json; older files
+    # lack them, or name the band fid_ci_*: see LEGACY_FID_NOISE_KEYS).
+    fid_noise_low: float | None = None
+    fid_noise_high: float | None = None
+    fid_noise_bias: float | None = None        # taken out of the band; plain percentiles = band + bias
+    fid_noise_resamples: int | None = None
+    fid_noise_n: int | None = None
     fid_infinity: float | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -75,6 +85,7 @@ class EvaluationReport:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "EvaluationReport":
+        data = with_current_metric_keys(data)
         return cls(**{**data, "notes": tuple(data.get("notes", ())), "reference_stats_cached": None})
 
     def report_rows(self) -> list[dict[str, str]]:
@@ -98,6 +109,16 @@ class EvaluationReport:
         ]
         rows += [{"metric": "note", "value": "", "detail": note} for note in self.notes]
         return rows
+
+
+def with_current_metric_keys(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """metrics.json as read, with the pre-rename fid_ci_* / fid_bootstrap_* keys under their current names.
+
+    A key already present under its current name wins over its old name.
+    """
+    current = {LEGACY_FID_NOISE_KEYS.get(key, key): value for key, value in metrics.items()
+               if key not in LEGACY_FID_NOISE_KEYS or LEGACY_FID_NOISE_KEYS[key] not in metrics}
+    return current
 
 
 @dataclass(frozen=True)
@@ -166,12 +187,12 @@ def render_table(rows: list[dict[str, str]]) -> str:
 def _fid_row(report: EvaluationReport) -> dict[str, str]:
     """FID, with its bootstrap interval when there is one: "218.8 [214.1, 223.9]" (95%, 200 bootstraps)."""
     row = _row("FID", report.fid, "lower is better")
-    if report.fid is None or report.fid_ci_low is None or report.fid_ci_high is None:
+    if report.fid is None or report.fid_noise_low is None or report.fid_noise_high is None:
         return row
     return {
         "metric": "FID",
-        "value": f"{_number(report.fid)} {fid_interval_text(report.fid_ci_low, report.fid_ci_high)}",
-        "detail": f"95%, {report.fid_bootstrap_resamples} bootstraps of the {report.fid_bootstrap_n} generated "
+        "value": f"{_number(report.fid)} {fid_interval_text(report.fid_noise_low, report.fid_noise_high)}",
+        "detail": f"95%, {report.fid_noise_resamples} bootstraps of the {report.fid_noise_n} generated "
                   "samples (their sampling noise only); lower is better",
     }
 

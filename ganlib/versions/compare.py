@@ -36,6 +36,7 @@ from ganlib.errors import UserFacingError
 from ganlib.io.atomic import atomic_write_text
 from ganlib.io.provenance import short_md5
 from ganlib.logs import Logger
+from ganlib.metrics.report import with_current_metric_keys
 from ganlib.versions.history import METRIC_COLUMNS, read_history
 from ganlib.versions.revisions import (
     DVC_READ_ERRORS,
@@ -51,14 +52,14 @@ from ganlib.versions.revisions import (
 CSV_FILE = "compare.csv"
 MARKDOWN_FILE = "compare.md"
 PLOT_FILE = "compare.png"
-FID_UNCERTAINTY_COLUMNS = ("fid_ci_low", "fid_ci_high", "fid_infinity")
+FID_UNCERTAINTY_COLUMNS = ("fid_noise_low", "fid_noise_high", "fid_infinity")
 
 # The fixed columns, in order; the params that differ follow as one column
 # each, named by their dotted key ("train.lr_g"), which never clashes with
 # these (no dots). The history's columns of the same meaning share the names.
 ROW_COLUMNS = (
     "label", "kind", "commit", "date", "data_md5", "n_images", "resolution", "checkpoint_kimg",
-    "fid", "fid_ci_low", "fid_ci_high", "fid_infinity", "kid_mean", "kid_std", "is_mean", "is_std",
+    "fid", "fid_noise_low", "fid_noise_high", "fid_infinity", "kid_mean", "kid_std", "is_mean", "is_std",
     "n_samples", "extractor",
     "drift_fid_from_previous", "drift_kid_from_previous", "near_duplicates_in_previous", "note",
 )
@@ -89,8 +90,8 @@ class VersionRow:
     # Images of this version with a perceptual near-duplicate in the previous row's (drift: true only).
     near_duplicates_in_previous: int | None = None
     # FID's 95% bootstrap interval and FID-infinity, when that revision's evaluation computed them.
-    fid_ci_low: float | None = None
-    fid_ci_high: float | None = None
+    fid_noise_low: float | None = None
+    fid_noise_high: float | None = None
     fid_infinity: float | None = None
     params: Mapping[str, Any] | None = field(default=None, compare=False)  # dotted key -> value; None: unknown
 
@@ -201,6 +202,7 @@ def version_row(facts: VersionFacts) -> VersionRow:
 
 def _metric_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     """The METRIC_COLUMNS of a metrics.json or a history row (CSV text), typed for a VersionRow."""
+    values = with_current_metric_keys(values)   # an old revision's metrics.json may name the band fid_ci_*
     fields: dict[str, Any] = {key: _float(values.get(key)) for key in METRIC_COLUMNS}
     fields["n_samples"] = _int(values.get("n_samples"))
     fields["extractor"] = values.get("extractor") or None
@@ -406,9 +408,9 @@ def _display_row(row: VersionRow, param_keys: Sequence[str], with_infinity: bool
 
 def _fid_with_interval(row: VersionRow) -> str:
     """FID and, when recorded, its 95% bootstrap interval: "218.8 [214.1, 223.9]"."""
-    if row.fid is None or row.fid_ci_low is None or row.fid_ci_high is None:
+    if row.fid is None or row.fid_noise_low is None or row.fid_noise_high is None:
         return _display(row.fid)
-    return f"{_display(row.fid)} [{_display(row.fid_ci_low)}, {_display(row.fid_ci_high)}]"
+    return f"{_display(row.fid)} [{_display(row.fid_noise_low)}, {_display(row.fid_noise_high)}]"
 
 
 def _display(value: Any) -> str:
