@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import stat
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
-from ganlib.io.atomic import atomic_write_json, staged_directory
+from ganlib.io.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temporaries, staged_directory
 
 
 def test_staged_directory_replaces_on_success(tmp_path):
@@ -88,3 +93,121 @@ def test_renames_are_made_durable_by_syncing_the_directory(tmp_path, monkeypatch
     with staged_directory(tmp_path / "out") as staging:
         (staging / "x").write_text("x")
     assert synced_directories[-1] == tmp_path.stat().st_ino
+
+
+def test_atomic_writes_never_set_the_process_umask(tmp_path, monkeypatch):
+    """Setting the umask to read it would let another thread create world-writable files meanwhile."""
+    old_umask = os.umask(0o027)
+    try:
+        def refuse(mask):
+            raise AssertionError(f"os.umask({mask:#o}) called")
+
+        monkeypatch.setattr(os, "umask", refuse)
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        with staged_directory(tmp_path / "out") as staging:
+            (staging / "x").write_text("x")
+        monkeypatch.undo()
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~0o027
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~0o027
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the umask from /proc (Linux)")
+def test_another_thread_never_sees_the_umask_change_during_writes(tmp_path):
+    def umask_now() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+        raise AssertionError("no Umask line")
+
+    old_umask = os.umask(0o022)
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.add(umask_now())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(300):
+            atomic_write_bytes(tmp_path / f"{i}.bin", b"x")
+    finally:
+        stop.set()
+        watcher.join(timeout=60)
+        os.umask(old_umask)
+    assert seen == {0o022}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {0o644}
+
+
+def _killed_mid_write(path: Path) -> None:
+    """An atomic write whose process is SIGKILLed after writing its temporary, before the rename."""
+    code = (
+        "import os\n"
+        "import ganlib.io.atomic as atomic\n"
+        "atomic.os.replace = lambda *a: os.kill(os.getpid(), 9)\n"
+        f"atomic.atomic_write_bytes({str(path)!r}, b'half')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False, timeout=120)
+
+
+def _temporaries(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_temporaries_name_their_writer_and_a_dead_writers_are_removed(tmp_path):
+    cache = tmp_path / "cache" / "fid"
+    atomic_write_bytes(cache / "kept.npz", b"real entry")
+    _killed_mid_write(cache / "entry.npz")
+    [leftover] = _temporaries(cache)
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:8]
+    assert re.match(rf"^\.entry\.npz\.\d+@{re.escape(host)}", leftover.name), leftover.name
+
+    assert remove_stale_temporaries(cache) == [leftover]
+    assert sorted(p.name for p in cache.iterdir()) == ["kept.npz"]
+    assert (cache / "kept.npz").read_bytes() == b"real entry"
+
+
+def test_a_live_writers_temporary_is_kept_until_it_exits(tmp_path):
+    code = (
+        "import sys\n"
+        "import ganlib.io.atomic as atomic\n"
+        "def wait(*a):\n"
+        "    print('written', flush=True)\n"
+        "    sys.stdin.read()\n"  # until the test closes our stdin
+        "atomic.os.replace = wait\n"
+        f"atomic.atomic_write_bytes({str(tmp_path / 'entry.npz')!r}, b'in progress')\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "written"
+        [temporary] = _temporaries(tmp_path)
+        assert str(writer.pid) in temporary.name
+        assert remove_stale_temporaries(tmp_path) == [] and temporary.exists()
+    finally:
+        writer.stdin.close()
+        writer.wait(timeout=120)
+    # It "renamed" nothing and exited: now its temporary is abandoned.
+    assert remove_stale_temporaries(tmp_path) == [temporary]
+
+
+def test_temporaries_that_cannot_be_checked_are_removed_only_when_very_old(tmp_path):
+    other_host = tmp_path / ".entry.npz.4242@some-other-host.0123abcd.tmp"
+    no_writer = tmp_path / ".entry.npz.k2j3h4g5.tmp"  # mkstemp's name, from before writers were named
+    real = [tmp_path / "entry.npz", tmp_path / ".hidden", tmp_path / "notes.tmp"]
+    for path in (other_host, no_writer, *real):
+        path.write_bytes(b"x")
+    (tmp_path / ".dir.1@x.ab.tmp").mkdir()
+    assert remove_stale_temporaries(tmp_path) == []
+
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for path in (other_host, no_writer, *real):
+        os.utime(path, (two_days_ago, two_days_ago))
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([other_host, no_writer])
+    assert all(path.read_bytes() == b"x" for path in real) and (tmp_path / ".dir.1@x.ab.tmp").is_dir()
+
+
+def test_a_missing_directory_has_no_temporaries(tmp_path):
+    assert remove_stale_temporaries(tmp_path / "never-written") == []

@@ -3,6 +3,10 @@
 A stage killed half-way (SIGKILL, full disk, bad input found late) must never
 leave a half-written output that the next stage or `dvc repro` mistakes for a
 finished one, and must never destroy the previous good output.
+
+A writer killed outright still leaves its temporary file behind. Temporaries
+are named after their writer (`.NAME.PID@HOST.RANDOM.tmp`), so that
+`remove_stale_temporaries` can tell an abandoned one from one being written.
 """
 
 from __future__ import annotations
@@ -10,20 +14,32 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import socket
+import stat
+import time
 from pathlib import Path
 from typing import Any, Iterator
+
+# A temporary whose writer cannot be checked (a live pid, perhaps reused; another host; a name
+# from before temporaries carried their writer) is removed only when untouched this long. A write
+# here is one call that writes its bytes and renames within seconds to minutes, so a day-old
+# temporary is abandoned; the worst a wrong guess does is make a stopped writer's rename fail
+# loudly (FileNotFoundError), never corrupt an output.
+STALE_TEMPORARY_AGE_S = 24 * 3600
+
+# .NAME.PID@HOST.RANDOM.tmp, as _writer_temporary names them.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9+-]+)\.[0-9a-f]+\.tmp$")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `path` whole or not at all, with the mode a plain open() would give it (0o666 & ~umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _writer_temporary(path)
     try:
-        # mkstemp makes 0600 files: outputs others (a web server, a teammate) cannot read.
-        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -56,9 +72,7 @@ def staged_directory(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_staging(target)
-    staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(target)}{os.getpid()}-", dir=target.parent))
-    # mkdtemp makes 0700 directories; the result should look like any other output.
-    staging.chmod(0o777 & ~_current_umask())
+    staging = _new_staging_directory(target)
     try:
         yield staging
     except BaseException:
@@ -69,6 +83,85 @@ def staged_directory(target: str | Path) -> Iterator[Path]:
 
 def _staging_prefix(target: Path) -> str:
     return f".{target.name}.staging-"
+
+
+def _new_staging_directory(target: Path) -> Path:
+    """A fresh `.NAME.staging-PID-RANDOM` beside `target`, with the mode a plain mkdir gives.
+
+    mkdir with 0o777 lets the kernel apply the umask (and any default ACL) as it
+    does for every other output; tempfile.mkdtemp would make it 0700.
+    """
+    while True:
+        staging = target.parent / f"{_staging_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            os.mkdir(staging, 0o777)
+            return staging
+        except FileExistsError:
+            continue
+
+
+def _writer_temporary(path: Path) -> tuple[int, str]:
+    """Create `.NAME.PID@HOST.RANDOM.tmp` beside `path`, open for writing: (fd, its path).
+
+    Opened with mode 0o666 so that the kernel applies the process umask (and any
+    default ACL) exactly as for a plain open(). Reading the umask to compute the
+    mode ourselves would need os.umask(), which sets it: for a moment every other
+    thread would create world-writable files.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}@{_writer_host()}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+
+
+def _writer_host() -> str:
+    """This host as a file-name-safe tag; on Linux with the pid namespace, since a pid means nothing outside it.
+
+    Two containers can share a host name and a mounted cache, yet not see each
+    other's processes: the namespace keeps one from deleting the other's temporaries.
+    """
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+    with contextlib.suppress(OSError):
+        host += "+" + str(os.stat("/proc/self/ns/pid").st_ino)
+    return host
+
+
+def remove_stale_temporaries(directory: Path, older_than_s: float = STALE_TEMPORARY_AGE_S) -> list[Path]:
+    """Delete the atomic-write temporaries in `directory` whose writer is gone; return what was deleted.
+
+    Removed: a temporary of this host whose process no longer exists. Also
+    removed, but only when untouched for `older_than_s`: one whose pid is alive
+    (it may have been reused), one of another host or pid namespace (its process
+    cannot be checked from here), and one without a writer in its name (written
+    before temporaries carried one). Nothing else in `directory` is touched, and
+    a missing directory is not an error.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    here, now = _writer_host(), time.time()
+    for candidate in directory.iterdir():
+        if not (candidate.name.startswith(".") and candidate.name.endswith(".tmp")):
+            continue
+        try:
+            info = candidate.lstat()
+        except FileNotFoundError:  # its writer just renamed it into place
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        writer = _TEMPORARY.match(candidate.name)
+        abandoned = (
+            writer is not None and writer["host"] == here and not _process_alive(int(writer["pid"]))
+        ) or now - info.st_mtime > older_than_s
+        if abandoned:
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
 
 
 def _remove_abandoned_staging(target: Path) -> None:
@@ -96,12 +189,6 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def replace_directory(new: Path, target: Path) -> None:

@@ -35,7 +35,7 @@ from torch_fidelity import FeatureExtractorBase
 from torch_fidelity.metric_fid import fid_features_to_statistics
 
 from ganlib.data.dataset import PreparedDataset
-from ganlib.io.atomic import atomic_write_bytes
+from ganlib.io.atomic import atomic_write_bytes, remove_stale_temporaries
 from ganlib.io.source import source_digest
 from ganlib.logs import Logger
 from ganlib.metrics.errors import EvaluationError
@@ -120,6 +120,7 @@ def reference_statistics(
             f"({dataset.count} prepared, evaluate.n_reference={n_reference}); a covariance of one image is undefined"
         )
     path = reference_cache_path(cache_dir, key)
+    remove_stale_temporaries(path.parent)  # what writers killed mid-write left in the cache
     cached, problem = load_reference_stats(path, key)
     if cached is not None:
         log.info(f"reference statistics: cached {path} ({cached.count} images)")
