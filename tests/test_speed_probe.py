@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
-from ganlib.hardware.machine import SPEED_FLAGS, cpu_model_and_flags
+import torch
+
+from ganlib.hardware.machine import SPEED_FLAGS, MachineInfo, available_cpus, cpu_model_and_flags, describe_machine
 from ganlib.hardware.probe import PROBE_CACHE_FILE, fastest, probed_choice, time_candidates
 
 
@@ -63,3 +66,28 @@ def test_cpu_model_and_speed_flags_are_read_from_cpuinfo(tmp_path):
     model, flags = cpu_model_and_flags(cpuinfo)
     assert model == "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"
     assert [f for f in SPEED_FLAGS if f in flags] == ["avx2", "avx512f"]  # no native bf16 on this one
+
+
+def test_the_machine_key_ignores_the_thread_count_but_not_the_cpus_or_torch():
+    """torchrun gives each process one thread: the same machine for the cache, shown as it ran in logs."""
+    machine = MachineInfo("cpu", "AMD EPYC 9R14", ("avx2", "avx512_bf16"), cpus=2, threads=2, torch_version="2.14.1")
+    one_thread = dataclasses.replace(machine, threads=1)
+    assert one_thread.cache_key() == machine.cache_key()
+    assert "1 torch threads" in one_thread.describe() and "2 CPUs" in one_thread.describe()
+    for other in (dict(cpus=4), dict(torch_version="2.15.0"), dict(flags=("avx2",)), dict(name="Intel Xeon")):
+        assert dataclasses.replace(machine, **other).cache_key() != machine.cache_key()
+    # A key of the older format (threads where the CPU count is now) never matches a new one.
+    assert machine.cache_key() != "cpu|AMD EPYC 9R14|avx2,avx512_bf16|2|2.14.1"
+
+
+def test_this_machine_is_described_with_its_cpus_and_threads():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = describe_machine(torch.device("cpu"))
+        torch.set_num_threads(2)
+        two = describe_machine(torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    assert (one.threads, two.threads) == (1, 2) and one.cpus == two.cpus == available_cpus() >= 1
+    assert one.cache_key() == two.cache_key()

@@ -11,6 +11,7 @@ from train_support import one_thread, smooth_images, tiny_params, write_prepared
 
 from ganlib.hardware.machine import describe_machine
 from ganlib.hardware.probe import probed_choice, speed_candidates
+from ganlib.training import speed as train_speed
 from ganlib.training.loop import train_gan
 from ganlib.training.speed import resolve_train_speed, workload_key
 
@@ -47,6 +48,30 @@ def test_auto_measures_once_then_reuses_the_choice(tmp_path):
     # An explicit precision still lets the layout be measured, among that precision's candidates only.
     fp32_only = resolve_train_speed(tiny_params("train.precision=fp32", "train.channels_last=auto").train, 32, CPU, 0, tmp_path)
     assert fp32_only.precision == "fp32" and set(fp32_only.probe.seconds) == {"fp32", "fp32+channels_last"}
+
+
+def test_a_two_process_run_takes_the_choice_a_one_process_run_measured(tmp_path, monkeypatch):
+    """torchrun starts each `train.nproc: 2` process with OMP_NUM_THREADS=1: that is no reason to
+    measure again on this machine, and a new measurement could choose another precision (another run)."""
+    cfg = tiny_params(*AUTO).train
+    figures = {"fp32": 1.0, "fp32+channels_last": 1.1, "bf16": 0.4, "bf16+channels_last": 0.5}
+    monkeypatch.setattr(train_speed, "_time_settings", lambda *args: dict(figures))
+    torch.set_num_threads(2)  # the 1-process run (one_thread restores the count afterwards)
+    single = resolve_train_speed(cfg, 32, CPU, 0, tmp_path)
+    assert (single.precision, single.channels_last, single.probe.cached) == ("bf16", False, False)
+
+    # Rank 0 of the 2-process run, as torchrun starts it.
+    for name, value in dict(OMP_NUM_THREADS="1", WORLD_SIZE="2", RANK="0", LOCAL_RANK="0", LOCAL_WORLD_SIZE="2").items():
+        monkeypatch.setenv(name, value)
+    torch.set_num_threads(1)
+
+    def never_measure(*args):
+        raise AssertionError("the 2-process run measured again")
+
+    monkeypatch.setattr(train_speed, "_time_settings", never_measure)
+    rank0 = resolve_train_speed(cfg, 32, CPU, 0, tmp_path)
+    assert rank0.probe.cached and (rank0.precision, rank0.channels_last) == ("bf16", False)
+    assert "2 torch threads" in rank0.probe.machine  # the log says where the choice was measured
 
 
 def test_the_chosen_precision_is_logged_recorded_and_part_of_the_identity(tmp_path, monkeypatch, caplog):

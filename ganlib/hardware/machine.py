@@ -25,7 +25,8 @@ class MachineInfo:
     device_type: str          # cpu | cuda | mps
     name: str                 # CPU model or GPU name
     flags: tuple[str, ...]    # the SPEED_FLAGS this CPU has (empty for a GPU)
-    threads: int              # torch intra-op threads
+    cpus: int                 # CPUs this process may run on (its affinity), whatever the thread count
+    threads: int              # torch intra-op threads of this process (torchrun sets 1 per process)
     torch_version: str
 
     def describe(self) -> str:
@@ -33,21 +34,40 @@ class MachineInfo:
         if self.device_type != "cpu":
             return f"{self.name} ({self.device_type}), torch {self.torch_version}"
         flags = ", ".join(self.flags) if self.flags else "none of " + "/".join(SPEED_FLAGS)
-        return f"CPU {self.name}, {self.threads} torch threads, flags: {flags}, torch {self.torch_version}"
+        return (f"CPU {self.name}, {self.cpus} CPUs, {self.threads} torch threads, flags: {flags}, "
+                f"torch {self.torch_version}")
 
     def cache_key(self) -> str:
-        """Identifies the machine for cached measurements: a new CPU, torch or thread count measures again."""
-        return "|".join((self.device_type, self.name, ",".join(self.flags), str(self.threads), self.torch_version))
+        """Identifies the machine for cached measurements: a new CPU, CPU count or torch measures again.
+
+        Not the thread count: torchrun sets OMP_NUM_THREADS=1 in each process, so keying by it
+        made a `train.nproc: 2` run re-measure, and possibly choose another precision (another
+        run identity), on the machine where a 1-process run had already measured. Whether bf16
+        pays is a property of the CPU's instructions, which threads do not change. The fields
+        are named, so a key written before this format never matches one written after it.
+        """
+        return "|".join((self.device_type, self.name, "flags=" + ",".join(self.flags), f"cpus={self.cpus}",
+                         f"torch={self.torch_version}"))
 
 
 def describe_machine(device: torch.device) -> MachineInfo:
+    threads, cpus = torch.get_num_threads(), available_cpus()
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        return MachineInfo("cuda", name, (), torch.get_num_threads(), torch.__version__)
+        return MachineInfo("cuda", name, (), cpus, threads, torch.__version__)
     if device.type == "mps":
-        return MachineInfo("mps", platform.machine(), (), torch.get_num_threads(), torch.__version__)
+        return MachineInfo("mps", platform.machine(), (), cpus, threads, torch.__version__)
     model, flags = cpu_model_and_flags()
-    return MachineInfo("cpu", model, tuple(f for f in SPEED_FLAGS if f in flags), torch.get_num_threads(), torch.__version__)
+    return MachineInfo("cpu", model, tuple(f for f in SPEED_FLAGS if f in flags), cpus, threads,
+                       torch.__version__)
+
+
+def available_cpus() -> int:
+    """How many CPUs this process may run on: its affinity set where the OS has one, else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
 
 
 def cpu_model_and_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, frozenset[str]]:

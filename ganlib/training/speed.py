@@ -44,8 +44,10 @@ class TrainSpeed:
     def as_record(self) -> dict:
         record: dict = {"precision": self.precision, "channels_last": self.channels_last, "how": self.how}
         if self.probe is not None:
+            load = self.probe.load
             record["probe"] = {"choice": self.probe.choice, "seconds": self.probe.seconds,
-                               "machine": self.probe.machine, "cached": self.probe.cached}
+                               "machine": self.probe.machine, "cached": self.probe.cached,
+                               "load": None if load is None else {"load_1min": load.load_1min, "cpus": load.cpus}}
         return record
 
 
@@ -74,7 +76,13 @@ def resolve_train_speed(cfg: TrainParams, resolution: int, device: torch.device,
 
 
 def workload_key(cfg: TrainParams, resolution: int, candidates: list[str]) -> str:
-    """What the timing depends on besides the machine: the networks, the microbatch and the step's phases."""
+    """What the timing depends on besides the machine: the networks, the microbatch and the step's phases.
+
+    Not the process layout or its thread count (train.nproc, OMP_NUM_THREADS): the precision
+    chosen is part of the run's identity, which the process layout must not change, so a
+    `train.nproc: 2` run takes the choice a 1-process run measured on this machine (and the
+    other way round) instead of measuring again with one thread per process.
+    """
     parts = dict(
         arch=cfg.arch, resolution=resolution, z_dim=cfg.z_dim, g_width=cfg.g_width, d_width=cfg.d_width,
         microbatch=cfg.microbatch, loss=cfg.loss, d_steps=cfg.d_steps, r1=cfg.r1_gamma > 0,
