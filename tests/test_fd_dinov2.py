@@ -1,8 +1,15 @@
 """FD_DINOv2: reported unavailable, naming the install command, when its weights are absent (never downloaded);
-computed, cached and repeatable through a tiny random DINOv2 checkpoint in the released format."""
+computed, cached and repeatable through a tiny random DINOv2 checkpoint in the released format; and our ViT
+gives the CLS tokens facebookresearch/dinov2's own DinoVisionTransformer gave for the same weights and images
+(tests/data/dinov2_reference.json)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from test_metrics_support import TinyGenerator, TinyInfo, no_network, project, tiny_params  # noqa: F401 (fixtures)
@@ -81,3 +88,73 @@ def test_fd_dinov2_through_a_tiny_checkpoint_is_cached_and_repeatable(tmp_path, 
     checkpoint.write_bytes(checkpoint.read_bytes()[:-1])  # a damaged file is refused, not loaded
     damaged = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
     assert damaged.fd_dinov2 is None and "delete it and run" in damaged.fd_dinov2_unavailable_reason
+
+
+# ------------------------------------------------------------------ against facebookresearch/dinov2's own model
+#
+# tests/data/dinov2_reference.json holds the CLS tokens that facebookresearch/dinov2's DinoVisionTransformer
+# (hub configuration: LayerScale init_values=1.0, plain MLP, qkv bias, no registers, interpolate_offset 0.1, no
+# antialias) produced for the weights and images that `reference_weights` / `reference_images` build from
+# the seeds stored there. Their code ran once, outside this repository (none of it is kept here); the
+# fixture records the commit. Their model was built at 128 wide (2 heads of 64, as every released ViT has),
+# 2 blocks, patch 14, a 4 x 4 positional grid, so that heads, LayerScale, the MLP and the final norm all act.
+
+REFERENCE = Path(__file__).parent / "data" / "dinov2_reference.json"
+
+
+def reference_weights(shapes: dict[str, list[int]], seed: int) -> dict[str, torch.Tensor]:
+    """Deterministic weights for every parameter, by name, from one numpy seed (the fixture's recipe).
+
+    Matrices ~ N(0, 1/fan_in) keep activations O(1) through the blocks; norms and LayerScale near 1 and
+    biases near 0, but none exactly, so a parameter read under the wrong name or left out changes the output.
+    """
+    rng = np.random.default_rng(seed)
+    state = {}
+    for name in sorted(shapes):
+        shape = tuple(shapes[name])
+        noise = rng.standard_normal(shape)
+        if name in ("cls_token", "pos_embed", "mask_token"):
+            values = 0.5 * noise
+        elif len(shape) >= 2:
+            values = noise / np.sqrt(np.prod(shape[1:]))
+        elif name.endswith(".bias"):
+            values = 0.1 * noise
+        else:                                           # LayerNorm weight, LayerScale gamma
+            values = 1.0 + 0.1 * noise
+        state[name] = torch.from_numpy(values.astype(np.float32))
+    return state
+
+
+def reference_images(shape: list[int], seed: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal(tuple(shape)).astype(np.float32))
+
+
+def digest(tensors: list[torch.Tensor]) -> str:
+    """sha256 of the float32 bytes, in order: tells a changed recipe (or numpy stream) from a changed model."""
+    hasher = hashlib.sha256()
+    for tensor in tensors:
+        hasher.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return hasher.hexdigest()
+
+
+def test_our_vit_gives_facebookresearch_dinov2s_cls_tokens_for_the_same_weights():
+    fixture = json.loads(REFERENCE.read_text())
+    state = reference_weights(fixture["parameter_shapes"], fixture["weight_seed"])
+    assert digest([state[name] for name in sorted(state)]) == fixture["weights_sha256"], \
+        "the seed recipe no longer rebuilds the fixture's weights (numpy stream changed?): regenerate the fixture"
+    model = dinov2_from_state_dict(state).eval()
+    assert len(model.blocks) == 2 and model.blocks[0].attn.num_heads == 2
+    for case in fixture["cases"]:
+        images = reference_images(case["input_shape"], case["input_seed"])
+        assert digest([images]) == case["input_sha256"]
+        with torch.no_grad():
+            ours32 = model(images)
+            ours64 = model.double()(images.double())
+            model.float()
+        theirs32 = torch.tensor(case["cls_float32"], dtype=torch.float32)
+        theirs64 = torch.tensor(case["cls_float64"], dtype=torch.float64)
+        # float64 on both sides: only the order of additions differs, so 1e-9 of the tokens' scale (~1) is
+        # far above round-off and far below any architectural slip (a wrong scale, norm or interpolation
+        # moves tokens by 1e-3 or more). float32: kernels may sum in another order; 1e-4 absolute.
+        assert torch.allclose(ours64, theirs64, rtol=0, atol=1e-9), case["input_shape"]
+        assert torch.allclose(ours32, theirs32, rtol=0, atol=1e-4), case["input_shape"]
