@@ -161,6 +161,19 @@ def test_entries_of_the_older_format_miss_once_and_are_kept(tmp_path):
     assert reused.cached and reused.load is None and measured == [1]
 
 
+def test_writing_the_cache_removes_temporaries_of_killed_writers(tmp_path):
+    abandoned = tmp_path / f".{PROBE_CACHE_FILE}.k1ll3d.tmp"  # no writer in its name, untouched for two days
+    abandoned.write_text('{"entries": {')
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(abandoned, (two_days_ago, two_days_ago))
+    unrelated = tmp_path / "reference-stats.npz"
+    unrelated.write_bytes(b"kept")
+    os.utime(unrelated, (two_days_ago, two_days_ago))
+    probed_choice(tmp_path, "CPU X", "cpu|X", "w", lambda: {"fp32": 1.0}, prefer="fp32", margin=0.1, sample_load=quiet)
+    assert not abandoned.exists() and unrelated.exists()
+    assert json.loads((tmp_path / PROBE_CACHE_FILE).read_text())["entries"]
+
+
 def test_without_file_locks_the_cache_still_works_unlocked(tmp_path, monkeypatch):
     monkeypatch.setattr(probe, "fcntl", None)
     first = probed_choice(tmp_path, "CPU X", "cpu|X", "w", lambda: {"fp32": 1.0, "bf16": 0.4},

@@ -28,12 +28,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
-from ganlib.io.atomic import atomic_write_json
+from ganlib.io.atomic import atomic_write_json, remove_stale_temporaries
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock; see _cache_lock
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 PROBE_CACHE_FILE = "speed-probe.json"
 PROBE_CACHE_FORMAT = "scenegan-speed-probe/2"  # /2: machine keys without the thread count, entries with the load
@@ -210,6 +210,7 @@ def _store(cache_file: Path, key: str, result: ProbeResult) -> None:
         entry.update(load_1min=result.load.load_1min, load_cpus=result.load.cpus)
     entries[key] = entry
     try:
+        remove_stale_temporaries(cache_file.parent)  # what writers killed mid-write left behind
         atomic_write_json(cache_file, {"format": PROBE_CACHE_FORMAT, "entries": entries})
     except OSError:
         pass  # a read-only home costs a re-measurement next time, nothing else
