@@ -168,10 +168,8 @@ def _cache_lock(cache_file: Path) -> Iterator[None]:
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except OSError:  # a file system without locks (some network mounts): unlocked, as above
-        pass
-    try:
+        with contextlib.suppress(OSError):  # a file system without locks (some network mounts): unlocked
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock
