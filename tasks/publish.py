@@ -10,6 +10,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from ganlib.config import Params
+from ganlib.publish.gate import FidComparison, comparison_markdown
 from ganlib.publish.stage import publish_gallery
 
 
@@ -27,4 +28,11 @@ def publish_gallery_task(params: Params, root: Path) -> dict[str, Any]:
             markdown=f"**Publish skipped**: {report.reason}\n\nThe gallery at `{report.index}` is unchanged.",
             description="publish gate",
         )
+    # The gate's numbers: both FIDs and bands, recorded and re-scored, the settings, the rule.
+    comparison = FidComparison(**report.comparison) if report.comparison is not None else None
+    create_markdown_artifact(
+        key="publish-gate",
+        markdown=comparison_markdown(report.status, report.reason, comparison),
+        description="publish gate: FIDs compared, noise bands, settings and the rule applied",
+    )
     return report.as_record()

@@ -29,6 +29,8 @@ from torch import nn
 
 from ganlib.errors import UserFacingError
 from ganlib.models.sampling import fixed_latents
+from ganlib.publish.fid_settings import fid_settings
+from ganlib.publish.gate import FidBand, FidComparison, compare_fids, comparison_markdown
 from ganlib.publish.images import GeneratorOutputError, interpolation_latents, slerp
 from ganlib.publish.stage import PublishError, publish_generator
 from ganlib.publish.targets import PublishTargetError
@@ -44,7 +46,7 @@ SMALL = [
 ]
 GENERATED_NAME = re.compile(
     r"^(index\.html|manifest\.json|releases/\d{8}T\d{6}Z-[0-9a-f]{8}/"
-    r"(index\.html|manifest\.json|grid\.(png|webp)|interpolation\.(png|webp)|samples/sample_\d{4}\.(png|webp)))$"
+    r"(index\.html|manifest\.json|generator\.pt|grid\.(png|webp)|interpolation\.(png|webp)|samples/sample_\d{4}\.(png|webp)))$"
 )
 
 
@@ -97,7 +99,16 @@ class Info:
 def write_metrics(root: Path, fid: float | None, **extra) -> None:
     path = root / "results" / "evaluate" / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    metrics = {   # the keys ganlib.metrics.report.EvaluationReport writes
+    path.write_text(json.dumps({**default_metrics(fid), **extra}))
+
+
+def first_value(setting: str):
+    """What write_metrics writes for `setting` unless told otherwise."""
+    return default_metrics(None)[setting]
+
+
+def default_metrics(fid: float | None) -> dict:
+    return {   # the keys ganlib.metrics.report.EvaluationReport writes
         "fid": fid, "kid_mean": 0.01, "kid_std": 0.002, "kid_subset_size": 32, "is_mean": None, "is_std": None,
         "is_unavailable_reason": "no IS weights", "precision": None, "recall": None, "n_samples": 64,
         "n_reference": 64, "batch_size": 16, "seed": 1, "extractor": "tiny-random-conv",
@@ -105,7 +116,6 @@ def write_metrics(root: Path, fid: float | None, **extra) -> None:
         "dataset_sha256": Info.dataset_sha256, "checkpoint_kimg": 2.0, "resolution": 8,
         "device": "cpu", "notes": ["IS skipped: no weights"],
     }
-    path.write_text(json.dumps({**metrics, **extra}))
 
 
 def publish(root: Path, target: str, *, gate: str = "always", generator: nn.Module | None = None,
@@ -339,21 +349,28 @@ def test_skip_is_recorded(tmp_path):
         ("n_reference", 1000, "n_reference 1000 vs 64"),
         ("extractor", "fid-inception-v3-tf2015", "extractor fid-inception-v3-tf2015 vs tiny-random-conv"),
         ("dataset_sha256", "e" * 64, f"dataset_sha256 {'e' * 12} vs {'f' * 12}"),
+        ("seed", 7, "seed 7 vs 1"),
+        ("extractor", "tiny-random-conv@bf16", "extractor tiny-random-conv@bf16 vs tiny-random-conv"),  # precision
     ],
 )
-def test_gate_publishes_and_says_why_when_the_published_fid_is_not_comparable(tmp_path, setting, value, shown):
+def test_gate_publishes_and_says_why_when_an_incomparable_release_stores_no_generator(tmp_path, setting, value, shown):
     target = str(tmp_path / "gallery")
     write_metrics(tmp_path, fid=20.0)
-    first = publish(tmp_path, target, gate="better_fid")
+    first = publish(tmp_path, target, gate="better_fid")   # no generator_file: the release keeps no generator.pt
 
-    # A worse FID, but measured differently: it cannot lose against 20.0, so it is published.
+    # A worse FID, measured differently, against a release that cannot be re-scored: published, as before re-scoring.
     info = replace(Info(), dataset_sha256=value) if setting == "dataset_sha256" else Info()
     write_metrics(tmp_path, fid=25.0, **{setting: value})
     second = publish(tmp_path, target, gate="better_fid", info=info, now=T0 + timedelta(hours=1))
     assert second.status == "published" and second.release != first.release
     record = json.loads((tmp_path / "results" / "publish.json").read_text())
     assert "previous FID 20.000" in record["reason"] and f"not comparable: {shown}" in record["reason"]
+    assert f"not re-scored: release {first.release} stores no generator" in record["reason"]
     assert record["previous_fid"] == 20.0 and record["fid"] == 25.0
+    comparison = record["comparison"]
+    assert comparison["previous_scored_as"] == "not_comparable" and comparison["rule"] is None
+    assert comparison["differences"] == [shown] and comparison["previous_fid_rescored"] is None
+    assert (comparison["settings"][setting], comparison["previous_settings"][setting]) == (value, first_value(setting))
     manifest = json.loads(snapshot(target, tmp_path)["manifest.json"])
     assert manifest["fid_settings"][setting] == value
 
@@ -369,7 +386,9 @@ def test_manifest_records_the_settings_its_fid_was_measured_with(tmp_path):
     manifest = json.loads(snapshot(target, tmp_path)["manifest.json"])
     assert manifest["fid_settings"] == {
         "extractor": "tiny-random-conv", "n_samples": 64, "n_reference": 64, "dataset_sha256": Info.dataset_sha256,
+        "seed": 1,
     }
+    assert "generator" not in manifest   # publish_generator was given no generator file
 
 
 def test_gate_reads_the_settings_of_a_gallery_published_before_they_were_recorded(tmp_path):
@@ -377,7 +396,7 @@ def test_gate_reads_the_settings_of_a_gallery_published_before_they_were_recorde
     write_metrics(tmp_path, fid=20.0)
     publish(tmp_path, str(target))
     manifest = json.loads((target / "manifest.json").read_text())
-    del manifest["fid_settings"]  # an older manifest: its whole metrics.json is all it has
+    del manifest["fid_settings"]  # an older manifest: its whole metrics.json is all it has (seed included)
     (target / "manifest.json").write_text(json.dumps(manifest))
     write_metrics(tmp_path, fid=25.0)
     assert publish(tmp_path, str(target), gate="better_fid").status == "skipped"
@@ -406,6 +425,228 @@ def test_ungated_publish_of_mismatched_metrics_warns_on_the_page(tmp_path):
     target = str(tmp_path / "gallery")
     publish(tmp_path, target)
     assert "warning: metrics are for the checkpoint at 1.0 kimg" in snapshot(target, tmp_path)["index.html"].decode()
+
+
+# ----------------------------------------------------------------------------- the noise band
+
+
+@pytest.mark.parametrize(
+    "new,previous,replace_,rule",
+    [
+        (FidBand(17.0, 16.2, 18.0), FidBand(20.0, 19.0, 21.0), True, "noise_bands_apart"),
+        (FidBand(18.5, 17.6, 19.4), FidBand(20.0, 19.0, 21.0), False, "noise_bands_apart"),  # better, within noise
+        (FidBand(18.0, 17.0, 19.0), FidBand(20.0, 19.0, 21.0), False, "noise_bands_apart"),  # touching is overlap
+        (FidBand(18.5, 17.6, 19.4), FidBand(20.0), True, "band_below_previous_fid"),
+        (FidBand(19.5, 18.6, 20.4), FidBand(20.0), False, "band_below_previous_fid"),
+        (FidBand(19.9), FidBand(20.0, 19.0, 21.0), True, "strict"),   # no band now: strict, the old band unused
+        (FidBand(20.0), FidBand(20.0), False, "strict"),
+    ],
+)
+def test_rule_replaces_only_below_the_noise_band(new, previous, replace_, rule):
+    outcome = compare_fids(new, previous)
+    assert (outcome.replace, outcome.rule) == (replace_, rule)
+    assert f"{new.fid:.3f}" in outcome.text or f"{new.high:.3f}" in outcome.text
+
+
+def test_gate_with_recorded_bands_needs_the_new_band_wholly_below_the_old(tmp_path, target):
+    write_metrics(tmp_path, fid=20.0, fid_noise_low=19.0, fid_noise_high=21.0)
+    first = publish(tmp_path, target, gate="better_fid")
+    before = snapshot(target, tmp_path)
+
+    # Lower, but by less than the noise: the bands overlap, the gallery stays.
+    write_metrics(tmp_path, fid=18.5, fid_noise_low=17.6, fid_noise_high=19.4)
+    within = publish(tmp_path, target, gate="better_fid", generator=TinyGenerator(seed=1), now=T0 + timedelta(hours=1))
+    assert within.status == "skipped" and snapshot(target, tmp_path) == before
+    record = json.loads((tmp_path / "results" / "publish.json").read_text())
+    assert "does not beat the published 20.000 as recorded" in record["reason"]
+    assert record["comparison"] == {
+        "previous_scored_as": "recorded", "rule": "noise_bands_apart", "rule_text": within.comparison["rule_text"],
+        "fid": 18.5, "fid_noise_low": 17.6, "fid_noise_high": 19.4,
+        "previous_fid_recorded": 20.0, "previous_fid_rescored": None, "previous_fid_compared": 20.0,
+        "previous_fid_noise_low": 19.0, "previous_fid_noise_high": 21.0,
+        "settings": fid_settings(default_metrics(18.5)), "previous_settings": fid_settings(default_metrics(20.0)),
+        "differences": [], "previous_generator_sha256": None,
+    }
+    assert "[17.600, 19.400]" in record["comparison"]["rule_text"] and "[19.000, 21.000]" in record["reason"]
+
+    # Lower by more than the noise: published.
+    write_metrics(tmp_path, fid=17.0, fid_noise_low=16.2, fid_noise_high=18.0)
+    beyond = publish(tmp_path, target, gate="better_fid", generator=TinyGenerator(seed=2), now=T0 + timedelta(hours=2))
+    assert beyond.status == "published" and beyond.previous_release == first.release
+    assert beyond.comparison["rule"] == "noise_bands_apart"
+
+
+def test_gate_without_a_band_compares_strictly_and_says_so(tmp_path):
+    target = str(tmp_path / "gallery")
+    write_metrics(tmp_path, fid=20.0, fid_noise_low=19.0, fid_noise_high=21.0)
+    publish(tmp_path, target, gate="better_fid")
+    write_metrics(tmp_path, fid=19.9)   # evaluate.fid_bootstrap: 0 leaves the band out of metrics.json
+    report = publish(tmp_path, target, gate="better_fid", now=T0 + timedelta(hours=1))
+    assert report.status == "published" and report.comparison["rule"] == "strict"
+    assert "evaluate.fid_bootstrap is 0" in report.comparison["rule_text"] and "strict" in report.reason
+
+
+def test_gate_markdown_shows_both_fids_bands_settings_and_rule(tmp_path):
+    target = str(tmp_path / "gallery")
+    write_metrics(tmp_path, fid=20.0, fid_noise_low=19.0, fid_noise_high=21.0)
+    publish(tmp_path, target, gate="better_fid")
+    write_metrics(tmp_path, fid=18.5, fid_noise_low=17.6, fid_noise_high=19.4)
+    report = publish(tmp_path, target, gate="better_fid", now=T0 + timedelta(hours=1))
+    text = comparison_markdown(report.status, report.reason, FidComparison(**report.comparison))
+    for expected in ("**Publish skipped**", "noise_bands_apart", "| this run | 18.500 | [17.600, 19.400] |",
+                     "| published, as recorded | 20.000 | [19.000, 21.000] |", "| seed | 1 | 1 |"):
+        assert expected in text, expected
+
+
+# ----------------------------------------------------------------------------- re-scoring the published generator
+
+# Real dcgan generators saved as generator.pt, scored by the evaluate stage's own code with the
+# tiny registered extractor: FID only, 40 samples, a 20-resample band.
+RESCORE = (
+    *SMALL,
+    "evaluate.extractor=tiny-random-conv", "evaluate.device=cpu", "evaluate.metrics=[fid]",
+    "evaluate.n_samples=40", "evaluate.n_reference=0", "evaluate.batch_size=20",
+    "evaluate.fid_bootstrap=20", "evaluate.fid_infinity=false", "publish.gate=better_fid",
+)
+BUILD = {"z_dim": 16, "width": 4, "resolution": 32}
+
+
+def rescore_params(target: Path, *overrides: str):
+    return load_test_params([*RESCORE, f"publish.target={target}", *overrides])
+
+
+def prepared_data(root: Path):
+    """The prepared dataset every generator here is scored against (written on first use)."""
+    from test_metrics_support import smooth_images, write_prepared_dataset
+
+    from ganlib.data.dataset import open_prepared
+
+    path = root / load_test_params().base.paths.prepared
+    if not path.exists():
+        write_prepared_dataset(path, smooth_images(48, seed=0, resolution=32))
+    return open_prepared(path)
+
+
+def train_stand_in(root: Path, weights_seed: int, kimg: float) -> Path:
+    """A real dcgan generator.pt (random weights fixed by `weights_seed`) where the train stage writes it."""
+    from ganlib.models.registry import rebuild_generator
+    from ganlib.models.generator_file import GeneratorInfo, save_generator
+
+    dataset = prepared_data(root)
+    with torch.random.fork_rng():
+        torch.manual_seed(weights_seed)
+        generator = rebuild_generator("dcgan", BUILD)
+    info = GeneratorInfo(arch="dcgan", z_dim=16, resolution=32, kimg=kimg, data_md5=dataset.data_md5,
+                         dataset_sha256=dataset.content_hash, params_fingerprint="0123456789abcdef")
+    path = root / load_test_params().base.paths.train / "generator.pt"
+    save_generator(path, generator, info, BUILD)
+    return path
+
+
+def evaluate(root: Path, params) -> dict:
+    from ganlib.metrics.evaluate import evaluate_generator
+
+    evaluate_generator(params, LOG, root)
+    return json.loads((root / params.base.paths.evaluate / "metrics.json").read_text())
+
+
+def rewrite_metrics(root: Path, **values) -> None:
+    path = root / "results" / "evaluate" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
+
+
+def set_recorded_fid(target: Path, fid: float) -> None:
+    """Change what the published manifest recorded as its FID (the re-scored number must decide, not this)."""
+    manifest = json.loads((target / "manifest.json").read_text())
+    (target / "manifest.json").write_text(json.dumps({**manifest, "fid": fid}))
+
+
+def test_release_stores_its_generator_with_its_sha256(tmp_path):
+    from ganlib.publish.stage import publish_gallery
+
+    target = tmp_path / "gallery"
+    path = train_stand_in(tmp_path, weights_seed=1, kimg=1.0)
+    report = publish_gallery(rescore_params(target, "publish.gate=always"), LOG, tmp_path)
+    files = snapshot(str(target), tmp_path)
+    stored = files[f"releases/{report.release}/generator.pt"]
+    manifest = json.loads(files["manifest.json"])
+    assert stored == path.read_bytes()
+    assert manifest["generator"] == {"file": "generator.pt", "sha256": hashlib.sha256(stored).hexdigest()}
+    assert manifest["files"][f"releases/{report.release}/generator.pt"] == manifest["generator"]["sha256"]
+
+
+def test_other_settings_rescore_the_published_generator_and_decide_on_that_number(tmp_path):
+    from ganlib.publish.stage import publish_gallery
+
+    target = tmp_path / "gallery"
+    seed1, seed2 = rescore_params(target, "evaluate.seed=1"), rescore_params(target, "evaluate.seed=2")
+    train_stand_in(tmp_path, weights_seed=1, kimg=1.0)
+    recorded = evaluate(tmp_path, seed1)
+    first = publish_gallery(seed1, LOG, tmp_path)
+    assert first.status == "published"
+    # What the evaluate stage says of the published generator under this run's settings (seed 2).
+    expected = evaluate(tmp_path, seed2)
+    assert expected["fid"] != recorded["fid"]
+    old_low, old_high = expected["fid_noise_low"], expected["fid_noise_high"]
+    assert old_low < expected["fid"] < old_high
+
+    train_stand_in(tmp_path, weights_seed=2, kimg=2.0)
+    evaluate(tmp_path, seed2)   # the new generator's metrics.json; its FID and band are set by hand below
+
+    # Better than the re-scored FID by less than the noise: not replaced, although the recorded FID
+    # (set to a huge number here) would have lost against it.
+    set_recorded_fid(target, 1e6)
+    before = snapshot(str(target), tmp_path)
+    half = (old_high - old_low) / 2
+    new_fid = expected["fid"] - half / 2
+    rewrite_metrics(tmp_path, fid=new_fid, fid_noise_low=new_fid - half, fid_noise_high=new_fid + half)
+    within = publish_gallery(seed2, LOG, tmp_path)
+    assert within.status == "skipped" and snapshot(str(target), tmp_path) == before
+    record = json.loads((tmp_path / "results" / "publish.json").read_text())
+    comparison = record["comparison"]
+    assert comparison["previous_scored_as"] == "rescored" and comparison["differences"] == ["seed 2 vs 1"]
+    assert comparison["previous_fid_recorded"] == 1e6
+    assert comparison["previous_fid_rescored"] == comparison["previous_fid_compared"] == expected["fid"]
+    assert (comparison["previous_fid_noise_low"], comparison["previous_fid_noise_high"]) == (old_low, old_high)
+    assert comparison["previous_generator_sha256"] == json.loads(before["manifest.json"])["generator"]["sha256"]
+    assert comparison["settings"]["seed"] == 2 and comparison["previous_settings"]["seed"] == 1
+    assert "re-scored under this run's settings" in record["reason"]
+
+    # Better by more than the noise: replaced, although the recorded FID (now 0) would have won.
+    set_recorded_fid(target, 0.0)
+    low = old_low / 2
+    rewrite_metrics(tmp_path, fid=low, fid_noise_low=low * 0.9, fid_noise_high=low * 1.1)
+    beyond = publish_gallery(seed2, LOG, tmp_path)
+    assert beyond.status == "published" and beyond.previous_release == first.release
+    assert beyond.comparison["previous_fid_rescored"] == expected["fid"]
+    assert beyond.comparison["rule"] == "noise_bands_apart"
+
+
+def test_metrics_not_measured_under_the_current_params_refuse_a_rescored_gate(tmp_path):
+    from ganlib.publish.stage import publish_gallery
+
+    target = tmp_path / "gallery"
+    train_stand_in(tmp_path, weights_seed=1, kimg=1.0)
+    evaluate(tmp_path, rescore_params(target, "evaluate.seed=1"))
+    publish_gallery(rescore_params(target, "evaluate.seed=1"), LOG, tmp_path)
+    before = snapshot(str(target), tmp_path)
+    evaluate(tmp_path, rescore_params(target, "evaluate.seed=2"))   # metrics.json at seed 2 ...
+    with pytest.raises(PublishError, match=r"not measured under the current evaluate settings.*seed 2 vs 3"):
+        publish_gallery(rescore_params(target, "evaluate.seed=3"), LOG, tmp_path)   # ... params now at seed 3
+    assert snapshot(str(target), tmp_path) == before
+
+
+def test_a_stored_generator_that_does_not_match_its_sha256_is_refused(tmp_path):
+    from ganlib.publish.stage import publish_gallery
+
+    target = tmp_path / "gallery"
+    train_stand_in(tmp_path, weights_seed=1, kimg=1.0)
+    evaluate(tmp_path, rescore_params(target, "evaluate.seed=1"))
+    first = publish_gallery(rescore_params(target, "evaluate.seed=1"), LOG, tmp_path)
+    (target / "releases" / first.release / "generator.pt").write_bytes(b"not the generator")
+    evaluate(tmp_path, rescore_params(target, "evaluate.seed=2"))
+    with pytest.raises(PublishError, match="does not match the sha256"):
+        publish_gallery(rescore_params(target, "evaluate.seed=2"), LOG, tmp_path)
 
 
 # ----------------------------------------------------------------------------- failures
@@ -555,7 +796,7 @@ def test_changing_the_sample_count_keeps_the_grid_and_the_earlier_samples(tmp_pa
 
 
 def test_stage_publishes_the_trained_generator_file_and_records_it(tmp_path):
-    from ganlib.models import rebuild_generator
+    from ganlib.models.registry import rebuild_generator
     from ganlib.models.generator_file import GeneratorInfo, save_generator
     from ganlib.publish.stage import publish_gallery
 

@@ -1,9 +1,11 @@
 """The publish stage: the EMA generator's samples as a static gallery, gated on FID.
 
 `publish_gallery` is the stage: it loads `generator.pt` and the evaluate
-stage's metrics.json, decides whether to publish (`publish.gate`), writes a
-new release to `publish.target` (layout and failure behaviour: see
-ganlib/publish/targets.py) and records what it did in
+stage's metrics.json, decides whether to publish (`publish.gate`; the rule and
+the re-scoring of a release measured under other settings: ganlib/publish/gate.py),
+writes a new release to `publish.target` (layout and failure behaviour: see
+ganlib/publish/targets.py), generator.pt included so that a later gate can
+re-score it, and records what it did, with the gate's numbers, in
 `base.paths.publish_record`. A skipped publish leaves the target byte for
 byte as it was.
 """
@@ -21,14 +23,15 @@ import torch
 from torch import nn
 
 from ganlib.config import Params, PublishParams
-from ganlib.errors import UserFacingError
 from ganlib.io.atomic import atomic_write_json
 from ganlib.logs import Logger
 from ganlib.models.generator_file import load_generator
 from ganlib.models.sampling import fixed_latents
-from ganlib.publish.fid_settings import MANIFEST_KEY, fid_setting_differences, fid_settings, recorded_fid_settings
+from ganlib.publish.fid_settings import MANIFEST_KEY, fid_settings
+from ganlib.publish.gate import GateDecision, PublishError, decide_gate
 from ganlib.publish.images import contact_sheet, encode_image, generate_all, generate_images, interpolation_latents
 from ganlib.publish.page import GalleryPage, HistoryEntry, ImageRef, render_gallery_html
+from ganlib.publish.rescore import GENERATOR_KEY, RELEASE_GENERATOR_FILE, generator_record, rescore_published
 from ganlib.publish.targets import (
     GALLERY_FORMAT,
     INDEX_FILE,
@@ -47,10 +50,6 @@ SECTIONS_SHOWN = ("train", "evaluate")  # the params a reader needs to reproduce
 KIMG_TOLERANCE = 1e-6
 
 
-class PublishError(UserFacingError, RuntimeError):
-    """Publishing cannot proceed (missing metrics for the gate, mismatched inputs); nothing was changed."""
-
-
 class GeneratorFacts(Protocol):
     """What the page and manifest say about the generator (ganlib.models.generator_file.GeneratorInfo)."""
 
@@ -64,14 +63,6 @@ class GeneratorFacts(Protocol):
 
 
 @dataclass(frozen=True)
-class GateDecision:
-    publish: bool
-    reason: str
-    previous_release: str | None
-    previous_fid: float | None
-
-
-@dataclass(frozen=True)
 class PublishReport:
     status: Literal["published", "skipped"]
     reason: str
@@ -80,11 +71,15 @@ class PublishReport:
     release: str | None            # the release the target now points at (None: nothing published)
     fid: float | None              # this run's FID (None: not evaluated)
     previous_release: str | None
-    previous_fid: float | None
+    previous_fid: float | None     # as the previous release recorded it
     manifest_sha256: str | None    # of <target>/manifest.json after this run
     checkpoint_kimg: float
     files: int                     # files written (0 when skipped)
     date: str                      # UTC, ISO 8601
+    # better_fid's numbers (ganlib.publish.gate.FidComparison as a dict): both FIDs and
+    # bands, the previous FID as recorded and as re-scored, the settings, the rule applied.
+    # None when nothing was compared (gate always, or no earlier FID).
+    comparison: dict[str, Any] | None = None
 
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,13 +91,27 @@ def publish_gallery(params: Params, log: Logger, root: Path) -> PublishReport:
     # CPU and fp32 whatever base.device says: the published bytes must not
     # depend on the machine that publishes them.
     generator, info = load_generator(path, torch.device("cpu"))
-    return publish_generator(generator, info, params, log, root, now=datetime.now(timezone.utc))
+    # Kept in the release (the bytes the generator was loaded from), so that a
+    # later better_fid gate can re-score it under its own settings.
+    generator_file = path.read_bytes()
+    return publish_generator(generator, info, params, log, root, now=datetime.now(timezone.utc),
+                             generator_file=generator_file)
 
 
 def publish_generator(
-    generator: nn.Module, info: GeneratorFacts, params: Params, log: Logger, root: Path, now: datetime
+    generator: nn.Module,
+    info: GeneratorFacts,
+    params: Params,
+    log: Logger,
+    root: Path,
+    now: datetime,
+    generator_file: bytes | None = None,
 ) -> PublishReport:
-    """Gate, publish and record for an already loaded generator (the stage minus the file loading)."""
+    """Gate, publish and record for an already loaded generator (the stage minus the file loading).
+
+    `generator_file`: the generator.pt bytes, stored in the release; None
+    stores none (a later better_fid gate then cannot re-score this release).
+    """
     settings = params.publish
     metrics_path = root / params.base.paths.evaluate / METRICS_FILE
     metrics = read_metrics(metrics_path)
@@ -114,7 +123,10 @@ def publish_generator(
             f"{metrics_path} does not describe {GENERATOR_FILE}: {'; '.join(mismatches)}. "
             "Re-run the evaluate stage (`dvc repro evaluate`) before a gated publish."
         )
-    decision = decide_gate(settings.gate, metrics, current, metrics_path)
+    decision = decide_gate(
+        settings.gate, metrics, current, metrics_path,
+        rescore=lambda published: rescore_published(target, published, info.resolution, params, log, root),
+    )
     fid = metrics.get("fid") if metrics is not None else None
     if not decision.publish:
         log.info("publish skipped: %s", decision.reason)
@@ -124,7 +136,8 @@ def publish_generator(
         for text in mismatches:
             log.warning("metrics.json does not match generator.pt: %s", text)
         published = write_release(
-            target, generator, info, metrics, settings, params.section_dict(*SECTIONS_SHOWN), notes, current, log, now
+            target, generator, info, metrics, settings, params.section_dict(*SECTIONS_SHOWN), notes, current, log, now,
+            generator_file,
         )
         log.info("published release %s to %s (%s)", published.release, target.location, decision.reason)
         report = _report("published", decision, settings, now, fid, info.kimg, published, files=published.files)
@@ -168,56 +181,6 @@ def metrics_mismatches(metrics: dict[str, Any], info: GeneratorFacts) -> list[st
     return problems
 
 
-def decide_gate(
-    gate: Literal["always", "better_fid"], metrics: dict[str, Any] | None, current: PublishedGallery | None, metrics_path: Path
-) -> GateDecision:
-    """Publish or not. better_fid: only a strictly lower FID than the published gallery's replaces it.
-
-    Only a comparable FID can lose (ganlib/publish/fid_settings.py): when the
-    extractor, the sample counts or the reference dataset differ from what the
-    published manifest recorded, the new release is published and the reason
-    names the settings that differ.
-    """
-    previous_release = current.release if current else None
-    previous_fid = current.fid if current else None
-
-    def decision(publish: bool, reason: str) -> GateDecision:
-        return GateDecision(publish, reason, previous_release, previous_fid)
-
-    if gate == "always":
-        evaluated = "" if metrics is not None else f"; not evaluated ({metrics_path.name} absent)"
-        return decision(True, f"publish.gate is always{evaluated}")
-    if metrics is None:
-        raise PublishError(
-            f"publish.gate is better_fid but {metrics_path} does not exist: run the evaluate stage first "
-            "(`dvc repro evaluate`), or set publish.gate: always"
-        )
-    fid = metrics.get("fid")
-    if fid is None:
-        raise PublishError(
-            f"publish.gate is better_fid but {metrics_path} has no fid: add fid to evaluate.metrics "
-            "and re-run evaluate, or set publish.gate: always"
-        )
-    if current is None:
-        return decision(True, f"FID {fid:.3f}; no gallery was published at the target before")
-    if previous_fid is None:
-        return decision(True, f"FID {fid:.3f}; the published release {previous_release} has no FID")
-    differences = fid_setting_differences(fid_settings(metrics), recorded_fid_settings(current.manifest))
-    if differences:
-        return decision(
-            True,
-            f"FID {fid:.3f}; previous FID {previous_fid:.3f} (release {previous_release}) not comparable: "
-            + "; ".join(differences),
-        )
-    if fid < previous_fid:
-        return decision(True, f"FID {fid:.3f} beats the published {previous_fid:.3f} (release {previous_release})")
-    return decision(
-        False,
-        f"FID {fid:.3f} does not beat the published {previous_fid:.3f} (release {previous_release}); "
-        "the gallery is unchanged",
-    )
-
-
 @dataclass(frozen=True)
 class PublishedRelease:
     release: str
@@ -236,8 +199,9 @@ def write_release(
     current: PublishedGallery | None,
     log: Logger,
     now: datetime,
+    generator_file: bytes | None = None,
 ) -> PublishedRelease:
-    """Generate the images and write a complete release, then point the target at it."""
+    """Generate the images and write a complete release (with `generator_file`, if given), then point the target at it."""
     generator = generator.to(device="cpu", dtype=torch.float32)
     release_id = new_release_id(now)
     history = release_history(current, target.release_ids(), settings.keep_releases - 1)
@@ -260,6 +224,9 @@ def write_release(
         )
         upload.add(INDEX_FILE, render_gallery_html(page, link_prefix="", show_history=False).encode())
         manifest = release_manifest(page, info, metrics, settings.gate)
+        if generator_file is not None:
+            upload.add(RELEASE_GENERATOR_FILE, generator_file)
+            manifest[GENERATOR_KEY] = generator_record(generator_file)
         release_files = {path.removeprefix(upload.prefix): digest for path, digest in upload.checksums.items()}
         upload.add(MANIFEST_FILE, _json_bytes({**manifest, "files": release_files}))
         upload.set_pointer(INDEX_FILE, render_gallery_html(page, link_prefix=upload.prefix).encode())
@@ -382,6 +349,7 @@ def _report(
         checkpoint_kimg=kimg,
         files=files,
         date=_iso_utc(now),
+        comparison=None if decision.comparison is None else asdict(decision.comparison),
     )
 
 

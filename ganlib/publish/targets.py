@@ -139,6 +139,12 @@ class GalleryTarget(ABC):
     def read_file(self, relative: str) -> bytes | None:
         """A file of the target, or None when it does not exist."""
 
+    def release_file(self, release: str, name: str) -> bytes | None:
+        """A file of one release (`name` relative to its directory), or None when it does not exist."""
+        if not RELEASE_ID_PATTERN.match(release):
+            raise PublishTargetError(f"{self.location}: {release!r} is not a release id")
+        return self.read_file(f"{RELEASES_DIR}/{release}/{name}")
+
     @abstractmethod
     def release_ids(self) -> list[str]:
         """The release directories present, oldest first."""
