@@ -12,7 +12,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -140,7 +140,9 @@ class TrainParams(Section):
     rdzv_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # the run's rendezvous id, the same on every node
     node_rank: int | None = Field(ge=0)       # null: the rendezvous numbers the nodes; else this node's (static)
     grid_size: int = Field(ge=1, le=32)       # sample grid is grid_size x grid_size
-    resume: Literal["auto", "fresh"]          # auto: continue a matching checkpoint | fresh: ignore them
+    # auto: continue a matching checkpoint | fresh: ignore them | accept_code_change: as auto, and when
+    # the weight-shaping code changed, continue the newest checkpoint of the same params and data anyway
+    resume: Literal["auto", "fresh", "accept_code_change"]
 
     @field_validator("betas")
     @classmethod
@@ -412,9 +414,11 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
         "evaluate",
     ),
     "publish": (
-        "base.paths.train", "base.paths.evaluate", "base.paths.publish_record",
+        "base.paths.prepared", "base.paths.train", "base.paths.evaluate", "base.paths.weights",
+        "base.paths.fid_cache", "base.paths.publish_record",
         "publish",
-        "train", "evaluate",  # shown on the gallery page
+        "train",
+        "evaluate",  # shown on the gallery page; the better_fid gate re-scores with it
     ),
 }
 
@@ -477,16 +481,11 @@ def _flow_yaml(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=2**16).removesuffix("...\n").strip()
 
 
-def apply_override(raw: dict[str, Any], expression: str, origin: str = "--set") -> dict[str, Any]:
-    """Return a copy of `raw` with `section.key=value` applied (value parsed as YAML).
-
-    `origin` names where the expression came from in errors (--set, or a preset).
-    """
-    return apply_overrides(raw, [expression], origin)
-
-
 def apply_overrides(raw: dict[str, Any], expressions: Sequence[str], origin: str = "--set") -> dict[str, Any]:
-    """Return a copy of `raw` with every `section.key=value` applied in order (one copy, however many)."""
+    """Return a copy of `raw` with every `section.key=value` applied in order (one copy, however many).
+
+    Values are parsed as YAML; `origin` names where the expressions came from in errors (--set, a preset).
+    """
     updated = copy.deepcopy(raw)
     for expression in expressions:
         _set_override(updated, expression, origin)
@@ -523,6 +522,18 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any, what: str) -> None
     node[keys[-1]] = value
 
 
+def flatten_dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr_g": 1}} -> {"train.lr_g": 1}; an empty mapping stays a value of its own."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_dotted(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
 def select_params(params: Params, keys: Sequence[str]) -> dict[str, Any]:
     """The dotted `keys` ("train" for a section, "base.paths.raw" for a key in one) as nested plain data."""
     dumped = params.model_dump(mode="json")
@@ -537,15 +548,20 @@ def select_params(params: Params, keys: Sequence[str]) -> dict[str, Any]:
 
 
 def write_resolved_params(
-    params: Params, out_dir: str | Path, keys: Sequence[str] | None = None, filename: str = "params.json"
+    params: Params, out_dir: str | Path, keys: Sequence[str] | None = None, filename: str = "params.json",
+    run: Mapping[str, Any] | None = None,
 ) -> Path:
     """Record the parameters a stage ran with, beside its outputs: `keys` (dotted), or all of them.
 
     A stage records exactly what it depends on (STAGE_PARAMS[stage]): its
     output directory may be a DVC dependency of later stages, and an
-    unrelated edit must not change that directory's hash.
+    unrelated edit must not change that directory's hash. `run`, when given,
+    is recorded under the key "run": what the stage decided or found as it ran
+    (the training code's digests, say), which is not a parameter.
     """
     data = select_params(params, keys) if keys is not None else params.model_dump(mode="json")
+    if run is not None:
+        data["run"] = dict(run)
     out = Path(out_dir) / filename
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

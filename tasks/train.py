@@ -22,8 +22,8 @@ from ganlib.config import Params
 from ganlib.errors import UserFacingError
 from ganlib.io.logged_command import run_logged
 from ganlib.logs import Logger
-from ganlib.training.distributed import launch_command, launched_as_rank, needs_launcher, world_from_env
-from ganlib.training.fid_curve import with_fid_curve
+from ganlib.stages.train import with_fid_curve
+from ganlib.training.launch import launch_command, launched_as_rank, needs_launcher, world_from_env
 from ganlib.training.loop import TickReport, train_gan
 from tasks.artifacts import png_data_uri
 

@@ -104,11 +104,9 @@ def set_params(params_file: Path, overrides: Sequence[str]) -> None:
     """Rewrite a params.yaml with overrides applied (validated), as a user would edit it."""
     import yaml
 
-    from ganlib.config import apply_override, validate_params
+    from ganlib.config import apply_overrides, validate_params
 
-    raw = yaml.safe_load(params_file.read_text())
-    for expression in overrides:
-        raw = apply_override(raw, expression)
+    raw = apply_overrides(yaml.safe_load(params_file.read_text()), overrides)
     validate_params(raw, source=str(params_file))
     params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
 

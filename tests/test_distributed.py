@@ -22,7 +22,8 @@ from train_support import TINY_TRAIN, checkpoint_tensors, one_thread, smooth_ima
 
 from ganlib.errors import UserFacingError
 from ganlib.training.checkpoint import list_checkpoints
-from ganlib.training.distributed import process_group_options, torchrun_command
+from ganlib.training.distributed import process_group_options
+from ganlib.training.launch import torchrun_command
 from ganlib.training.loop import TrainSummary, train_gan
 from ganlib.training.step import build_networks
 

@@ -9,7 +9,7 @@ import torch
 from train_support import one_thread, smooth_images, tiny_params, write_prepared  # noqa: F401
 
 from ganlib.logs import plain_logger
-from ganlib.training.fid_curve import with_fid_curve
+from ganlib.stages.train import with_fid_curve
 from ganlib.training.loop import train_gan
 
 LOG = plain_logger("scenegan-tests")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 from test_metrics_support import TinyGenerator, TinyInfo, project, smooth_images, tiny_params, write_prepared_dataset
 
 from ganlib.data.dataset import open_prepared
@@ -184,17 +185,17 @@ def test_changed_feature_code_gets_a_new_cache_entry_but_a_comment_does_not(tmp_
     root = project(tmp_path)
     params = tiny_params()
     code = tmp_path / "code"
-    code.mkdir()
-    sources = ("extractors.py", "features.py", "sources.py")
-    for name in sources:
-        shutil.copy(Path(reference.__file__).with_name(name), code / name)
-    # raising=False: on code that ignores FEATURE_CODE_FILES the assertions below are what fail.
-    monkeypatch.setattr(reference, "FEATURE_CODE_FILES", tuple(code / name for name in sources), raising=False)
+    shutil.copytree(REPO_ROOT / "ganlib", code / "ganlib", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(reference, "FEATURE_CODE_ROOT", code)
     _, first_cached, first_path = _tiny_reference(root, params)
     assert first_cached is False
 
-    extractors_py = code / "extractors.py"
+    extractors_py = code / "ganlib" / "metrics" / "extractors.py"
     extractors_py.write_text("# a comment changes no number\n" + extractors_py.read_text())
+    weights_py = code / "ganlib" / "metrics" / "weights.py"  # finding/installing weights: checksummed instead
+    weights_py.write_text(weights_py.read_text() + "\nUNUSED_CONSTANT = 1\n")
+    generator_py = code / "ganlib" / "models" / "dcgan.py"  # an architecture: not on the reference path
+    generator_py.write_text(generator_py.read_text() + "\nUNUSED_CONSTANT = 1\n")
     _, cached, path = _tiny_reference(root, params)
     assert cached is True and path == first_path
 

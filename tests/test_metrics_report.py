@@ -9,7 +9,7 @@ import torch
 from test_metrics_support import TinyGenerator, TinyInfo, empty_torch_hub, project, tiny_params  # noqa: F401
 
 from ganlib.logs import plain_logger
-from ganlib.metrics.during_training import TrainingEvaluator, default_curve_path, read_curve
+from ganlib.metrics.during_training import TrainingEvaluator, curve_path, read_curve
 from ganlib.metrics.evaluate import score_generator, write_evaluation
 from ganlib.metrics.report import render_table
 
@@ -58,7 +58,7 @@ def test_table_and_rows_state_samples_seed_and_extractor(tmp_path, empty_torch_h
 def test_training_curve_every_n_kimg_with_resume(tmp_path):
     root = project(tmp_path)
     params = tiny_params("evaluate.during_training.every_kimg=2", "evaluate.during_training.n_samples=20")
-    curve = default_curve_path(params, root)
+    curve = curve_path(root / params.base.paths.train)
     evaluator = TrainingEvaluator(params, LOG, root, curve, torch.device("cpu"))
     generator = TinyGenerator().train()
     measured = [kimg for kimg in (0.5, 1.0, 2.0, 2.5, 3.0, 4.5) if evaluator.maybe_measure(generator, 8, kimg)]
@@ -81,16 +81,16 @@ def test_training_curve_every_n_kimg_with_resume(tmp_path):
 def test_training_curve_off_measures_nothing(tmp_path):
     root = project(tmp_path)
     params = tiny_params("evaluate.during_training.every_kimg=0")
-    evaluator = TrainingEvaluator(params, LOG, root, default_curve_path(params, root), torch.device("cpu"))
+    evaluator = TrainingEvaluator(params, LOG, root, curve_path(root / params.base.paths.train), torch.device("cpu"))
     assert evaluator.maybe_measure(TinyGenerator(), 8, 100.0) is None
-    assert not default_curve_path(params, root).exists()
+    assert not curve_path(root / params.base.paths.train).exists()
 
 
 def test_training_curve_off_needs_no_weights(tmp_path):
     root = project(tmp_path)
     params = tiny_params("evaluate.extractor=fid-inception-v3-tf2015", f"base.paths.weights={tmp_path / 'none'}",
                          "evaluate.during_training.every_kimg=0")
-    evaluator = TrainingEvaluator(params, LOG, root, default_curve_path(params, root), torch.device("cpu"))
+    evaluator = TrainingEvaluator(params, LOG, root, curve_path(root / params.base.paths.train), torch.device("cpu"))
     assert evaluator.maybe_measure(TinyGenerator(), 8, 10.0) is None
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from train_support import tiny_params
 
-from ganlib.models import ARCHITECTURES, ArchitectureError, build_discriminator, build_generator, generator_kwargs
+from ganlib.models.registry import ARCHITECTURES, ArchitectureError, build_discriminator, build_generator, generator_kwargs
 from ganlib.models.dcgan import DCGANGenerator
 from ganlib.models.generator_file import GeneratorFileError, GeneratorInfo, load_generator, save_generator
 from ganlib.models.sampling import fixed_latents, generate_images, to_uint8_images

@@ -1,7 +1,7 @@
 """Training across machines: torchrun's rendezvous, the node layout keys, and the shared-storage check.
 
 The "nodes" here are separate launches on 127.0.0.1 (gloo on CPU), each started the way a
-cluster starts them: `python -m ganlib.training` on every node, which execs this node's torchrun.
+cluster starts them: `python -m ganlib.stages.train` on every node, which execs this node's torchrun.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from test_distributed import ONE_STEP, assert_same_step_as
 from train_support import one_thread, smooth_images, tiny_params, write_prepared
 
 from ganlib.config import ParamsError
+from ganlib.io.source import CodeDigest
 from ganlib.training.checkpoint import list_checkpoints, run_identity
-from ganlib.training.distributed import (
-    SHARED_CHECK_PREFIX,
+from ganlib.training.distributed import SHARED_CHECK_PREFIX
+from ganlib.training.launch import (
     LaunchEnvironmentError,
     launch_command,
     launched_as_rank,
@@ -31,6 +32,8 @@ from ganlib.training.distributed import (
     world_from_env,
 )
 from ganlib.training.loop import train_gan
+
+CODE = CodeDigest("c" * 64, {})  # a stand-in training code digest
 
 LOG = logging.getLogger("test_multinode")
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
@@ -46,7 +49,7 @@ def _free_port() -> int:
 
 def _start_node(root: Path, overrides: Sequence[str]) -> subprocess.Popen:
     """One node of the job: what every machine of a cluster runs (it execs torchrun itself)."""
-    command = [sys.executable, "-m", "ganlib.training", "--params", str(REPO_ROOT / "params.yaml"), "--root", str(root)]
+    command = [sys.executable, "-m", "ganlib.stages.train", "--params", str(REPO_ROOT / "params.yaml"), "--root", str(root)]
     for expression in overrides:
         command += ["--set", expression]
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR")}
@@ -126,7 +129,7 @@ def test_launch_command_is_standalone_on_one_machine_and_a_rendezvous_across_sev
     assert many[1:3] == ["-m", "torch.distributed.run"]
     assert many[3:8] == ["--nnodes=2", "--nproc_per_node=2", "--rdzv_backend=c10d",
                          "--rdzv_endpoint=node001:29500", "--rdzv_id=4242"]
-    assert many[8:] == ["-m", "ganlib.training", "--params", "p.yaml", "--root", "/shared/repo", "--set", "train.kimg=1"]
+    assert many[8:] == ["-m", "ganlib.stages.train", "--params", "p.yaml", "--root", "/shared/repo", "--set", "train.kimg=1"]
     assert "--standalone" not in many and not any(a.startswith("--node_rank") for a in many)
 
     # A fixed node rank: torchrun honours --node_rank only with the static rendezvous.
@@ -184,7 +187,7 @@ def test_the_node_layout_is_not_part_of_the_run_identity():
     one_machine = tiny_params("train.nproc=2", "train.microbatch=8")
     cluster = tiny_params("train.nproc=1", "train.microbatch=8", "train.nnodes=2", "train.rdzv_endpoint=node001:29500",
                           "train.rdzv_id=job-7", "train.node_rank=1")
-    assert run_identity(one_machine, "data", "code") == run_identity(cluster, "data", "code")
+    assert run_identity(one_machine, "data", CODE) == run_identity(cluster, "data", CODE)
     # ...while what the ranks compute still is.
-    assert run_identity(one_machine, "data", "code") != run_identity(
-        tiny_params("train.nproc=2", "train.microbatch=4"), "data", "code")
+    assert run_identity(one_machine, "data", CODE) != run_identity(
+        tiny_params("train.nproc=2", "train.microbatch=4"), "data", CODE)

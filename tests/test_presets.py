@@ -12,7 +12,7 @@ import yaml
 
 from flows.cli import main as scenegan
 from flows.stage import expand_preset
-from ganlib.config import ParamsError, apply_override, load_params, preset_overrides
+from ganlib.config import ParamsError, apply_overrides, load_params, preset_overrides
 from ganlib.models.registry import architecture
 from ganlib.training.step import build_networks
 
@@ -75,10 +75,10 @@ def test_scenegan_preset_prints_dvc_flags_that_give_the_preset_back(capsys):
     words = shlex.split(capsys.readouterr().out)
     assert words[::2] == ["-S"] * (len(words) // 2)
     raw = yaml.safe_load(PARAMS.read_text())
-    applied = raw
-    for expression in words[1::2]:
-        assert " " not in expression  # one shell word each, also for lists: `$(scenegan preset ...)` splits on spaces
-        applied = apply_override(applied, expression)
+    expressions = words[1::2]
+    # one shell word each, also for lists: `$(scenegan preset ...)` splits on spaces
+    assert all(" " not in expression for expression in expressions)
+    applied = apply_overrides(raw, expressions)
     for dotted, value in raw["presets"]["r3gan-128"].items():
         section, key = dotted.split(".")
         assert applied[section][key] == value, dotted

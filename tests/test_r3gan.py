@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from train_support import tiny_params
 
-from ganlib.models import ARCHITECTURES, build_discriminator, build_generator
+from ganlib.models.registry import ARCHITECTURES, build_discriminator, build_generator
 from ganlib.models.r3gan import (
     BRANCH_CONVS,
     RESOLUTIONS,
@@ -94,7 +94,7 @@ def test_grouped_convolution_uses_groups_of_sixteen_channels():
 
 
 def test_generator_file_round_trip(tmp_path):
-    from ganlib.models import generator_kwargs
+    from ganlib.models.registry import generator_kwargs
     from ganlib.models.generator_file import GeneratorInfo, load_generator, save_generator
 
     cfg = tiny_params("train.arch=r3gan", "train.loss=rpgan").train

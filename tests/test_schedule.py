@@ -7,10 +7,13 @@ import torch
 from train_support import one_thread, tiny_params
 
 from ganlib.config import ParamsError
+from ganlib.io.source import CodeDigest
 from ganlib.training.checkpoint import run_identity
 from ganlib.training.distributed import SINGLE_PROCESS
 from ganlib.training.schedule import cosine_ramp, scheduled_values
 from ganlib.training.step import GanStep, build_networks
+
+CODE = CodeDigest("c" * 64, {})  # a stand-in training code digest
 
 COSINE = ("train.schedule=cosine", "train.kimg=1", "train.lr_end_fraction=0.1", "train.betas=[0.0,0.9]",
           "train.beta2_end=0.99", "train.gamma_end_fraction=0.2", "train.ema_halflife_kimg=0.5",
@@ -66,8 +69,8 @@ def test_beta2_end_must_be_a_valid_beta():
 
 
 def test_under_cosine_the_run_length_is_part_of_the_run():
-    constant = [run_identity(tiny_params(f"train.kimg={k}"), "d" * 64, "c").fingerprint for k in (1, 2)]
-    cosine = [run_identity(tiny_params(*COSINE, f"train.kimg={k}"), "d" * 64, "c").fingerprint for k in (1, 2)]
+    constant = [run_identity(tiny_params(f"train.kimg={k}"), "d" * 64, CODE).fingerprint for k in (1, 2)]
+    cosine = [run_identity(tiny_params(*COSINE, f"train.kimg={k}"), "d" * 64, CODE).fingerprint for k in (1, 2)]
     assert constant[0] == constant[1] and cosine[0] != cosine[1]
 
 

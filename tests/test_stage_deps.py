@@ -25,7 +25,7 @@ def entry_modules(stage: str) -> list[str]:
     by name, so not visible to the static closure) and, for training, the torchrun entry point
     that tasks/train.py launches as a child process."""
     flow_module = STAGE_FLOWS[stage].partition(":")[0]
-    return ["flows.stage", flow_module] + (["ganlib.training.__main__"] if stage == "train" else [])
+    return ["flows.stage", flow_module] + (["ganlib.stages.train"] if stage == "train" else [])
 
 
 def code_deps(stage: str) -> list[PurePosixPath]:

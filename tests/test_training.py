@@ -25,7 +25,7 @@ from train_support import (
     write_prepared,
 )
 
-from ganlib.models import ArchitectureError, build_generator
+from ganlib.models.registry import ArchitectureError, build_generator
 from ganlib.models.generator_file import load_generator
 from ganlib.training.checkpoint import CheckpointError, list_checkpoints
 from ganlib.training.ema import recalibration_latents
@@ -135,7 +135,7 @@ def test_ema_generator_batchnorm_statistics_are_its_own(tmp_path):
 
 
 def run_training_subprocess(root: Path, overrides: tuple[str, ...]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "ganlib.training", "--params", str(REPO_ROOT / "params.yaml"), "--root", str(root)]
+    command = [sys.executable, "-m", "ganlib.stages.train", "--params", str(REPO_ROOT / "params.yaml"), "--root", str(root)]
     for expression in overrides:
         command += ["--set", expression]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")  # as the in-process reference
@@ -280,7 +280,7 @@ def default_scenes(count: int, size: int, seed: int) -> np.ndarray:
 
 @pytest.mark.slow
 def test_short_training_beats_the_untrained_generator_on_the_default_dataset(tmp_path):
-    from ganlib.models import build_generator
+    from ganlib.models.registry import build_generator
     from ganlib.models.sampling import generate_images
 
     root = tmp_path / "run"

@@ -34,8 +34,9 @@ CURVE_FILE = "fid_curve.csv"
 CURVE_COLUMNS = ("kimg", "fid", "kid_mean", "kid_std", "n_samples")
 
 
-def default_curve_path(params: Params, root: Path) -> Path:
-    return Path(root) / params.base.paths.train / CURVE_FILE
+def curve_path(run_dir: Path) -> Path:
+    """Where a run's curve is written: its working directory, published with the trainer's outputs."""
+    return Path(run_dir) / CURVE_FILE
 
 
 class TrainingEvaluator:

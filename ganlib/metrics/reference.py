@@ -3,13 +3,14 @@
 An entry is keyed by what determines its numbers: the content hash of the
 prepared images (sha256 of images.npy, so any changed pixel means a new
 entry), the resolution, the extractor, the checksum of its weights file and
-its layer, a digest of our code that turns stored images into features
-(extractors.py, dinov2.py, features.py, sources.py) and torch-fidelity's version (its
-resize code runs inside the extractor), and which images were used (count and
-subset seed). The code digest is of the parsed source: editing a comment does
-not throw away statistics that took minutes to compute, while any change to
-what the code does (a scaling constant, a resize flag) does, without anyone
-having to remember to bump a version. An entry stores the features themselves
+its layer, a digest of our code that turns stored images into features and
+torch-fidelity's version (its resize code runs inside the extractor), and
+which images were used (count and subset seed). The code digest follows the
+same rule as a training run's (ganlib/io/source.py `result_code_digest`,
+from FEATURE_CODE_ENTRIES): editing a comment, a docstring or an error
+message does not throw away statistics that took minutes to compute, while
+any change to what the code does (a scaling constant, a resize flag) does,
+without anyone having to remember to bump a version. An entry stores the features themselves
 (KID and precision/recall need them) and the FID mean/covariance, computed by
 torch-fidelity's own function so that FID matches calculate_metrics'.
 
@@ -36,7 +37,7 @@ from torch_fidelity.metric_fid import fid_features_to_statistics
 
 from ganlib.data.dataset import PreparedDataset
 from ganlib.io.atomic import atomic_write_bytes, remove_stale_temporaries
-from ganlib.io.source import source_digest
+from ganlib.io.source import result_code_digest
 from ganlib.logs import Logger
 from ganlib.metrics.errors import EvaluationError
 from ganlib.metrics.extractors import ExtractorSpec
@@ -45,10 +46,11 @@ from ganlib.metrics.sources import PreparedImages, reference_indices
 
 CACHE_FORMAT = "scenegan-reference-stats/1"
 
-# Our code between a stored uint8 image and its features: the extractors, the extraction loop, the image source.
-FEATURE_CODE_FILES: tuple[Path, ...] = tuple(
-    Path(__file__).with_name(name) for name in ("extractors.py", "dinov2.py", "features.py", "sources.py")
-)
+# Where our code between a stored uint8 image and its features starts: the extraction loop, the
+# extractors, the image source (and what they reach, short of code that shapes no number).
+FEATURE_CODE_ENTRIES = ("ganlib.metrics.features", "ganlib.metrics.extractors", "ganlib.metrics.sources")
+# The project root that code is read from (ganlib/metrics/reference.py -> root).
+FEATURE_CODE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def reference_key(dataset: PreparedDataset, spec: ExtractorSpec, n_reference: in
         "resolution": dataset.resolution,
         "extractor": spec.identity(),  # bf16 features are other numbers than fp32 ones
         "extractor_weights": spec.weights_digest,
-        "extractor_code": feature_code_digest(FEATURE_CODE_FILES),
+        "extractor_code": feature_code_digest(FEATURE_CODE_ROOT),
         "torch_fidelity": torch_fidelity.__version__,
         "feature_layer": spec.feature_layer,
         "n_images": dataset.count if indices is None else len(indices),
@@ -85,10 +87,9 @@ def reference_key(dataset: PreparedDataset, spec: ExtractorSpec, n_reference: in
     }
 
 
-def feature_code_digest(sources: tuple[Path, ...]) -> str:
-    """16 hex digits of the syntax trees of `sources` (one directory): comments and layout do not count, code does."""
-    directory = sources[0].parent
-    return source_digest([Path(path.name) for path in sources], directory)[:16]
+def feature_code_digest(root: Path) -> str:
+    """16 hex digits of the feature code's digest under `root` (comments, layout and messages do not count)."""
+    return result_code_digest(FEATURE_CODE_ENTRIES, root).digest[:16]
 
 
 def reference_cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:

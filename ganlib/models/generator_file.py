@@ -18,7 +18,7 @@ from torch import nn
 
 from ganlib.errors import UserFacingError
 from ganlib.io.atomic import atomic_write_bytes
-from ganlib.models import rebuild_generator
+from ganlib.models.registry import rebuild_generator
 
 FORMAT = "scenegan-generator/1"
 

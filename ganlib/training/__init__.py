@@ -8,8 +8,10 @@
     checkpoint.py    full-state checkpoints and the run's identity
     real_batches.py  the real images, batched in a resumable order
     monitor.py       per-tick upkeep: sample grids, collapse indicator
-    fid_curve.py     the optional FID curve measured at ticks (ganlib.metrics)
-    distributed.py   data parallel across processes: collectives and the torchrun command
+    distributed.py   data parallel across processes: the process group and its collectives
+    launch.py        how the processes start: one process, torchrun's ranks, a scheduler's
     device.py        base.device -> a torch device
-    __main__.py      `python -m ganlib.training`: the torchrun entry point
+
+Training never imports ganlib.metrics: the FID curve during training is a tick
+callback that ganlib/stages/train.py attaches (tests/test_layering.py).
 """

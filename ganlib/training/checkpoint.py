@@ -5,21 +5,26 @@ optimisers, gradient scalers, counters, the data sampler, every RNG), as
 tensors and primitives only, so it loads with torch.load(weights_only=True).
 
 Runs are identified by a fingerprint of the parameters that change what is
-computed, the dataset's content hash and a digest of the training code (the
-import closure of the modules training runs, ganlib/io/source.py):
-checkpoints live in `<checkpoints>/<fingerprint>/`, so a rerun after an
-interruption finds its own checkpoints, while a params, data or code change
-starts a new directory without touching the old one. Without the code, an
-edited model or GAN step would resume the finished checkpoint, train nothing
-and publish the old generator. Comments, docstrings and formatting are not
-part of the code digest, so rewording a comment does not restart a run. Keys
-that only change how long or how fast we train (kimg, tick length, compile,
-...) are left out of the fingerprint, which is what lets a larger `kimg`
-continue the last checkpoint.
+computed, the dataset's content hash and a digest of the code that shapes the
+weights (ganlib/io/source.py: the modules the training loop reaches, minus
+those that never shape a number, as tokens without comments, docstrings,
+formatting or message text). Checkpoints live in
+`<checkpoints>/<fingerprint>/`, so a rerun after an interruption finds its
+own checkpoints, while a params, data or code change starts a new directory
+without touching the old one. Without the code, an edited model or GAN step
+would resume the finished checkpoint, train nothing and publish the old
+generator. Keys that only change how long or how fast we train (kimg, tick
+length, compile, ...) are left out of the fingerprint, which is what lets a
+larger `kimg` continue the last checkpoint.
+
+A checkpoint records each code file's digest, so a refused resume names the
+files whose code changed; `train.resume: accept_code_change` continues such a
+checkpoint on purpose (ganlib/training/loop.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -32,10 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganlib.config import Params, params_fingerprint
+from ganlib.config import Params, flatten_dotted, params_fingerprint
 from ganlib.errors import UserFacingError
-from ganlib.io.atomic import atomic_write_bytes
-from ganlib.io.source import import_closure, source_digest
+from ganlib.io.atomic import atomic_write_bytes, atomic_write_json
+from ganlib.io.source import CodeDigest, result_code_digest
 
 FORMAT = "scenegan-checkpoint/1"
 
@@ -66,9 +71,11 @@ NON_COMPUTATIONAL_KEYS = (
     "train.grid_size",
 )
 
-# What training runs: the in-process trainer with its FID-curve hook (tasks/train.py)
-# and the torchrun entry point. Their import closure is the code a run is keyed by.
-TRAINING_ENTRY_MODULES = ("ganlib.training.loop", "ganlib.training.fid_curve", "ganlib.training.__main__")
+# Where the code that shapes a run's weights starts: the training loop. What it reaches
+# (networks, losses, penalties, schedules, EMA, augmentation, data order, the prepared-data
+# reader), short of the modules that never shape a number, is the code a run is keyed by.
+TRAINING_CODE_ENTRIES = ("ganlib.training.loop",)
+RUN_RECORD_FILE = "run.json"
 # The project root of the code that is running (ganlib/training/checkpoint.py -> root).
 _CODE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,27 +86,42 @@ class CheckpointError(UserFacingError, RuntimeError):
     """A checkpoint is unreadable, of another format, or belongs to another run."""
 
 
+CODE_KEY = "code.digest"  # the key of `compared` that holds the training code's digest
+
+
 @dataclass(frozen=True)
 class RunIdentity:
     fingerprint: str            # directory name under base.paths.checkpoints
     compared: dict[str, Any]    # dotted key -> value: what a checkpoint must match to be resumed
+    code_files: dict[str, str]  # path -> digest of each file the code digest covers
 
 
-def run_identity(params: Params, dataset_sha256: str, code_digest: str | None = None) -> RunIdentity:
+@dataclass(frozen=True)
+class RunRecord:
+    """What one run directory holds: its newest checkpoint and the identity it was made under."""
+
+    run_dir: Path
+    newest: Path
+    compared: dict[str, Any]
+    code_files: dict[str, str]  # empty for checkpoints older than per-file digests
+    speed: dict[str, Any]       # the precision/channels_last the run used ({} when not recorded)
+
+
+def run_identity(params: Params, dataset_sha256: str, code: CodeDigest | None = None) -> RunIdentity:
     """The run's checkpoint directory name and what a checkpoint must match to be resumed.
 
-    `code_digest` defaults to training_code_digest() of the code that is running.
+    `code` defaults to training_code() of the code that is running.
     """
-    code_digest = code_digest if code_digest is not None else training_code_digest()
+    code = code if code is not None else training_code()
     excluded = non_computational_keys(params)
     params_hash = params_fingerprint(params, "base", "train", exclude=excluded)
-    fingerprint = hashlib.sha256(f"{params_hash}:{dataset_sha256}:{code_digest}".encode()).hexdigest()[:16]
-    compared = _flatten(params.section_dict("base", "train"))
+    fingerprint = hashlib.sha256(f"{params_hash}:{dataset_sha256}:{code.digest}".encode()).hexdigest()[:16]
+    compared = flatten_dotted(params.section_dict("base", "train"))
     for key in excluded:
         compared = {k: v for k, v in compared.items() if k != key and not k.startswith(key + ".")}
     compared["dataset.sha256"] = dataset_sha256
-    compared["code.digest"] = code_digest
-    return RunIdentity(fingerprint=fingerprint, compared=compared)
+    compared[CODE_KEY] = code.digest
+    return RunIdentity(fingerprint=fingerprint, compared=compared, code_files=dict(code.files))
 
 
 def non_computational_keys(params: Params) -> tuple[str, ...]:
@@ -110,9 +132,57 @@ def non_computational_keys(params: Params) -> tuple[str, ...]:
     return NON_COMPUTATIONAL_KEYS
 
 
-def training_code_digest(root: Path = _CODE_ROOT) -> str:
-    """source_digest of every project file training runs (comments and docstrings do not count)."""
-    return source_digest(import_closure(TRAINING_ENTRY_MODULES, root), root)
+def training_code(root: Path = _CODE_ROOT) -> CodeDigest:
+    """The digest of the code that shapes a run's weights (ganlib/io/source.py), per file and overall."""
+    return result_code_digest(TRAINING_CODE_ENTRIES, root)
+
+
+def write_run_record(run_dir: Path, identity: RunIdentity, speed: dict[str, Any]) -> None:
+    """run.json: the identity a run directory's checkpoints were made under, readable without loading them."""
+    atomic_write_json(run_dir / RUN_RECORD_FILE, {
+        "format": FORMAT, "fingerprint": identity.fingerprint, "compared": identity.compared,
+        "code_files": identity.code_files, "speed": speed,
+    })
+
+
+def run_records(checkpoints_root: Path) -> list[RunRecord]:
+    """Every run directory under `checkpoints_root` that holds a checkpoint, the most recently written first."""
+    found = [record for run_dir in sorted(Path(checkpoints_root).glob("*")) if (record := read_run_record(run_dir))]
+    return sorted(found, key=lambda record: record.newest.stat().st_mtime, reverse=True)
+
+
+def read_run_record(run_dir: Path) -> RunRecord | None:
+    """The run directory's RunRecord (from run.json, else from its newest checkpoint), or None without checkpoints."""
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        return None
+    try:
+        saved = json.loads((run_dir / RUN_RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        try:
+            saved = load_checkpoint(checkpoints[-1])  # a run from before run.json: ask its checkpoint, once
+        except CheckpointError:
+            return None
+        with contextlib.suppress(OSError):
+            atomic_write_json(run_dir / RUN_RECORD_FILE, {
+                "format": FORMAT, "fingerprint": saved.get("fingerprint"), "compared": saved.get("compared"),
+                "code_files": saved.get("code_files") or {}, "speed": saved.get("speed") or {}})
+    return RunRecord(run_dir, checkpoints[-1], dict(saved.get("compared") or {}),
+                     dict(saved.get("code_files") or {}), dict(saved.get("speed") or {}))
+
+
+def same_run_but_code(saved: dict[str, Any], identity: RunIdentity) -> bool:
+    """Whether `saved` (a checkpoint's compared) is `identity` with other training code."""
+    return {k: v for k, v in saved.items() if k != CODE_KEY} == \
+        {k: v for k, v in identity.compared.items() if k != CODE_KEY}
+
+
+def changed_code_files(saved_files: dict[str, str], identity: RunIdentity) -> list[str]:
+    """The files whose code differs between a checkpoint's record and the running code."""
+    paths = sorted(set(saved_files) | set(identity.code_files))
+    return [path for path in paths if saved_files.get(path) != identity.code_files.get(path)]
 
 
 def checkpoint_name(nimg: int) -> str:
@@ -152,23 +222,32 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return record
 
 
-def check_compatible(record: dict[str, Any], identity: RunIdentity, path: Path) -> None:
-    """Refuse a checkpoint made with other params, data or training code, naming every differing key."""
+def check_compatible(record: dict[str, Any], identity: RunIdentity, path: Path, accept_code_change: bool = False) -> list[str]:
+    """Refuse a checkpoint made with other params, data or training code, naming every differing key.
+
+    With `accept_code_change`, a checkpoint that differs only in its training code is accepted;
+    returns the files whose code changed (empty when the code is the same).
+    """
     saved: dict[str, Any] = record["compared"]
     keys = sorted(set(saved) | set(identity.compared))
     missing = object()
-    differences = [
-        f"{key}: {_show(saved.get(key, missing))} -> {_show(identity.compared.get(key, missing))}"
-        for key in keys
-        if saved.get(key, missing) != identity.compared.get(key, missing)
-    ]
-    if differences:
-        raise CheckpointError(
-            f"{path}: made with different parameters, data or training code, refusing to resume:\n  "
-            + "\n  ".join(differences)
-            + "\nTo train from scratch instead, set train.resume: fresh and do not pass a checkpoint "
-            "(existing checkpoints are kept)."
-        )
+    differing = [key for key in keys if saved.get(key, missing) != identity.compared.get(key, missing)]
+    changed = changed_code_files(dict(record.get("code_files") or {}), identity) if CODE_KEY in differing else []
+    if not differing or (accept_code_change and differing == [CODE_KEY]):
+        return changed
+    lines = [f"{key}: {_show(saved.get(key, missing))} -> {_show(identity.compared.get(key, missing))}"
+             for key in differing]
+    if changed:
+        lines.append(f"training code changed in: {', '.join(changed)}")
+    advice = "To train from scratch instead, set train.resume: fresh and do not pass a checkpoint " \
+             "(existing checkpoints are kept)."
+    if differing == [CODE_KEY]:
+        advice = ("To continue it with the new code on purpose, set train.resume: accept_code_change "
+                  "(both code digests are recorded in stats.jsonl and params.json). " + advice)
+    raise CheckpointError(
+        f"{path}: made with different parameters, data or training code, refusing to resume:\n  "
+        + "\n  ".join(lines) + "\n" + advice
+    )
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -203,17 +282,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     )
     python_state = state["python"]
     random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss"]))
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 def _show(value: Any) -> str:

@@ -18,10 +18,16 @@ survives interruptions; only a finished run is published, all at once, to
     samples/         grid-<kimg>.png per tick, final.png
     params.json      the parameters the run used
 
-Resuming: a rerun with the same parameters and data continues from the
-newest checkpoint of its run (`train.resume: auto`); `resume_from=PATH`
-continues from a given checkpoint and refuses one made with other
-parameters or data.
+Resuming: a rerun with the same parameters, data and weight-shaping code
+continues from the newest checkpoint of its run (`train.resume: auto`);
+`resume_from=PATH` continues from a given checkpoint and refuses one made
+with other parameters, data or code. When only the code changed, the log
+names the files and a new run starts, unless `train.resume:
+accept_code_change` asks to continue the newest checkpoint of the same
+parameters and data; stats.jsonl (`code_digest` per tick) and params.json
+(`run.code_changes`) then record both digests. `precision: auto` is decided
+once per run: a run that has checkpoints continues with the precision they
+were made with, whatever the speed probe would say today.
 """
 
 from __future__ import annotations
@@ -46,19 +52,28 @@ from ganlib.errors import UserFacingError
 from ganlib.hardware.machine import machine_cache_dir
 from ganlib.io.atomic import atomic_write_bytes, atomic_write_text, staged_directory
 from ganlib.logs import Logger
-from ganlib.models import generator_kwargs
+from ganlib.models.registry import generator_kwargs
 from ganlib.models.generator_file import GeneratorInfo, save_generator
 from ganlib.models.registry import architecture
+from ganlib.io.source import CodeDigest
 from ganlib.training.checkpoint import (
+    CODE_KEY,
+    RUN_RECORD_FILE,
     CheckpointError,
     RunIdentity,
+    RunRecord,
     capture_rng_state,
+    changed_code_files,
     check_compatible,
     list_checkpoints,
     load_checkpoint,
     restore_rng_state,
     run_identity,
+    run_records,
+    same_run_but_code,
     save_checkpoint,
+    training_code,
+    write_run_record,
 )
 from ganlib.training.device import resolve_device
 from ganlib.training.distributed import (
@@ -74,7 +89,7 @@ from ganlib.training.distributed import (
 from ganlib.training.ema import recalibrate_batchnorm_, recalibration_latents
 from ganlib.training.monitor import TickMonitor
 from ganlib.training.real_batches import EpochSampler, RealImages
-from ganlib.training.speed import resolve_train_speed
+from ganlib.training.speed import TrainSpeed, resolve_train_speed
 from ganlib.training.step import GanNetworks, GanStep, build_networks
 
 GENERATOR_FILE = "generator.pt"
@@ -122,6 +137,7 @@ class Progress:
     step: int = 0
     last_tick_nimg: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    code_changes: list[dict[str, Any]] = field(default_factory=list)  # accepted with train.resume: accept_code_change
 
 
 def train_gan(
@@ -142,19 +158,18 @@ def train_gan(
     device = _training_device(params.base.device, world)
     init_process_group(world, device)
     _configure_backends(cfg, device)
+    code = training_code()
+    checkpoints_root = root / params.base.paths.checkpoints
     # precision/channels_last `auto` become concrete here, before anything is seeded or
     # named: the run's identity, params.json and stats record what actually ran.
     speed = broadcast_object(
-        resolve_train_speed(cfg, dataset.resolution, device, params.base.seed, machine_cache_dir()) if world.is_main else None,
-        world,
-    )
+        _settle_speed(params, dataset, device, code, checkpoints_root) if world.is_main else None, world)
     log.info("train: precision %s, channels_last %s (%s)", speed.precision, speed.channels_last, speed.how)
-    params = params.model_copy(update={"train": cfg.model_copy(
-        update={"precision": speed.precision, "channels_last": speed.channels_last})})
+    params = _with_speed(params, speed)
     cfg = params.train
 
-    identity = run_identity(params, dataset.content_hash)
-    run_dir = root / params.base.paths.checkpoints / identity.fingerprint
+    identity = run_identity(params, dataset.content_hash, code)
+    run_dir = checkpoints_root / identity.fingerprint
     out_dir = root / params.base.paths.train
     _check_same_run(identity, world)
     # Every rank resumes from the checkpoints rank 0 writes, and rank 0 (any node, under c10d)
@@ -167,8 +182,9 @@ def train_gan(
 
     nets = build_networks(cfg, dataset.resolution, device, params.base.seed)
     sampler = EpochSampler(dataset.count, params.base.seed)
-    start = _starting_checkpoint(cfg, run_dir, resume_from, world, log)
-    progress = _restore(start, identity, stop_nimg, nets, sampler, log) if start else Progress()
+    start = _starting_checkpoint(cfg, identity, run_dir, resume_from, world, log)
+    progress = _restore(start, identity, stop_nimg, nets, sampler, log, cfg.resume == "accept_code_change") \
+        if start else Progress()
     if start is None:
         log.info("train: starting from scratch in %s (%s, %d images of %d px, %s)",
                  run_dir, cfg.arch, dataset.count, dataset.resolution, device)
@@ -197,7 +213,7 @@ def train_gan(
         progress.last_tick_nimg = progress.nimg
         if monitor is not None:
             report = _upkeep(params, identity, run_dir, nets, sampler, progress, monitor, losses, img_per_s, stop_nimg,
-                             speed.as_record())
+                             speed)
             log.info(_progress_line(report))
             if on_tick is not None:
                 on_tick(report)
@@ -209,7 +225,7 @@ def train_gan(
         tick_start_time, tick_start_nimg = time.perf_counter(), progress.nimg
 
     if world.is_main:
-        _publish(params, identity, dataset, nets, progress, run_dir, out_dir)
+        _publish(params, identity, dataset, nets, progress, speed, run_dir, out_dir)
         log.info("train: %.1f kimg done; generator and stats in %s", progress.nimg / 1000, out_dir)
     barrier(world)
     return TrainSummary(
@@ -224,8 +240,8 @@ def train_gan(
 def _check_launch(cfg: TrainParams, world: World, resume_from: Path | None) -> None:
     expected = cfg.nnodes * cfg.nproc
     if world.size != expected:
-        how = ("launch it with torchrun: python -m ganlib.training starts it "
-               "(ganlib.training.distributed.launch_command)" if expected > 1
+        how = ("launch it with torchrun: python -m ganlib.stages.train starts it "
+               "(ganlib.training.launch.launch_command)" if expected > 1
                else "set train.nproc (processes per node) and train.nnodes to the launch's layout")
         layout = f" on each of train.nnodes {cfg.nnodes} nodes ({expected} processes)" if cfg.nnodes > 1 else ""
         raise UserFacingError(f"train.nproc is {cfg.nproc}{layout} but this run has {world.size} process(es); {how}")
@@ -254,6 +270,44 @@ def _training_device(name: str, world: World) -> torch.device:
     return device
 
 
+def _settle_speed(
+    params: Params, dataset: PreparedDataset, device: torch.device, code: CodeDigest, checkpoints_root: Path,
+) -> TrainSpeed:
+    """Concrete precision and channels_last: explicit settings, else what this run's checkpoints
+    were made with, else the speed probe (which only ever decides for a run with no checkpoint)."""
+    cfg = params.train
+    if cfg.precision == "auto" or cfg.channels_last == "auto":
+        recorded = _speed_of_existing_run(params, dataset.content_hash, code, checkpoints_root)
+        if recorded is not None:
+            return recorded
+    return resolve_train_speed(cfg, dataset.resolution, device, params.base.seed, machine_cache_dir())
+
+
+def _speed_of_existing_run(
+    params: Params, dataset_sha256: str, code: CodeDigest, checkpoints_root: Path,
+) -> TrainSpeed | None:
+    """The settings of the newest run with checkpoints that these `auto` params would continue, if any."""
+    cfg = params.train
+    if cfg.resume == "fresh":
+        return None
+    accept_code_change = cfg.resume == "accept_code_change"
+    for record in run_records(checkpoints_root):
+        precision = record.compared.get("train.precision")
+        if precision not in ("fp32", "bf16", "fp16") or cfg.precision not in ("auto", precision):
+            continue
+        channels_last = record.speed.get("channels_last", False) if cfg.channels_last == "auto" else cfg.channels_last
+        speed = TrainSpeed(precision, bool(channels_last), f"as this run's checkpoints were made: {record.newest.parent}")
+        identity = run_identity(_with_speed(params, speed), dataset_sha256, code)
+        if record.compared == identity.compared or (accept_code_change and same_run_but_code(record.compared, identity)):
+            return speed
+    return None
+
+
+def _with_speed(params: Params, speed: TrainSpeed) -> Params:
+    return params.model_copy(update={"train": params.train.model_copy(
+        update={"precision": speed.precision, "channels_last": speed.channels_last})})
+
+
 def _configure_backends(cfg: TrainParams, device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
@@ -278,7 +332,9 @@ def _my_reals(real_images: RealImages, indices: np.ndarray, step: GanStep) -> li
 # ---------------------------------------------------------------------- resume
 
 
-def _starting_checkpoint(cfg: TrainParams, run_dir: Path, resume_from: Path | None, world: World, log: Logger) -> Path | None:
+def _starting_checkpoint(
+    cfg: TrainParams, identity: RunIdentity, run_dir: Path, resume_from: Path | None, world: World, log: Logger,
+) -> Path | None:
     if resume_from is not None:
         return Path(resume_from)
     if cfg.resume == "fresh":
@@ -292,7 +348,27 @@ def _starting_checkpoint(cfg: TrainParams, run_dir: Path, resume_from: Path | No
         for stale in run_dir.glob(".ckpt-*.tmp"):  # a write cut short by a kill; never a valid checkpoint
             stale.unlink(missing_ok=True)
     checkpoints = list_checkpoints(run_dir)
-    return checkpoints[-1] if checkpoints else None
+    if checkpoints:
+        return checkpoints[-1]
+    earlier = _same_run_with_other_code(run_dir.parent, identity)
+    if earlier is None:
+        return None
+    changed = ", ".join(changed_code_files(earlier.code_files, identity)) if earlier.code_files \
+        else "unknown (that checkpoint predates per-file digests)"
+    if cfg.resume == "accept_code_change":
+        log.info("train.resume: accept_code_change: continuing %s, made with other training code (changed: %s)",
+                 earlier.newest, changed)
+        return earlier.newest
+    log.info("train: the training code changed since this run's newest checkpoint %s (changed: %s); "
+             "starting a new run (the old one is kept). To continue it instead, set train.resume: "
+             "accept_code_change", earlier.newest, changed)
+    return None
+
+
+def _same_run_with_other_code(checkpoints_root: Path, identity: RunIdentity) -> RunRecord | None:
+    """The newest run of the same params and data (precision included) made with other training code."""
+    return next((record for record in run_records(checkpoints_root)
+                 if same_run_but_code(record.compared, identity)), None)
 
 
 def _free_name(run_dir: Path) -> Path:
@@ -303,11 +379,17 @@ def _free_name(run_dir: Path) -> Path:
 
 
 def _restore(
-    path: Path, identity: RunIdentity, stop_nimg: int, nets: GanNetworks, sampler: EpochSampler, log: Logger
+    path: Path, identity: RunIdentity, stop_nimg: int, nets: GanNetworks, sampler: EpochSampler, log: Logger,
+    accept_code_change: bool,
 ) -> Progress:
     record = load_checkpoint(path)
-    check_compatible(record, identity, path)
+    changed = check_compatible(record, identity, path, accept_code_change)
     progress = Progress(**record["progress"])
+    if record["compared"].get(CODE_KEY) != identity.compared[CODE_KEY]:
+        progress.code_changes.append({
+            "at_kimg": progress.nimg / 1000, "checkpoint": str(path), "files": changed,
+            "from_code_digest": record["compared"].get(CODE_KEY), "to_code_digest": identity.compared[CODE_KEY],
+        })
     if progress.nimg > stop_nimg:
         raise CheckpointError(
             f"{path}: this run is already at {progress.nimg / 1000:.3f} kimg, beyond train.kimg "
@@ -350,7 +432,7 @@ def _upkeep(
     losses: dict[str, float],
     img_per_s: float,
     stop_nimg: int,
-    speed: dict[str, Any],
+    speed: TrainSpeed,
 ) -> TickReport:
     """Grid, stats and checkpoint for the tick just reached (rank 0)."""
     kimg = progress.nimg / 1000
@@ -362,7 +444,8 @@ def _upkeep(
     progress.history.append({
         "tick": len(progress.history) + 1, "kimg": kimg, "step": progress.step, "total_kimg": stop_nimg / 1000,
         **losses, "img_per_s": img_per_s, "eta_s": eta_s, "diversity": diversity, "diversity_ratio": ratio,
-        "grid": f"{SAMPLES_DIR}/{grid_path.name}", "time": time.time(), "speed": speed,
+        "grid": f"{SAMPLES_DIR}/{grid_path.name}", "time": time.time(), "speed": speed.as_record(),
+        "code_digest": identity.compared[CODE_KEY],
     })
     atomic_write_text(run_dir / STATS_FILE, _jsonl(progress.history))
     save_checkpoint(run_dir, {
@@ -372,13 +455,22 @@ def _upkeep(
         "sampler": sampler.state_dict(),
         "rng": capture_rng_state(),
         "compared": identity.compared,
+        "code_files": identity.code_files,
         "fingerprint": identity.fingerprint,
+        "speed": _speed_choice(speed),
     }, keep_last=params.train.keep_last)
+    if not (run_dir / RUN_RECORD_FILE).is_file():
+        write_run_record(run_dir, identity, _speed_choice(speed))
     return TickReport(
         tick=len(progress.history), kimg=kimg, total_kimg=stop_nimg / 1000, img_per_s=img_per_s, eta_s=eta_s,
         losses=losses, diversity=diversity, diversity_ratio=ratio, grid_path=grid_path, generator=nets.G_ema,
         run_dir=run_dir,
     )
+
+
+def _speed_choice(speed: TrainSpeed) -> dict[str, Any]:
+    """What a checkpoint keeps of the speed settings: the choice, not the timings behind it."""
+    return {"precision": speed.precision, "channels_last": speed.channels_last}
 
 
 def _progress_line(report: TickReport) -> str:
@@ -403,7 +495,7 @@ def _duration(seconds: float) -> str:
 
 def _publish(
     params: Params, identity: RunIdentity, dataset: PreparedDataset, nets: GanNetworks,
-    progress: Progress, run_dir: Path, out_dir: Path,
+    progress: Progress, speed: TrainSpeed, run_dir: Path, out_dir: Path,
 ) -> None:
     """Swap the finished run's outputs into `out_dir` in one step (ganlib.io.atomic.staged_directory)."""
     info = GeneratorInfo(
@@ -424,7 +516,11 @@ def _publish(
             shutil.copy2(run_dir / progress.history[-1]["grid"], stage / SAMPLES_DIR / "final.png")
         for extra in sorted(run_dir.glob("*.csv")):  # curves that tick hooks wrote (e.g. FID during training)
             shutil.copy2(extra, stage / extra.name)
-        write_resolved_params(params, stage, STAGE_PARAMS["train"])
+        # params.json is a tracked output: dvc.lock changes with the precision that ran and the code it ran.
+        write_resolved_params(params, stage, STAGE_PARAMS["train"], run={
+            "fingerprint": identity.fingerprint, "code_digest": identity.compared[CODE_KEY],
+            "code_changes": progress.code_changes, "speed": _speed_choice(speed),
+        })
 
 
 def _jsonl(records: list[dict[str, Any]]) -> str:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ganlib.config import TrainParams
-from ganlib.models import build_discriminator, build_generator
+from ganlib.models.registry import build_discriminator, build_generator
 from ganlib.training.diffaugment import augment_with_probability
 from ganlib.training.distributed import World, all_reduce_sum_
 from ganlib.training.ema import ema_beta, make_ema, update_ema
