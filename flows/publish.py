@@ -1,4 +1,8 @@
-"""The `publish` stage as a Prefect flow: generator.pt + metrics.json -> the sample gallery."""
+"""The `publish` stage as a Prefect flow: generator.pt + metrics.json -> the sample gallery.
+
+With publish.gate: better_fid it may also re-score the published release's
+generator against the prepared data (ganlib/publish/gate.py).
+"""
 
 from __future__ import annotations
 

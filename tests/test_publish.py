@@ -445,7 +445,7 @@ def test_ungated_publish_of_mismatched_metrics_warns_on_the_page(tmp_path):
 def test_rule_replaces_only_below_the_noise_band(new, previous, replace_, rule):
     outcome = compare_fids(new, previous)
     assert (outcome.replace, outcome.rule) == (replace_, rule)
-    assert f"{new.fid:.3f}" in outcome.text or f"{new.high:.3f}" in outcome.text
+    assert f"{new.fid:.6g}" in outcome.text or f"{new.high:.6g}" in outcome.text
 
 
 def test_gate_with_recorded_bands_needs_the_new_band_wholly_below_the_old(tmp_path, target):
@@ -467,13 +467,23 @@ def test_gate_with_recorded_bands_needs_the_new_band_wholly_below_the_old(tmp_pa
         "settings": fid_settings(default_metrics(18.5)), "previous_settings": fid_settings(default_metrics(20.0)),
         "differences": [], "previous_generator_sha256": None,
     }
-    assert "[17.600, 19.400]" in record["comparison"]["rule_text"] and "[19.000, 21.000]" in record["reason"]
+    assert "[17.6, 19.4]" in record["comparison"]["rule_text"] and "[19, 21]" in record["reason"]
 
     # Lower by more than the noise: published.
     write_metrics(tmp_path, fid=17.0, fid_noise_low=16.2, fid_noise_high=18.0)
     beyond = publish(tmp_path, target, gate="better_fid", generator=TinyGenerator(seed=2), now=T0 + timedelta(hours=2))
     assert beyond.status == "published" and beyond.previous_release == first.release
     assert beyond.comparison["rule"] == "noise_bands_apart"
+
+
+def test_gate_reads_the_band_of_a_release_recorded_under_the_old_key_names(tmp_path):
+    target = str(tmp_path / "gallery")
+    write_metrics(tmp_path, fid=20.0, fid_ci_low=19.0, fid_ci_high=21.0)   # metrics.json before fid_noise_*
+    publish(tmp_path, target, gate="better_fid")
+    write_metrics(tmp_path, fid=18.5, fid_noise_low=17.6, fid_noise_high=19.4)
+    report = publish(tmp_path, target, gate="better_fid", now=T0 + timedelta(hours=1))
+    assert report.status == "skipped" and report.comparison["rule"] == "noise_bands_apart"
+    assert (report.comparison["previous_fid_noise_low"], report.comparison["previous_fid_noise_high"]) == (19.0, 21.0)
 
 
 def test_gate_without_a_band_compares_strictly_and_says_so(tmp_path):
@@ -493,8 +503,9 @@ def test_gate_markdown_shows_both_fids_bands_settings_and_rule(tmp_path):
     write_metrics(tmp_path, fid=18.5, fid_noise_low=17.6, fid_noise_high=19.4)
     report = publish(tmp_path, target, gate="better_fid", now=T0 + timedelta(hours=1))
     text = comparison_markdown(report.status, report.reason, FidComparison(**report.comparison))
-    for expected in ("**Publish skipped**", "noise_bands_apart", "| this run | 18.500 | [17.600, 19.400] |",
-                     "| published, as recorded | 20.000 | [19.000, 21.000] |", "| seed | 1 | 1 |"):
+    for expected in ("**Publish skipped**", "noise_bands_apart", "| this run | 18.5 | [17.6, 19.4] |",
+                     "| published, as recorded | 20 | [19, 21] |", "| seed | 1 | 1 |",
+                     f"| dataset_sha256 | {'f' * 12} | {'f' * 12} |"):
         assert expected in text, expected
 
 

@@ -44,7 +44,7 @@ def recorded_fid_settings(manifest: Mapping[str, Any]) -> dict[str, Any]:
 def fid_setting_differences(current: Mapping[str, Any], published: Mapping[str, Any]) -> list[str]:
     """'n_samples 1000 vs 5000' (this run's value first) for every setting that differs or is unknown."""
     return [
-        f"{key} {_shown(current.get(key))} vs {_shown(published.get(key))}"
+        f"{key} {shown_setting(current.get(key))} vs {shown_setting(published.get(key))}"
         for key in FID_SETTINGS
         if current.get(key) is None or current.get(key) != published.get(key)
     ]
@@ -54,7 +54,8 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _shown(value: Any) -> str:
+def shown_setting(value: Any) -> str:
+    """A setting's value as the gate's texts show it."""
     if value is None:
         return "unknown"
     if isinstance(value, str) and len(value) == 64:  # a sha256: its first 12 digits are enough to tell

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
 from ganlib.errors import UserFacingError
-from ganlib.publish.fid_settings import fid_setting_differences, fid_settings, recorded_fid_settings
+from ganlib.metrics.report import with_current_metric_keys
+from ganlib.publish.fid_settings import fid_setting_differences, fid_settings, recorded_fid_settings, shown_setting
 from ganlib.publish.targets import PublishedGallery
 
 # The evaluate stage's metrics.json keys for FID's bootstrap sampling-noise band.
@@ -60,9 +61,10 @@ class FidBand:
 
 
 def band_from_metrics(metrics: Mapping[str, Any] | None) -> FidBand | None:
-    """The FID and band a metrics.json holds; None when it holds no FID."""
+    """The FID and band a metrics.json holds (older files' fid_ci_* names read too); None when it holds no FID."""
     if not metrics or not _is_number(metrics.get("fid")):
         return None
+    metrics = with_current_metric_keys(metrics)
     low, high = metrics.get(NOISE_LOW), metrics.get(NOISE_HIGH)
     if not (_is_number(low) and _is_number(high)):
         low = high = None
@@ -98,18 +100,18 @@ def compare_fids(new: FidBand, previous: FidBand) -> RuleOutcome:
         return RuleOutcome(
             new.fid < previous.fid, "strict",
             f"no noise band for the new FID (evaluate.fid_bootstrap is 0): strict comparison, "
-            f"new FID {new.fid:.3f} < previous FID {previous.fid:.3f}",
+            f"new FID {_num(new.fid)} < previous FID {_num(previous.fid)}",
         )
     if not previous.has_band:
         return RuleOutcome(
             new.high < previous.fid, "band_below_previous_fid",
-            f"the previous FID has no noise band: the new band's top {new.high:.3f} "
-            f"must lie below the previous FID {previous.fid:.3f}",
+            f"the previous FID has no noise band: the new band's top {_num(new.high)} "
+            f"must lie below the previous FID {_num(previous.fid)}",
         )
     return RuleOutcome(
         new.high < previous.low, "noise_bands_apart",
-        f"the noise bands must not overlap: new [{new.low:.3f}, {new.high:.3f}] "
-        f"wholly below previous [{previous.low:.3f}, {previous.high:.3f}]",
+        f"the noise bands must not overlap: new {_band(new.low, new.high)} "
+        f"wholly below previous {_band(previous.low, previous.high)}",
     )
 
 
@@ -143,7 +145,7 @@ class GateDecision:
     comparison: FidComparison | None = None
 
 
-Rescore = Callable[[PublishedGallery], "RescoredFid | NotRescored"]
+Rescore = Callable[[PublishedGallery], RescoredFid | NotRescored]
 
 
 def decide_gate(
@@ -180,9 +182,13 @@ def decide_gate(
         fid=new.fid, fid_noise_low=new.low, fid_noise_high=new.high, previous_fid_recorded=previous_fid,
         settings=settings, previous_settings=previous_settings, differences=differences,
     )
+
+    def ruled(previous: FidBand, basis: PreviousBasis, generator_sha256: str | None = None) -> GateDecision:
+        return decision(*_ruled(new, previous, basis, generator_sha256, numbers, previous_release))
+
     if not differences:
-        previous = band_from_metrics({**_mapping(current.manifest.get("metrics")), "fid": previous_fid})
-        return _ruled(decision, new, previous, "recorded", None, numbers, previous_release)
+        recorded = band_from_metrics({**_mapping(current.manifest.get("metrics")), "fid": previous_fid})
+        return ruled(recorded or FidBand(previous_fid), "recorded")
 
     rescored = rescore(current)
     if isinstance(rescored, NotRescored):
@@ -198,24 +204,25 @@ def decide_gate(
             comparison,
         )
     if rescored.settings != settings:
+        # The re-scoring used the current params; a metrics.json from other params would make the
+        # two FIDs unlike again, which is what the re-scoring is there to prevent.
         raise PublishError(
-            f"{metrics_path} was not measured under the current evaluate settings (it says "
-            f"{'; '.join(fid_setting_differences(settings, rescored.settings))}, this run vs the current params): "
+            f"{metrics_path} was not measured under the current evaluate settings "
+            f"({'; '.join(fid_setting_differences(settings, rescored.settings))}: metrics.json vs the current params): "
             "re-run the evaluate stage (`dvc repro evaluate`) so that both generators are scored alike"
         )
-    return _ruled(decision, new, rescored.band, "rescored", rescored.generator_sha256, numbers, previous_release)
+    return ruled(rescored.band, "rescored", rescored.generator_sha256)
 
 
 def _ruled(
-    decision: Callable[..., GateDecision],
     new: FidBand,
     previous: FidBand,
     basis: PreviousBasis,
     generator_sha256: str | None,
     numbers: dict[str, Any],
     previous_release: str | None,
-) -> GateDecision:
-    """Apply the rule to a comparable previous FID and say what it found."""
+) -> tuple[bool, str, FidComparison]:
+    """Apply the rule to a comparable previous FID: (publish, reason, what was compared)."""
     outcome = compare_fids(new, previous)
     comparison = FidComparison(
         previous_scored_as=basis, rule=outcome.rule, rule_text=outcome.text,
@@ -228,10 +235,8 @@ def _ruled(
         how += f" (recorded {numbers['previous_fid_recorded']:.3f}: {'; '.join(numbers['differences'])})"
     versus = f"the published {previous.fid:.3f} {how}, release {previous_release}"
     if outcome.replace:
-        return decision(True, f"FID {new.fid:.3f} beats {versus}; {outcome.text}", comparison)
-    return decision(
-        False, f"FID {new.fid:.3f} does not beat {versus}; {outcome.text}; the gallery is unchanged", comparison
-    )
+        return True, f"FID {new.fid:.3f} beats {versus}; {outcome.text}", comparison
+    return False, f"FID {new.fid:.3f} does not beat {versus}; {outcome.text}; the gallery is unchanged", comparison
 
 
 def _required_fid(metrics: dict[str, Any] | None, metrics_path: Path) -> FidBand:
@@ -251,25 +256,21 @@ def _required_fid(metrics: dict[str, Any] | None, metrics_path: Path) -> FidBand
 
 def comparison_markdown(status: str, reason: str, comparison: FidComparison | None) -> str:
     """The gate's decision as Markdown (the publish task's Prefect artifact)."""
-    lines = [f"**Publish {status}**: {reason}", ""]
+    lines = [f"**{'Published' if status == 'published' else 'Publish skipped'}**: {reason}", ""]
     if comparison is None:
         return "\n".join(lines)
+    previous_band = _band(comparison.previous_fid_noise_low, comparison.previous_fid_noise_high)
+    recorded_band = previous_band if comparison.previous_scored_as == "recorded" else ""
     lines += [
         f"Rule: {comparison.rule or 'not compared'}: {comparison.rule_text}",
         "",
         "| | FID | noise band |",
         "|---|---|---|",
         f"| this run | {_num(comparison.fid)} | {_band(comparison.fid_noise_low, comparison.fid_noise_high)} |",
-        f"| published, as recorded | {_num(comparison.previous_fid_recorded)} | |",
+        f"| published, as recorded | {_num(comparison.previous_fid_recorded)} | {recorded_band} |",
     ]
     if comparison.previous_scored_as == "rescored":
-        lines.append(
-            f"| published, re-scored | {_num(comparison.previous_fid_rescored)} | "
-            f"{_band(comparison.previous_fid_noise_low, comparison.previous_fid_noise_high)} |"
-        )
-    elif comparison.previous_scored_as == "recorded":
-        lines[-1] = (f"| published, as recorded | {_num(comparison.previous_fid_recorded)} | "
-                     f"{_band(comparison.previous_fid_noise_low, comparison.previous_fid_noise_high)} |")
+        lines.append(f"| published, re-scored | {_num(comparison.previous_fid_rescored)} | {previous_band} |")
     lines += ["", "| setting | this run | published |", "|---|---|---|"]
     lines += [
         f"| {key} | {_cell(comparison.settings.get(key))} | {_cell(comparison.previous_settings.get(key))} |"
@@ -281,16 +282,16 @@ def comparison_markdown(status: str, reason: str, comparison: FidComparison | No
 
 
 def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
+    # Six significant digits: enough to tell apart the ends of a narrow band, whatever the FID's scale.
+    return "—" if value is None else f"{value:.6g}"
 
 
 def _band(low: float | None, high: float | None) -> str:
-    return "none" if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
+    return "none" if low is None or high is None else f"[{_num(low)}, {_num(high)}]"
 
 
 def _cell(value: Any) -> str:
-    text = "unknown" if value is None else str(value)
-    return text.replace("|", "\\|")
+    return shown_setting(value).replace("|", "\\|")
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
