@@ -404,8 +404,10 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
         "base.paths.prepared", "base.paths.train", "base.paths.checkpoints",
         "base.paths.weights", "base.paths.fid_cache",  # the optional FID curve
         "train",
-        # what shapes the optional FID curve written during training
+        # what shapes the optional FID curve written during training (its rows carry a key of them)
         "evaluate.during_training", "evaluate.extractor", "evaluate.seed", "evaluate.n_reference",
+        "evaluate.kid_subsets", "evaluate.kid_subset_size", "evaluate.batch_size", "evaluate.precision",
+        "evaluate.channels_last", "evaluate.inception_weights",
     ),
     "evaluate": (
         # no base.seed or base.device: evaluation has its own (evaluate.seed, evaluate.device)

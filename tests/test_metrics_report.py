@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 import torch
 from test_metrics_support import TinyGenerator, TinyInfo, empty_torch_hub, project, tiny_params  # noqa: F401
 
@@ -69,13 +70,37 @@ def test_training_curve_every_n_kimg_with_resume(tmp_path):
     assert [r["kimg"] for r in rows] == [2.0, 4.5]
     assert all(r["n_samples"] == 20 and r["fid"] > 0 for r in rows)
     with open(curve, newline="") as handle:
-        assert next(csv.reader(handle)) == ["kimg", "fid", "kid_mean", "kid_std", "n_samples"]
+        assert next(csv.reader(handle)) == ["kimg", "fid", "kid_mean", "kid_std", "n_samples", "settings"]
+    assert len({r["settings"] for r in rows}) == 1 and len(rows[0]["settings"]) == 12
 
     # A resumed run (from a checkpoint at 4 kimg) replaces the points it re-measures.
     resumed = TrainingEvaluator(params, LOG, root, curve, torch.device("cpu"))
     assert not resumed.due(4.5) and resumed.due(6.0)
     resumed.measure(generator, 8, 4.0)
     assert [r["kimg"] for r in read_curve(curve)] == [2.0, 4.0]
+
+
+@pytest.mark.parametrize("change", ["evaluate.kid_subsets=3", "evaluate.kid_subset_size=6", "evaluate.batch_size=7",
+                                    "evaluate.seed=5", "evaluate.during_training.n_samples=22"])
+def test_a_resumed_run_whose_curve_settings_changed_starts_a_new_curve(tmp_path, change):
+    root = project(tmp_path)
+    first = tiny_params("evaluate.during_training.every_kimg=2", "evaluate.during_training.n_samples=20")
+    curve = curve_path(root / first.base.paths.train)
+    TrainingEvaluator(first, LOG, root, curve, torch.device("cpu")).measure(TinyGenerator(), 8, 2.0)
+    old_rows = read_curve(curve)
+
+    changed = tiny_params("evaluate.during_training.every_kimg=2", "evaluate.during_training.n_samples=20", change)
+    resumed = TrainingEvaluator(changed, LOG, root, curve, torch.device("cpu"))
+    assert resumed.due(2.0)  # the old points are not this curve's: measure from the start again
+    resumed.measure(TinyGenerator(), 8, 4.0)
+    rows = read_curve(curve)
+    assert [r["kimg"] for r in rows] == [4.0] and rows[0]["settings"] != old_rows[0]["settings"]
+    kept = list((curve.parent / "superseded-curves").iterdir())
+    assert [read_curve(path) for path in kept] == [old_rows]  # set aside, not deleted
+
+    # The same settings again: the curve goes on.
+    again = TrainingEvaluator(changed, LOG, root, curve, torch.device("cpu"))
+    assert not again.due(4.5) and [r["kimg"] for r in read_curve(curve)] == [4.0]
 
 
 def test_training_curve_off_measures_nothing(tmp_path):
