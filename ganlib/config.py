@@ -120,6 +120,9 @@ class TrainParams(Section):
     # cosine: lr, Adam beta2, R1/R2 gamma and EMA half-life go from their values above to the
     # end values below along half a cosine of the run (ganlib/training/schedule.py); constant: they stay.
     schedule: Literal["constant", "cosine"]
+    # cosine only: the schedule's own length; after it the end values hold (R3GAN's way). null: kimg.
+    # Set it to be able to raise kimg later and continue the run (the schedule, not the length, is the run).
+    schedule_kimg: float | None = Field(gt=0)
     lr_end_fraction: float = Field(gt=0)      # final lr_g and lr_d, as a fraction of them
     beta2_end: float | None = Field(ge=0, lt=1)  # final Adam beta2; null: betas[1]
     gamma_end_fraction: float = Field(ge=0)   # final r1_gamma and r2_gamma, as a fraction of them
@@ -143,6 +146,11 @@ class TrainParams(Section):
     # auto: continue a matching checkpoint | fresh: ignore them | accept_code_change: as auto, and when
     # the weight-shaping code changed, continue the newest checkpoint of the same params and data anyway
     resume: Literal["auto", "fresh", "accept_code_change"]
+
+    @property
+    def schedule_length_kimg(self) -> float:
+        """How many kimg the cosine schedule runs over (schedule_kimg, else the whole run)."""
+        return self.schedule_kimg if self.schedule_kimg is not None else self.kimg
 
     @field_validator("betas")
     @classmethod
@@ -199,13 +207,13 @@ class TrainParams(Section):
                 ("lr_end_fraction", self.lr_end_fraction, 1.0), ("beta2_end", self.beta2_end, None),
                 ("gamma_end_fraction", self.gamma_end_fraction, 1.0),
                 ("ema_halflife_end_kimg", self.ema_halflife_end_kimg, None),
-                ("augment_p_end", self.augment_p_end, None),
+                ("augment_p_end", self.augment_p_end, None), ("schedule_kimg", self.schedule_kimg, None),
             ) if value != still]
             if moved:
                 raise ValueError(
                     f"train.schedule: constant ignores {', '.join('train.' + k for k in moved)}: set "
                     "train.schedule: cosine, or reset them (lr_end_fraction and gamma_end_fraction: 1.0, "
-                    "beta2_end, ema_halflife_end_kimg and augment_p_end: null)"
+                    "beta2_end, ema_halflife_end_kimg, augment_p_end and schedule_kimg: null)"
                 )
         if not self.diffaugment and (self.augment_p != 1.0 or self.augment_p_end is not None):
             raise ValueError(

@@ -68,10 +68,32 @@ def test_beta2_end_must_be_a_valid_beta():
         tiny_params("train.schedule=cosine", "train.beta2_end=1.0")
 
 
-def test_under_cosine_the_run_length_is_part_of_the_run():
-    constant = [run_identity(tiny_params(f"train.kimg={k}"), "d" * 64, CODE).fingerprint for k in (1, 2)]
-    cosine = [run_identity(tiny_params(*COSINE, f"train.kimg={k}"), "d" * 64, CODE).fingerprint for k in (1, 2)]
-    assert constant[0] == constant[1] and cosine[0] != cosine[1]
+def test_under_cosine_the_schedule_length_is_part_of_the_run_and_kimg_alone_is_not():
+    def fingerprint(*overrides: str) -> str:
+        return run_identity(tiny_params(*overrides), "d" * 64, CODE).fingerprint
+
+    assert fingerprint("train.kimg=1") == fingerprint("train.kimg=2")
+    # schedule_kimg null follows kimg: another kimg is another schedule, another run...
+    assert fingerprint(*COSINE, "train.kimg=1") != fingerprint(*COSINE, "train.kimg=2")
+    # ...and written out it is the same run as the null it stands for.
+    assert fingerprint(*COSINE, "train.kimg=1") == fingerprint(*COSINE, "train.kimg=1", "train.schedule_kimg=1")
+    # A fixed schedule: a longer run is the same run, continued.
+    assert fingerprint(*COSINE, "train.kimg=1", "train.schedule_kimg=1") == \
+        fingerprint(*COSINE, "train.kimg=3", "train.schedule_kimg=1")
+    assert fingerprint(*COSINE, "train.schedule_kimg=1") != fingerprint(*COSINE, "train.schedule_kimg=2")
+
+
+def test_after_the_schedule_the_end_values_hold():
+    cfg = tiny_params(*COSINE, "train.kimg=3", "train.schedule_kimg=1").train
+    end = scheduled_values(cfg, 1000)
+    assert scheduled_values(cfg, 500).lr_scale == pytest.approx(0.55)  # halfway through 1 kimg, not 3
+    assert scheduled_values(cfg, 2000) == scheduled_values(cfg, 3000) == end
+    assert end.lr_scale == pytest.approx(0.1)
+
+
+def test_schedule_kimg_needs_a_cosine_schedule():
+    with pytest.raises(ParamsError, match=r"schedule_kimg"):
+        tiny_params("train.schedule=constant", "train.schedule_kimg=2")
 
 
 @pytest.mark.usefixtures(one_thread.__name__)

@@ -45,7 +45,9 @@ from ganlib.io.source import CodeDigest, result_code_digest
 FORMAT = "scenegan-checkpoint/1"
 
 # Keys that do not change what training computes (length, upkeep, speed
-# knobs, where files go). nproc is here because a run's math depends on
+# knobs, where files go). kimg is here even under a cosine schedule: the
+# schedule's own length (schedule_kimg, by default kimg, written out by
+# _with_schedule_length) is what shapes the steps. nproc is here because a run's math depends on
 # microbatch, not on how many processes share the microbatches. The node
 # layout keys (nnodes, rdzv_*, node_rank) are here for the same reason: the
 # ranks compute the same step on one machine or several, and which machine a
@@ -113,7 +115,8 @@ def run_identity(params: Params, dataset_sha256: str, code: CodeDigest | None = 
     `code` defaults to training_code() of the code that is running.
     """
     code = code if code is not None else training_code()
-    excluded = non_computational_keys(params)
+    params = _with_schedule_length(params)
+    excluded = NON_COMPUTATIONAL_KEYS
     params_hash = params_fingerprint(params, "base", "train", exclude=excluded)
     fingerprint = hashlib.sha256(f"{params_hash}:{dataset_sha256}:{code.digest}".encode()).hexdigest()[:16]
     compared = flatten_dotted(params.section_dict("base", "train"))
@@ -124,12 +127,14 @@ def run_identity(params: Params, dataset_sha256: str, code: CodeDigest | None = 
     return RunIdentity(fingerprint=fingerprint, compared=compared, code_files=dict(code.files))
 
 
-def non_computational_keys(params: Params) -> tuple[str, ...]:
-    """NON_COMPUTATIONAL_KEYS, less train.kimg under a cosine schedule: there the run's length
-    shapes every step (progress = images shown / all images), so a longer run is another run."""
-    if params.train.schedule == "cosine":
-        return tuple(key for key in NON_COMPUTATIONAL_KEYS if key != "train.kimg")
-    return NON_COMPUTATIONAL_KEYS
+def _with_schedule_length(params: Params) -> Params:
+    """params with a cosine schedule's length written out: schedule_kimg null means kimg, and the
+    schedule's length shapes every step (progress = images shown / schedule images), while kimg alone
+    only says how far to go."""
+    cfg = params.train
+    if cfg.schedule != "cosine" or cfg.schedule_kimg is not None:
+        return params
+    return params.model_copy(update={"train": cfg.model_copy(update={"schedule_kimg": cfg.kimg})})
 
 
 def training_code(root: Path = _CODE_ROOT) -> CodeDigest:

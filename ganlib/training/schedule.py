@@ -3,10 +3,13 @@
 R3GAN anneals these over training with a cosine. Here `train.schedule:
 cosine` moves each from its start value (lr_g/lr_d, betas[1], r1_gamma and
 r2_gamma, ema_halflife_kimg, augment_p) to its end value along half a cosine of the
-run's progress, the images shown so far over all the images of the run
-(train.kimg). The values are a pure function of the images shown, which
-the step counter determines, so a resumed run sees exactly the values an
-uninterrupted one did. `constant` keeps the start values throughout.
+schedule's progress: the images shown so far over the images of the schedule
+(train.schedule_kimg, by default train.kimg); past its end the end values
+hold, so a run made longer (a larger kimg, the same schedule_kimg) goes on
+at its end values, as R3GAN does. The values are a pure function of the
+images shown, which the step counter determines, so a resumed run sees
+exactly the values an uninterrupted one did. `constant` keeps the start
+values throughout.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def scheduled_values(cfg: TrainParams, images_shown: int) -> Scheduled:
         cfg.ema_halflife_end_kimg if cfg.ema_halflife_end_kimg is not None else cfg.ema_halflife_kimg,
         cfg.augment_p_end if cfg.augment_p_end is not None else cfg.augment_p,
     )
-    t = cosine_ramp(images_shown / (cfg.kimg * 1000))
+    t = cosine_ramp(images_shown / (cfg.schedule_length_kimg * 1000))
     return Scheduled(
         lr_scale=_lerp(start.lr_scale, end.lr_scale, t),
         beta2=_lerp(start.beta2, end.beta2, t),
