@@ -196,3 +196,46 @@ def test_run_identity_changes_with_the_training_code():
     assert edited.fingerprint != same.fingerprint
     assert edited.compared["code.digest"] == "2" * 64  # recorded in each checkpoint, named when a resume is refused
     assert run_identity(params, "ab" * 32).compared["code.digest"] == training_code().digest
+
+
+def other_pythons() -> list[str]:
+    """Interpreters of other Python versions on this machine (pyenv's, or python3.N on PATH)."""
+    import glob
+    import sys
+
+    found = {path for path in glob.glob(str(Path.home() / ".pyenv/versions/3.*/bin/python3.[0-9]*"))
+             if path.rsplit("python", 1)[1].replace(".", "").isdigit()}
+    found |= {path for minor in range(9, 16) if (path := shutil.which(f"python3.{minor}"))}
+    mine = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return sorted(path for path in found if not path.endswith(mine))
+
+
+DIGEST_ELSEWHERE = """
+import importlib.util, json, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+spec = importlib.util.spec_from_file_location("source_elsewhere", root / "ganlib/io/source.py")
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+print(json.dumps([module.result_code_digest(entries, root).files for entries in json.loads(sys.argv[2])]))
+"""
+
+
+def test_the_digest_is_the_same_under_every_python_version_on_this_machine():
+    """Upgrading Python must not restart training or recompute reference statistics."""
+    import json
+    import subprocess
+
+    from ganlib.io.source import result_code_digest
+
+    pythons = [p for p in other_pythons() if subprocess.run([p, "-c", "import sys; sys.exit(sys.version_info < (3, 9))"],
+                                                            capture_output=True).returncode == 0]
+    if not pythons:
+        pytest.skip("no other Python 3.9+ interpreter on this machine to compare with")
+    entries = [list(TRAINING_CODE_ENTRIES), list(FEATURE_CODE_ENTRIES)]
+    here = [result_code_digest(e, REPO_ROOT).files for e in entries]
+    for python in pythons:
+        result = subprocess.run([python, "-c", DIGEST_ELSEWHERE, str(REPO_ROOT), json.dumps(entries)],
+                                capture_output=True, text=True, check=True)
+        assert json.loads(result.stdout) == here, f"{python} digests the code differently"
