@@ -1,0 +1,105 @@
+"""Resuming across what changes in real life: the training code, the speed-probe cache.
+
+A code change to what shapes the weights starts a new run by default, naming the
+files; `train.resume: accept_code_change` continues on purpose and records both
+digests. `precision: auto` is decided once per run: a run with checkpoints keeps
+the precision they were made with, however the probe would decide today.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from train_support import one_thread, smooth_images, tiny_params, write_prepared  # noqa: F401
+
+from ganlib.io.source import CodeDigest
+from ganlib.training import loop
+from ganlib.training.checkpoint import CheckpointError, list_checkpoints
+from ganlib.training.loop import train_gan
+
+LOG = logging.getLogger("test_resume_identity")
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
+
+OLD_CODE = CodeDigest("a" * 64, {"ganlib/training/losses.py": "1", "ganlib/training/step.py": "1"})
+NEW_CODE = CodeDigest("b" * 64, {"ganlib/training/losses.py": "2", "ganlib/training/step.py": "1"})
+
+
+def train_with_code(monkeypatch, root, code: CodeDigest, *overrides: str, **kwargs):
+    # The code digest is what a git pull changes; everything else is the real trainer.
+    monkeypatch.setattr(loop, "training_code", lambda: code)
+    params = tiny_params("train.kimg=0.128", *overrides)
+    if not (root / params.base.paths.prepared).exists():
+        write_prepared(root, params, smooth_images(48, 32))
+    return params, train_gan(params, LOG, root, **kwargs)
+
+
+def test_a_code_change_starts_a_new_run_and_names_the_changed_files(tmp_path, monkeypatch, caplog):
+    _, first = train_with_code(monkeypatch, tmp_path, OLD_CODE)
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        _, second = train_with_code(monkeypatch, tmp_path, NEW_CODE)
+    assert second.resumed_from is None and second.run_dir != first.run_dir
+    assert list_checkpoints(first.run_dir), "the old run's checkpoints are kept"
+    said = caplog.text
+    assert "ganlib/training/losses.py" in said and "step.py" not in said
+    assert "train.resume: accept_code_change" in said
+
+
+def test_accept_code_change_continues_and_records_both_digests(tmp_path, monkeypatch):
+    params, first = train_with_code(monkeypatch, tmp_path, OLD_CODE)
+    newest = list_checkpoints(first.run_dir)[-1]
+    _, second = train_with_code(monkeypatch, tmp_path, NEW_CODE, "train.kimg=0.256",
+                                "train.resume=accept_code_change")
+    assert second.resumed_from == newest and second.run_dir != first.run_dir
+
+    out = tmp_path / params.base.paths.train
+    ticks = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert [t["code_digest"] for t in ticks] == ["a" * 64] * 2 + ["b" * 64] * 2
+    run = json.loads((out / "params.json").read_text())["run"]
+    assert run["code_digest"] == "b" * 64
+    [change] = run["code_changes"]
+    assert change["files"] == ["ganlib/training/losses.py"]
+    assert (change["from_code_digest"], change["to_code_digest"]) == ("a" * 64, "b" * 64)
+
+    # The next rerun is the new code's own run: it resumes its own checkpoints, nothing else.
+    _, third = train_with_code(monkeypatch, tmp_path, NEW_CODE, "train.kimg=0.256", "train.resume=accept_code_change")
+    assert third.resumed_from == list_checkpoints(second.run_dir)[-1]
+
+
+def test_an_explicit_checkpoint_of_other_code_is_refused_unless_accepted(tmp_path, monkeypatch):
+    _, first = train_with_code(monkeypatch, tmp_path, OLD_CODE)
+    checkpoint = list_checkpoints(first.run_dir)[-1]
+    with pytest.raises(CheckpointError, match=r"(?s)losses\.py.*accept_code_change"):
+        train_with_code(monkeypatch, tmp_path, NEW_CODE, "train.kimg=0.256", resume_from=checkpoint)
+    _, accepted = train_with_code(monkeypatch, tmp_path, NEW_CODE, "train.kimg=0.256",
+                                  "train.resume=accept_code_change", resume_from=checkpoint)
+    assert accepted.resumed_from == checkpoint
+
+
+def test_precision_auto_resumes_with_the_recorded_precision_without_asking_the_probe(tmp_path, monkeypatch, caplog):
+    cache = tmp_path / "machine-cache"
+    monkeypatch.setenv("SCENEGAN_CACHE_DIR", str(cache))
+    auto = ("train.precision=auto", "train.channels_last=auto")
+    params, first = train_with_code(monkeypatch, tmp_path, OLD_CODE, *auto)
+    chosen = json.loads((tmp_path / params.base.paths.train / "params.json").read_text())["train"]["precision"]
+    assert chosen in ("fp32", "bf16") and any(cache.iterdir())
+
+    newest = list_checkpoints(first.run_dir)[-1]
+    # The cache is gone (or would now say otherwise): the run's own record decides.
+    for path in cache.iterdir():
+        path.unlink()
+
+    def probe_must_not_run(*args, **kwargs):
+        raise AssertionError("the speed probe was asked for a run that has checkpoints")
+
+    monkeypatch.setattr(loop, "resolve_train_speed", probe_must_not_run)
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        _, second = train_with_code(monkeypatch, tmp_path, OLD_CODE, *auto, "train.kimg=0.256")
+    assert second.resumed_from == newest and second.run_dir == first.run_dir
+    assert json.loads((tmp_path / params.base.paths.train / "params.json").read_text())["train"]["precision"] == chosen
+    assert "as this run's checkpoints were made" in caplog.text
+
+    # A fresh run (train.resume: fresh) is the only kind that asks the probe again.
+    with pytest.raises(AssertionError, match="speed probe was asked"):
+        train_with_code(monkeypatch, tmp_path, OLD_CODE, *auto, "train.resume=fresh")
