@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -46,3 +47,41 @@ def test_editing_a_model_retrains_and_a_comment_resumes(tiny_project, subprocess
     model_file.write_text(source.replace(INIT, INIT.replace("0.02", "0.03")))
     assert "Running stage 'train'" in repro_train(tiny_project, subprocess_env)
     assert not same_weights(generator_weights(tiny_project), trained)
+
+
+def dvc_status(root: Path, env: dict, stage: str) -> str:
+    return run([str(Path(sys.executable).with_name("dvc")), "status", stage], root, env).stdout
+
+
+def repro_train_log(root: Path, env: dict) -> str:
+    result = run([str(Path(sys.executable).with_name("dvc")), "repro", "train"], root, env)
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow  # two dvc repro runs of a tiny training
+def test_a_comment_in_the_training_loop_reruns_the_stage_without_retraining(tiny_project, subprocess_env):
+    repro_train(tiny_project, subprocess_env)
+    trained = generator_weights(tiny_project)
+    loop_file = tiny_project / "ganlib/training/loop.py"
+    loop_file.write_text(loop_file.read_text() + "\n# a comment from a git pull\n")
+    assert "changed" in dvc_status(tiny_project, subprocess_env, "train")  # DVC sees a new file...
+    log = repro_train_log(tiny_project, subprocess_env)
+    assert "resuming from" in log and "starting from scratch" not in log  # ...training sees the same run
+    assert same_weights(generator_weights(tiny_project), trained)
+
+
+@pytest.mark.slow  # two dvc repro runs of a tiny training, the first measuring precision
+def test_deleting_the_speed_cache_resumes_rather_than_restarting(tiny_project, subprocess_env, tmp_path):
+    from conftest import set_params
+
+    cache = tmp_path / "speed-cache"
+    env = {**subprocess_env, "SCENEGAN_CACHE_DIR": str(cache)}
+    set_params(tiny_project / "params.yaml", ["train.precision=auto", "train.channels_last=auto"])
+    first = repro_train_log(tiny_project, env)
+    assert "measured" in first and any(cache.iterdir())
+    shutil.rmtree(cache)
+
+    set_params(tiny_project / "params.yaml", ["train.kimg=0.375"])  # continue the run: train must rerun
+    second = repro_train_log(tiny_project, env)
+    assert "as this run's checkpoints were made" in second and "resuming from" in second
+    assert not cache.exists() or not any(cache.glob("speed-probe*.json")), "the probe measured again"
