@@ -9,10 +9,12 @@ side keeps them whole.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from flows.output import CommandResult, byte_size, examples, plural, shown_path, to_jsonable
+from ganlib.formatting import fid_noise_text, plus_minus, significant
 from ganlib.io.provenance import short_md5
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 NEXT_STAGE = {"preprocess": "train", "train": "evaluate", "evaluate": "publish"}
 MAX_TABLE_ROWS = 20
 MAX_PRESET_SETTINGS = 6
+_number = partial(significant, digits=4)   # a result line's precision: 218.8, 0.01235
 
 
 # --------------------------------------------------------------------------- data
@@ -147,21 +150,26 @@ def _train_lines(outcome: Mapping[str, Any], params: Params, root: Path) -> list
 def _evaluate_lines(outcome: Mapping[str, Any], params: Params, root: Path) -> list[str]:
     from ganlib.metrics.report import METRICS_FILE
 
-    scores = [f"FID {_number(outcome.get('fid'))}"]
+    scores = [fid_noise_text(outcome.get("fid"), outcome.get("fid_noise_low"), outcome.get("fid_noise_high"),
+                             outcome.get("fid_noise_resamples"), outcome.get("fid_noise_n"), _number)]
+    if outcome.get("fid_infinity") is not None:
+        scores.append(f"FID-infinity {_number(outcome['fid_infinity'])}")
     if outcome.get("kid_mean") is not None:
-        spread = f" ± {_number(outcome['kid_std'])}" if outcome.get("kid_std") is not None else ""
-        scores.append(f"KID {_number(outcome['kid_mean'])}{spread}")
+        scores.append(f"KID {plus_minus(outcome['kid_mean'], outcome.get('kid_std'), _number)}")
     if outcome.get("is_mean") is not None:
         scores.append(f"IS {_number(outcome['is_mean'])}")
     if outcome.get("precision") is not None:
         scores.append(f"precision {_number(outcome['precision'])}, recall {_number(outcome.get('recall'))}")
     kimg = outcome.get("checkpoint_kimg")
     at = f" at {kimg:g} kimg" if kimg is not None else ""
-    return [
+    lines = [
         f"evaluate: {', '.join(scores)}.",
         f"  generator{at}, {outcome['n_samples']} samples, extractor {outcome['extractor']}; "
         f"written to {shown_path(root / params.base.paths.evaluate / METRICS_FILE)}",
     ]
+    if outcome.get("fid_infinity_unavailable_reason"):
+        lines.append(f"  {outcome['fid_infinity_unavailable_reason']}")
+    return lines
 
 
 def _publish_lines(outcome: Mapping[str, Any], params: Params, root: Path) -> list[str]:
@@ -266,8 +274,3 @@ def preset_flags_result(name: str, overrides: Sequence[str]) -> CommandResult:
     flags = [f"-S {shlex.quote(expression)}" for expression in overrides]
     return CommandResult([" ".join(flags)], {"command": "preset", "preset": name, "overrides": list(overrides),
                                               "dvc_exp_run_flags": " ".join(flags)})
-
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
-

@@ -22,12 +22,12 @@ from ganlib.metrics.evaluate import score_generator, write_evaluation
 from ganlib.metrics.report import EvaluationReport, render_table
 from ganlib.metrics.scores import (
     FrechetTerms,
-    fid_bootstrap_interval,
+    fid_noise_band,
     fid_from_features,
     fid_infinity,
     fid_uncertainty,
 )
-from ganlib.versions.compare import ROW_COLUMNS, Comparison, version_row
+from ganlib.versions.compare import FID_HEADING, ROW_COLUMNS, Comparison, version_row
 from ganlib.versions.revisions import Revision, VersionFacts
 
 LOG = plain_logger("scenegan-tests")
@@ -96,38 +96,37 @@ def true_model_reference(d: int) -> dict[str, np.ndarray]:
     return {"mu": np.zeros(d), "sigma": np.eye(d)}
 
 
-def test_interval_contains_the_full_sample_fid_and_narrows_as_n_grows():
+def test_the_noise_band_narrows_as_one_over_sqrt_n():
+    """Coverage and width against fresh draws: tests/test_fid_noise_statistics.py."""
     d = 16
     reference = true_model_reference(d)
     widths = []
     for n in (100, 400, 1600):
         generated = np.random.default_rng(n).normal(0.25, 1.1, size=(n, d))
-        terms = FrechetTerms(generated, reference)
-        interval = fid_bootstrap_interval(terms, 200, seed=7)
-        assert interval.low <= terms.fid() <= interval.high
-        assert (interval.resamples, interval.n, interval.confidence) == (200, n, 0.95)
-        assert interval.bias > 0  # FID is biased upwards at finite n, resamples more so
-        widths.append(interval.high - interval.low)
+        band = fid_noise_band(FrechetTerms(generated, reference), 200, seed=7)
+        assert (band.resamples, band.n, band.level) == (200, n, 0.95)
+        assert band.bias > 0  # FID is biased upwards at finite n, resamples more so
+        widths.append(band.high - band.low)
     assert widths[0] > widths[1] > widths[2]
     assert widths[0] / widths[2] == pytest.approx(4.0, rel=0.5)  # ~1/sqrt(n)
 
 
-def test_interval_width_matches_the_spread_of_independent_draws():
-    """What the interval claims: how far FID at n moves when another n samples are drawn."""
+def test_band_width_matches_the_spread_of_independent_draws():
+    """What the band claims: how far FID at n moves when another n samples are drawn."""
     d, n = 16, 300
     reference = true_model_reference(d)
     rng = np.random.default_rng(11)
     draws = [FrechetTerms(rng.normal(0.25, 1.1, size=(n, d)), reference).fid() for _ in range(300)]
     spread = np.percentile(draws, 97.5) - np.percentile(draws, 2.5)
-    interval = fid_bootstrap_interval(FrechetTerms(rng.normal(0.25, 1.1, size=(n, d)), reference), 400, seed=1)
-    assert interval.high - interval.low == pytest.approx(spread, rel=0.35)
+    band = fid_noise_band(FrechetTerms(rng.normal(0.25, 1.1, size=(n, d)), reference), 400, seed=1)
+    assert band.high - band.low == pytest.approx(spread, rel=0.35)
 
 
 def test_resamples_are_reproducible_with_the_seed(reference):
     terms = FrechetTerms(correlated(np.random.default_rng(5), 60, len(reference["mu"])), reference)
-    first, again = fid_bootstrap_interval(terms, 50, seed=3), fid_bootstrap_interval(terms, 50, seed=3)
+    first, again = fid_noise_band(terms, 50, seed=3), fid_noise_band(terms, 50, seed=3)
     assert first == again
-    assert fid_bootstrap_interval(terms, 50, seed=4) != first
+    assert fid_noise_band(terms, 50, seed=4) != first
 
 
 # --------------------------------------------------------------------------- FID-infinity
@@ -149,16 +148,17 @@ def test_fid_infinity_is_closer_to_the_true_fid_than_fid_at_the_smallest_n():
 
 
 def test_fid_infinity_needs_enough_samples():
-    # 3 samples: subset sizes 0.6..3 give only 2 and 3 usable, too few points for a line worth trusting
-    features = np.random.default_rng(0).normal(size=(3, 3))
-    assert fid_infinity(FrechetTerms(features, true_model_reference(3)), seed=0) is None
-    uncertainty = fid_uncertainty(torch.from_numpy(features), true_model_reference(3), bootstrap=0, infinity=True, seed=0)
-    assert uncertainty.interval is None and uncertainty.infinity is None
-    assert "FID-infinity unavailable" in uncertainty.notes[0]
+    # 3 samples of 1-d features pass the 2-per-dimension guard, but subset sizes 0.6..3 leave only
+    # 2 and 3 usable: too few points for a line worth trusting.
+    features = np.random.default_rng(0).normal(size=(3, 1))
+    assert fid_infinity(FrechetTerms(features, true_model_reference(1)), seed=0) is None
+    uncertainty = fid_uncertainty(torch.from_numpy(features), true_model_reference(1), bootstrap=0, infinity=True, seed=0)
+    assert uncertainty.band is None and uncertainty.infinity is None
+    assert "fewer than 3 distinct subset sizes" in uncertainty.infinity_unavailable_reason
 
 
 def test_nothing_asked_nothing_computed(reference):
-    assert fid_uncertainty(torch.zeros(3, 48), reference, bootstrap=0, infinity=False, seed=0).interval is None
+    assert fid_uncertainty(torch.zeros(3, 48), reference, bootstrap=0, infinity=False, seed=0).band is None
 
 
 # --------------------------------------------------------------------------- config
@@ -191,17 +191,31 @@ def test_config_keys_are_validated(tmp_path):
 # --------------------------------------------------------------------------- metrics.json, report, compare
 
 
-def test_evaluation_writes_and_shows_the_interval(tmp_path):
+def test_evaluation_writes_and_shows_the_band_labelled_as_sampling_noise(tmp_path):
     root = project(tmp_path)
     params = tiny_params("evaluate.metrics=[fid]", "evaluate.fid_bootstrap=50", "evaluate.fid_infinity=true")
     report = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
     metrics = json.loads(write_evaluation(report, params, root / params.base.paths.evaluate).read_text())
-    assert metrics["fid_noise_low"] <= metrics["fid"] <= metrics["fid_noise_high"]
+    assert metrics["fid_noise_low"] < metrics["fid_noise_high"]
     assert metrics["fid_noise_resamples"] == 50 and metrics["fid_noise_n"] == 40
-    assert isinstance(metrics["fid_infinity"], float) and isinstance(metrics["fid_noise_bias"], float)
+    assert isinstance(metrics["fid_noise_bias"], float)
+    assert not {"fid_ci_low", "fid_ci_high"} & set(metrics)
     table = render_table(report.report_rows())
     assert f"[{metrics['fid_noise_low']:.6g}, {metrics['fid_noise_high']:.6g}]" in table
-    assert "50 bootstraps" in table and "FID-infinity" in table
+    assert "sampling noise: 95% band over 50 bootstrap resamples of the 40 generated samples; reference fixed" in table
+    assert "not an interval on the true FID" in table
+
+    # 40 samples of the tiny extractor's 64-d features: below 2 per dimension, FID-infinity is null, with why
+    assert metrics["fid_infinity"] is None
+    assert "40 generated samples of 64-dimensional features" in metrics["fid_infinity_unavailable_reason"]
+    [row] = [row for row in report.report_rows() if row["metric"] == "FID-infinity"]
+    assert row["value"] == "n/a" and row["detail"].startswith("unavailable: FID-infinity not reported: 40")
+    assert EvaluationReport.from_json(metrics).to_json() == metrics
+
+    enough = score_generator(TinyGenerator(), TinyInfo(), tiny_params(
+        "evaluate.metrics=[fid]", "evaluate.fid_bootstrap=0", "evaluate.fid_infinity=true", "evaluate.n_samples=128"),
+        LOG, root)
+    assert isinstance(enough.fid_infinity, float) and enough.fid_infinity_unavailable_reason is None
 
     off = score_generator(TinyGenerator(), TinyInfo(), tiny_params(
         "evaluate.metrics=[fid]", "evaluate.fid_bootstrap=0", "evaluate.fid_infinity=false"), LOG, root)
@@ -232,8 +246,9 @@ def facts(label: str, metrics: dict) -> VersionFacts:
     return VersionFacts(Revision(label, "tag", "f" * 40, 1_700_000_000), None, "0123456789abcdef", None, metrics)
 
 
-def test_compare_shows_the_interval_and_reads_old_files_as_blank():
-    new = {**old_metrics(), "fid": 218.8123, "fid_noise_low": 214.1, "fid_noise_high": 223.9, "fid_infinity": 205.25}
+def test_compare_shows_the_band_and_reads_old_files_as_blank():
+    new = {**old_metrics(), "fid": 218.8123, "fid_noise_low": 214.1, "fid_noise_high": 223.9, "fid_infinity": 205.25,
+           "fid_noise_resamples": 200, "fid_noise_n": 1000}
     rows = (version_row(facts("old", old_metrics())), version_row(facts("new", new)))
     assert (rows[0].fid_noise_low, rows[0].fid_noise_high, rows[0].fid_infinity) == (None, None, None)
     assert (rows[1].fid_noise_low, rows[1].fid_noise_high, rows[1].fid_infinity) == (214.1, 223.9, 205.25)
@@ -242,9 +257,14 @@ def test_compare_shows_the_interval_and_reads_old_files_as_blank():
     records = comparison.records()
     assert records[0]["fid_noise_low"] is None and records[1]["fid_noise_high"] == 223.9
     table = comparison.table_rows()
-    assert table[0]["FID"] == "41.5" and table[1]["FID"] == "218.8 [214.1, 223.9]"
+    assert table[0][FID_HEADING] == "41.5" and table[1][FID_HEADING] == "218.8 [214.1, 223.9]"
     assert table[0]["FID-inf"] == "" and table[1]["FID-inf"] == "205.2"
-    assert "| 218.8 [214.1, 223.9] |" in comparison.to_markdown()
+    markdown = comparison.to_markdown()
+    assert "| 218.8 [214.1, 223.9] |" in markdown and f"| {FID_HEADING} |" in markdown
+    assert ("FID's sampling noise, a 95% band over 200 bootstrap resamples of the 1000 generated samples, the "
+            "reference statistics held fixed") in markdown
+    assert "not a confidence interval on the true FID" in markdown
+    assert "not a confidence interval" not in Comparison(rows[:1], (), ("fid",)).to_markdown()  # no band, no legend
     assert "FID-inf" not in Comparison(rows[:1], (), ("fid",)).table_rows()[0]  # a column only when some row has it
 
 
@@ -256,4 +276,4 @@ def test_metrics_written_before_the_rename_read_under_the_new_names():
     assert (report.fid_noise_resamples, report.fid_noise_n) == (200, 1000)
     assert not {"fid_ci_low", "fid_ci_high"} & set(report.to_json())
     row = version_row(facts("legacy", legacy))
-    assert (row.fid_noise_low, row.fid_noise_high) == (214.1, 223.9)
+    assert (row.fid_noise_low, row.fid_noise_high, row.fid_noise_resamples, row.fid_noise_n) == (214.1, 223.9, 200, 1000)

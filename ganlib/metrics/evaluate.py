@@ -155,7 +155,8 @@ def score_generator(
     )
 
     scores = _scores(fake, reference, spec.feature_layer, settings, wanted)
-    for note in scores.notes:
+    infinity_reason = scores.uncertainty.infinity_unavailable_reason if scores.uncertainty else None
+    for note in (*scores.notes, *([infinity_reason] if infinity_reason else [])):
         log.warning(note)
     return EvaluationReport(
         fid=scores.fid,
@@ -265,7 +266,7 @@ class _Scores:
     inception: InceptionScore | None
     prc: PrecisionRecall | None
     notes: tuple[str, ...]  # every setting that had to be reduced, in words
-    uncertainty: FidUncertainty | None = None  # FID's bootstrap interval and FID-infinity
+    uncertainty: FidUncertainty | None = None  # FID's sampling-noise band and FID-infinity
 
 
 def _scores(
@@ -284,12 +285,12 @@ def _scores(
         fid_uncertainty(features, reference.fid_statistics, settings.fid_bootstrap, settings.fid_infinity, settings.seed)
         if "fid" in wanted else None
     )
-    return _Scores(fid, kid, inception, prc, notes + (uncertainty.notes if uncertainty else ()), uncertainty)
+    return _Scores(fid, kid, inception, prc, notes, uncertainty)
 
 
-def _uncertainty_fields(uncertainty: FidUncertainty | None) -> dict[str, float | int | None]:
-    """EvaluationReport's fid_noise_* / fid_infinity (None: not computed)."""
-    interval = uncertainty.interval if uncertainty else None
+def _uncertainty_fields(uncertainty: FidUncertainty | None) -> dict[str, float | int | str | None]:
+    """EvaluationReport's fid_noise_* / fid_infinity / its unavailable reason (None: not computed)."""
+    interval = uncertainty.band if uncertainty else None
     infinity = uncertainty.infinity if uncertainty else None
     return {
         "fid_noise_low": None if interval is None else interval.low,
@@ -298,6 +299,7 @@ def _uncertainty_fields(uncertainty: FidUncertainty | None) -> dict[str, float |
         "fid_noise_resamples": None if interval is None else interval.resamples,
         "fid_noise_n": None if interval is None else interval.n,
         "fid_infinity": None if infinity is None else infinity.value,
+        "fid_infinity_unavailable_reason": uncertainty.infinity_unavailable_reason if uncertainty else None,
     }
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, Mapping
 
+from ganlib.formatting import fid_noise_band_text, fid_noise_description, significant
 from ganlib.io.provenance import short_md5
 
 METRICS_FILE = "metrics.json"
+_number = partial(significant, digits=6, scientific_from=1e5)   # the tables' precision: 218.812, 0.0123457
 FID_UNCERTAINTY_KEYS = (
     "fid_noise_low", "fid_noise_high", "fid_noise_bias", "fid_noise_resamples", "fid_noise_n", "fid_infinity",
+    "fid_infinity_unavailable_reason",
 )
 # metrics.json written before the band was named for what it is (sampling noise, not a confidence
 # interval) used these keys; readers map them (scenegan compare reads old revisions' files).
@@ -60,6 +64,9 @@ class EvaluationReport:
     fid_noise_resamples: int | None = None
     fid_noise_n: int | None = None
     fid_infinity: float | None = None
+    # Asked for but not reported (too few samples per feature dimension): why. metrics.json then holds
+    # "fid_infinity": null beside it.
+    fid_infinity_unavailable_reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """What metrics.json holds (DVC metrics): every field but how the run went, notes as a list.
@@ -76,7 +83,7 @@ class EvaluationReport:
             data.pop("fd_dinov2")
             data.pop("fd_dinov2_unavailable_reason")
         for key in FID_UNCERTAINTY_KEYS:
-            if data[key] is None:
+            if data[key] is None and not (key == "fid_infinity" and self.fid_infinity_unavailable_reason):
                 data.pop(key)
         return data
 
@@ -92,10 +99,11 @@ class EvaluationReport:
         """Rows {metric, value, detail} for a printed table or a Prefect table artifact."""
         rows = [
             _fid_row(self),
-            *([_row("FID-infinity", self.fid_infinity, "FID extrapolated to infinitely many samples (Chong & Forsyth 2020)")]
-              if self.fid_infinity is not None else []),
-            _row("KID", self.kid_mean, _plus_minus(self.kid_std, f"subset size {self.kid_subset_size}")),
-            _row("IS", self.is_mean, _plus_minus(self.is_std, "higher is better"),
+            *([_row("FID-infinity", self.fid_infinity, "FID extrapolated to infinitely many samples (Chong & Forsyth 2020)",
+                    missing=_unavailable(self.fid_infinity_unavailable_reason))]
+              if self.fid_infinity is not None or self.fid_infinity_unavailable_reason else []),
+            _row("KID", self.kid_mean, _spread_detail(self.kid_std, f"subset size {self.kid_subset_size}")),
+            _row("IS", self.is_mean, _spread_detail(self.is_std, "higher is better"),
                  missing=_unavailable(self.is_unavailable_reason)),
             *([_row("FD_DINOv2", self.fd_dinov2, "lower is better (DINOv2 ViT-B/14 features)",
                     missing=_unavailable(self.fd_dinov2_unavailable_reason))] if self._fd_dinov2_requested() else []),
@@ -151,7 +159,7 @@ class DatasetComparison:
     def report_rows(self) -> list[dict[str, str]]:
         rows = [
             _row("FID", self.fid, "0 = same feature distribution"),
-            _row("KID", self.kid_mean, _plus_minus(self.kid_std, f"subset size {self.kid_subset_size}")),
+            _row("KID", self.kid_mean, _spread_detail(self.kid_std, f"subset size {self.kid_subset_size}")),
             {"metric": "dataset A", "value": short_md5(self.data_md5_a), "detail": f"{self.n_a} images, sha256 {self.dataset_sha256_a[:12]}"},
             {"metric": "dataset B", "value": short_md5(self.data_md5_b), "detail": f"{self.n_b} images, sha256 {self.dataset_sha256_b[:12]}"},
             {"metric": "extractor", "value": self.extractor, "detail": self.extractor_description},
@@ -185,20 +193,16 @@ def render_table(rows: list[dict[str, str]]) -> str:
 
 
 def _fid_row(report: EvaluationReport) -> dict[str, str]:
-    """FID, with its bootstrap interval when there is one: "218.8 [214.1, 223.9]" (95%, 200 bootstraps)."""
+    """FID, with its sampling-noise band when there is one: "218.8 [214.1, 223.9]", the detail saying what it is."""
     row = _row("FID", report.fid, "lower is better")
     if report.fid is None or report.fid_noise_low is None or report.fid_noise_high is None:
         return row
     return {
         "metric": "FID",
-        "value": f"{_number(report.fid)} {fid_interval_text(report.fid_noise_low, report.fid_noise_high)}",
-        "detail": f"95%, {report.fid_noise_resamples} bootstraps of the {report.fid_noise_n} generated "
-                  "samples (their sampling noise only); lower is better",
+        "value": f"{_number(report.fid)} {fid_noise_band_text(report.fid_noise_low, report.fid_noise_high, _number)}",
+        "detail": f"sampling noise: {fid_noise_description(report.fid_noise_resamples, report.fid_noise_n)} "
+                  "(not an interval on the true FID); lower is better",
     }
-
-
-def fid_interval_text(low: float, high: float) -> str:
-    return f"[{_number(low)}, {_number(high)}]"
 
 
 def _row(metric: str, value: float | None, detail: str, missing: str = "not computed") -> dict[str, str]:
@@ -207,12 +211,6 @@ def _row(metric: str, value: float | None, detail: str, missing: str = "not comp
     return {"metric": metric, "value": _number(value), "detail": detail}
 
 
-def _number(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.6g}" if abs(value) < 1e5 else f"{value:.4e}"
-
-
-def _plus_minus(std: float | None, detail: str) -> str:
+def _spread_detail(std: float | None, detail: str) -> str:
+    """A table's detail cell led by the score's spread: "± 0.001, subset size 100"."""
     return detail if std is None else f"± {_number(std)}, {detail}"
-

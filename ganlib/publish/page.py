@@ -12,14 +12,17 @@ metric names, reasons) is HTML-escaped, in element text and attributes alike.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
 import jinja2
+
+from ganlib.formatting import fid_noise_band_text, fid_noise_description, fixed, plus_minus
+from ganlib.metrics.report import with_current_metric_keys
 
 # Here rather than in the template: editing the page's look should not be
 # where its security policy (no scripts, no external URLs) changes.
@@ -43,7 +46,11 @@ MEASUREMENT_LABELS = {
     "data_md5": "measured against dataset (DVC md5)",
     "dataset_sha256": "measured against prepared data (sha256)",
     "resolution": "resolution (px)",
+    "fid_noise_bias": "FID sampling-noise bias (mean resampled FID minus FID; kept out of the band)",
 }
+# Shown within the FID rows (the band's description names the resample count and n).
+FID_NOISE_KEYS = {"fid_noise_low", "fid_noise_high", "fid_noise_resamples", "fid_noise_n",
+                  "fid_infinity", "fid_infinity_unavailable_reason"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ def gallery_context(page: GalleryPage, link_prefix: str = "", show_history: bool
         "dataset_version": page.dataset_version or "untracked",
         "notes": list(page.notes),
         "metrics": None if page.metrics is None else _rows(metric_rows(page.metrics)),   # None: "not evaluated"
+        "fid_noise_note": None if page.metrics is None else fid_noise_note(page.metrics),
         "grid": _image(page.grid, link_prefix, scale),
         "interpolation": _image(page.interpolation, link_prefix, scale),
         "samples": [_image(image, link_prefix, scale) for image in page.samples],
@@ -145,24 +153,51 @@ def gallery_environment() -> jinja2.Environment:
 
 def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) rows for the metrics table: the known metrics first, then any other key."""
+    metrics = with_current_metric_keys(metrics)   # a release published before the band's rename
     rows: list[tuple[str, str]] = []
-    shown = {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "is_unavailable_reason", "precision", "recall"}
+    shown = {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "is_unavailable_reason", "precision", "recall",
+             *FID_NOISE_KEYS}
     if "fid" in metrics:
         rows.append(("FID ↓", _number(metrics["fid"], 3)))
+        rows += _fid_uncertainty_rows(metrics)
     if "kid_mean" in metrics:
-        rows.append(("KID ↓", _plus_minus(metrics.get("kid_mean"), metrics.get("kid_std"), 5)))
+        rows.append(("KID ↓", plus_minus(metrics.get("kid_mean"), metrics.get("kid_std"), partial(_number, digits=5))))
     if "is_mean" in metrics or "is_unavailable_reason" in metrics:
         if metrics.get("is_mean") is None:
             reason = metrics.get("is_unavailable_reason") or "not computed"
             rows.append(("Inception Score ↑", f"unavailable: {reason}"))
         else:
-            rows.append(("Inception Score ↑", _plus_minus(metrics.get("is_mean"), metrics.get("is_std"), 3)))
+            rows.append(("Inception Score ↑", plus_minus(metrics.get("is_mean"), metrics.get("is_std"), partial(_number, digits=3))))
     for key, label in (("precision", "Precision ↑"), ("recall", "Recall ↑")):
         if key in metrics:
             rows.append((label, _number(metrics[key], 3)))
     for key in sorted(set(metrics) - shown):
         rows.append((MEASUREMENT_LABELS.get(key, key), _value_text(metrics[key])))
     return rows
+
+
+def _fid_uncertainty_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The FID's sampling-noise band and FID-infinity, each labelled for what it measures."""
+    rows = []
+    if metrics.get("fid_noise_low") is not None and metrics.get("fid_noise_high") is not None:
+        band = fid_noise_band_text(metrics["fid_noise_low"], metrics["fid_noise_high"], partial(_number, digits=3))
+        rows.append(("FID sampling noise", f"{band}: {fid_noise_description(metrics.get('fid_noise_resamples'), metrics.get('fid_noise_n'))}"))
+    if metrics.get("fid_infinity") is not None:
+        rows.append(("FID-infinity ↓ (extrapolated to infinitely many samples)", _number(metrics["fid_infinity"], 3)))
+    elif metrics.get("fid_infinity_unavailable_reason"):
+        rows.append(("FID-infinity", str(metrics["fid_infinity_unavailable_reason"])))
+    return rows
+
+
+def fid_noise_note(metrics: Mapping[str, Any]) -> str | None:
+    """A sentence under the metrics table saying what the FID band is, when the page shows one."""
+    metrics = with_current_metric_keys(metrics)
+    if metrics.get("fid_noise_low") is None or metrics.get("fid_noise_high") is None:
+        return None
+    n = metrics.get("fid_noise_n")
+    return (f"The FID sampling noise is how far FID moves between draws of {n or 'the same number of'} generated "
+            "images from this generator, the real images' statistics held fixed; it is not a confidence "
+            "interval on the true FID (FID at a finite sample count is biased upwards).")
 
 
 def _rows(rows: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
@@ -218,19 +253,7 @@ def _html_escape_spelling(html: str) -> str:
 
 
 def _number(value: Any, digits: int) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _plus_minus(mean: Any, std: Any, digits: int) -> str:
-    if mean is None:
-        return "n/a"
-    if std is None:
-        return _number(mean, digits)
-    return f"{_number(mean, digits)} ± {_number(std, digits)}"
+    return fixed(value, digits)
 
 
 def _value_text(value: Any) -> str:

@@ -28,11 +28,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ganlib.config import Params
 from ganlib.errors import UserFacingError
+from ganlib.formatting import fid_noise_band_text, fid_noise_description, plus_minus, significant
 from ganlib.io.atomic import atomic_write_text
 from ganlib.io.provenance import short_md5
 from ganlib.logs import Logger
@@ -52,14 +54,16 @@ from ganlib.versions.revisions import (
 CSV_FILE = "compare.csv"
 MARKDOWN_FILE = "compare.md"
 PLOT_FILE = "compare.png"
-FID_UNCERTAINTY_COLUMNS = ("fid_noise_low", "fid_noise_high", "fid_infinity")
+FID_UNCERTAINTY_COLUMNS = ("fid_noise_low", "fid_noise_high", "fid_noise_resamples", "fid_noise_n", "fid_infinity")
+# The people's table shows FID with its sampling-noise band under this heading; compare.md explains it below.
+FID_HEADING = "FID [sampling noise, 95%]"
 
 # The fixed columns, in order; the params that differ follow as one column
 # each, named by their dotted key ("train.lr_g"), which never clashes with
 # these (no dots). The history's columns of the same meaning share the names.
 ROW_COLUMNS = (
     "label", "kind", "commit", "date", "data_md5", "n_images", "resolution", "checkpoint_kimg",
-    "fid", "fid_noise_low", "fid_noise_high", "fid_infinity", "kid_mean", "kid_std", "is_mean", "is_std",
+    "fid", "fid_noise_low", "fid_noise_high", "fid_noise_resamples", "fid_noise_n", "fid_infinity", "kid_mean", "kid_std", "is_mean", "is_std",
     "n_samples", "extractor",
     "drift_fid_from_previous", "drift_kid_from_previous", "near_duplicates_in_previous", "note",
 )
@@ -89,9 +93,12 @@ class VersionRow:
     notes: tuple[str, ...]
     # Images of this version with a perceptual near-duplicate in the previous row's (drift: true only).
     near_duplicates_in_previous: int | None = None
-    # FID's 95% bootstrap interval and FID-infinity, when that revision's evaluation computed them.
+    # FID's sampling-noise band (95%, bootstrap over the generated samples, reference fixed; not an
+    # interval on the true FID) and FID-infinity, when that revision's evaluation computed them.
     fid_noise_low: float | None = None
     fid_noise_high: float | None = None
+    fid_noise_resamples: int | None = None
+    fid_noise_n: int | None = None
     fid_infinity: float | None = None
     params: Mapping[str, Any] | None = field(default=None, compare=False)  # dotted key -> value; None: unknown
 
@@ -142,7 +149,20 @@ class Comparison:
         lines.append("|" + "|".join("---" for _ in header) + "|")
         for row in rows:
             lines.append("| " + " | ".join(_markdown_cell(row[key]) for key in header) + " |")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + self.fid_noise_legend()) + "\n"
+
+    def fid_noise_legend(self) -> list[str]:
+        """Lines saying what the bracketed FID band is, one per distinct (resamples, n); none without bands."""
+        kinds = sorted({(row.fid_noise_resamples, row.fid_noise_n) for row in self.rows
+                        if row.fid_noise_low is not None and row.fid_noise_high is not None},
+                       key=lambda kind: tuple(-1 if part is None else part for part in kind))
+        if not kinds:
+            return []
+        described = "; or ".join(fid_noise_description(resamples, n).removesuffix("; reference fixed")
+                                 for resamples, n in kinds)
+        return ["", f"{FID_HEADING}: the FID's sampling noise, a {described}, the reference statistics held "
+                    "fixed. How far FID moves between draws of that many generated samples; not a confidence "
+                    "interval on the true FID."]
 
     def plot_png(self, path: Path, metric: str | Sequence[str] | None = None) -> Path:
         """A PNG of `metric` (or each of several, one panel each; default compare.plot_metrics) per version."""
@@ -208,6 +228,7 @@ def _metric_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     fields["extractor"] = values.get("extractor") or None
     # Not in the history's columns; metrics.json from before they existed has none: None.
     fields.update({key: _float(values.get(key)) for key in FID_UNCERTAINTY_COLUMNS})
+    fields.update({key: _int(values.get(key)) for key in ("fid_noise_resamples", "fid_noise_n")})
     return fields
 
 
@@ -393,10 +414,10 @@ def _display_row(row: VersionRow, param_keys: Sequence[str], with_infinity: bool
         "dataset": short_md5(row.data_md5),
         "images": _display(row.n_images),
         "kimg": _display(row.checkpoint_kimg),
-        "FID": _fid_with_interval(row),
+        FID_HEADING: _fid_with_band(row),
         **({"FID-inf": _display(row.fid_infinity)} if with_infinity else {}),
-        "KID": _plus_minus(row.kid_mean, row.kid_std),
-        "IS": _plus_minus(row.is_mean, row.is_std),
+        "KID": plus_minus(row.kid_mean, row.kid_std, _display, missing=""),
+        "IS": plus_minus(row.is_mean, row.is_std, _display, missing=""),
         "drift FID": _display(row.drift_fid_from_previous),
         "drift KID": _display(row.drift_kid_from_previous),
         "near-dups in previous": _display(row.near_duplicates_in_previous),
@@ -406,25 +427,14 @@ def _display_row(row: VersionRow, param_keys: Sequence[str], with_infinity: bool
     return shown
 
 
-def _fid_with_interval(row: VersionRow) -> str:
-    """FID and, when recorded, its 95% bootstrap interval: "218.8 [214.1, 223.9]"."""
+def _fid_with_band(row: VersionRow) -> str:
+    """FID and, when recorded, its sampling-noise band: "218.8 [214.1, 223.9]" (FID_HEADING says what it is)."""
     if row.fid is None or row.fid_noise_low is None or row.fid_noise_high is None:
         return _display(row.fid)
-    return f"{_display(row.fid)} [{_display(row.fid_noise_low)}, {_display(row.fid_noise_high)}]"
+    return f"{_display(row.fid)} {fid_noise_band_text(row.fid_noise_low, row.fid_noise_high, _display)}"
 
 
-def _display(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _plus_minus(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return ""
-    return _display(mean) if std is None else f"{_display(mean)} ± {_display(std)}"
+_display = partial(significant, digits=4, missing="")   # the table's precision: 218.8, 0.01235
 
 
 def _display_param(row: VersionRow, key: str) -> str:

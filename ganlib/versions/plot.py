@@ -19,9 +19,11 @@ from ganlib.io.atomic import atomic_write_bytes
 if TYPE_CHECKING:
     from ganlib.versions.compare import VersionRow
 
-# Plottable columns: column -> (title, the column holding its spread, how to read it).
+# Plottable columns: column -> (title, its error bars: a std column or a (low, high) band, how to read it).
 METRIC_COLUMNS = {
-    "fid": ("FID", None, "lower is better"),
+    "fid": ("FID", ("fid_noise_low", "fid_noise_high"),
+            "lower is better; bars where recorded: 95% sampling-noise band at that n, reference fixed, "
+            "not an interval on the true FID"),
     "kid_mean": ("KID", "kid_std", "lower is better"),
     "is_mean": ("IS", "is_std", "higher is better"),
     "drift_fid_from_previous": ("drift FID", None, "real vs real, from the previous row"),
@@ -42,16 +44,16 @@ def plot_metrics_png(rows: Sequence["VersionRow"], metrics: Sequence[str], path:
     for ax, metric in zip(axes, metrics):
         title, spread_column, direction = METRIC_COLUMNS[metric]
         values = [_nan(getattr(row, metric)) for row in rows]
-        spreads = [_nan(getattr(row, spread_column)) if spread_column else math.nan for row in rows]
-        ax.set_title(f"{title} ({direction})", fontsize=10, loc="left")
+        ax.set_title(f"{title} ({direction})", fontsize=10, loc="left", wrap=True)
         ax.grid(True, alpha=0.3)
         ax.margins(y=0.2)  # room for the value labels above the points
         if all(math.isnan(v) for v in values):
             ax.text(0.5, 0.5, "no values", transform=ax.transAxes, ha="center", va="center", color="grey")
             continue
         ax.plot(x, values, marker="o", color="tab:blue")
-        if spread_column and not all(math.isnan(s) for s in spreads):
-            ax.errorbar(x, values, yerr=[0.0 if math.isnan(s) else s for s in spreads], fmt="none", ecolor="tab:blue", capsize=3)
+        below, above = _error_bars(rows, values, spread_column)
+        if any(b > 0 for b in below) or any(a > 0 for a in above):
+            ax.errorbar(x, values, yerr=[below, above], fmt="none", ecolor="tab:blue", capsize=3)
         for xi, value in zip(x, values):
             if not math.isnan(value):
                 ax.annotate(f"{value:.4g}", (xi, value), textcoords="offset points", xytext=(6, 4), ha="left", fontsize=8)
@@ -63,6 +65,26 @@ def plot_metrics_png(rows: Sequence["VersionRow"], metrics: Sequence[str], path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _error_bars(
+    rows: Sequence["VersionRow"], values: Sequence[float], spread: str | tuple[str, str] | None
+) -> tuple[list[float], list[float]]:
+    """How far each bar reaches below and above its point: +-std for a std column, to low/high for a band; 0: none."""
+    if spread is None:
+        return [0.0] * len(rows), [0.0] * len(rows)
+    if isinstance(spread, str):
+        stds = [_nan(getattr(row, spread)) for row in rows]
+        reach = [0.0 if math.isnan(s) else s for s in stds]
+        return reach, reach
+    low_column, high_column = spread
+    below, above = [], []
+    for row, value in zip(rows, values):
+        low, high = _nan(getattr(row, low_column)), _nan(getattr(row, high_column))
+        known = not (math.isnan(low) or math.isnan(high) or math.isnan(value))
+        below.append(max(0.0, value - low) if known else 0.0)
+        above.append(max(0.0, high - value) if known else 0.0)
+    return below, above
 
 
 def _nan(value: float | None) -> float:
