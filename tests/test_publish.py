@@ -852,3 +852,39 @@ def test_interpolation_rows_run_between_fixed_latents():
     assert torch.allclose(z[0], ends[0], atol=1e-5) and torch.allclose(z[4], ends[2], atol=1e-5)
     assert torch.allclose(z[5], ends[1], atol=1e-5) and torch.allclose(z[9], ends[3], atol=1e-5)
     assert torch.equal(z, interpolation_latents(seed=3, rows=2, steps=5, z_dim=16))
+
+
+# ----------------------------------------------------------------------------- the Prefect flow
+
+
+def test_publish_flow_shows_the_gate_numbers_as_an_artifact(tmp_path, prefect_api_url):
+    import asyncio
+    import shutil
+
+    from conftest import REPO_ROOT
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.publish import publish_flow
+
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    target = tmp_path / "gallery"
+    first = [*RESCORE, f"publish.target={target}", "evaluate.seed=1"]
+    second = [*RESCORE, f"publish.target={target}", "evaluate.seed=2"]
+    train_stand_in(tmp_path, weights_seed=1, kimg=1.0)
+    evaluate(tmp_path, load_test_params(first))
+    assert publish_flow(params_file=str(tmp_path / "params.yaml"), overrides=first)["status"] == "published"
+    train_stand_in(tmp_path, weights_seed=2, kimg=2.0)
+    evaluate(tmp_path, load_test_params(second))
+    record = publish_flow(params_file=str(tmp_path / "params.yaml"), overrides=second)
+    assert record["comparison"]["previous_scored_as"] == "rescored"
+
+    async def latest(key: str) -> str:
+        async with get_client() as client:
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=50)
+            return max(found, key=lambda a: a.created).data
+
+    markdown = asyncio.run(latest("publish-gate"))
+    rescored = record["comparison"]["previous_fid_rescored"]
+    assert f"| published, re-scored | {rescored:.6g} |" in markdown
+    assert "| seed | 2 | 1 |" in markdown and record["comparison"]["rule_text"] in markdown
