@@ -251,6 +251,26 @@ def test_each_stage_summary_says_what_it_produced_and_what_to_run_next(tmp_path,
     assert "dvc.lock" in pipeline.getvalue() and "Next: `scenegan summary`" in pipeline.getvalue()
 
 
+def test_evaluate_summary_labels_the_fid_band_as_sampling_noise_and_says_why_fid_infinity_is_missing(tmp_path):
+    params = load_params(REPO_ROOT / "params.yaml")
+    outcome = {**stage_outcomes(tmp_path)["evaluate"], "fid_noise_low": 40.1, "fid_noise_high": 42.37,
+               "fid_noise_bias": 0.9, "fid_noise_resamples": 200, "fid_noise_n": 5000, "fid_infinity": None,
+               "fid_infinity_unavailable_reason": "FID-infinity not reported: 100 generated samples of 2048-dimensional "
+                                                  "features; ... needs at least 4096"}
+    buffer = io.StringIO()
+    emit(stage_result("evaluate", outcome, params, tmp_path, ""), as_json=False, stream=buffer)
+    shown = buffer.getvalue()
+    assert_readable(shown)
+    assert ("FID 41.23, sampling noise [40.1, 42.37] (95% band over 200 bootstrap resamples of the 5000 "
+            "generated samples; reference fixed)") in shown
+    assert "FID-infinity not reported: 100 generated samples of 2048-dimensional features" in shown
+
+    reported = {**outcome, "fid_infinity": 39.87654, "fid_infinity_unavailable_reason": None}
+    buffer = io.StringIO()
+    emit(stage_result("evaluate", reported, params, tmp_path, ""), as_json=False, stream=buffer)
+    assert "FID-infinity 39.88" in buffer.getvalue() and "not reported" not in buffer.getvalue()
+
+
 def test_ensure_retrain_and_compare_summaries_are_short(tmp_path, monkeypatch):
     from flows.results import compare_result, data_ensure_result, retrain_result
     from ganlib.data.raw_data import RawDataStatus

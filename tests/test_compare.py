@@ -27,7 +27,14 @@ from conftest import REPO_ROOT, load_test_params, run
 from PIL import Image
 
 from ganlib.logs import plain_logger
-from ganlib.versions.compare import ROW_COLUMNS, compare_versions, differing_param_keys, flatten_params, write_comparison
+from ganlib.versions.compare import (
+    ROW_COLUMNS,
+    VersionRow,
+    compare_versions,
+    differing_param_keys,
+    flatten_params,
+    write_comparison,
+)
 from ganlib.versions.history import append_history_row
 from ganlib.versions.revisions import RevisionError
 
@@ -312,3 +319,19 @@ def test_differing_params_by_value_absent_counts():
             self.params = params
 
     assert differing_param_keys([Row(p) for p in rows] + [Row(None)]) == ("extra.k", "train.betas")
+
+
+def test_the_fid_panel_draws_the_sampling_noise_band_and_kid_its_std():
+    from ganlib.versions.plot import METRIC_COLUMNS, _error_bars
+
+    def row(label, fid, low, high, kid=None, kid_std=None):
+        return VersionRow(label, "tag", None, None, None, None, None, None, fid, kid, kid_std, None, None, None, None,
+                          None, None, (), fid_noise_low=low, fid_noise_high=high)
+
+    rows = [row("a", 218.8, 214.1, 223.9, 0.04, 0.001), row("b", 200.0, None, None), row("c", None, None, None)]
+    values = [218.8, 200.0, float("nan")]
+    below, above = _error_bars(rows, values, METRIC_COLUMNS["fid"][1])
+    assert below == pytest.approx([4.7, 0.0, 0.0]) and above == pytest.approx([5.1, 0.0, 0.0])   # asymmetric
+    assert "sampling-noise band" in METRIC_COLUMNS["fid"][2] and "not an interval on the true FID" in METRIC_COLUMNS["fid"][2]
+    kid_below, kid_above = _error_bars(rows, [0.04, float("nan"), float("nan")], METRIC_COLUMNS["kid_mean"][1])
+    assert kid_below == kid_above == pytest.approx([0.001, 0.0, 0.0])

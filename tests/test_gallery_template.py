@@ -134,3 +134,26 @@ def test_every_template_is_package_data():
     assert templates
     unshipped = [name for name in templates if not any(fnmatch.fnmatch(name, glob) for glob in globs)]
     assert not unshipped, f"not in pyproject.toml [tool.setuptools.package-data]: {unshipped}"
+
+
+@pytest.mark.parametrize("keys", ["current", "before the rename"])
+def test_the_fid_band_is_shown_as_sampling_noise_not_as_an_interval_on_the_true_fid(keys):
+    band = {"fid_noise_low": 214.1, "fid_noise_high": 223.9, "fid_noise_bias": 6.5,
+            "fid_noise_resamples": 200, "fid_noise_n": 1000}
+    if keys != "current":
+        band = {"fid_ci_low": 214.1, "fid_ci_high": 223.9, "fid_bootstrap_bias": 6.5,
+                "fid_bootstrap_resamples": 200, "fid_bootstrap_n": 1000}
+    metrics = {"fid": 218.8123, **band, "fid_infinity": None,
+               "fid_infinity_unavailable_reason": "FID-infinity not reported: 1000 generated samples of 2048-d"}
+    text = " ".join(" ".join(parse(render_gallery_html(page(metrics=metrics))).text).split())
+    assert "FID ↓ 218.812" in text
+    assert ("FID sampling noise [214.100, 223.900]: 95% band over 200 bootstrap resamples of the 1000 generated "
+            "samples; reference fixed") in text
+    assert "not a confidence interval on the true FID" in text
+    assert "FID-infinity FID-infinity not reported: 1000 generated samples" in text
+    assert "fid_ci" not in text and "fid_noise_low" not in text   # no raw key names for the band
+
+
+def test_a_page_without_a_band_says_nothing_about_one():
+    text = " ".join(parse(render_gallery_html(page())).text)
+    assert "sampling noise" not in text and "FID-infinity" not in text

@@ -28,9 +28,9 @@ from ganlib.config import Paths
 from ganlib.data.dataset import IMAGES_FILE, MANIFEST_FILE
 from ganlib.errors import UserFacingError
 from ganlib.io.dvc_cli import run_dvc_json
-from ganlib.io.provenance import DATA_DVC_FILE
+from ganlib.io.provenance import DATA_DVC_FILE, dvc_file_md5, short_md5
 from ganlib.logs import Logger
-from ganlib.metrics.report import METRICS_FILE
+from ganlib.metrics.report import METRICS_FILE, with_current_metric_keys
 
 WORKSPACE = "workspace"
 PARAMS_FILE = "params.yaml"
@@ -246,7 +246,7 @@ def read_version(repo: Path, revision: Revision, fallback_paths: Paths) -> Versi
         if params is None:
             notes.append(f"no readable {PARAMS_FILE} at this revision")
         paths = _paths_at(params, fallback_paths)
-        data_md5 = _dvc_file_md5(_read_yaml(fs, DATA_DVC_FILE))
+        data_md5 = dvc_file_md5(_read_yaml(fs, DATA_DVC_FILE))
         if data_md5 is None:
             notes.append(f"no dataset version ({DATA_DVC_FILE} missing or without an md5)")
         metrics_path = f"{paths['evaluate']}/{METRICS_FILE}"
@@ -258,14 +258,16 @@ def read_version(repo: Path, revision: Revision, fallback_paths: Paths) -> Versi
     if why_not:
         notes.append(why_not)
     if prepared is not None and data_md5 and prepared.data_md5 != data_md5:
-        notes.append(f"{prepared.path} was prepared from dataset {_short(prepared.data_md5)}, not {_short(data_md5)} (stale)")
+        notes.append(f"{prepared.path} was prepared from dataset {short_md5(prepared.data_md5)}, not {short_md5(data_md5)} (stale)")
         prepared = None
+    if metrics is not None:
+        metrics = with_current_metric_keys(metrics)   # files from before the FID band's rename (fid_ci_*)
     if metrics is None:
         notes.append(f"no metrics: {metrics_path} missing or unreadable at this revision (evaluate has not run here)")
     elif data_md5 and metrics.get("data_md5") != data_md5:
         notes.append(
-            f"no metrics: {metrics_path} was computed on dataset {_short(metrics.get('data_md5'))}, "
-            f"not this revision's {_short(data_md5)} (stale: run `dvc repro` and commit)"
+            f"no metrics: {metrics_path} was computed on dataset {short_md5(metrics.get('data_md5'))}, "
+            f"not this revision's {short_md5(data_md5)} (stale: run `dvc repro` and commit)"
         )
         metrics = None
     return VersionFacts(revision, params, data_md5, prepared, metrics, tuple(notes))
@@ -331,14 +333,6 @@ def _paths_at(params: dict[str, Any] | None, fallback: Paths) -> dict[str, str]:
     return {key: str(recorded.get(key) or getattr(fallback, key)) for key in ("prepared", "evaluate")}
 
 
-def _dvc_file_md5(dvc_file: dict[str, Any] | None) -> str | None:
-    # The same reading as ganlib.io.provenance.dvc_tracked_md5, on text from a revision.
-    outs = (dvc_file or {}).get("outs") or []
-    if not outs or not isinstance(outs[0], dict) or "md5" not in outs[0]:
-        return None
-    return str(outs[0]["md5"]).removesuffix(".dir")
-
-
 def _produced(fs: DVCFileSystem, path: str) -> bool:
     """Whether the revision records an output at `path` with a hash (dvc.lock), cached or not."""
     try:
@@ -355,10 +349,6 @@ def error_summary(exc: BaseException) -> str:
     """The first line of an exception's message (DVC's can run to many lines)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _short(md5: Any) -> str:
-    return str(md5)[:8] if md5 else "untracked"
 
 
 def _read_prepared(fs: DVCFileSystem, path: str) -> tuple[PreparedInfo | None, str | None]:
