@@ -512,10 +512,12 @@ def test_gate_markdown_shows_both_fids_bands_settings_and_rule(tmp_path):
 # ----------------------------------------------------------------------------- re-scoring the published generator
 
 # Real dcgan generators saved as generator.pt, scored by the evaluate stage's own code with the
-# tiny registered extractor: FID only, 40 samples, a 20-resample band.
+# tiny registered extractor: 40 samples, a 20-resample band. Evaluation also computes KID; the
+# gate's re-scoring computes FID only, and must still match evaluation's FID and band exactly.
 RESCORE = (
     *SMALL,
-    "evaluate.extractor=tiny-random-conv", "evaluate.device=cpu", "evaluate.metrics=[fid]",
+    "evaluate.extractor=tiny-random-conv", "evaluate.device=cpu", "evaluate.metrics=[fid,kid]",
+    "evaluate.kid_subsets=5", "evaluate.kid_subset_size=16",
     "evaluate.n_samples=40", "evaluate.n_reference=0", "evaluate.batch_size=20",
     "evaluate.fid_bootstrap=20", "evaluate.fid_infinity=false", "publish.gate=better_fid",
 )
