@@ -7,6 +7,8 @@ Layout of a target (the same for both kinds):
     releases/<id>/index.html       each release's own page (relative links), browsable after it is replaced
     releases/<id>/manifest.json    that release's files and checksums
     releases/<id>/grid.png, interpolation.png, samples/sample_0000.png, ...
+    releases/<id>/generator.pt     the generator the release shows (sha256 in the manifest), which the
+                                   better_fid gate re-scores; whoever can read the gallery can download it
 
 `index.html` and `manifest.json` at the top are the pointer: a release is
 published once they name it. How each kind keeps a failure harmless:
