@@ -95,9 +95,10 @@ def test_fd_dinov2_through_a_tiny_checkpoint_is_cached_and_repeatable(tmp_path, 
 # tests/data/dinov2_reference.json holds the CLS tokens that facebookresearch/dinov2's DinoVisionTransformer
 # (hub configuration: LayerScale init_values=1.0, plain MLP, qkv bias, no registers, interpolate_offset 0.1, no
 # antialias) produced for the weights and images that `reference_weights` / `reference_images` build from
-# the seeds stored there. Their code ran once, outside this repository (none of it is kept here); the
-# fixture records the commit. Their model was built at 128 wide (2 heads of 64, as every released ViT has),
-# 2 blocks, patch 14, a 4 x 4 positional grid, so that heads, LayerScale, the MLP and the final norm all act.
+# the seeds stored there. Their code ran once, outside this repository (none of it is kept here;
+# tests/make_dinov2_reference.py regenerates the fixture); the fixture records their commit. Their model
+# was built 128 wide (2 heads of 64, as every released ViT has), 2 blocks, patch 14, a 4 x 4 positional
+# grid, so that heads, LayerScale, the MLP and the final norm all act.
 
 REFERENCE = Path(__file__).parent / "data" / "dinov2_reference.json"
 
