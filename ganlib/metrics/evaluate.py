@@ -290,14 +290,14 @@ def _scores(
 
 def _uncertainty_fields(uncertainty: FidUncertainty | None) -> dict[str, float | int | str | None]:
     """EvaluationReport's fid_noise_* / fid_infinity / its unavailable reason (None: not computed)."""
-    interval = uncertainty.band if uncertainty else None
+    band = uncertainty.band if uncertainty else None
     infinity = uncertainty.infinity if uncertainty else None
     return {
-        "fid_noise_low": None if interval is None else interval.low,
-        "fid_noise_high": None if interval is None else interval.high,
-        "fid_noise_bias": None if interval is None else interval.bias,
-        "fid_noise_resamples": None if interval is None else interval.resamples,
-        "fid_noise_n": None if interval is None else interval.n,
+        "fid_noise_low": None if band is None else band.low,
+        "fid_noise_high": None if band is None else band.high,
+        "fid_noise_bias": None if band is None else band.bias,
+        "fid_noise_resamples": None if band is None else band.resamples,
+        "fid_noise_n": None if band is None else band.n,
         "fid_infinity": None if infinity is None else infinity.value,
         "fid_infinity_unavailable_reason": uncertainty.infinity_unavailable_reason if uncertainty else None,
     }

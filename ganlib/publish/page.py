@@ -104,7 +104,7 @@ def gallery_context(page: GalleryPage, link_prefix: str = "", show_history: bool
         "content_security_policy": CONTENT_SECURITY_POLICY,
         "release": page.release,
         "published_at": page.published_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "checkpoint_kimg": _number(page.checkpoint_kimg, 1),
+        "checkpoint_kimg": fixed(page.checkpoint_kimg, 1),
         "dataset_version": page.dataset_version or "untracked",
         "notes": list(page.notes),
         "metrics": None if page.metrics is None else _rows(metric_rows(page.metrics)),   # None: "not evaluated"
@@ -158,19 +158,19 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     shown = {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "is_unavailable_reason", "precision", "recall",
              *FID_NOISE_KEYS}
     if "fid" in metrics:
-        rows.append(("FID ↓", _number(metrics["fid"], 3)))
+        rows.append(("FID ↓", fixed(metrics["fid"], 3)))
         rows += _fid_uncertainty_rows(metrics)
     if "kid_mean" in metrics:
-        rows.append(("KID ↓", plus_minus(metrics.get("kid_mean"), metrics.get("kid_std"), partial(_number, digits=5))))
+        rows.append(("KID ↓", plus_minus(metrics.get("kid_mean"), metrics.get("kid_std"), partial(fixed, decimals=5))))
     if "is_mean" in metrics or "is_unavailable_reason" in metrics:
         if metrics.get("is_mean") is None:
             reason = metrics.get("is_unavailable_reason") or "not computed"
             rows.append(("Inception Score ↑", f"unavailable: {reason}"))
         else:
-            rows.append(("Inception Score ↑", plus_minus(metrics.get("is_mean"), metrics.get("is_std"), partial(_number, digits=3))))
+            rows.append(("Inception Score ↑", plus_minus(metrics.get("is_mean"), metrics.get("is_std"), partial(fixed, decimals=3))))
     for key, label in (("precision", "Precision ↑"), ("recall", "Recall ↑")):
         if key in metrics:
-            rows.append((label, _number(metrics[key], 3)))
+            rows.append((label, fixed(metrics[key], 3)))
     for key in sorted(set(metrics) - shown):
         rows.append((MEASUREMENT_LABELS.get(key, key), _value_text(metrics[key])))
     return rows
@@ -180,10 +180,11 @@ def _fid_uncertainty_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The FID's sampling-noise band and FID-infinity, each labelled for what it measures."""
     rows = []
     if metrics.get("fid_noise_low") is not None and metrics.get("fid_noise_high") is not None:
-        band = fid_noise_band_text(metrics["fid_noise_low"], metrics["fid_noise_high"], partial(_number, digits=3))
-        rows.append(("FID sampling noise", f"{band}: {fid_noise_description(metrics.get('fid_noise_resamples'), metrics.get('fid_noise_n'))}"))
+        band = fid_noise_band_text(metrics["fid_noise_low"], metrics["fid_noise_high"], partial(fixed, decimals=3))
+        what = fid_noise_description(metrics.get("fid_noise_resamples"), metrics.get("fid_noise_n"))
+        rows.append(("FID sampling noise", f"{band}: {what}"))
     if metrics.get("fid_infinity") is not None:
-        rows.append(("FID-infinity ↓ (extrapolated to infinitely many samples)", _number(metrics["fid_infinity"], 3)))
+        rows.append(("FID-infinity ↓ (extrapolated to infinitely many samples)", fixed(metrics["fid_infinity"], 3)))
     elif metrics.get("fid_infinity_unavailable_reason"):
         rows.append(("FID-infinity", str(metrics["fid_infinity_unavailable_reason"])))
     return rows
@@ -218,8 +219,8 @@ def _history_row(entry: HistoryEntry) -> dict[str, str]:
         "release": entry.release,
         "href": _relative_url(f"releases/{entry.release}/index.html"),
         "published_at": entry.published_at,
-        "checkpoint_kimg": _number(entry.checkpoint_kimg, 1),
-        "fid": _number(entry.fid, 3),
+        "checkpoint_kimg": fixed(entry.checkpoint_kimg, 1),
+        "fid": fixed(entry.fid, 3),
     }
 
 
@@ -250,10 +251,6 @@ def _html_escape_spelling(html: str) -> str:
     for markupsafe_entity, html_escape_entity in _QUOTE_ENTITIES.items():
         html = html.replace(markupsafe_entity, html_escape_entity)
     return html
-
-
-def _number(value: Any, digits: int) -> str:
-    return fixed(value, digits)
 
 
 def _value_text(value: Any) -> str:
