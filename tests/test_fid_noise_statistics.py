@@ -5,7 +5,7 @@ the reference side has no noise, and the true (infinite-sample) FID is
 |delta|^2. Everything runs from fixed seeds, so each test is deterministic;
 the tolerances come from the number of trials, so a band or an
 extrapolation that measured something else would fail them. Nothing here
-measures time. The whole file takes about 10-15 s on one core.
+measures time. The whole file takes about 10 s on one core.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def test_the_band_width_is_the_spread_of_fid_over_fresh_draws():
     """Half the band's width, averaged over evaluations, against 1.96 sd of FID_N over fresh draws."""
     rng = np.random.default_rng(7)
     fresh = np.array([evaluation(rng).fid() for _ in range(2000)])
-    widths = np.array([(lambda b: b.high - b.low)(fid_noise_band(evaluation(rng), 200, seed=s)) for s in range(150)])
+    bands = [fid_noise_band(evaluation(rng), 200, seed=seed) for seed in range(150)]
+    widths = np.array([band.high - band.low for band in bands])
     expected = 2 * 1.96 * fresh.std()
     # 150 widths of ~15% relative spread each: their mean is known to ~1.5%; bootstrap widths are
     # themselves a little biased at n = 300, so 10%. Half or double the width fails by far.
