@@ -1,4 +1,4 @@
-"""FID with uncertainty: the fast trace route, the bootstrap interval, FID-infinity, and where they show.
+"""FID with uncertainty: the fast trace route, the sampling-noise band, FID-infinity, and where they show.
 
 Statistical properties are checked with fixed seeds (so each test is
 deterministic); nothing here measures time.
@@ -88,7 +88,7 @@ def test_fast_fid_of_the_reference_itself_is_about_zero():
     assert abs(FrechetTerms(features, reference_of(features)).fid()) < 1e-8
 
 
-# --------------------------------------------------------------------------- bootstrap interval
+# --------------------------------------------------------------------------- sampling-noise band
 
 
 def true_model_reference(d: int) -> dict[str, np.ndarray]:
