@@ -292,7 +292,7 @@ class EvaluateParams(Section):
     channels_last: bool | Literal["auto"]
     during_training: DuringTrainingEvalParams
     # FID's uncertainty (ganlib/metrics/scores.py), only when fid is in metrics: resamples of the
-    # generated features for a 95% bootstrap interval (0 = off), and FID-infinity (Chong & Forsyth 2020).
+    # generated features for a 95% sampling-noise band (0 = off), and FID-infinity (Chong & Forsyth 2020).
     fid_bootstrap: int = Field(ge=0)
     fid_infinity: bool
 
@@ -301,7 +301,7 @@ class EvaluateParams(Section):
     def _enough_resamples(cls, value: int) -> int:
         # With fewer, the 2.5% and 97.5% percentiles are little more than the two most extreme resamples.
         if 0 < value < MIN_FID_BOOTSTRAP:
-            raise ValueError(f"0 (off) or at least {MIN_FID_BOOTSTRAP} resamples for a 95% interval, got {value}")
+            raise ValueError(f"0 (off) or at least {MIN_FID_BOOTSTRAP} resamples for a 95% sampling-noise band, got {value}")
         return value
 
 

@@ -19,7 +19,8 @@ from conftest import REPO_ROOT
 
 from ganlib.io.source import import_closure
 
-BOTTOM = ("ganlib.config", "ganlib.errors", "ganlib.logs", "ganlib.progress", "ganlib.io", "ganlib.hardware")
+BOTTOM = ("ganlib.config", "ganlib.errors", "ganlib.logs", "ganlib.progress", "ganlib.formatting", "ganlib.io",
+          "ganlib.hardware")
 # package -> the ganlib packages its code may never reach
 FORBIDDEN = {
     "ganlib.io": ("ganlib.data", "ganlib.models", "ganlib.training", "ganlib.metrics", "ganlib.publish",

@@ -11,7 +11,7 @@ The rule (`compare_fids`): the new model replaces the old only when its FID
 is lower by more than the noise band. The noise band of an FID is the
 evaluate stage's bootstrap band, [fid_noise_low, fid_noise_high]: how far
 the FID of n_samples images moves when another n_samples of the same
-generator are drawn (ganlib.metrics.scores.fid_bootstrap_interval). "Lower
+generator are drawn (ganlib.metrics.scores.fid_noise_band). "Lower
 by more than the noise band" means the two bands do not overlap, the new
 one wholly below:
 
