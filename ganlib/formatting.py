@@ -13,6 +13,7 @@ non-number read, and the one wording of FID's sampling-noise band.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 MISSING = "n/a"
@@ -81,3 +82,10 @@ def fid_noise_text(
         return f"FID {show(fid)}"
     return (f"FID {show(fid)}, sampling noise {fid_noise_band_text(low, high, show)} "
             f"({fid_noise_description(resamples, n, level)})")
+
+
+def iso_utc(moment: datetime | float) -> str:
+    """A time (an aware datetime, or seconds since the epoch) as `2026-12-02T15:33:02Z`."""
+    if not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -26,13 +26,13 @@ import yaml
 from conftest import REPO_ROOT, load_test_params, run
 from PIL import Image
 
+from ganlib.config import flatten_dotted
 from ganlib.logs import plain_logger
 from ganlib.versions.compare import (
     ROW_COLUMNS,
     VersionRow,
     compare_versions,
     differing_param_keys,
-    flatten_params,
     write_comparison,
 )
 from ganlib.versions.history import append_history_row
@@ -308,7 +308,7 @@ def test_history_rows_come_first_and_skip_listed_experiments(versions, tmp_path)
 
 
 def test_differing_params_by_value_absent_counts():
-    rows = [flatten_params(p) for p in (
+    rows = [flatten_dotted(p) for p in (
         {"train": {"lr": 0.1, "betas": [0.5, 0.9], "arch": "dcgan"}, "a": {"b": {"c": 1}}},
         {"train": {"lr": 0.1, "betas": [0.5, 0.99], "arch": "dcgan"}, "a": {"b": {"c": 1}}, "extra": {"k": None}},
     )]

@@ -58,3 +58,12 @@ def test_one_reading_of_a_dvc_file_from_disk_or_from_a_revision(tmp_path):
 @pytest.mark.parametrize("md5, shown", [("0123456789abcdef", "01234567"), (None, "untracked"), ("", "untracked")])
 def test_short_md5(md5, shown):
     assert short_md5(md5) == shown
+
+
+def test_iso_utc_reads_the_same_for_a_datetime_and_epoch_seconds():
+    from datetime import datetime, timedelta, timezone
+
+    from ganlib.formatting import iso_utc
+
+    moment = datetime(2026, 12, 2, 16, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+    assert iso_utc(moment) == "2026-12-02T14:04:05Z" == iso_utc(moment.timestamp())

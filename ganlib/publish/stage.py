@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ganlib.config import Params, PublishParams
+from ganlib.formatting import iso_utc
 from ganlib.io.atomic import atomic_write_json
 from ganlib.logs import Logger
 from ganlib.models.generator_file import load_generator
@@ -307,7 +308,7 @@ def release_manifest(page: GalleryPage, info: GeneratorFacts, metrics: dict[str,
     return {
         "format": GALLERY_FORMAT,
         "release": page.release,
-        "published_at": _iso_utc(page.published_at),
+        "published_at": iso_utc(page.published_at),
         "gate": gate,
         "notes": list(page.notes),
         "fid": metrics.get("fid") if metrics is not None else None,
@@ -348,14 +349,10 @@ def _report(
         manifest_sha256=pointer.manifest_sha256 if pointer is not None else None,
         checkpoint_kimg=kimg,
         files=files,
-        date=_iso_utc(now),
+        date=iso_utc(now),
         comparison=None if decision.comparison is None else asdict(decision.comparison),
     )
 
 
 def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-
-
-def _iso_utc(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -27,14 +27,13 @@ import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ganlib.config import Params
+from ganlib.config import Params, flatten_dotted
 from ganlib.errors import UserFacingError
-from ganlib.formatting import fid_noise_band_text, fid_noise_description, plus_minus, significant
+from ganlib.formatting import fid_noise_band_text, fid_noise_description, iso_utc, plus_minus, significant
 from ganlib.io.atomic import atomic_write_text
 from ganlib.io.provenance import short_md5
 from ganlib.logs import Logger
@@ -208,7 +207,7 @@ def version_row(facts: VersionFacts) -> VersionRow:
         label=revision.label,
         kind=revision.kind,
         commit=revision.sha,
-        date=_iso_utc(revision.timestamp),
+        date=None if revision.timestamp is None else iso_utc(revision.timestamp),
         data_md5=facts.data_md5,
         n_images=None if prepared is None else prepared.count,
         resolution=None if prepared is None else prepared.resolution,
@@ -216,7 +215,7 @@ def version_row(facts: VersionFacts) -> VersionRow:
         drift_fid_from_previous=None,
         drift_kid_from_previous=None,
         notes=facts.notes,
-        params=None if facts.params is None else flatten_params(facts.params),
+        params=None if facts.params is None else flatten_dotted(facts.params),
     )
 
 
@@ -258,17 +257,6 @@ def differing_param_keys(rows: Sequence[VersionRow]) -> tuple[str, ...]:
     known = [row.params for row in rows if row.params is not None]
     keys = sorted({key for params in known for key in params})
     return tuple(key for key in keys if len({_canonical(p[key]) if key in p else "<absent>" for p in known}) > 1)
-
-
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten_params(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
 
 
 # --------------------------------------------------------------------------- drift
@@ -459,10 +447,6 @@ def _csv_value(value: Any) -> str:
 def _markdown_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
-
-
-def _iso_utc(timestamp: int | None) -> str | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _float(value: Any) -> float | None:
