@@ -60,7 +60,7 @@ from ganlib.metrics.features import dataset_features
 from ganlib.metrics.reference import reference_statistics
 from ganlib.metrics.sources import PreparedImages
 from ganlib.metrics.speed import with_measured_speed
-from ganlib.metrics.weights import find_is_inception_weights
+from ganlib.metrics.weight_files import find_is_inception_weights
 
 REPO = Path(__file__).resolve().parents[1]
 RESOLUTION = 64

@@ -28,7 +28,7 @@ from ganlib.metrics.evaluate import compare_datasets, score_generator
 from ganlib.metrics.extractors import TINY_RANDOM_CONV, build_extractor, register_extractors, resolve_extractor
 from ganlib.metrics.features import generator_features
 from ganlib.metrics.sources import PreparedImages, SeededGenerator
-from ganlib.metrics.weights import WeightsError
+from ganlib.metrics.weight_files import WeightsError
 
 LOG = plain_logger("scenegan-tests")
 

@@ -24,7 +24,7 @@ from ganlib.metrics.extractors import (
 )
 from ganlib.metrics.features import dataset_features
 from ganlib.metrics.sources import PreparedImages
-from ganlib.metrics.weights import FID_INCEPTION_FILE, find_is_inception_weights
+from ganlib.metrics.weight_files import FID_INCEPTION_FILE, find_is_inception_weights
 
 LOG = plain_logger("scenegan-tests")
 WEIGHTS_DIR = REPO_ROOT / load_test_params().base.paths.weights

@@ -10,14 +10,8 @@ from conftest import REPO_ROOT, load_test_params
 from test_metrics_support import empty_torch_hub, no_network  # noqa: F401 (fixtures)
 
 from ganlib.metrics import weights
-from ganlib.metrics.weights import (
-    FID_INCEPTION_FILE,
-    WeightsError,
-    extract_verified_member,
-    fid_inception_path,
-    find_is_inception_weights,
-    install_fid_weights,
-)
+from ganlib.metrics.weight_files import FID_INCEPTION_FILE, WeightsError, fid_inception_path, find_is_inception_weights
+from ganlib.metrics.weights import extract_verified_member, install_fid_weights
 
 INSTALLED = REPO_ROOT / load_test_params().base.paths.weights / FID_INCEPTION_FILE
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO_ROOT, load_test_params
 
 from ganlib.logs import plain_logger
-from ganlib.metrics import weights
+from ganlib.metrics import weight_files, weights
 from ganlib.metrics.weights import (
     UPSTREAM_WEIGHTS,
     UpstreamWeights,
@@ -190,7 +190,7 @@ def test_pinned_table_matches_torch_fidelity():
 
     inception, dinov2, clip = UPSTREAM_WEIGHTS["is"], UPSTREAM_WEIGHTS["fd-dinov2"], UPSTREAM_WEIGHTS["clip"]
     assert inception.url == URL_INCEPTION_V3 and inception.url.endswith("/" + inception.file_name)
-    assert inception.sha256.startswith(weights.TORCH_FIDELITY_INCEPTION_SHA256_PREFIX)
+    assert inception.sha256.startswith(weight_files.TORCH_FIDELITY_INCEPTION_SHA256_PREFIX)
     assert inception.file_name.endswith(f"-{inception.sha256[:8]}.pth")  # torch.hub's naming: sha256 prefix
     assert clip.url == MODEL_URLS["clip-vit-b-32"] and f"/{clip.sha256}/" in clip.url
     assert dinov2.url.endswith("/dinov2_vitb14/" + dinov2.file_name)

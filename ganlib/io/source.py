@@ -59,7 +59,8 @@ NEVER_SHAPES_RESULTS: tuple[str, ...] = (
     "ganlib.models.generator_file",  # the published generator's file format
     "ganlib.metrics.errors",         # exception classes
     "ganlib.metrics.speed",          # the extractor precision probe: its choice is part of the extractor identity
-    "ganlib.metrics.weights",        # finding and installing weight files: their checksum is keyed instead
+    "ganlib.metrics.weight_files",   # finding and verifying weight files: their checksum is keyed instead
+    "ganlib.metrics.weights",        # installing weight files (downloads)
 )
 
 # Calls whose string arguments are text for people, not inputs to a computation.

@@ -49,7 +49,7 @@ from ganlib.metrics.scores import (
 )
 from ganlib.metrics.sources import SeededGenerator, eval_mode
 from ganlib.metrics.speed import extractor_for_device
-from ganlib.metrics.weights import find_is_inception_weights
+from ganlib.metrics.weight_files import find_is_inception_weights
 
 GENERATOR_FILE = "generator.pt"
 PARAMS_RECORD_FILE = "params.json"

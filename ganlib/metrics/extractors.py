@@ -34,7 +34,7 @@ from torch_fidelity.utils import create_feature_extractor
 
 from ganlib.config import EvaluateParams
 from ganlib.metrics.dinov2 import load_dinov2
-from ganlib.metrics.weights import (
+from ganlib.metrics.weight_files import (
     DINOV2_SHA256,
     FID_INCEPTION_SHA1,
     WeightsError,
