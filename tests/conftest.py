@@ -147,7 +147,12 @@ def tiny_project(project_copy: Path) -> Path:
     """A committed project copy with tiny params and its (tiny) default dataset version."""
     set_params(project_copy / "params.yaml", TINY_PIPELINE)
     add_default_dataset(project_copy)
-    (project_copy / "weights").mkdir()  # the tiny extractor needs no weights; DVC wants the dep to exist
+    from ganlib.metrics.weight_files import FID_INCEPTION_FILE
+
+    # The train stage depends on the FID Inception file, so DVC wants it to exist. The tiny extractor
+    # reads no weights; anything that did would refuse these bytes (their sha1 is checked).
+    (project_copy / "weights").mkdir()
+    (project_copy / "weights" / FID_INCEPTION_FILE).write_bytes(b"placeholder: not the FID Inception weights\n")
     (project_copy / ".gitignore").write_text("/weights/\n/cache/\n/runs/\n/results/gallery/\n/reports/\n")
     run(["git", "add", "-A"], project_copy)
     run(["git", "commit", "-qm", "tiny project"], project_copy)

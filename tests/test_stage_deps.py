@@ -1,4 +1,4 @@
-"""dvc.yaml names what each stage runs and reads: every file of its code, and exactly its params.
+"""dvc.yaml names what each stage runs and reads: exactly the files of its code, and exactly its params.
 
 A file a stage imports but does not depend on is a change `dvc repro` would
 not notice (it reports the stage unchanged and keeps stale outputs); a param
@@ -38,18 +38,27 @@ def test_every_stage_of_the_pipeline_is_checked():
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_FLOWS))
-def test_stage_depends_on_every_file_it_runs(stage):
-    deps = code_deps(stage)
-    uncovered = [
-        path.as_posix()
-        for path in import_closure(entry_modules(stage), REPO_ROOT)
-        if not any(PurePosixPath(path.as_posix()) == dep or dep in PurePosixPath(path.as_posix()).parents
-                   for dep in deps)
-    ]
-    assert not uncovered, (
-        f"dvc.yaml stage {stage!r} runs these files but does not list them (or a directory holding them) "
-        f"under deps, so editing them would not re-run it: {', '.join(uncovered)}"
+def test_stage_code_deps_are_exactly_the_files_it_runs(stage):
+    """Both ways: a file the stage runs but does not list is a change DVC misses; a listed file it
+    does not run (the weights downloader, say) re-runs the stage for nothing."""
+    runs = [path.as_posix() for path in import_closure(entry_modules(stage), REPO_ROOT)]
+    listed = [dep.as_posix() for dep in code_deps(stage)]
+    missing, extra = sorted(set(runs) - set(listed)), sorted(set(listed) - set(runs))
+    assert not missing and not extra, (
+        f"dvc.yaml stage {stage!r}: deps must be exactly the files it runs.\n"
+        f"  runs but not listed: {', '.join(missing) or '-'}\n  listed but not run: {', '.join(extra) or '-'}\n"
+        "Its code deps, to paste under deps (after the data deps):\n"
+        + "".join(f"      - {path}\n" for path in runs)
     )
+
+
+def test_training_depends_on_the_one_extractor_file_the_fid_curve_reads():
+    """Not the weights folder: installing IS or DINOv2 weights there must not re-run training."""
+    from ganlib.metrics.weight_files import FID_INCEPTION_FILE
+
+    data_deps = [dep for dep in STAGES["train"]["deps"] if "${" in dep]
+    assert "${base.paths.weights}/" + FID_INCEPTION_FILE in data_deps
+    assert "${base.paths.weights}" not in data_deps
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_FLOWS))
