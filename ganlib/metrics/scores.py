@@ -282,13 +282,7 @@ def fid_noise_band(terms: FrechetTerms, resamples: int, seed: int, level: float 
     Cost: one eigvalsh of a ~0.63n x 0.63n matrix per resample when n <= d,
     of d x d otherwise (see FrechetTerms).
     """
-    # Measured on this project's 2-core CPU, 1000 x 2048 Inception features, 200 resamples:
-    # setup 0.15 s, then ~20-30 ms a resample, 3.4-6 s in all (up to ~20 s while another
-    # process holds the second core: OpenBLAS threads on small matrices). The d x d route
-    # (eigvalsh of R S R, 2048^2) would be 0.6-0.9 s a resample, ~3 min; materialised copies
-    # through torch-fidelity's eigvals 3-16 s each, 10-50 min. n = 4000 > d (block-streamed scatter,
-    # R S R, eigvalsh of 2048 x 2048): 1.1-1.4 s a resample. n = 50 000 x 2048: setup 2.2 s, 8 s a
-    # resample (~27 min for 200), at most 136 MB traced by numpy besides the 410 MB of float32 features.
+    # What this costs on a 2-core CPU, per route and sample count: BENCHMARKS.md, "FID sampling-noise band".
     observed = terms.fid()
     rng = np.random.default_rng(seed)
     values = np.array([terms.fid(np.bincount(rng.integers(0, terms.n, terms.n), minlength=terms.n))
