@@ -68,6 +68,11 @@ class DataParams(Section):
 # --------------------------------------------------------------------------- preprocess
 
 
+# The largest preprocess.near_duplicate_distance: above it the pigeonhole search of
+# ganlib/data/near_duplicates.py (whose docstring has the numbers) is no longer fast.
+NEAR_DUPLICATE_MAX_DISTANCE = 7
+
+
 class PreprocessParams(Section):
     resolution: int = Field(ge=8, le=1024)
     min_side: int = Field(ge=1)
@@ -78,7 +83,7 @@ class PreprocessParams(Section):
     # Perceptual near-duplicates (re-encodes, resizes: ganlib/data/near_duplicates.py): listed in
     # qa_report.json (report) or also left out of the prepared data (drop); within this many of 64 bits.
     near_duplicates: Literal["report", "drop"]
-    near_duplicate_distance: int = Field(ge=0, le=63)
+    near_duplicate_distance: int = Field(ge=0)  # at most NEAR_DUPLICATE_MAX_DISTANCE (_searchable_distance)
     workers: int = Field(ge=0, le=256)
 
     @field_validator("background")
@@ -86,6 +91,17 @@ class PreprocessParams(Section):
     def _rgb_range(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
         if not all(0 <= c <= 255 for c in value):
             raise ValueError("each channel must be in 0..255")
+        return value
+
+    @field_validator("near_duplicate_distance")
+    @classmethod
+    def _searchable_distance(cls, value: int) -> int:
+        if value > NEAR_DUPLICATE_MAX_DISTANCE:
+            raise ValueError(
+                f"at most {NEAR_DUPLICATE_MAX_DISTANCE} bits of 64: the near-duplicate search splits the hash "
+                f"into distance+1 bands, and above {NEAR_DUPLICATE_MAX_DISTANCE} they are too narrow to skip most pairs "
+                "(at 15 it compares every pair); distinct photos already differ by about 10"
+            )
         return value
 
 

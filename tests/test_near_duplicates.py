@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganlib.config import load_params
+from ganlib.config import NEAR_DUPLICATE_MAX_DISTANCE, ParamsError, load_params
+from ganlib.data import near_duplicates
 from ganlib.data.dataset import QA_REPORT_FILE, open_prepared
 from ganlib.data.near_duplicates import (
+    NearDuplicateGroups,
     NearDuplicateIndex,
     count_near_duplicates_between,
     dataset_hashes,
@@ -110,3 +112,36 @@ def test_counting_images_of_one_version_already_in_another():
     images_b = np.concatenate([copies, np.stack([np.asarray(render_scene(2, i, 64)) for i in range(3)])])
     assert count_near_duplicates_between(dataset_hashes(images_a), dataset_hashes(images_b), 4) == 2
     assert count_near_duplicates_between(dataset_hashes(images_a), dataset_hashes(images_a), 0) == 6
+
+
+def test_a_distance_above_the_searchable_cap_is_refused_naming_the_key():
+    assert load_params(REPO / "params.yaml", [f"preprocess.near_duplicate_distance={NEAR_DUPLICATE_MAX_DISTANCE}"])
+    with pytest.raises(ParamsError, match=rf"preprocess\.near_duplicate_distance: at most {NEAR_DUPLICATE_MAX_DISTANCE} bits"):
+        load_params(REPO / "params.yaml", [f"preprocess.near_duplicate_distance={NEAR_DUPLICATE_MAX_DISTANCE + 1}"])
+
+
+def comparisons_for(max_distance: int, hashes: list[int], monkeypatch) -> int:
+    """How many hash pairs the banded search compares while grouping `hashes`."""
+    calls = 0
+    real = near_duplicates.hamming_distance
+
+    def counting(a: int, b: int) -> int:
+        nonlocal calls
+        calls += 1
+        return real(a, b)
+
+    monkeypatch.setattr(near_duplicates, "hamming_distance", counting)
+    groups = NearDuplicateGroups(max_distance)
+    for i, value in enumerate(hashes):
+        groups.check(str(i), value)
+    monkeypatch.undo()
+    return calls
+
+
+def test_at_the_cap_the_search_skips_most_pairs_and_far_above_it_compares_them_all(monkeypatch):
+    rng = np.random.default_rng(0)
+    hashes = [int(v) for v in rng.integers(0, 2**63, 3000, dtype=np.int64) * 2 + rng.integers(0, 2, 3000)]
+    pairs = len(hashes) * (len(hashes) - 1) // 2
+    # About (d + 1) * 2^(-64 / (d + 1)) of the pairs: 3% at d = 7 (the module docstring has the reasoning).
+    assert comparisons_for(NEAR_DUPLICATE_MAX_DISTANCE, hashes, monkeypatch) < 0.05 * pairs
+    assert comparisons_for(15, hashes, monkeypatch) > 0.6 * pairs  # 4-bit bands: quadratic
