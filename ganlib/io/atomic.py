@@ -53,6 +53,31 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def atomic_copy_file(source: str | Path, path: str | Path, mode: int | None = None) -> Path:
+    """Copy `source` to `path` whole or not at all, streamed (for files too big to hold in memory).
+
+    For moving a file across filesystems, where a rename cannot. `mode`, when
+    given, replaces the plain-open mode (0o666 & ~umask).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _writer_temporary(path)
+    try:
+        with os.fdopen(fd, "wb") as handle, open(source, "rb") as original:
+            shutil.copyfileobj(original, handle, 1 << 20)
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_directory(path.parent)
+    return path
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

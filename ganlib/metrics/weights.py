@@ -17,7 +17,9 @@ with the reason. The same holds for the DINOv2 ViT-B/14 of FD_DINOv2 (and the
 CLIP ViT-B/32 torch-fidelity offers). A connected user installs any of them
 on demand with `install --metric`: downloaded from the upstream URL that
 torch-fidelity 0.4 itself uses (resuming a partial download), checked against
-the sha256 pinned in UPSTREAM_WEIGHTS, and only then renamed into place.
+the sha256 pinned in UPSTREAM_WEIGHTS, and only then moved into place. The
+download in progress lives in the per-machine cache (downloads_dir), not in
+the weights folder, which stages depend on through DVC.
 
 Usage (what the Makefile runs):
     python -m ganlib.metrics.weights install --params params.yaml   # into base.paths.weights
@@ -30,21 +32,27 @@ On demand (needs internet; `make weights` never runs these):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import fcntl
 import hashlib
 import http.client
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 from ganlib.errors import UserFacingError
-from ganlib.io.atomic import fsync_directory
+from ganlib.hardware.machine import machine_cache_dir
+from ganlib.io.atomic import atomic_copy_file, fsync_directory
 from ganlib.logs import Logger, plain_logger
 from ganlib.metrics.weight_files import (
     CLIP_VIT_B_32_FILE,
@@ -68,6 +76,13 @@ PIP_DOWNLOAD_TIMEOUT_S = 900
 DOWNLOAD_TIMEOUT_S = 30  # per connection attempt and per read: a dead link fails instead of hanging
 DOWNLOAD_BLOCK = 1 << 20
 
+# Download caps. torch-fidelity's IS Inception: its exact size, recorded beside the sha256 that
+# weight_files.py pins. DINOv2 ViT-B/14 and CLIP ViT-B/32 are about 330-340 MiB (86-88 M fp32
+# parameters) with no published exact size, so a bound ~10% above that: enough to stop a server
+# that streams on without end, while the sha256 still decides what is installed.
+TORCH_FIDELITY_INCEPTION_SIZE = 95_628_359
+VIT_B_MAX_SIZE = 380_000_000
+
 
 @dataclass(frozen=True)
 class UpstreamWeights:
@@ -77,6 +92,7 @@ class UpstreamWeights:
     url: str
     sha256: str
     what: str       # for messages
+    max_size: int   # bytes: a server that sends more is refused (the exact size where it is known, else a bound)
 
 
 # What `install --metric NAME` downloads. Tests pass their own table (a local server).
@@ -87,12 +103,14 @@ UPSTREAM_WEIGHTS: dict[str, UpstreamWeights] = {
         "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
         TORCH_FIDELITY_INCEPTION_SHA256,
         "torch-fidelity's Inception v3 with its classifier head (Inception Score)",
+        TORCH_FIDELITY_INCEPTION_SIZE,
     ),
     "fd-dinov2": UpstreamWeights(
         DINOV2_FILE,
         "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
         DINOV2_SHA256,
         "DINOv2 ViT-B/14 (FD_DINOv2)",
+        VIT_B_MAX_SIZE,
     ),
     "clip": UpstreamWeights(
         CLIP_VIT_B_32_FILE,
@@ -100,6 +118,7 @@ UPSTREAM_WEIGHTS: dict[str, UpstreamWeights] = {
         f"https://openaipublic.azureedge.net/clip/models/{CLIP_VIT_B_32_SHA256}/ViT-B-32.pt",
         CLIP_VIT_B_32_SHA256,
         "CLIP ViT-B/32 (torch-fidelity's clip-vit-b-32)",
+        VIT_B_MAX_SIZE,
     ),
 }
 
@@ -209,13 +228,18 @@ def install_metric_weights(
 
 def install_upstream_weights(
     metric: str, target: Path, log: Logger, urls: Mapping[str, UpstreamWeights] | None = None,
-    timeout: float = DOWNLOAD_TIMEOUT_S,
+    timeout: float = DOWNLOAD_TIMEOUT_S, downloads: Path | None = None,
 ) -> InstalledWeights:
-    """Install `metric`'s file at `target`: a no-op when a verified copy is there, else download, verify, rename.
+    """Install `metric`'s file at `target`: a no-op when a verified copy is there, else download, verify, move.
 
-    The bytes go to `target`.part first and are renamed only after their
-    sha256 matches, so evaluation never sees a partial or wrong file; a
-    `.part` left by an interrupted run is resumed with an HTTP Range request.
+    The bytes go to SHA256.part in `downloads` (default: the per-machine cache,
+    see downloads_dir), never into the weights folder, which is tracked (a DVC
+    dependency): a download in progress must not change `dvc status`. Only a
+    file whose sha256 matches is moved into place, atomically, so evaluation
+    never sees a partial or wrong file. The .part is held under an exclusive
+    lock (a second install of the same file refuses at once instead of writing
+    into it), never grows past upstream.max_size, and a .part left by an
+    interrupted run is resumed with an HTTP Range request.
     """
     upstream = _upstream(metric, urls)
     target = Path(target)
@@ -224,22 +248,82 @@ def install_upstream_weights(
         if digest == upstream.sha256:
             return InstalledWeights(metric, target, target.stat().st_size, digest, upstream.url, "already installed")
         log.warning(f"{target}: sha256 {digest[:12]}... is not {upstream.sha256[:12]}...; downloading a fresh copy")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    resumed = _download_to_part(upstream, part, target, log, timeout)
-    digest = file_digest(part, "sha256")
-    if digest != upstream.sha256:
-        size = part.stat().st_size
-        part.unlink()
-        raise WeightsError(
-            f"{upstream.url}: the downloaded file ({size:,} bytes) has sha256 {digest}, expected {upstream.sha256}; "
-            f"deleted it, installed nothing. Run the command again to download from the start; if it fails the same "
-            "way, the upstream file has changed: report it rather than trusting it."
-        )
-    os.chmod(part, 0o644)  # shared read-only data, as the FID weights
-    os.replace(part, target)
-    fsync_directory(target.parent)
+    downloads = downloads_dir() if downloads is None else Path(downloads)
+    downloads.mkdir(parents=True, exist_ok=True)
+    part = downloads / f"{upstream.sha256}.part"
+    with _download_lock(downloads / f"{upstream.sha256}.lock", upstream):
+        resumed = _download_to_part(upstream, part, target, log, timeout)
+        digest = file_digest(part, "sha256")
+        if digest != upstream.sha256:
+            size = part.stat().st_size
+            part.unlink()
+            raise WeightsError(
+                f"{upstream.url}: the downloaded file ({size:,} bytes) has sha256 {digest}, expected {upstream.sha256}; "
+                f"deleted it, installed nothing. Run the command again to download from the start; if it fails the same "
+                "way, the upstream file has changed: report it rather than trusting it."
+            )
+        _move_into_place(part, target)
     return InstalledWeights(metric, target, target.stat().st_size, digest, upstream.url, "resumed" if resumed else "downloaded")
+
+
+def downloads_dir() -> Path:
+    """Where downloads in progress live: the per-machine cache, outside every repository and shared by its checkouts."""
+    return machine_cache_dir() / "downloads"
+
+
+def _move_into_place(part: Path, target: Path) -> None:
+    """Rename the verified `part` to `target`; across filesystems, copy it in atomically instead."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(part, 0o644)  # shared read-only data, as the FID weights
+    try:
+        os.replace(part, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        atomic_copy_file(part, target, mode=0o644)  # a temporary beside target, then a rename
+        part.unlink()
+        return
+    fsync_directory(target.parent)
+
+
+@contextlib.contextmanager
+def _download_lock(lock_path: Path, upstream: UpstreamWeights) -> Iterator[None]:
+    """Hold `lock_path` exclusively while downloading, or refuse at once naming who holds it.
+
+    flock conflicts between any two opens of the file, threads of one process
+    included, and the kernel drops it when its holder dies: a killed install
+    never blocks the next. The lock file stays (deleting it would let a third
+    install lock a new file while a second still waits on the old one).
+    """
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise WeightsError(
+                f"another install is downloading {upstream.what} ({holder}) into {lock_path.with_suffix('.part')}; "
+                "installed nothing. Wait for it to finish, then run the command again."
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+class _NoDowngradeRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, except from https to anything else: that would send the download in the clear."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 (urllib's signature)
+        if urllib.parse.urlsplit(req.full_url).scheme == "https" and urllib.parse.urlsplit(newurl).scheme != "https":
+            raise WeightsError(
+                f"{req.full_url} redirects to {newurl}, which is not https; refused, installed nothing"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _upstream(metric: str, urls: Mapping[str, UpstreamWeights] | None) -> UpstreamWeights:
@@ -260,11 +344,15 @@ def _by_hand(upstream: UpstreamWeights, target: Path) -> str:
 def _download_to_part(upstream: UpstreamWeights, part: Path, target: Path, log: Logger, timeout: float) -> bool:
     """Fetch upstream.url into `part`, continuing what is there when the server honours Range; True if it resumed."""
     offset = part.stat().st_size if part.is_file() else 0
+    if offset > upstream.max_size:  # not a prefix of the file we want
+        part.unlink()
+        offset = 0
     headers = {"User-Agent": "scenegan-weights"}
     if offset:
         headers["Range"] = f"bytes={offset}-"  # urllib keeps it across the redirects GitHub releases use
+    opener = urllib.request.build_opener(_NoDowngradeRedirect)
     try:
-        response = urllib.request.urlopen(urllib.request.Request(upstream.url, headers=headers), timeout=timeout)
+        response = opener.open(urllib.request.Request(upstream.url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:  # nothing past our end: the .part is whole; the checksum decides
             log.info(f"{part}: already complete ({offset:,} bytes)")
@@ -282,12 +370,14 @@ def _download_to_part(upstream: UpstreamWeights, part: Path, target: Path, log: 
             log.info(f"{upstream.url}: the server does not resume downloads; starting again from byte 0")
         length = response.headers.get("Content-Length")
         total = (offset if resumed else 0) + int(length) if length and length.isdigit() else None
+        if total is not None and total > upstream.max_size:
+            raise _oversize(upstream, f"announces {total:,} bytes")
         log.info(
             f"downloading {upstream.what} from {upstream.url}"
             + (f", resuming at byte {offset:,}" if resumed else "")
             + (f" ({total:,} bytes)" if total else "")
         )
-        _copy_response(response, part, append=resumed, total=total, log=log, url=upstream.url)
+        _copy_response(response, part, append=resumed, total=total, log=log, upstream=upstream)
     return resumed
 
 
@@ -297,24 +387,39 @@ def _range_starts_at(response, offset: int) -> bool:
     return content_range.startswith(f"bytes {offset}-")
 
 
-def _copy_response(response, part: Path, append: bool, total: int | None, log: Logger, url: str) -> None:
-    """Stream the body into `part`, flushed to disk; an interrupted transfer keeps what arrived, for a resume."""
+def _copy_response(response, part: Path, append: bool, total: int | None, log: Logger, upstream: UpstreamWeights) -> None:
+    """Stream the body into `part`, flushed to disk; an interrupted transfer keeps what arrived, for a resume.
+
+    Reads at most one byte past upstream.max_size: a server that sends more
+    (whatever it announced) is refused and its bytes deleted.
+    """
     done = part.stat().st_size if append else 0
     next_report = 0.1
     try:
         with open(part, "ab" if append else "wb") as out:
-            for block in iter(lambda: response.read(DOWNLOAD_BLOCK), b""):
+            while block := response.read(min(DOWNLOAD_BLOCK, upstream.max_size + 1 - done)):
                 out.write(block)
                 done += len(block)
+                if done > upstream.max_size:
+                    break
                 if total and done / total >= next_report:
                     log.info(f"  {done:,} of {total:,} bytes ({100 * done // total}%)")
                     next_report = done / total + 0.1
             out.flush()
             os.fsync(out.fileno())
     except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors too
-        raise _interrupted(url, done, part, str(exc)) from None
+        raise _interrupted(upstream.url, done, part, str(exc)) from None
+    if done > upstream.max_size:
+        part.unlink()
+        raise _oversize(upstream, f"sent more than {upstream.max_size:,} bytes")
     if total is not None and done < total:  # http.client ends a cut-short body quietly: count the bytes
-        raise _interrupted(url, done, part, f"the server announced {total:,}")
+        raise _interrupted(upstream.url, done, part, f"the server announced {total:,}")
+
+
+def _oversize(upstream: UpstreamWeights, what: str) -> WeightsError:
+    return WeightsError(
+        f"{upstream.url} {what}; {upstream.what} is at most {upstream.max_size:,}: refused, installed nothing"
+    )
 
 
 def _interrupted(url: str, done: int, part: Path, why: str) -> WeightsError:
