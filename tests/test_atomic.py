@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from ganlib.io.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temporaries, staged_directory
+from ganlib.io.atomic import (
+    atomic_copy_file,
+    atomic_write_bytes,
+    atomic_write_json,
+    remove_stale_temporaries,
+    staged_directory,
+)
 
 
 def test_staged_directory_replaces_on_success(tmp_path):
@@ -211,3 +217,15 @@ def test_temporaries_that_cannot_be_checked_are_removed_only_when_very_old(tmp_p
 
 def test_a_missing_directory_has_no_temporaries(tmp_path):
     assert remove_stale_temporaries(tmp_path / "never-written") == []
+
+
+def test_atomic_copy_file_copies_whole_with_the_given_mode_and_leaves_no_temporary(tmp_path):
+    source = tmp_path / "elsewhere" / "big.bin"
+    source.parent.mkdir()
+    source.write_bytes(os.urandom(3 << 20))
+    target = tmp_path / "weights" / "big.bin"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    atomic_copy_file(source, target, mode=0o644)
+    assert target.read_bytes() == source.read_bytes() and stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert os.listdir(target.parent) == ["big.bin"]

@@ -412,3 +412,38 @@ def test_across_filesystems_the_verified_file_is_copied_into_place_atomically(tm
     [(temporary, destination)] = renames  # a temporary beside the target, renamed over it
     assert Path(temporary).parent == target.parent and destination == str(target)
     assert list(target.parent.iterdir()) == [target]
+
+
+@pytest.mark.slow  # a dvc repro of a tiny training, then the install
+def test_installing_is_weights_leaves_the_train_stage_up_to_date(tiny_project, subprocess_env, server, monkeypatch, machine_cache):
+    """The train stage depends on the FID Inception file alone: an IS download, cut short or whole, changes nothing it reads."""
+    from conftest import run
+
+    from flows.cli import main as scenegan
+    from ganlib.metrics.weight_files import TORCH_FIDELITY_INCEPTION_FILE
+
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    run([dvc, "repro", "train"], tiny_project, subprocess_env)
+
+    def train_status() -> str:
+        return run([dvc, "status", "train"], tiny_project, subprocess_env).stdout
+
+    assert "up to date" in train_status()
+    weights_dir = tiny_project / "weights"
+    before = sorted(p.name for p in weights_dir.iterdir())
+    entry = server.table()["fd-dinov2"]
+    monkeypatch.setattr(weights, "UPSTREAM_WEIGHTS", {"is": UpstreamWeights(
+        TORCH_FIDELITY_INCEPTION_FILE, entry.url, entry.sha256, entry.what, entry.max_size)})
+    params_file = str(tiny_project / "params.yaml")
+
+    server.cut_after = 300_000  # interrupted: its bytes wait in the machine cache, not in weights/
+    assert scenegan(["weights", "install", "--metric", "is", "--params", params_file]) != 0
+    assert part_file(machine_cache).stat().st_size == 300_000
+    assert sorted(p.name for p in weights_dir.iterdir()) == before
+    assert "up to date" in train_status()
+
+    server.cut_after = None  # resumed and installed
+    assert scenegan(["weights", "install", "--metric", "is", "--params", params_file]) == 0
+    assert (weights_dir / TORCH_FIDELITY_INCEPTION_FILE).read_bytes() == PAYLOAD
+    assert server.ranges[-1] == "bytes=300000-"
+    assert "up to date" in train_status()
