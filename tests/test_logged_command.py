@@ -50,6 +50,20 @@ def wait_until_gone(pids: list[int], timeout: float = 60) -> list[int]:
     return [pid for pid in pids if running(pid)]
 
 
+class FirstLines:
+    """A log callback keeping only the first few lines (a leftover may write thousands)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, fmt: str, line: str) -> None:
+        if len(self.lines) < 1000:
+            self.lines.append(line)
+
+    def warning(self, *args) -> None:
+        pass
+
+
 class RanksThenFail:
     """A log callback that collects rank pids and raises once both ranks are up (an exception in the callback)."""
 
@@ -144,12 +158,16 @@ def test_a_finished_command_returns_its_status_and_last_lines(tmp_path):
     assert (status, tail) == (3, ["b"])
 
 
-def test_a_background_process_left_by_a_finished_command_is_stopped(tmp_path):
+@pytest.mark.parametrize("leftover", ["import time; time.sleep(600)", "while True: print('still here', flush=True)"])
+def test_a_background_process_left_by_a_finished_command_is_stopped(tmp_path, leftover):
+    """Even one that holds the output pipe and keeps writing to it."""
     code = (
         "import subprocess, sys\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {leftover!r}])\n"
         "print(child.pid, flush=True)\n"
     )
-    status, tail = run_logged([sys.executable, "-c", code], tmp_path, plain_logger("test"), grace_s=5)
+    log = FirstLines()
+    status, _ = run_logged([sys.executable, "-c", code], tmp_path, log, grace_s=5)
     assert status == 0
-    assert wait_until_gone([int(tail[-1])], timeout=5) == []
+    pid = int(next(line for line in log.lines if line.isdigit()))
+    assert wait_until_gone([pid], timeout=5) == []

@@ -29,7 +29,7 @@ from ganlib.logs import Logger
 # SIGTERM first, so that torchrun can stop its ranks and DVC can clean up; SIGKILL after this.
 TERMINATE_GRACE_S = 20.0
 _POLL_S = 0.1
-_EXITED_SILENCE_S = 0.5  # after the command exits, output that stops this long is over
+_EXITED_SILENCE_S = 0.5  # output still arriving this long after the command exited is a leftover's, not its
 
 # A process as (pid, start time in clock ticks since boot): a pid alone may be reused meanwhile.
 Process = tuple[int, int]
@@ -66,21 +66,25 @@ def run_logged(
 
 
 def _output_lines(process: subprocess.Popen) -> Iterator[str]:
-    """The lines `process` writes, until its output closes or, after it exits, stays silent.
+    """The lines `process` writes, until its output closes or it has exited _EXITED_SILENCE_S ago.
 
-    A background process it left behind may hold the pipe open for ever:
-    waiting for the end of the output alone would then never return.
+    A background process it left behind may hold the pipe open (and even keep
+    writing) for ever: waiting for the end of the output alone would then never
+    return. What the command itself wrote is in the pipe by the time it exits.
     """
     assert process.stdout is not None
     pipe = process.stdout.fileno()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = ""
+    exited_at: float | None = None
     with selectors.DefaultSelector() as selector:
         selector.register(pipe, selectors.EVENT_READ)
         while True:
+            if exited_at is None and process.poll() is not None:
+                exited_at = time.monotonic()
+            if exited_at is not None and time.monotonic() - exited_at > _EXITED_SILENCE_S:
+                break
             if not selector.select(timeout=_EXITED_SILENCE_S):
-                if process.poll() is not None:
-                    break
                 continue
             chunk = os.read(pipe, 1 << 16)
             if not chunk:
