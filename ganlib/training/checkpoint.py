@@ -47,13 +47,14 @@ FORMAT = "scenegan-checkpoint/1"
 # Keys that do not change what training computes (length, upkeep, speed
 # knobs, where files go). kimg is here even under a cosine schedule: the
 # schedule's own length (schedule_kimg, by default kimg, written out by
-# _with_schedule_length) is what shapes the steps. nproc is here because a run's math depends on
-# microbatch, not on how many processes share the microbatches. The node
-# layout keys (nnodes, rdzv_*, node_rank) are here for the same reason: the
-# ranks compute the same step on one machine or several, and which machine a
-# rank runs on changes nothing (tests/test_multinode.py), so a run keeps its
-# checkpoints when it moves between one machine and a cluster. They still
-# have to add up: nnodes * nproc * microbatch divides batch_size (config.py).
+# _with_schedule_length) is what shapes the steps. nproc is here because a
+# run's math depends on microbatch, not on how many processes share the
+# microbatches. The node layout keys (nnodes, rdzv_*, node_rank) are here for
+# the same reason: the ranks compute the same step on one machine or several,
+# and which machine a rank runs on changes nothing (tests/test_multinode.py),
+# so a run keeps its checkpoints when it moves between one machine and a
+# cluster. They still have to add up: nnodes * nproc * microbatch divides
+# batch_size (config.py).
 NON_COMPUTATIONAL_KEYS = (
     "base.device",
     "base.paths",
@@ -186,8 +187,7 @@ def same_run_but_code(saved: dict[str, Any], identity: RunIdentity) -> bool:
 
 def changed_code_files(saved_files: dict[str, str], identity: RunIdentity) -> list[str]:
     """The files whose code differs between a checkpoint's record and the running code."""
-    paths = sorted(set(saved_files) | set(identity.code_files))
-    return [path for path in paths if saved_files.get(path) != identity.code_files.get(path)]
+    return CodeDigest(identity.compared[CODE_KEY], identity.code_files).changed_files(saved_files)
 
 
 def checkpoint_name(nimg: int) -> str:

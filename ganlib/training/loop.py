@@ -51,11 +51,10 @@ from ganlib.data.dataset import PreparedDataset, open_prepared
 from ganlib.errors import UserFacingError
 from ganlib.hardware.machine import machine_cache_dir
 from ganlib.io.atomic import atomic_write_bytes, atomic_write_text, staged_directory
-from ganlib.logs import Logger
-from ganlib.models.registry import generator_kwargs
-from ganlib.models.generator_file import GeneratorInfo, save_generator
-from ganlib.models.registry import architecture
 from ganlib.io.source import CodeDigest
+from ganlib.logs import Logger
+from ganlib.models.generator_file import GeneratorInfo, save_generator
+from ganlib.models.registry import architecture, generator_kwargs
 from ganlib.training.checkpoint import (
     CODE_KEY,
     RUN_RECORD_FILE,
