@@ -12,7 +12,14 @@ import json
 import logging
 
 import pytest
-from train_support import one_thread, smooth_images, tiny_params, write_prepared  # noqa: F401
+from train_support import (  # noqa: F401 (one_thread: a fixture)
+    assert_same_tensors,
+    checkpoint_tensors,
+    one_thread,
+    smooth_images,
+    tiny_params,
+    write_prepared,
+)
 
 from ganlib.io.source import CodeDigest
 from ganlib.training import loop
@@ -103,3 +110,28 @@ def test_precision_auto_resumes_with_the_recorded_precision_without_asking_the_p
     # A fresh run (train.resume: fresh) is the only kind that asks the probe again.
     with pytest.raises(AssertionError, match="speed probe was asked"):
         train_with_code(monkeypatch, tmp_path, OLD_CODE, *auto, "train.resume=fresh")
+
+
+def test_a_truncated_newest_checkpoint_is_set_aside_and_the_one_before_it_resumed(tmp_path, monkeypatch, caplog):
+    params, straight = train_with_code(monkeypatch, tmp_path / "straight", OLD_CODE, "train.kimg=0.256")
+    _, first = train_with_code(monkeypatch, tmp_path, OLD_CODE, "train.kimg=0.192")
+    older, newest = list_checkpoints(first.run_dir)[-2:]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a full disk, a copy cut short
+
+    with caplog.at_level(logging.WARNING, logger=LOG.name):
+        _, resumed = train_with_code(monkeypatch, tmp_path, OLD_CODE, "train.kimg=0.256")
+    assert resumed.resumed_from == older
+    assert newest.name in caplog.text and ".corrupt" in caplog.text
+    assert newest.with_name(newest.name + ".corrupt").is_file()  # kept for a post-mortem, not deleted
+    # ...and the run it continued is the uninterrupted one, bit for bit.
+    final = [checkpoint_tensors(list_checkpoints(run.run_dir)[-1])["networks"] for run in (straight, resumed)]
+    assert_same_tensors(final[0], final[1])
+
+
+def test_an_unreadable_checkpoint_asked_for_by_name_is_an_error(tmp_path, monkeypatch):
+    _, first = train_with_code(monkeypatch, tmp_path, OLD_CODE)
+    newest = list_checkpoints(first.run_dir)[-1]
+    newest.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
+        train_with_code(monkeypatch, tmp_path, OLD_CODE, "train.kimg=0.256", resume_from=newest)
+    assert newest.is_file()  # named by the user: left where it is

@@ -89,6 +89,10 @@ class CheckpointError(UserFacingError, RuntimeError):
     """A checkpoint is unreadable, of another format, or belongs to another run."""
 
 
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file that cannot be read at all (truncated by a full disk, a copy cut short)."""
+
+
 CODE_KEY = "code.digest"  # the key of `compared` that holds the training code's digest
 
 
@@ -220,11 +224,22 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # truncated, foreign, or holding pickled code
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({exc})") from exc
+        raise CorruptCheckpointError(f"{path}: not a loadable checkpoint ({exc})") from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__
         raise CheckpointError(f"{path}: format {found!r}, expected {FORMAT!r}")
     return record
+
+
+def set_aside_corrupt(path: Path) -> Path:
+    """Rename an unreadable checkpoint to <name>.corrupt (kept for a post-mortem, out of every listing)."""
+    aside = path.with_name(path.name + ".corrupt")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{n}")
+    path.rename(aside)
+    return aside
 
 
 def check_compatible(record: dict[str, Any], identity: RunIdentity, path: Path, accept_code_change: bool = False) -> list[str]:

@@ -59,6 +59,7 @@ from ganlib.training.checkpoint import (
     CODE_KEY,
     RUN_RECORD_FILE,
     CheckpointError,
+    CorruptCheckpointError,
     RunIdentity,
     RunRecord,
     capture_rng_state,
@@ -71,6 +72,7 @@ from ganlib.training.checkpoint import (
     run_records,
     same_run_but_code,
     save_checkpoint,
+    set_aside_corrupt,
     training_code,
     write_run_record,
 )
@@ -181,8 +183,8 @@ def train_gan(
 
     nets = build_networks(cfg, dataset.resolution, device, params.base.seed)
     sampler = EpochSampler(dataset.count, params.base.seed)
-    start = _starting_checkpoint(cfg, identity, run_dir, resume_from, world, log)
-    progress = _restore(start, identity, stop_nimg, nets, sampler, log, cfg.resume == "accept_code_change") \
+    start, record = _starting_checkpoint(cfg, identity, run_dir, resume_from, world, log)
+    progress = _restore(start, record, identity, stop_nimg, nets, sampler, log, cfg.resume == "accept_code_change") \
         if start else Progress()
     if start is None:
         log.info("train: starting from scratch in %s (%s, %d images of %d px, %s)",
@@ -333,35 +335,54 @@ def _my_reals(real_images: RealImages, indices: np.ndarray, step: GanStep) -> li
 
 def _starting_checkpoint(
     cfg: TrainParams, identity: RunIdentity, run_dir: Path, resume_from: Path | None, world: World, log: Logger,
-) -> Path | None:
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """The checkpoint to continue and its loaded record, or (None, None) to start from scratch."""
     if resume_from is not None:
-        return Path(resume_from)
+        return Path(resume_from), load_checkpoint(Path(resume_from))  # asked for by name: unreadable is an error
     if cfg.resume == "fresh":
         if world.is_main and list_checkpoints(run_dir):
             aside = _free_name(run_dir)
             run_dir.rename(aside)
             log.info("train.resume: fresh: moved this run's earlier checkpoints to %s (kept, not deleted)", aside)
         barrier(world)
-        return None
+        return None, None
     if world.is_main:
         for stale in run_dir.glob(".ckpt-*.tmp"):  # a write cut short by a kill; never a valid checkpoint
             stale.unlink(missing_ok=True)
     checkpoints = list_checkpoints(run_dir)
     if checkpoints:
-        return checkpoints[-1]
+        return _newest_readable(checkpoints, world, log)
     earlier = _same_run_with_other_code(run_dir.parent, identity)
     if earlier is None:
-        return None
+        return None, None
     changed = ", ".join(changed_code_files(earlier.code_files, identity)) if earlier.code_files \
         else "unknown (that checkpoint predates per-file digests)"
     if cfg.resume == "accept_code_change":
         log.info("train.resume: accept_code_change: continuing %s, made with other training code (changed: %s)",
                  earlier.newest, changed)
-        return earlier.newest
+        return _newest_readable(list_checkpoints(earlier.run_dir), world, log)
     log.info("train: the training code changed since this run's newest checkpoint %s (changed: %s); "
              "starting a new run (the old one is kept). To continue it instead, set train.resume: "
              "accept_code_change", earlier.newest, changed)
-    return None
+    return None, None
+
+
+def _newest_readable(checkpoints: list[Path], world: World, log: Logger) -> tuple[Path | None, dict[str, Any] | None]:
+    """The newest checkpoint that loads; unreadable newer ones are set aside as *.corrupt (rank 0), not deleted.
+
+    A checkpoint truncated by a full disk or a copy cut short must not block every rerun while
+    valid older ones sit beside it.
+    """
+    for path in reversed(checkpoints):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as exc:
+            if not isinstance(exc, CorruptCheckpointError) and path.exists():
+                raise  # readable, but another format: not ours to move
+            if world.is_main:  # the other ranks skip it too (they may find it already moved)
+                aside = set_aside_corrupt(path)
+                log.warning("train: %s; moved it aside to %s and resuming from the checkpoint before it", exc, aside.name)
+    return None, None
 
 
 def _same_run_with_other_code(checkpoints_root: Path, identity: RunIdentity) -> RunRecord | None:
@@ -378,10 +399,9 @@ def _free_name(run_dir: Path) -> Path:
 
 
 def _restore(
-    path: Path, identity: RunIdentity, stop_nimg: int, nets: GanNetworks, sampler: EpochSampler, log: Logger,
-    accept_code_change: bool,
+    path: Path, record: dict[str, Any], identity: RunIdentity, stop_nimg: int, nets: GanNetworks,
+    sampler: EpochSampler, log: Logger, accept_code_change: bool,
 ) -> Progress:
-    record = load_checkpoint(path)
     changed = check_compatible(record, identity, path, accept_code_change)
     progress = Progress(**record["progress"])
     if record["compared"].get(CODE_KEY) != identity.compared[CODE_KEY]:
