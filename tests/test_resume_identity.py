@@ -135,3 +135,23 @@ def test_an_unreadable_checkpoint_asked_for_by_name_is_an_error(tmp_path, monkey
     with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
         train_with_code(monkeypatch, tmp_path, OLD_CODE, "train.kimg=0.256", resume_from=newest)
     assert newest.is_file()  # named by the user: left where it is
+
+
+def test_a_run_whose_losses_explode_but_stay_finite_is_stopped_and_not_published(tmp_path, monkeypatch):
+    """The issue's case: lr 1e6, loss_d ~0 and loss_g ~1e14, all finite."""
+    from ganlib.training.loop import DivergedError
+
+    params = tiny_params("train.lr_g=1000000.0", "train.lr_d=1000000.0")
+    with pytest.raises(DivergedError, match=r"diverged .*beyond .* for 3 ticks in a row"):
+        train_with_code(monkeypatch, tmp_path, OLD_CODE, "train.lr_g=1000000.0", "train.lr_d=1000000.0",
+                        "train.kimg=0.32")
+    assert not (tmp_path / params.base.paths.train / "generator.pt").exists()
+
+
+def test_the_divergence_bound_depends_on_the_loss():
+    from ganlib.training.divergence import diverged_loss
+
+    assert diverged_loss({"loss_d": 0.0, "loss_g": 2.4e14}, "bce").startswith("loss_g")
+    assert diverged_loss({"loss_d": 0.7, "loss_g": 5.0}, "hinge") is None
+    assert diverged_loss({"loss_d": -3e4, "loss_g": 3e4}, "wgan-gp") is None  # a critic's scale is not bounded
+    assert diverged_loss({"loss_d": -3e7, "loss_g": 3e7}, "wgan-gp").startswith("loss_d")

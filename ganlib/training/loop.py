@@ -77,6 +77,7 @@ from ganlib.training.checkpoint import (
     write_run_record,
 )
 from ganlib.training.device import resolve_device
+from ganlib.training.divergence import DIVERGED_TICKS, diverged_loss
 from ganlib.training.distributed import (
     SINGLE_PROCESS,
     World,
@@ -102,6 +103,10 @@ CURVE_COLUMNS = ("kimg", "loss_d", "loss_g", "penalty", "img_per_s", "diversity_
 
 class NonFiniteLossError(UserFacingError, RuntimeError):
     """A loss or gradient became NaN/inf; no checkpoint was written after it."""
+
+
+class DivergedError(UserFacingError, RuntimeError):
+    """The losses stayed finite but beyond any healthy value for several ticks (ganlib/training/divergence.py)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,7 @@ class Progress:
     last_tick_nimg: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     code_changes: list[dict[str, Any]] = field(default_factory=list)  # accepted with train.resume: accept_code_change
+    diverged_ticks: int = 0  # consecutive ticks whose losses were beyond divergence.py's bound
 
 
 def train_gan(
@@ -211,6 +217,7 @@ def train_gan(
         seconds = time.perf_counter() - tick_start_time
         img_per_s = (progress.nimg - tick_start_nimg) / max(seconds, 1e-9)
         losses = step.take_totals()
+        _stop_if_diverged(cfg.loss, losses, progress, run_dir)
         progress.last_tick_nimg = progress.nimg
         if monitor is not None:
             report = _upkeep(params, identity, run_dir, nets, sampler, progress, monitor, losses, img_per_s, stop_nimg,
@@ -434,6 +441,25 @@ def _raise_if_nonfinite(step: GanStep, run_dir: Path, images_per_step: int) -> N
         f"stopped without writing a checkpoint after it; last good checkpoint: {last_good}. "
         "Try lower train.lr_d / train.lr_g, train.precision: fp32, or smaller penalty weights "
         "(train.r1_gamma, train.r2_gamma, train.gp_weight); a rerun resumes from the last good checkpoint"
+    )
+
+
+def _stop_if_diverged(loss: str, losses: dict[str, float], progress: Progress, run_dir: Path) -> None:
+    """Count the ticks in a row whose losses are beyond any healthy value; stop at DIVERGED_TICKS.
+
+    Every rank sees the same (all-reduced) losses, so every rank stops together. Nothing is
+    published: the stage fails and the checkpoints before the divergence are kept.
+    """
+    beyond = diverged_loss(losses, loss)
+    progress.diverged_ticks = progress.diverged_ticks + 1 if beyond else 0
+    if progress.diverged_ticks < DIVERGED_TICKS:
+        return
+    checkpoints = list_checkpoints(run_dir)
+    raise DivergedError(
+        f"training diverged at kimg {progress.nimg / 1000:.3f}: {beyond} for {progress.diverged_ticks} ticks in a "
+        f"row (loss_d {losses['loss_d']:.3g}, loss_g {losses['loss_g']:.3g}); stopped, nothing published. "
+        f"Lower train.lr_g / train.lr_d (or raise the penalties); the checkpoints before it are kept "
+        f"({checkpoints[-1] if checkpoints else 'none yet'}), and a change of params starts a new run"
     )
 
 
