@@ -155,3 +155,15 @@ def test_the_divergence_bound_depends_on_the_loss():
     assert diverged_loss({"loss_d": 0.7, "loss_g": 5.0}, "hinge") is None
     assert diverged_loss({"loss_d": -3e4, "loss_g": 3e4}, "wgan-gp") is None  # a critic's scale is not bounded
     assert diverged_loss({"loss_d": -3e7, "loss_g": 3e7}, "wgan-gp").startswith("loss_d")
+
+
+def test_another_thread_count_resumes_the_same_run(tmp_path, monkeypatch):
+    """Threads are not part of a run (on a CPU the continuation then equals the uninterrupted
+    run only to rounding: ganlib/training/throughput.py says why)."""
+    import torch
+
+    _, first = train_with_code(monkeypatch, tmp_path, OLD_CODE)
+    newest = list_checkpoints(first.run_dir)[-1]
+    torch.set_num_threads(2)  # the one_thread fixture restores the count afterwards
+    _, resumed = train_with_code(monkeypatch, tmp_path, OLD_CODE, "train.kimg=0.256")
+    assert resumed.resumed_from == newest and resumed.run_dir == first.run_dir

@@ -57,6 +57,7 @@ NEVER_SHAPES_RESULTS: tuple[str, ...] = (
     "ganlib.training.launch",        # how processes start (torchrun, schedulers)
     "ganlib.training.monitor",       # tick grids and the collapse indicator: reads G_ema, draws nothing shared
     "ganlib.training.speed",         # the precision probe: its choice is keyed as train.precision
+    "ganlib.training.throughput",    # log warnings about a busy machine
     "ganlib.models.generator_file",  # the published generator's file format
     "ganlib.metrics.errors",         # exception classes
     "ganlib.metrics.speed",          # the extractor precision probe: its choice is part of the extractor identity

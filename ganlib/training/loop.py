@@ -49,7 +49,7 @@ from torch import nn
 from ganlib.config import STAGE_PARAMS, Params, TrainParams, write_resolved_params
 from ganlib.data.dataset import PreparedDataset, open_prepared
 from ganlib.errors import UserFacingError
-from ganlib.hardware.machine import machine_cache_dir
+from ganlib.hardware.machine import available_cpus, machine_cache_dir
 from ganlib.io.atomic import atomic_write_bytes, atomic_write_text, staged_directory
 from ganlib.io.source import CodeDigest
 from ganlib.logs import Logger
@@ -93,6 +93,7 @@ from ganlib.training.monitor import TickMonitor
 from ganlib.training.real_batches import EpochSampler, RealImages
 from ganlib.training.speed import TrainSpeed, resolve_train_speed
 from ganlib.training.step import GanNetworks, GanStep, build_networks
+from ganlib.training.throughput import ThroughputWatch, busy_machine_warning, machine_load
 
 GENERATOR_FILE = "generator.pt"
 STATS_FILE = "stats.jsonl"
@@ -202,6 +203,7 @@ def train_gan(
     step = GanStep(nets, cfg, params.base.seed, device, world)
     real_images = RealImages(dataset.images, device, cfg.data_on_device, cfg.channels_last, log)
     monitor = _monitor(params, dataset, device) if world.is_main else None
+    throughput = _throughput_watch(device, log) if world.is_main else None
     tick_start_time, tick_start_nimg = time.perf_counter(), progress.nimg
 
     while progress.nimg < stop_nimg:
@@ -223,6 +225,8 @@ def train_gan(
             report = _upkeep(params, identity, run_dir, nets, sampler, progress, monitor, losses, img_per_s, stop_nimg,
                              speed)
             log.info(_progress_line(report))
+            if throughput is not None and (warning := throughput.observe(img_per_s)):
+                log.warning(warning)
             if on_tick is not None:
                 on_tick(report)
         # The other ranks wait here for rank 0's upkeep (grid, checkpoint, FID curve: seconds to minutes),
@@ -322,6 +326,16 @@ def _configure_backends(cfg: TrainParams, device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = cfg.tf32
         # Fixed shapes: let cuDNN pick the fastest kernels (bit-reproducibility is promised on CPU only).
         torch.backends.cudnn.benchmark = True
+
+
+def _throughput_watch(device: torch.device, log: Logger) -> ThroughputWatch | None:
+    """On a CPU: warn now if other work keeps the cores busy, and watch each tick's throughput."""
+    if device.type != "cpu":
+        return None
+    threads, cpus = torch.get_num_threads(), available_cpus()
+    if warning := busy_machine_warning(threads, cpus, machine_load()):
+        log.warning(warning)
+    return ThroughputWatch(threads, cpus)
 
 
 def _monitor(params: Params, dataset: PreparedDataset, device: torch.device) -> TickMonitor:
