@@ -4,6 +4,15 @@ Every stage receives the whole `Params` object explicitly; nothing reads
 params.yaml behind the caller's back. Unknown keys, wrong types and
 out-of-range values are errors that name the file and the key, and
 `--set section.key=value` overrides go through exactly the same checks.
+
+Types are strict, so that a value which cannot work is refused when the
+params load, before any compute: an int field refuses "3" and 3.5, a float
+field refuses "1e-3" (text) and true, and every float must be finite (.inf
+and .nan are refused). An int is accepted where a float is expected
+(`kimg: 48`): every int that fits a float means the same number there.
+YAML is read with YAML 1.2's floats, so `lr_g: 1e-3` is a number (PyYAML's
+YAML 1.1 makes it the text "1e-3"; DVC's reader, ruamel, already reads it
+as a number); quoted, "1e-3" stays text and is refused.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -22,14 +32,43 @@ from ganlib.errors import UserFacingError
 DEFAULT_PARAMS_FILE = "params.yaml"
 
 
+class _ParamsYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus YAML 1.2 floats without a dot: `1e-3` is 0.001, not the text "1e-3"."""
+
+
+# YAML 1.1 (PyYAML) needs a dot in an exponent float (1.0e-3); YAML 1.2, which DVC's reader
+# follows, does not. Reading `1e-3` as the number its writer meant keeps strict float fields usable.
+_ParamsYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"),
+)
+
+
 class ParamsError(UserFacingError, ValueError):
     """params.yaml (or an override) is invalid; the message says where and why."""
 
 
 class Section(BaseModel):
     # Frozen so that a stage cannot quietly mutate what the next stage sees;
-    # extra="forbid" so that a typo is an error, not a silently ignored knob.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # extra="forbid" so that a typo is an error, not a silently ignored knob;
+    # strict so that "3" is not an int nor "1e-3" a float (see the module docstring);
+    # finite floats only, since .inf or .nan kimg (or lr) fail hours later, not here.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _list_as_tuple(value: Any) -> Any:
+    """A YAML list for a fixed-length tuple field (strict mode takes only tuples); its items stay strict."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+# The resolutions each `train.arch` builds: ganlib/models/registry.py builds its
+# architectures from this table, and the schema refuses a preprocess.resolution
+# that the chosen architecture cannot train on, before preprocessing runs. Here,
+# not in the registry, so that loading params never imports torch.
+ARCHITECTURE_RESOLUTIONS: dict[str, tuple[int, ...]] = {
+    "dcgan": (32, 64, 128, 256),
+    "resnet": (32, 64, 128, 256),
+    "r3gan": (32, 64, 128, 256),
+}
 
 
 # --------------------------------------------------------------------------- base
@@ -86,6 +125,8 @@ class PreprocessParams(Section):
     near_duplicate_distance: int = Field(ge=0)  # at most NEAR_DUPLICATE_MAX_DISTANCE (_searchable_distance)
     workers: int = Field(ge=0, le=256)
 
+    _background_as_tuple = field_validator("background", mode="before")(_list_as_tuple)
+
     @field_validator("background")
     @classmethod
     def _rgb_range(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -111,7 +152,7 @@ class PreprocessParams(Section):
 class TrainParams(Section):
     """The training stage (ganlib/training/loop.py). Comments give units and the why."""
 
-    arch: Literal["dcgan", "resnet", "r3gan"] # ganlib/models/registry.py lists resolutions per arch
+    arch: Literal["dcgan", "resnet", "r3gan"] # ARCHITECTURE_RESOLUTIONS lists the resolutions of each
     z_dim: int = Field(ge=1, le=4096)
     g_width: int = Field(ge=4, le=2048)       # base channels: G's last hidden layer (DCGAN-64: ngf)
     d_width: int = Field(ge=4, le=2048)       # base channels: D's first layer (DCGAN-64: ndf)
@@ -167,6 +208,8 @@ class TrainParams(Section):
     def schedule_length_kimg(self) -> float:
         """How many kimg the cosine schedule runs over (schedule_kimg, else the whole run)."""
         return self.schedule_kimg if self.schedule_kimg is not None else self.kimg
+
+    _betas_as_tuple = field_validator("betas", mode="before")(_list_as_tuple)
 
     @field_validator("betas")
     @classmethod
@@ -403,6 +446,17 @@ class Params(Section):
     # Named override sets, `section.key: value` each (`--preset NAME`); checked in validate_params.
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _resolution_the_architecture_builds(self) -> "Params":
+        # Across sections: preprocessing to a size training then refuses wastes the whole preprocess run.
+        supported = ARCHITECTURE_RESOLUTIONS[self.train.arch]
+        if self.preprocess.resolution not in supported:
+            raise ValueError(
+                f"preprocess.resolution: {self.preprocess.resolution} is not a resolution train.arch: "
+                f"{self.train.arch} builds; set it to one of {', '.join(map(str, supported))}"
+            )
+        return self
+
     def section_dict(self, *names: str) -> dict[str, Any]:
         """The named sections as plain JSON-able data (for hashing and records)."""
         dumped = self.model_dump(mode="json")
@@ -524,7 +578,7 @@ def _set_override(raw: dict[str, Any], expression: str, origin: str) -> None:
         raise ParamsError(f"{origin} {expression!r}: expected section.key=value, e.g. train.kimg=20")
     dotted, _, text = expression.partition("=")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = _parse_yaml(text) if text.strip() else None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{origin} {expression!r}: value is not valid YAML: {exc}") from None
     _set_dotted(raw, dotted.strip(), value, f"{origin} {expression!r}")
@@ -606,7 +660,7 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"{path}: parameter file not found (run from the repository root, or pass --params PATH)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -614,10 +668,14 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_ParamsYamlLoader)  # a SafeLoader: no object construction
+
+
 def _format_validation_error(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid parameters ({exc.error_count()} problem(s)):"]
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        key = ".".join(str(part) for part in error["loc"])
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key (typo? remove it or check the section it belongs to)"
@@ -625,10 +683,13 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
             message = "missing key (every parameter must be set in params.yaml)"
         elif error["type"] == "value_error":
             message = message.removeprefix("Value error, ")
+        elif error["type"] in ("int_type", "float_type") and isinstance(error.get("input"), str):
+            message += " (this is quoted text: write the number without quotes)"
         # A check across keys gets the whole section as input: its message names the keys instead.
         shown = error["type"] != "missing" and not isinstance(error.get("input"), dict)
         got = f" (got {error.get('input')!r})" if shown else ""
-        lines.append(f"  {key}: {message}{got}")
+        # A check across sections (loc empty) names its keys in the message itself.
+        lines.append(f"  {key}: {message}{got}" if key else f"  {message}{got}")
     return "\n".join(lines)
 
 

@@ -9,7 +9,10 @@ import pytest
 import yaml
 from conftest import REPO_ROOT
 
-from ganlib.config import STAGE_PARAMS, ParamsError, load_params, params_fingerprint, select_params, write_resolved_params
+from ganlib.config import (
+    ARCHITECTURE_RESOLUTIONS, STAGE_PARAMS, ParamsError, load_params, params_fingerprint, select_params,
+    write_resolved_params,
+)
 
 
 def write_params(tmp_path: Path, mutate) -> Path:
@@ -151,3 +154,75 @@ def test_a_stage_records_only_the_params_it_reads(tmp_path):
     assert set(recorded) == {"base", "preprocess"} and "workers" not in recorded["preprocess"]
     assert select_params(base, ["train", "evaluate.seed"]) == {
         "train": base.train.model_dump(mode="json"), "evaluate": {"seed": base.evaluate.seed}}
+
+
+# --------------------------------------------------------------------------- strict types (issue 18, item 6)
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "problem"),
+    [
+        ("lr_g", '"1e-3"', "quoted text"),       # a number as quoted text: refused, not read as 0.001
+        ("kimg", '"48"', "quoted text"),
+        ("batch_size", '"32"', "quoted text"),   # an int as text
+        ("batch_size", "32.5", "valid integer"),  # a float for an int: refused, not truncated
+        ("kimg", "true", "valid number"),        # a bool is not a number
+        ("kimg", ".inf", "finite number"),
+        ("lr_d", ".nan", "finite number"),
+        ("schedule_kimg", "-.inf", "finite number"),
+    ],
+)
+def test_a_value_of_the_wrong_type_or_not_finite_is_refused_in_the_file_and_in_set(tmp_path, key, text, problem):
+    original = (REPO_ROOT / "params.yaml").read_text()
+    assert f"\n  {key}: " in original
+    path = tmp_path / "params.yaml"
+    path.write_text(original.replace(f"\n  {key}: ", f"\n  {key}: {text}  # was: ", 1))
+    with pytest.raises(ParamsError, match=rf"train\.{key}: .*{problem}"):
+        load_params(path)
+    with pytest.raises(ParamsError, match=rf"train\.{key}: .*{problem}"):
+        load_params(REPO_ROOT / "params.yaml", [f"train.{key}={text}"])
+
+
+def test_an_int_is_a_float_and_an_unquoted_exponent_is_a_number(tmp_path):
+    """`kimg: 48` stays valid (an int for a float field); `lr_g: 1e-3` is 0.001 as DVC reads it, not text."""
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO_ROOT / "params.yaml").read_text().replace("\n  lr_g: 0.0002", "\n  lr_g: 1e-3", 1))
+    params = load_params(path, ["train.kimg=48", "train.lr_d=2E-4"])
+    assert params.train.lr_g == 0.001 and params.train.lr_d == 0.0002
+    assert params.train.kimg == 48.0 and isinstance(params.train.kimg, float)
+    assert params.preprocess.background == (255, 255, 255) and params.train.betas == (0.5, 0.999)  # YAML lists
+
+
+def test_list_valued_tuples_keep_their_items_strict():
+    with pytest.raises(ParamsError, match=r"preprocess\.background\.0: .*valid integer"):
+        load_params(REPO_ROOT / "params.yaml", ['preprocess.background=["255", 0, 0]'])
+    with pytest.raises(ParamsError, match=r"train\.betas"):
+        load_params(REPO_ROOT / "params.yaml", ["train.betas=[0.5, 0.999, 0.1]"])
+
+
+def test_a_resolution_the_architecture_cannot_build_is_refused_at_load():
+    with pytest.raises(ParamsError) as err:
+        load_params(REPO_ROOT / "params.yaml", ["train.arch=dcgan", "preprocess.resolution=100"])
+    message = str(err.value)
+    assert "preprocess.resolution: 100" in message and "train.arch: dcgan" in message
+    assert "32, 64, 128, 256" in message and "(top level)" not in message
+    for arch, resolutions in ARCHITECTURE_RESOLUTIONS.items():
+        for resolution in resolutions:
+            overrides = [f"train.arch={arch}", f"preprocess.resolution={resolution}", "train.loss=hinge"]
+            assert load_params(REPO_ROOT / "params.yaml", overrides).preprocess.resolution == resolution
+
+
+def test_the_resolution_table_is_the_registrys_and_the_models_and_loads_without_torch():
+    """One table (ganlib.config): the registry builds from it; each model module's own check must agree."""
+    import subprocess
+    import sys
+
+    from ganlib.config import TrainParams
+    from ganlib.models import dcgan, r3gan, resnet
+    from ganlib.models.registry import ARCHITECTURES
+
+    assert set(ARCHITECTURE_RESOLUTIONS) == set(ARCHITECTURES) == set(TrainParams.model_fields["arch"].annotation.__args__)
+    assert {name: arch.resolutions for name, arch in ARCHITECTURES.items()} == ARCHITECTURE_RESOLUTIONS
+    assert {"dcgan": dcgan.RESOLUTIONS, "resnet": resnet.RESOLUTIONS, "r3gan": r3gan.RESOLUTIONS} == ARCHITECTURE_RESOLUTIONS
+    check = "import sys, ganlib.config; assert 'torch' not in sys.modules, 'ganlib.config imported torch'"
+    subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, check=True)

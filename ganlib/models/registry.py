@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ganlib.config import TrainParams
+from ganlib.config import ARCHITECTURE_RESOLUTIONS, TrainParams
 from ganlib.errors import UserFacingError
 from ganlib.models import dcgan, r3gan, resnet
 
@@ -29,10 +29,14 @@ class Architecture:
     discriminator: Callable[..., nn.Module]  # (width, resolution)
 
 
+# The resolutions come from ganlib.config, where loading params checks preprocess.resolution
+# against them without importing torch; tests/test_config.py keeps each model module's own
+# RESOLUTIONS equal to them.
 ARCHITECTURES: dict[str, Architecture] = {
-    "dcgan": Architecture("dcgan", dcgan.RESOLUTIONS, dcgan.DCGANGenerator, dcgan.DCGANDiscriminator),
-    "resnet": Architecture("resnet", resnet.RESOLUTIONS, resnet.ResNetGenerator, resnet.ResNetDiscriminator),
-    "r3gan": Architecture("r3gan", r3gan.RESOLUTIONS, r3gan.R3GANGenerator, r3gan.R3GANDiscriminator),
+    "dcgan": Architecture("dcgan", ARCHITECTURE_RESOLUTIONS["dcgan"], dcgan.DCGANGenerator, dcgan.DCGANDiscriminator),
+    "resnet": Architecture("resnet", ARCHITECTURE_RESOLUTIONS["resnet"], resnet.ResNetGenerator,
+                           resnet.ResNetDiscriminator),
+    "r3gan": Architecture("r3gan", ARCHITECTURE_RESOLUTIONS["r3gan"], r3gan.R3GANGenerator, r3gan.R3GANDiscriminator),
 }
 
 
