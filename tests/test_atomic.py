@@ -229,3 +229,145 @@ def test_atomic_copy_file_copies_whole_with_the_given_mode_and_leaves_no_tempora
     atomic_copy_file(source, target, mode=0o644)
     assert target.read_bytes() == source.read_bytes() and stat.S_IMODE(target.stat().st_mode) == 0o644
     assert os.listdir(target.parent) == ["big.bin"]
+
+
+# --------------------------------------------------------------------------- a full disk (issue 18, item 7)
+#
+# Without filling a real disk: a tiny tmpfs needs privileges. Two injections, both below the writer's
+# own code, so its real write, flush, fsync, clean-up and error paths run:
+# * the temporary's descriptor is opened on /dev/full, whose every write the kernel fails with ENOSPC
+#   (the temporary itself is still created beside the target, so its removal is checked);
+# * os.fsync fails with ENOSPC, as it does on filesystems with delayed allocation (ext4, XFS, NFS)
+#   where the write succeeds and the full disk shows only when the data must reach the disk.
+
+needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+
+
+def writes_to_dev_full(monkeypatch) -> list[Path]:
+    """Make the atomic writer's temporaries write into /dev/full; returns the temporaries it created."""
+    from ganlib.io import atomic
+
+    created: list[Path] = []
+    real_temporary = atomic._writer_temporary
+
+    def temporary_on_dev_full(path: Path) -> tuple[int, str]:
+        fd, tmp = real_temporary(path)
+        os.close(fd)
+        created.append(Path(tmp))
+        return os.open("/dev/full", os.O_WRONLY), tmp
+
+    monkeypatch.setattr(atomic, "_writer_temporary", temporary_on_dev_full)
+    return created
+
+
+def assert_names_the_file_its_size_and_the_free_space(err, path: Path, needed: int) -> None:
+    import errno
+
+    from ganlib.errors import UserFacingError
+
+    message = str(err.value)
+    assert isinstance(err.value, UserFacingError) and isinstance(err.value, OSError)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(path)
+    assert message.startswith(f"{path}: ") and "no space left on device" in message
+    assert f"it needed {needed:,} bytes" in message and re.search(r"[\d,]+ bytes free on that filesystem", message)
+    assert "[Errno" not in message
+
+
+@needs_dev_full
+@pytest.mark.parametrize("size", [10, 3 << 20])  # fails at flush (buffered) / at write (larger than the buffer)
+def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch, size):
+    from ganlib.io.atomic import DiskFullError
+
+    target = tmp_path / "ckpt.pt"
+    target.write_bytes(b"the previous checkpoint")
+    temporaries = writes_to_dev_full(monkeypatch)
+    with pytest.raises(DiskFullError) as err:
+        atomic_write_bytes(target, b"x" * size)
+    assert_names_the_file_its_size_and_the_free_space(err, target, size)
+    assert "the previous file is unchanged" in str(err.value)
+    assert target.read_bytes() == b"the previous checkpoint"
+    assert temporaries and not any(tmp.exists() for tmp in temporaries)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+
+
+@needs_dev_full
+def test_a_full_disk_while_copying_names_the_target_and_the_sources_size(tmp_path, monkeypatch):
+    from ganlib.io.atomic import DiskFullError
+
+    source = tmp_path / "weights.part"
+    source.write_bytes(b"w" * 5000)
+    target = tmp_path / "weights" / "model.pt"
+    writes_to_dev_full(monkeypatch)
+    with pytest.raises(DiskFullError) as err:
+        atomic_copy_file(source, target)
+    assert_names_the_file_its_size_and_the_free_space(err, target, 5000)
+    assert "no partial file was left" in str(err.value)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_a_full_disk_found_by_fsync_is_named_the_same_way(tmp_path, monkeypatch):
+    import errno
+
+    from ganlib.io.atomic import DiskFullError
+
+    def no_room(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    target = tmp_path / "stats.jsonl"
+    target.write_text("old\n")
+    monkeypatch.setattr(os, "fsync", no_room)
+    with pytest.raises(DiskFullError) as err:
+        atomic_write_bytes(target, b"new\n")
+    assert_names_the_file_its_size_and_the_free_space(err, target, 4)
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["stats.jsonl"]
+
+
+def test_a_quota_is_named_as_a_quota_and_other_errors_pass_unchanged(tmp_path, monkeypatch):
+    import errno
+
+    from ganlib.io.atomic import DiskFullError
+
+    failure = [OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))]
+
+    def fail(fd: int) -> None:
+        raise failure[0]
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(DiskFullError, match="disk quota exceeded"):
+        atomic_write_bytes(tmp_path / "a", b"1")
+    failure[0] = OSError(errno.EIO, os.strerror(errno.EIO))
+    with pytest.raises(OSError) as err:
+        atomic_write_bytes(tmp_path / "a", b"1")
+    assert not isinstance(err.value, DiskFullError) and err.value.errno == errno.EIO
+
+
+@needs_dev_full
+def test_a_full_disk_inside_a_staged_directory_names_the_output_directory(tmp_path):
+    """Any writer inside the staging (numpy, torch) that meets ENOSPC: named after the output, old one kept."""
+    from ganlib.io.atomic import DiskFullError
+
+    target = tmp_path / "prepared"
+    target.mkdir()
+    (target / "images.npy").write_bytes(b"old")
+    with pytest.raises(DiskFullError) as err:
+        with staged_directory(target) as staging:
+            (staging / "manifest.json").write_text("{}")
+            with open("/dev/full", "wb") as full:  # a real ENOSPC from the kernel, with no file name in it
+                full.write(b"x" * 100)
+                full.flush()
+    message = str(err.value)
+    assert message.startswith(f"{target}: could not write this directory: no space left on device")
+    assert "2 bytes were written before the disk filled" in message and "the previous directory is unchanged" in message
+    assert [p.name for p in target.iterdir()] == ["images.npy"] and [p.name for p in tmp_path.iterdir()] == ["prepared"]
+
+
+def test_a_disk_full_error_survives_pickling():
+    """Prefect carries a task's exception across processes: it must come back the same."""
+    import errno
+    import pickle
+
+    from ganlib.io.atomic import DiskFullError
+
+    error = DiskFullError(errno.ENOSPC, "/x: could not write this file", Path("/x"))
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is DiskFullError and str(back) == str(error) and back.errno == errno.ENOSPC and back.filename == "/x"

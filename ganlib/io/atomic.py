@@ -4,6 +4,11 @@ A stage killed half-way (SIGKILL, full disk, bad input found late) must never
 leave a half-written output that the next stage or `dvc repro` mistakes for a
 finished one, and must never destroy the previous good output.
 
+A full disk (or quota) is an error a person can fix, so it names what it
+could not write, how many bytes that needed (when known) and how much the
+filesystem has free: a bare `[Errno 28] No space left on device` says none
+of that. The temporary is removed and the previous output stays.
+
 A writer killed outright still leaves its temporary file behind. Temporaries
 are named after their writer (`.NAME.PID@HOST.RANDOM.tmp`), so that
 `remove_stale_temporaries` can tell an abandoned one from one being written.
@@ -12,6 +17,7 @@ are named after their writer (`.NAME.PID@HOST.RANDOM.tmp`), so that
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -22,6 +28,8 @@ import stat
 import time
 from pathlib import Path
 from typing import Any, Iterator
+
+from ganlib.errors import UserFacingError
 
 # A temporary whose writer cannot be checked (a live pid, perhaps reused; another host; a name
 # from before temporaries carried their writer) is removed only when untouched this long. A write
@@ -34,21 +42,67 @@ STALE_TEMPORARY_AGE_S = 24 * 3600
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9+-]+)\.[0-9a-f]+\.tmp$")
 
 
+# The errors that mean "the filesystem has no room for this write": out of space, out of quota.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class DiskFullError(UserFacingError, OSError):
+    """A write found no space (ENOSPC) or quota (EDQUOT) left; the message names the file, its size and the free space.
+
+    Still an OSError with the original errno, so code that handles OSError handles it too.
+    """
+
+    def __init__(self, code: int, message: str, path: Path) -> None:
+        super().__init__(code, message, str(path))
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # the message alone, without OSError's "[Errno 28] ...: 'path'" wrapping
+
+
+@contextlib.contextmanager
+def _naming_a_full_disk(path: Path, needed: int | None) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT raised inside the block into a DiskFullError about the file `path`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _NO_ROOM:
+            raise
+        size = f"it needed {needed:,} bytes" if needed is not None else "its size is unknown"
+        raise _disk_full_error(exc.errno, path, size, "file") from exc
+
+
+def _disk_full_error(code: int, path: Path, size: str, what: str) -> DiskFullError:
+    reason = "no space left on device" if code == errno.ENOSPC else "disk quota exceeded"
+    try:
+        free = f"{shutil.disk_usage(path.parent).free:,} bytes free"
+    except OSError:
+        free = "free space unknown"
+    previous = f"the previous {what} is unchanged" if path.exists() else f"no partial {what} was left"
+    return DiskFullError(
+        code,
+        f"{path}: could not write this {what}: {reason} ({size}; {free} on that filesystem); {previous}. "
+        "Free some space (or move base.paths to a larger disk) and run again",
+        path,
+    )
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `path` whole or not at all, with the mode a plain open() would give it (0o666 & ~umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _writer_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # Outside the clean-up, so that the free space it reports is measured after the temporary is gone.
+    with _naming_a_full_disk(path, len(data)):
+        fd, tmp = _writer_temporary(path)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())  # with delayed allocation a full disk may show only here
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
     fsync_directory(path.parent)
     return path
 
@@ -61,21 +115,29 @@ def atomic_copy_file(source: str | Path, path: str | Path, mode: int | None = No
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _writer_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as handle, open(source, "rb") as original:
-            shutil.copyfileobj(original, handle, 1 << 20)
-            if mode is not None:
-                os.fchmod(handle.fileno(), mode)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with _naming_a_full_disk(path, _size_or_none(source)):
+        fd, tmp = _writer_temporary(path)
+        try:
+            with os.fdopen(fd, "wb") as handle, open(source, "rb") as original:
+                shutil.copyfileobj(original, handle, 1 << 20)
+                if mode is not None:
+                    os.fchmod(handle.fileno(), mode)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
     fsync_directory(path.parent)
     return path
+
+
+def _size_or_none(path: str | Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -91,8 +153,10 @@ def staged_directory(target: str | Path) -> Iterator[Path]:
     """Build a directory beside `target`, then swap it into place on success.
 
     On any exception the staging directory is removed and `target` (if it
-    existed) is left exactly as it was. A process killed outright (SIGKILL)
-    leaves its staging directory behind; the next call removes such leftovers.
+    existed) is left exactly as it was; a full disk met while filling it (by
+    any writer, say numpy's) is a DiskFullError naming `target`. A process
+    killed outright (SIGKILL) leaves its staging directory behind; the next
+    call removes such leftovers.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -100,10 +164,25 @@ def staged_directory(target: str | Path) -> Iterator[Path]:
     staging = _new_staging_directory(target)
     try:
         yield staging
-    except BaseException:
+    except BaseException as exc:
+        no_room = isinstance(exc, OSError) and exc.errno in _NO_ROOM
+        # Measured before the removal: what was written is a lower bound on what the output needs.
+        written = _tree_size(staging) if no_room else None
         shutil.rmtree(staging, ignore_errors=True)
+        if no_room:
+            size = f"{written:,} bytes were written before the disk filled" if written is not None else "size unknown"
+            # Named after the target even when an inner atomic write named its file: that was in the staging.
+            raise _disk_full_error(exc.errno, target, size, "directory") from exc
         raise
     replace_directory(staging, target)
+
+
+def _tree_size(directory: Path) -> int | None:
+    """The bytes of the files under `directory` (None if it cannot be read)."""
+    try:
+        return sum(entry.stat().st_size for entry in directory.rglob("*") if entry.is_file())
+    except OSError:
+        return None
 
 
 def _staging_prefix(target: Path) -> str:
