@@ -1,11 +1,19 @@
-"""Run a command with one Prefect server up for its whole duration: `python -m flows.server -- dvc repro`.
+"""A Prefect server that lives exactly as long as the process that needs it.
 
-Without PREFECT_API_URL each flow run starts a temporary server of its own
-(7-9 s here), so a four-stage `dvc repro` pays that four times. `make demo`
-runs `dvc repro` through this instead: one server on a free loopback port,
-started once, stopped when the command ends (whatever way it ends). Runs are
+`python -m flows.server -- dvc repro` runs a command with one server up for
+its whole duration: without PREFECT_API_URL each flow run would start a
+temporary server of its own (7-9 s here), so a four-stage `dvc repro` would
+pay that four times. `make demo` runs `dvc repro` through this. Runs are
 stored in Prefect's database as usual, so `make ui` shows them afterwards.
 With PREFECT_API_URL already set, the command simply runs against that server.
+
+`prefect_api_for_process()` gives one process (a `python -m flows.stage`
+run) a server of its own when PREFECT_API_URL is not set. It replaces
+Prefect's built-in temporary server, which outlives a SIGKILLed parent
+(each kill used to leave a ~200 MB uvicorn behind): the servers started
+here are `prefect server start` under flows/parent_death.py, so the kernel
+stops them when their starter dies, however it dies, and they are stopped in
+order when it exits normally.
 """
 
 from __future__ import annotations
@@ -20,12 +28,95 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 from flows.offline import keep_prefect_offline
+from flows.parent_death import launcher_command
 
 STARTUP_TIMEOUT_S = 120.0
+
+
+@dataclass
+class LocalServer:
+    """A started (not necessarily ready) server: its API URL, process and log."""
+
+    api_url: str
+    process: subprocess.Popen
+    log: BinaryIO
+
+    def wait_until_ready(self) -> str:
+        wait_until_healthy(self.api_url, self.process, self.log)
+        return self.api_url
+
+
+@contextmanager
+def local_server(ui: bool) -> Iterator[LocalServer]:
+    """`prefect server start` on a free loopback port, tied to this process; stopped when the block ends.
+
+    Yields at once, before the server answers, so the caller can do other work
+    (imports) during the seconds it takes to start; call wait_until_ready().
+    """
+    port = free_loopback_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    server_command = [prefect_executable(), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    if not ui:
+        # What Prefect's own temporary server leaves out: a UI, and turning deployments' schedules into runs.
+        server_command += ["--no-ui", "--no-scheduler", "--no-late-runs"]
+    # An unlinked file: a killed parent leaves no log behind, yet a failed start can still show its tail.
+    with tempfile.TemporaryFile(prefix="scenegan-prefect-server-") as log:
+        process = subprocess.Popen(
+            launcher_command(server_command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, PREFECT_UI_API_URL=api_url),
+            # Its own session: a Ctrl-C meant for the flow must not stop the server the flow reports its end to.
+            start_new_session=True,
+        )
+        try:
+            yield LocalServer(api_url, process, log)
+        finally:
+            stop_process_group(process)
+
+
+@contextmanager
+def prefect_api_for_process() -> Iterator[LocalServer | None]:
+    """PREFECT_API_URL for this process: the one set (yields None), or a server of its own (yields it).
+
+    The URL goes into os.environ (children inherit it) and into Prefect's
+    process-wide settings, which Prefect reads once at import: threads that
+    do not copy the caller's context (log and event workers) see it too.
+    Call from the main thread (see flows/parent_death.py).
+    """
+    keep_prefect_offline()
+    if os.environ.get("PREFECT_API_URL"):
+        yield None
+        return
+    with local_server(ui=False) as server:
+        os.environ["PREFECT_API_URL"] = server.api_url
+        _refresh_prefect_settings()
+        try:
+            yield server
+        finally:
+            _send_queued_logs_and_events()
+            os.environ.pop("PREFECT_API_URL", None)
+            _refresh_prefect_settings()
+
+
+def _refresh_prefect_settings() -> None:
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
+
+
+def _send_queued_logs_and_events(timeout_s: float = 10.0) -> None:
+    """Prefect sends logs and task-run states in batches from background workers, which it would drain
+    at interpreter exit; this server stops before then, so drain them while it still answers."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout_s)
+    EventsWorker.drain_all(timeout=timeout_s)
 
 
 def run_with_server(command: Sequence[str]) -> int:
@@ -33,22 +124,11 @@ def run_with_server(command: Sequence[str]) -> int:
     keep_prefect_offline()
     if os.environ.get("PREFECT_API_URL"):
         return subprocess.call(list(command))
-    port = free_loopback_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    with tempfile.TemporaryDirectory(prefix="scenegan-prefect-server-") as scratch:
-        log_path = Path(scratch) / "server.log"
-        with open(log_path, "wb") as log_file:
-            server = subprocess.Popen(
-                [prefect_executable(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=dict(os.environ, PREFECT_UI_API_URL=api_url), start_new_session=True,
-            )
-        try:
-            wait_until_healthy(api_url, server, log_path)
-            print(f"Prefect server for this command: {api_url}", flush=True)
-            return subprocess.call(list(command), env=dict(os.environ, PREFECT_API_URL=api_url))
-        finally:
-            stop_process_group(server)
+    with local_server(ui=True) as server:
+        api_url = server.wait_until_ready()
+        print(f"Prefect server for this command: {api_url}", flush=True)
+        # The command, too, is stopped if this process is killed: it would fail without its server anyway.
+        return subprocess.call(launcher_command(command), env=dict(os.environ, PREFECT_API_URL=api_url))
 
 
 def free_loopback_port() -> int:
@@ -62,11 +142,11 @@ def prefect_executable() -> str:
     return str(beside_python) if beside_python.exists() else (shutil.which("prefect") or "prefect")
 
 
-def wait_until_healthy(api_url: str, server: subprocess.Popen, log_path: Path) -> None:
+def wait_until_healthy(api_url: str, server: subprocess.Popen, log: Path | BinaryIO) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"the Prefect server exited ({server.returncode}) before it was ready:\n{_tail(log_path)}")
+            raise SystemExit(f"the Prefect server exited ({server.returncode}) before it was ready:\n{_tail(log)}")
         try:
             with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
                 if response.status == 200:
@@ -74,7 +154,7 @@ def wait_until_healthy(api_url: str, server: subprocess.Popen, log_path: Path) -
         except OSError:
             pass
         time.sleep(0.25)
-    raise SystemExit(f"the Prefect server did not answer on {api_url} within {STARTUP_TIMEOUT_S:.0f} s:\n{_tail(log_path)}")
+    raise SystemExit(f"the Prefect server did not answer on {api_url} within {STARTUP_TIMEOUT_S:.0f} s:\n{_tail(log)}")
 
 
 def stop_process_group(process: subprocess.Popen, grace_s: float = 15.0) -> None:
@@ -91,11 +171,16 @@ def stop_process_group(process: subprocess.Popen, grace_s: float = 15.0) -> None
         pass
 
 
-def _tail(path: Path, lines: int = 30) -> str:
+def _tail(log: Path | BinaryIO, lines: int = 30) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        if isinstance(log, Path):
+            text = log.read_text(errors="replace")
+        else:
+            log.seek(0)
+            text = log.read().decode(errors="replace")
     except OSError:
         return "(no server log)"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,8 +2,14 @@
 
 This is what every `dvc.yaml` stage command calls, so a `dvc repro` and a
 Prefect run execute the same code, and each stage is a named flow run in the
-Prefect UI whenever PREFECT_API_URL points at a server (without one, Prefect
-starts a temporary local server for the duration of the process).
+Prefect UI. Without PREFECT_API_URL the run starts a Prefect server of its
+own (flows/server.py) that stops when the process ends, even by SIGKILL.
+
+Every stage flow runs here with the project's run options: its process is
+recorded on the run, and runs of this host whose process was killed are
+marked Crashed as it starts (flows/reconcile.py); and nothing is persisted
+as pickle (results are not persisted; the exception of a failed run, which
+Prefect always writes, is written as JSON).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import sys
 from typing import Callable, Sequence
 
 from flows.offline import keep_prefect_offline
+from flows.reconcile import record_and_reconcile
+from flows.server import prefect_api_for_process
 from ganlib.config import load_params, preset_overrides
 from ganlib.errors import UserFacingError
 
@@ -26,8 +34,15 @@ STAGE_FLOWS = {
 
 
 def stage_flow(stage: str) -> Callable:
+    """The stage's flow with the project's run options (see the module docstring)."""
     module_name, _, attribute = STAGE_FLOWS[stage].partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
+    flow = getattr(importlib.import_module(module_name), attribute)
+    hooks = list(flow.on_running_hooks)
+    return flow.with_options(
+        persist_result=False,
+        result_serializer="json",
+        on_running=hooks if record_and_reconcile in hooks else [*hooks, record_and_reconcile],
+    )
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +72,11 @@ def run_stage(stage: str, params_file: str, overrides: Sequence[str]) -> int:
     try:
         # Bad params fail here, in a line, before a flow run (and a server) starts.
         load_params(params_file, overrides)
-        stage_flow(stage)(params_file=params_file, overrides=list(overrides))
+        with prefect_api_for_process() as own_server:
+            flow = stage_flow(stage)  # imported (Prefect, torch) while the server starts
+            if own_server is not None:
+                own_server.wait_until_ready()
+            flow(params_file=params_file, overrides=list(overrides))
     except UserFacingError as exc:
         print(f"scenegan {stage}: {exc}", file=sys.stderr)
         return 2
