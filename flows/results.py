@@ -20,6 +20,7 @@ from ganlib.io.provenance import short_md5
 if TYPE_CHECKING:
     from ganlib.config import Params
     from ganlib.data.importer import ImportSummary
+    from ganlib.data.raw_check import RawCheck
     from ganlib.data.raw_data import RawDataStatus
     from ganlib.data.scenes import DefaultDatasetSummary
     from ganlib.metrics.report import DatasetComparison
@@ -68,6 +69,13 @@ def data_import_result(summary: ImportSummary, raw_dir: Path) -> CommandResult:
     # Into the project's raw folder: record the version. Elsewhere: the user has their own plan for it.
     into_raw = Path(summary.dest).resolve() == Path(raw_dir).resolve()
     return CommandResult(lines, data, _record_raw_steps(summary.dest, raw_dir) if n_new and into_raw else [])
+
+
+def data_check_result(check: RawCheck, raw_dir: Path) -> CommandResult:
+    """`scenegan data check` that passed (a refusal is a RawDataCheckError listing the entries)."""
+    lines = [f"{shown_path(check.directory)}: no symlinks or special files among "
+             f"{plural(check.checked, 'entry', 'entries')}; safe to `dvc add`."]
+    return CommandResult(lines, {"command": "data check", **to_jsonable(check)}, _record_raw_steps(check.directory, raw_dir))
 
 
 def data_ensure_result(status: RawDataStatus) -> CommandResult:

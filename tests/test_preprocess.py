@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from ganlib.config import Params, load_params
-from ganlib.data import dataset, images, preprocess
-from ganlib.data.preprocess import PreprocessError, prepare_dataset
+from ganlib.data import dataset, images, preprocess, raw_check
+from ganlib.data.preprocess import PreprocessError, prepare_dataset, scan_raw_directory
+from ganlib.data.raw_check import RawDataCheckError
 
 REPO = Path(__file__).resolve().parents[1]
 LOG = logging.getLogger("test_preprocess")
@@ -27,7 +28,7 @@ def make_params(*overrides: str) -> Params:
     base = [
         f"base.paths.raw={RAW}",
         f"base.paths.prepared={PREPARED}",
-        "preprocess.resolution=16",
+        "preprocess.resolution=32",
         "preprocess.min_side=16",
         "preprocess.max_aspect_ratio=3.0",
         "preprocess.max_pixels=1000000",
@@ -66,15 +67,19 @@ def messy_raw(tmp_path: Path) -> Path:
     (raw / ".hidden.png").write_bytes(good)
     (raw / ".cache").mkdir()
     (raw / ".cache" / "x.png").write_bytes(good)
-    outside = tmp_path / "outside.png"
-    save_colour(outside, (9, 9, 9))
+    return raw
+
+
+def add_links_and_a_fifo(raw: Path) -> None:
+    """What people put into data/raw by hand and `dvc add` must never read (see ganlib/data/raw_check.py)."""
+    save_colour(raw.parent.parent / "outside.png", (9, 9, 9))
     # Relative link targets, so that the reports are the same wherever tmp_path is.
     (raw / "escape.png").symlink_to("../../outside.png")
-    (raw / "nested" / "link_to_b.png").symlink_to("../b.png")    # inside: followed (then a duplicate)
+    (raw / "nested").mkdir(exist_ok=True)
+    (raw / "nested" / "link_to_b.png").symlink_to("../b.png")    # inside the folder: still refused
     (raw / "nested" / "loop").symlink_to(".")                    # a directory loop
     (raw / "dangling.png").symlink_to("missing.png")
     os.mkfifo(raw / "pipe.png")                                   # would block forever if opened
-    return raw
 
 
 def truncated_png_bytes() -> bytes:
@@ -87,7 +92,7 @@ def test_prepares_good_images_and_reports_every_reject(tmp_path: Path, messy_raw
     summary = prepare_dataset(make_params(), LOG, root=tmp_path)
 
     prepared = dataset.open_prepared(tmp_path / PREPARED)
-    assert prepared.count == summary.count == 3 and prepared.resolution == 16
+    assert prepared.count == summary.count == 3 and prepared.resolution == 32
     # Sorted relative paths: a.png, b.png, nested/deeper/c.jpg.
     colours = prepared.images.reshape(3, -1, 3).mean(axis=1)
     assert np.allclose(colours, [(255, 0, 0), (0, 255, 0), (0, 0, 255)], atol=3)
@@ -97,15 +102,10 @@ def test_prepares_good_images_and_reports_every_reject(tmp_path: Path, messy_raw
     assert reasons == {
         "bomb.png": images.DECOMPRESSION_BOMB,
         "cut.png": images.TRUNCATED,
-        "dangling.png": preprocess.BROKEN_SYMLINK,
         "empty.jpg": images.NOT_AN_IMAGE,
-        "escape.png": preprocess.SYMLINK_OUTSIDE_ROOT,
-        "nested/link_to_b.png": preprocess.DUPLICATE,
-        "nested/loop": preprocess.ALREADY_SCANNED,
         "noise.jpg": images.NOT_AN_IMAGE,
         "notes.txt": images.NOT_AN_IMAGE,
         "panorama.png": images.EXTREME_ASPECT_RATIO,
-        "pipe.png": preprocess.NOT_A_REGULAR_FILE,
         "tiny.png": images.TOO_SMALL,
         "z_copy_of_a.png": preprocess.DUPLICATE,
     }
@@ -116,11 +116,42 @@ def test_prepares_good_images_and_reports_every_reject(tmp_path: Path, messy_raw
 
     manifest = prepared.manifest
     assert manifest["format"] == dataset.FORMAT
-    assert manifest["scanned"] == 16 and manifest["accepted"] == 3 and manifest["rejected"] == 13
-    assert manifest["rejects_by_reason"][preprocess.DUPLICATE] == 2
+    assert manifest["scanned"] == 11 and manifest["accepted"] == 3 and manifest["rejected"] == 8
+    assert manifest["rejects_by_reason"][preprocess.DUPLICATE] == 1
     assert manifest["hidden_skipped"] == 2
     assert manifest["images_sha256"] and manifest["data_md5"] is None
-    assert json.loads((tmp_path / PREPARED / "params.json").read_text())["preprocess"]["resolution"] == 16
+    assert json.loads((tmp_path / PREPARED / "params.json").read_text())["preprocess"]["resolution"] == 32
+
+
+def test_links_and_special_files_are_refused_before_any_file_is_read(tmp_path: Path, messy_raw: Path) -> None:
+    add_links_and_a_fifo(messy_raw)
+    # The FIFO has no writer: opening it would block this test forever, so finishing shows nothing was read.
+    with pytest.raises(RawDataCheckError) as error:
+        prepare_dataset(make_params(), LOG, root=tmp_path)
+    assert str(error.value).splitlines()[1:6] == [
+        "  data/raw/dangling.png: broken symlink to missing.png",
+        "  data/raw/escape.png: symlink to ../../outside.png",
+        "  data/raw/nested/link_to_b.png: symlink to ../b.png",
+        "  data/raw/nested/loop: symlink to .",
+        "  data/raw/pipe.png: FIFO",
+    ]
+    assert "`dvc add`" in str(error.value) and "scenegan data check" in str(error.value)
+    assert {(e.path, e.kind) for e in error.value.entries} >= {("pipe.png", raw_check.FIFO)}
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["raw"]  # no output, no staging
+
+
+def test_the_scan_alone_still_rejects_links_it_must_not_follow(tmp_path: Path, messy_raw: Path) -> None:
+    """scan_raw_directory keeps its own guard: a link made after the check is still never followed out."""
+    add_links_and_a_fifo(messy_raw)
+    scan = scan_raw_directory(messy_raw, RAW)
+    reasons = {r.path: r.reason for r in scan.rejects}
+    assert reasons == {
+        "dangling.png": preprocess.BROKEN_SYMLINK,
+        "escape.png": preprocess.SYMLINK_OUTSIDE_ROOT,
+        "nested/loop": preprocess.ALREADY_SCANNED,
+        "pipe.png": preprocess.NOT_A_REGULAR_FILE,
+    }
+    assert "nested/link_to_b.png" in [rel for rel, _ in scan.files]  # inside the folder: followed
 
 
 def test_two_runs_are_byte_identical(tmp_path: Path, messy_raw: Path) -> None:
@@ -163,12 +194,12 @@ def png_header_only(width: int, height: int) -> bytes:
 def test_images_npy_loads_memory_mapped(tmp_path: Path, messy_raw: Path) -> None:
     prepare_dataset(make_params(), LOG, root=tmp_path)
     array = np.load(tmp_path / PREPARED / dataset.IMAGES_FILE, mmap_mode="r")
-    assert isinstance(array, np.memmap) and array.shape == (3, 16, 16, 3) and array.dtype == np.uint8
+    assert isinstance(array, np.memmap) and array.shape == (3, 32, 32, 3) and array.dtype == np.uint8
 
 
 def test_dedupe_off_keeps_identical_files(tmp_path: Path, messy_raw: Path) -> None:
     summary = prepare_dataset(make_params("preprocess.dedupe=false"), LOG, root=tmp_path)
-    assert summary.count == 5  # a.png, b.png, c.jpg, nested/link_to_b.png, z_copy_of_a.png
+    assert summary.count == 4  # a.png, b.png, c.jpg, z_copy_of_a.png
     assert preprocess.DUPLICATE not in summary.rejects_by_reason
 
 
@@ -178,6 +209,21 @@ def test_records_the_dvc_md5_of_the_dataset(tmp_path: Path) -> None:
     summary = prepare_dataset(make_params(), LOG, root=tmp_path)
     manifest = json.loads((tmp_path / PREPARED / dataset.MANIFEST_FILE).read_text())
     assert manifest["data_md5"] == summary.data_md5 == "0123456789abcdef0123456789abcdef"
+
+
+def test_data_md5_names_only_the_folder_it_was_recorded_for(tmp_path: Path) -> None:
+    """base.paths.raw elsewhere: data.dvc (which tracks data/raw) must not name that folder's dataset."""
+    save_colour(tmp_path / "other" / "photos" / "a.png", (5, 6, 7))
+    (tmp_path / "data.dvc").write_text("outs:\n- md5: 0123456789abcdef0123456789abcdef.dir\n  path: data/raw\n")
+    params = make_params("base.paths.raw=other/photos")
+    assert prepare_dataset(params, LOG, root=tmp_path).data_md5 is None
+    assert json.loads((tmp_path / PREPARED / dataset.MANIFEST_FILE).read_text())["data_md5"] is None
+
+    # What `dvc add other/photos` writes: that folder's own record.
+    (tmp_path / "other" / "photos.dvc").write_text("outs:\n- md5: fedcba9876543210fedcba9876543210.dir\n  path: photos\n")
+    assert prepare_dataset(params, LOG, root=tmp_path).data_md5 == "fedcba9876543210fedcba9876543210"
+    assert json.loads((tmp_path / PREPARED / dataset.MANIFEST_FILE).read_text())["data_md5"] == (
+        "fedcba9876543210fedcba9876543210")
 
 
 def test_nothing_usable_fails_and_writes_nothing(tmp_path: Path) -> None:

@@ -35,3 +35,15 @@ def test_existing_data_is_left_alone(project_copy):
     status = ensure_raw_data(load_params(project_copy / "params.yaml"), project_copy, LOG)
     assert status.origin == "present"
     assert sorted(p.name for p in (project_copy / "data/raw").rglob("*")) == ["mine", "photo.jpg"]
+
+
+def test_data_dvc_of_another_folder_is_not_this_datasets_version(tmp_path):
+    """base.paths.raw elsewhere: data.dvc (tracking data/raw) names another dataset; only <raw>.dvc counts."""
+    (tmp_path / "data.dvc").write_text("outs:\n- md5: 0123456789abcdef0123456789abcdef.dir\n  path: data/raw\n")
+    photos = tmp_path / "other" / "photos"
+    photos.mkdir(parents=True)
+    (photos / "photo.jpg").write_bytes(b"not really a photo")
+    params = load_params(REPO_ROOT / "params.yaml", ["base.paths.raw=other/photos"])
+    assert ensure_raw_data(params, tmp_path, LOG).md5_after is None
+    (tmp_path / "other" / "photos.dvc").write_text("outs:\n- md5: fedcba9876543210fedcba9876543210.dir\n  path: photos\n")
+    assert ensure_raw_data(params, tmp_path, LOG).md5_after == "fedcba9876543210fedcba9876543210"

@@ -32,9 +32,10 @@ import numpy as np
 from ganlib.config import STAGE_PARAMS, Params, PreprocessParams, params_fingerprint, write_resolved_params
 from ganlib.data import dataset, images
 from ganlib.data.near_duplicates import METHOD, NearDuplicateGroups, perceptual_hash
+from ganlib.data.raw_check import DVC_CACHE_DIR, refuse_unsafe_entries
 from ganlib.errors import UserFacingError
 from ganlib.io.atomic import atomic_write_json, staged_directory
-from ganlib.io.provenance import DATA_DVC_FILE, dvc_tracked_md5
+from ganlib.io.provenance import dataset_md5
 from ganlib.logs import Logger
 from ganlib.progress import Progress
 
@@ -49,9 +50,6 @@ ALREADY_SCANNED = "already_scanned"
 
 QA_FORMAT = "scenegan-qa/1"
 PROGRESS_INTERVAL_S = 5.0
-# With `dvc config cache.type symlink`, every file of data/raw is a symlink
-# into the repository's DVC cache: links there are the dataset, not an escape.
-DVC_CACHE_DIR = ".dvc/cache"
 
 
 class PreprocessError(UserFacingError, RuntimeError):
@@ -109,6 +107,9 @@ def prepare_dataset(params: Params, log: Logger, root: Path) -> PreparedSummary:
     started = time.monotonic()
 
     log.info("preprocess: scanning %s", raw_name)
+    # Before any file is opened: symlinks, FIFOs and devices are refused with the listing
+    # `scenegan data check` prints (a missing folder is the scan's error to report).
+    refuse_unsafe_entries(raw_dir, raw_name, allowed_link_targets=[root / DVC_CACHE_DIR])
     scan = scan_raw_directory(raw_dir, raw_name, link_targets_allowed=[root / DVC_CACHE_DIR])
     workers = _worker_count(cfg, len(scan.files))
     log.info(
@@ -195,7 +196,8 @@ def _write_records(
         "format": dataset.FORMAT,
         "count": count,
         "resolution": params.preprocess.resolution,
-        "data_md5": dvc_tracked_md5(root / DATA_DVC_FILE),
+        # The record of base.paths.raw itself; None (untracked) rather than another folder's md5.
+        "data_md5": dataset_md5(root, raw_name),
         "images_sha256": _file_digest(staging / dataset.IMAGES_FILE).hex(),
         "source": raw_name,
         "scanned": count + len(rejects),

@@ -15,7 +15,7 @@ from pathlib import Path
 from ganlib.config import Params
 from ganlib.data.scenes import write_default_dataset
 from ganlib.io.dvc_cli import has_default_remote, run_dvc
-from ganlib.io.provenance import DATA_DVC_FILE, dvc_tracked_md5
+from ganlib.io.provenance import DATA_DVC_FILE, dataset_dvc_file, dataset_md5
 from ganlib.logs import Logger
 
 
@@ -34,27 +34,28 @@ class RawDataStatus:
 def ensure_raw_data(params: Params, root: Path, log: Logger) -> RawDataStatus:
     """Leave a user's data alone; otherwise pull it, otherwise generate the default dataset."""
     raw = root / params.base.paths.raw
-    dvc_file = root / DATA_DVC_FILE
-    md5_before = dvc_tracked_md5(dvc_file)
+    # The record of base.paths.raw itself: data.dvc only while it tracks that folder.
+    dvc_file = dataset_dvc_file(root, params.base.paths.raw)
+    md5_before = dataset_md5(root, params.base.paths.raw)
 
     if _has_files(raw):
         log.info("%s is present; leaving it as it is", raw)
         return RawDataStatus(raw, "present", md5_before, md5_before)
 
-    if md5_before and has_default_remote(root):
+    if dvc_file is not None and has_default_remote(root):
         log.info("pulling %s from the DVC remote", raw)
-        run_dvc(["pull", DATA_DVC_FILE], root)
-        return RawDataStatus(raw, "pulled", md5_before, dvc_tracked_md5(dvc_file))
+        run_dvc(["pull", str(dvc_file.relative_to(root))], root)
+        return RawDataStatus(raw, "pulled", md5_before, dataset_md5(root, params.base.paths.raw))
 
     log.info("no data in %s and no DVC remote: generating the embedded default dataset", raw)
     write_default_dataset(raw, params.data.n_images, params.data.size, params.data.seed, log)
     # `dvc add` records the version (and caches it) so that `dvc repro` and
     # `dvc status` agree; for the committed params the md5 does not change.
     # The stub keeps DVC writing to data.dvc rather than a new data/raw.dvc.
-    if not dvc_file.exists():
-        dvc_file.write_text(f"outs:\n- path: {params.base.paths.raw}\n")
+    if not (root / DATA_DVC_FILE).exists():
+        (root / DATA_DVC_FILE).write_text(f"outs:\n- path: {params.base.paths.raw}\n")
     run_dvc(["add", params.base.paths.raw], root)
-    status = RawDataStatus(raw, "generated", md5_before, dvc_tracked_md5(dvc_file))
+    status = RawDataStatus(raw, "generated", md5_before, dataset_md5(root, params.base.paths.raw))
     if status.data_dvc_changed and md5_before:
         log.warning(
             "%s now records %s (was %s): your data params differ from the committed ones; "
