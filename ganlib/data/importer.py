@@ -13,7 +13,17 @@ SRC is a folder (nested) or an archive (.zip, .tar, .tar.gz/.tgz, .tar.bz2,
   `..` components, symlinks, hard links and device files are skipped and
   reported (never extracted), archives are never handed to extractall(), and
   a DEST path that leads outside DEST through an existing symlink is refused.
-- Archives that expand beyond `max_total_bytes` (zip bombs) are an error.
+- Archive bombs are an error, caught on the bytes actually produced (an
+  archive's declared sizes can lie) before they fill the disk: a member that
+  expands more than `max_ratio` times its compressed size (default 200:1;
+  photos barely compress, while deflate turns zeros into about 1030:1), an
+  archive that expands more than `max_ratio` times its own size (many small
+  members), and more than `max_total_bytes` in all. Ratios are judged only
+  beyond RATIO_FREE_BYTES, where headers and read-ahead no longer distort
+  them. The total cap is also sized to the destination disk's free space,
+  less DISK_RESERVE_BYTES, so an import never fills the disk.
+- New folders get the mode any folder the user makes gets (the umask
+  applies), so that others sharing a checkout can read data/raw.
 - All or nothing: everything is staged beside DEST first; if any staged file
   would replace an existing DEST file with different content, the import
   stops with an error listing them and DEST is left untouched. Identical
@@ -23,12 +33,13 @@ SRC is a folder (nested) or an archive (.zip, .tar, .tar.gz/.tgz, .tar.bz2,
 from __future__ import annotations
 
 import lzma
+import math
 import os
 import re
+import secrets
 import shutil
 import stat
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -44,6 +55,11 @@ IMAGE_SUFFIXES = frozenset({
     ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".avif",
 })
 DEFAULT_MAX_TOTAL_BYTES = 64 * 2**30  # far above any photo collection one imports by hand
+# JPEG/PNG photos do not compress further (about 1:1), an uncompressed BMP/TIFF
+# photo compresses about 2-4:1, deflate on zeros reaches about 1030:1.
+DEFAULT_MAX_RATIO = 200.0
+RATIO_FREE_BYTES = 1 << 20     # below this a member's (or archive's) expansion is never judged by its ratio
+DISK_RESERVE_BYTES = 512 << 20  # an import leaves this much of its disk free (the machine must keep working)
 SKIPS_LOGGED = 20
 _COPY_BLOCK = 1 << 20
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
@@ -56,6 +72,13 @@ HARD_LINK = "hard link: not extracted"
 SPECIAL_FILE = "device, FIFO or other special file: not extracted"
 DUPLICATE_NAME = "same name as an earlier member (first kept)"
 PATH_CLASH = "path clashes with another member (a file where a folder is needed)"
+
+_SIZE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30, "t": 2**40, "tib": 2**40,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+}
 
 
 class DatasetImportError(UserFacingError, ValueError):
@@ -79,16 +102,34 @@ class ImportSummary:
     total_bytes: int                  # bytes of image files read from the source
 
 
+@dataclass(frozen=True)
+class ByteCap:
+    """How many bytes an import may write, and what set the bound (for the error message)."""
+
+    limit: int
+    by_disk: bool   # True: the destination disk's free space (less the reserve), not max_total_bytes
+    free: int       # free bytes on the destination disk when the import started
+
+
 def import_dataset(
-    src: Path, dest: Path, log: Logger, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    src: Path, dest: Path, log: Logger, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    max_ratio: float = DEFAULT_MAX_RATIO,
 ) -> ImportSummary:
     """Copy the image files of folder or archive `src` into `dest` (see module docstring)."""
     src, dest = Path(src), Path(dest)
+    if not (math.isfinite(max_ratio) and max_ratio >= 1):
+        raise DatasetImportError(f"max_ratio must be a finite number >= 1, got {max_ratio}")
     stage_source = _source_reader(src, dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.import-", dir=dest.parent))
+    cap = byte_cap(max_total_bytes, dest.parent)
+    if cap.limit <= 0:
+        raise DatasetImportError(
+            f"{dest.parent}: only {cap.free} bytes free, and an import leaves {DISK_RESERVE_BYTES} free; "
+            "free some space, or import onto another disk with --out. Nothing was imported"
+        )
+    staging = _new_staging_directory(dest)
     try:
-        stager = _Stager(staging, max_total_bytes, log, str(src))
+        stager = _Stager(staging, cap, max_ratio, log, str(src))
         log.info("import: reading %s", src)
         stage_source(src, stager)
         if not stager.names:
@@ -116,6 +157,30 @@ def import_dataset(
     if len(summary.skipped) > SKIPS_LOGGED:
         log.info("import: ... and %d more skipped (ImportSummary.skipped lists them all)", len(summary.skipped) - SKIPS_LOGGED)
     return summary
+
+
+def byte_cap(max_total_bytes: int, directory: Path) -> ByteCap:
+    """`max_total_bytes`, or less: what fits on `directory`'s disk leaving DISK_RESERVE_BYTES free.
+
+    Staging and destination share that disk (the staged files are renamed
+    into place), so the import needs the room once.
+    """
+    free = shutil.disk_usage(directory).free
+    room = free - DISK_RESERVE_BYTES
+    if room < max_total_bytes:
+        return ByteCap(max(room, 0), by_disk=True, free=free)
+    return ByteCap(max_total_bytes, by_disk=False, free=free)
+
+
+def parse_byte_size(text: str) -> int:
+    """"5000", "500M", "64G", "1.5GiB" (K/M/G/T and KiB... are powers of 1024), "2GB" (kB/MB/GB/TB: of 1000)."""
+    match = _SIZE_TEXT.match(text.lower())
+    if match is None or match.group(2) not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size: give bytes, or a number with K, M, G, T (or kB, MB, GB, TB)")
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    if size < 1:
+        raise ValueError(f"{text!r}: the size must be at least 1 byte")
+    return size
 
 
 def safe_member_name(name: str) -> PurePosixPath | None:
@@ -157,15 +222,20 @@ def _source_reader(src: Path, dest: Path) -> Callable[[Path, _Stager], None]:
 class _Stager:
     """Writes accepted members into the staging directory and keeps the books."""
 
-    def __init__(self, staging: Path, max_total_bytes: int, log: Logger, source: str) -> None:
+    def __init__(self, staging: Path, cap: ByteCap, max_ratio: float, log: Logger, source: str) -> None:
         self.staging = staging
         self.names: list[str] = []
         self.skipped: list[Skipped] = []
         self.hidden = 0
         self.bytes = 0
-        self._max_total_bytes = max_total_bytes
+        self._cap, self._max_ratio = cap, max_ratio
+        self._archive_bytes: int | None = None  # the archive's size on disk; None for a folder (nothing expands)
         self._log, self._source = log, source
         self._progress: Progress | None = None
+
+    def expanding(self, archive_bytes: int) -> None:
+        """What follows comes out of an archive of `archive_bytes`: judge the expansion ratios."""
+        self._archive_bytes = archive_bytes
 
     def copying(self, total: int | None) -> Progress:
         """The progress of the copies that follow (`with stager.copying(n): ...`); total None when unknown."""
@@ -185,7 +255,8 @@ class _Stager:
     def skip(self, name: str, reason: str) -> None:
         self.skipped.append(Skipped(name, reason))
 
-    def write(self, name: PurePosixPath, stream: BinaryIO) -> None:
+    def write(self, name: PurePosixPath, stream: BinaryIO, compressed: Callable[[], int] | None = None) -> None:
+        """Copy `stream` to the staged `name`; `compressed()`: the archive bytes read for it so far (ratio check)."""
         if self._progress is not None:
             self._progress.advance()  # counted before the copy: a member skipped below is done too
         target = self.staging.joinpath(*name.parts)
@@ -199,27 +270,62 @@ class _Stager:
         except FileExistsError:
             self.skip(str(name), PATH_CLASH if target.is_dir() else DUPLICATE_NAME)
             return
+        member_bytes = 0
         with handle:
             for block in iter(lambda: stream.read(_COPY_BLOCK), b""):
+                member_bytes += len(block)
                 self._spend(len(block), name)
+                if compressed is not None:
+                    self.check_member_ratio(name, member_bytes, compressed())
                 handle.write(block)
         self.names.append(str(name))
 
     def check_declared_size(self, declared: int) -> None:
         """Fail fast on what an archive says it holds (the streamed count below is what counts)."""
-        if declared > self._max_total_bytes:
+        if declared > self._cap.limit:
             raise self._too_big(f"declares {declared} bytes")
+
+    def check_declared_ratio(self, declared: int) -> None:
+        self._check_archive_ratio(declared, "declares")
+
+    def check_member_ratio(self, name: PurePosixPath, expanded: int, compressed: int) -> None:
+        """A bomb error if member `name` expands more than max_ratio times its compressed bytes."""
+        if expanded > RATIO_FREE_BYTES and expanded > self._max_ratio * compressed:
+            raise self._bomb(f"member {name} expands to {expanded} bytes from {compressed}", expanded, compressed)
 
     def _spend(self, n_bytes: int, name: PurePosixPath) -> None:
         # Counted on the bytes actually produced: an archive's declared sizes can lie.
         self.bytes += n_bytes
-        if self.bytes > self._max_total_bytes:
+        if self.bytes > self._cap.limit:
             raise self._too_big(f"expands past the limit at member {name}")
+        self._check_archive_ratio(self.bytes, f"has expanded (at member {name})")
+
+    def _check_archive_ratio(self, expanded: int, what: str) -> None:
+        # Many members, each too small to judge alone, still cannot add up to more than the bound allows.
+        archive = self._archive_bytes
+        if archive is not None and expanded > RATIO_FREE_BYTES and expanded > self._max_ratio * archive:
+            raise self._bomb(f"{what} {expanded} bytes from an archive of {archive}", expanded, archive)
+
+    def _bomb(self, what: str, expanded: int, compressed: int) -> DatasetImportError:
+        ratio = expanded / max(compressed, 1)
+        return DatasetImportError(
+            f"{self._source}: {what} ({ratio:.0f}:1, more than max_ratio={self._max_ratio:g}): an archive bomb, "
+            "or a file that compresses unusually well. Nothing was imported; if the archive is genuine, "
+            "raise the bound with `scenegan data import --max-ratio N`"
+        )
 
     def _too_big(self, what: str) -> DatasetImportError:
+        cap = self._cap
+        if cap.by_disk:
+            return DatasetImportError(
+                f"{self._source}: {what}, more than the {cap.limit} bytes that fit on the destination's disk "
+                f"({cap.free} free, {DISK_RESERVE_BYTES} kept free). Nothing was imported; free some space, "
+                "or import onto another disk with --out"
+            )
         return DatasetImportError(
-            f"{self._source}: {what}, more than max_total_bytes={self._max_total_bytes} (a zip bomb, or a larger "
-            "dataset than expected). Nothing was imported; raise max_total_bytes if the archive is genuine"
+            f"{self._source}: {what}, more than max_total_bytes={cap.limit} (a zip bomb, or a larger "
+            "dataset than expected). Nothing was imported; if the archive is genuine, raise the cap with "
+            "`scenegan data import --max-bytes SIZE`"
         )
 
 
@@ -258,10 +364,7 @@ def _stage_folder(src: Path, stager: _Stager) -> None:
 def _stage_zip(src: Path, stager: _Stager) -> None:
     try:
         with zipfile.ZipFile(src) as archive:
-            stager.check_declared_size(sum(
-                info.file_size for info in archive.infolist()
-                if PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
-            ))
+            stager.expanding(src.stat().st_size)
             to_copy: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
             for info in archive.infolist():
                 if info.is_dir():
@@ -277,10 +380,17 @@ def _stage_zip(src: Path, stager: _Stager) -> None:
                     stager.skip(info.filename, SPECIAL_FILE)
                 elif stager.accepts(name):
                     to_copy.append((info, name))
+            # What the archive declares is judged before anything is written (the copies count again).
+            declared = sum(info.file_size for info, _ in to_copy)
+            stager.check_declared_size(declared)
+            for info, name in to_copy:
+                stager.check_member_ratio(name, info.file_size, info.compress_size)
+            stager.check_declared_ratio(declared)
             with stager.copying(len(to_copy)):
                 for info, name in to_copy:
                     with archive.open(info) as stream:
-                        stager.write(name, stream)
+                        # zipfile reads at most compress_size bytes for a member, whatever it expands to.
+                        stager.write(name, stream, compressed=lambda size=info.compress_size: size)
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, zlib.error) as exc:
         # RuntimeError: an encrypted member. OSError includes a full disk, hence the exception text.
         raise DatasetImportError(
@@ -292,7 +402,9 @@ def _stage_tar(src: Path, stager: _Stager) -> None:
     try:
         # A tar archive is read as a stream, in one pass: how many members it
         # holds is not known until the end, so the progress has no total.
-        with tarfile.open(src, "r:*") as archive, stager.copying(None):
+        # Opened here so that the compressed bytes read so far (raw.tell()) judge each member's ratio.
+        with open(src, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as archive, stager.copying(None):
+            stager.expanding(os.fstat(raw.fileno()).st_size)
             for member in archive:  # streams: members are read in archive order
                 if member.isdir():
                     continue
@@ -308,8 +420,9 @@ def _stage_tar(src: Path, stager: _Stager) -> None:
                 elif stager.accepts(name):
                     stream = archive.extractfile(member)
                     assert stream is not None  # regular members always have data
+                    start = raw.tell()
                     with stream:
-                        stager.write(name, stream)
+                        stager.write(name, stream, compressed=lambda start=start: raw.tell() - start)
     except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
         raise DatasetImportError(
             f"{src}: cannot import this tar archive ({type(exc).__name__}: {exc}); nothing was imported"
@@ -345,6 +458,21 @@ def _merge_into(staging: Path, names: list[str], dest: Path) -> tuple[list[str],
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / name, target)
     return new, present
+
+
+def _new_staging_directory(dest: Path) -> Path:
+    """A fresh `.NAME.import-RANDOM` beside `dest`, made with mkdir 0o777 so the umask applies.
+
+    tempfile.mkdtemp would make it 0700, and a fresh `dest` is this very
+    folder renamed: others sharing the checkout could not read data/raw.
+    """
+    while True:
+        staging = dest.parent / f".{dest.name}.import-{secrets.token_hex(6)}"
+        try:
+            os.mkdir(staging, 0o777)
+            return staging
+        except FileExistsError:
+            continue
 
 
 def _is_hidden(part: str) -> bool:
