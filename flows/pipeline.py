@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from flows.reconcile import record_and_reconcile
 from flows.stage_params import dataset_tag, load_stage_params, named_task
 from ganlib.config import Params
 from ganlib.data.raw_data import ensure_raw_data
@@ -47,18 +48,21 @@ def pipeline_run_name() -> str:
 
 
 # Pulling from a DVC remote is network I/O: worth a retry.
-@task(name="ensure-raw-data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=15)
+@task(name="ensure-raw-data", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=15)
 def ensure_raw_data_task(params: Params, root: Path) -> str:
     return ensure_raw_data(params, root, get_run_logger()).origin
 
 
-@task(name="dvc-commit", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+@task(name="dvc-commit", cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=5)
 def record_outputs_in_dvc_task(root: Path, stages: list[Stage]) -> None:
     run_dvc(["commit", "--force", *stages], root)
     get_run_logger().info("recorded the outputs of %s in dvc.lock", ", ".join(stages))
 
 
-@flow(name="pipeline", flow_run_name=pipeline_run_name)
+# Results are not persisted (nothing reads them back); Prefect always writes a failed run's exception, as JSON
+# here, not pickle. The hook records this run's process and crashes this host's killed runs (flows/reconcile.py).
+@flow(name="pipeline", flow_run_name=pipeline_run_name, persist_result=False, result_serializer="json",
+      on_running=[record_and_reconcile])
 def pipeline_flow(options: PipelineOptions = PipelineOptions()) -> dict[str, Any]:
     """Run the selected stages in order; a failing stage fails the run and stops the rest."""
     params, root = load_stage_params(options.params_file, options.overrides)

@@ -19,6 +19,7 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
+from flows.reconcile import record_and_reconcile
 from flows.stage_params import dataset_tag, load_stage_params
 from ganlib.config import Params
 from ganlib.versions import retrain
@@ -47,17 +48,17 @@ def ensure_retrain_concurrency_limit() -> None:
         client.upsert_global_concurrency_limit_by_name(RETRAIN_CONCURRENCY_LIMIT, 1)
 
 
-@task(name="refresh-dataset-version", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)
+@task(name="refresh-dataset-version", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=30)
 def refresh_dataset_version_task(root: Path) -> str | None:
     return retrain.refresh_dataset_version(root, get_run_logger())
 
 
-@task(name="run-experiment", cache_policy=NO_CACHE)
+@task(name="run-experiment", cache_policy=NO_CACHE, persist_result=False)
 def run_experiment_task(params: Params, root: Path, name: str) -> None:
     retrain.run_experiment(params, root, name, get_run_logger())
 
 
-@task(name="apply-and-publish", cache_policy=NO_CACHE)
+@task(name="apply-and-publish", cache_policy=NO_CACHE, persist_result=False)
 def apply_and_publish_task(root: Path, name: str) -> None:
     retrain.apply_and_publish(root, name, get_run_logger())
 
@@ -67,7 +68,9 @@ def retrain_run_name() -> str:
     return f"retrain · {dataset_tag(Path(params_file).resolve().parent)}"
 
 
-@flow(name="retrain", flow_run_name=retrain_run_name)
+# As the pipeline flow: no results persisted, a failure's exception as JSON, killed runs crashed on start.
+@flow(name="retrain", flow_run_name=retrain_run_name, persist_result=False, result_serializer="json",
+      on_running=[record_and_reconcile])
 def retrain_flow(params_file: str = "params.yaml", force: bool = False) -> dict[str, Any]:
     """Retrain if the dataset version changed since the last successful retrain (or if forced)."""
     log = get_run_logger()

@@ -14,7 +14,7 @@ from ganlib.io.provenance import short_md5
 from ganlib.metrics.evaluate import evaluate_generator
 
 
-@task(name="evaluate-generator", cache_policy=NO_CACHE)
+@task(name="evaluate-generator", cache_policy=NO_CACHE, persist_result=False)
 def evaluate_generator_task(params: Params, root: Path) -> dict[str, Any]:
     report = evaluate_generator(params, get_run_logger(), root)
     create_table_artifact(

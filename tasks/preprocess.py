@@ -18,7 +18,7 @@ from ganlib.data.preprocess import PreparedSummary, prepare_dataset
 MAX_REJECT_ROWS = 200  # the UI table stays readable; the full list is in qa_report.json
 
 
-@task(name="prepare-dataset", cache_policy=NO_CACHE)
+@task(name="prepare-dataset", cache_policy=NO_CACHE, persist_result=False)
 def prepare_dataset_task(params: Params, root: Path) -> dict[str, Any]:
     summary = prepare_dataset(params, get_run_logger(), root)
     _publish_qa_artifacts(summary)

@@ -16,7 +16,7 @@ from ganlib.publish.stage import publish_gallery
 
 # Writing to a remote target (s3://...) can fail transiently; a retry is safe
 # because a release only becomes visible when its pointer is written last.
-@task(name="publish-gallery", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
+@task(name="publish-gallery", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=10)
 def publish_gallery_task(params: Params, root: Path) -> dict[str, Any]:
     report = publish_gallery(params, get_run_logger(), root)
     if report.status == "published":

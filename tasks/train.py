@@ -30,7 +30,7 @@ from tasks.artifacts import png_data_uri
 PREVIEW_PX = 256  # the embedded grid preview stays small: artifacts live in the Prefect database
 
 
-@task(name="train-gan", cache_policy=NO_CACHE)
+@task(name="train-gan", cache_policy=NO_CACHE, persist_result=False)
 def train_gan_task(params: Params, root: Path, params_file: str, overrides: Sequence[str]) -> dict[str, Any]:
     log = get_run_logger()
     if not launched_as_rank() and needs_launcher(params.train):
