@@ -24,6 +24,7 @@ import csv
 import io
 import json
 import math
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -139,15 +140,15 @@ class Comparison:
         lines = ["# Metrics per dataset version", ""]
         extractors = sorted({row.extractor for row in self.rows if row.extractor})
         if len(extractors) > 1:
-            lines += [f"Rows were scored with different extractors ({', '.join(extractors)}): "
+            lines += [f"Rows were scored with different extractors ({', '.join(map(markdown_text, extractors))}): "
                       "their FID/KID are not comparable with each other.", ""]
         if not rows:
             return "\n".join(lines + ["No dataset versions found.", ""])
         header = list(rows[0])
-        lines.append("| " + " | ".join(header) + " |")
+        lines.append("| " + " | ".join(markdown_text(key) for key in header) + " |")  # param keys come from revisions too
         lines.append("|" + "|".join("---" for _ in header) + "|")
         for row in rows:
-            lines.append("| " + " | ".join(_markdown_cell(row[key]) for key in header) + " |")
+            lines.append("| " + " | ".join(markdown_text(row[key]) for key in header) + " |")
         return "\n".join(lines + self.fid_noise_legend()) + "\n"
 
     def fid_noise_legend(self) -> list[str]:
@@ -444,9 +445,25 @@ def _csv_value(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _markdown_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+# Labels, notes, extractors and param keys and values come from git revisions, tags and experiments
+# that anyone with push access names, and the Prefect UI renders this markdown: each is shown as text.
+_MARKDOWN_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "|": "\\|", "`": "\\`"}
+_MARKDOWN_SPECIAL = re.compile(r"[&<>\\|`]")
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
+
+def markdown_text(text: str) -> str:
+    """`text` as literal markdown inline text: no HTML, no link or image, no table cell or line break.
+
+    HTML's `&<>` become entities (so `<script>` and autolinks `<http://...>`
+    stay text); backslash, pipe and backtick are escaped (a pipe would end the
+    table cell, a backtick open a code span); `](` is broken so that no
+    `[text](url)` link or `![](url)` image (which the browser would load) forms;
+    control characters and line breaks become one space, keeping the row one
+    line. Emphasis (`*`, `_`) is left alone: cosmetic, and `_` is in param keys.
+    """
+    escaped = _MARKDOWN_SPECIAL.sub(lambda match: _MARKDOWN_ESCAPES[match.group()], _LINE_BREAKS.sub(" ", str(text)))
+    return escaped.replace("](", "]\\(")
 
 
 def _float(value: Any) -> float | None:
