@@ -116,3 +116,21 @@ def test_scenegan_data_check_exits_2_with_the_listing_and_0_when_clean(tmp_path:
     assert "Next: `dvc add data/raw`" in clean.stdout
     document = json.loads(run([SCENEGAN, "data", "check", "--params", str(params), "--json"], tmp_path).stdout)
     assert document["ok"] is True and document["unsafe"] == [] and document["checked"] == 3
+
+
+def test_dvcs_own_symlinks_pass_and_a_hand_made_one_is_refused(project_copy: Path) -> None:
+    """With `cache.type symlink`, `dvc add` turns every file into a link into .dvc/cache: those are the dataset."""
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    raw = project_copy / "data" / "raw"
+    (raw / "trips").mkdir(parents=True)
+    (raw / "a.png").write_bytes(b"a photo")
+    (raw / "trips" / "b.png").write_bytes(b"another photo")
+    run([dvc, "config", "cache.type", "symlink"], project_copy)
+    run([dvc, "add", "data/raw"], project_copy)
+    assert (raw / "a.png").is_symlink() and (raw / "trips" / "b.png").is_symlink()
+    assert check_raw_data(raw, "data/raw", [project_copy / raw_check.DVC_CACHE_DIR]).ok
+
+    (raw / "host.png").symlink_to("/etc/hostname")
+    with pytest.raises(RawDataCheckError) as error:
+        check_raw_data(raw, "data/raw", [project_copy / raw_check.DVC_CACHE_DIR])
+    assert [(e.path, e.kind, e.target) for e in error.value.entries] == [("host.png", raw_check.SYMLINK, "/etc/hostname")]

@@ -47,3 +47,18 @@ def test_data_dvc_of_another_folder_is_not_this_datasets_version(tmp_path):
     assert ensure_raw_data(params, tmp_path, LOG).md5_after is None
     (tmp_path / "other" / "photos.dvc").write_text("outs:\n- md5: fedcba9876543210fedcba9876543210.dir\n  path: photos\n")
     assert ensure_raw_data(params, tmp_path, LOG).md5_after == "fedcba9876543210fedcba9876543210"
+
+
+def test_the_version_of_a_folder_added_on_its_own_is_read_from_its_dvc_file(project_copy):
+    """What `dvc add other/photos` really writes (other/photos.dvc, path relative to it) is what counts."""
+    from ganlib.io.provenance import dataset_md5
+
+    (project_copy / "data.dvc").write_text((REPO_ROOT / "data.dvc").read_text())
+    photos = project_copy / "other" / "photos"
+    photos.mkdir(parents=True)
+    (photos / "photo.jpg").write_bytes(b"not really a photo")
+    run([str(Path(sys.executable).with_name("dvc")), "add", "other/photos"], project_copy)
+    recorded = dvc_tracked_md5(project_copy / "other" / "photos.dvc")
+    assert recorded and dataset_md5(project_copy, "other/photos") == recorded
+    assert dataset_md5(project_copy, "data/raw") == dvc_tracked_md5(REPO_ROOT / "data.dvc") != recorded
+    assert dataset_md5(project_copy, "other") is None and dataset_md5(project_copy, "data/raw/sub") is None
