@@ -32,6 +32,7 @@ SRC is a folder (nested) or an archive (.zip, .tar, .tar.gz/.tgz, .tar.bz2,
 
 from __future__ import annotations
 
+import io
 import lzma
 import math
 import os
@@ -403,7 +404,7 @@ def _stage_tar(src: Path, stager: _Stager) -> None:
         # A tar archive is read as a stream, in one pass: how many members it
         # holds is not known until the end, so the progress has no total.
         # Opened here so that the compressed bytes read so far (raw.tell()) judge each member's ratio.
-        with open(src, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as archive, stager.copying(None):
+        with _ArchiveFile(src) as raw, tarfile.open(fileobj=raw, mode="r:*") as archive, stager.copying(None):
             stager.expanding(os.fstat(raw.fileno()).st_size)
             for member in archive:  # streams: members are read in archive order
                 if member.isdir():
@@ -422,11 +423,41 @@ def _stage_tar(src: Path, stager: _Stager) -> None:
                     assert stream is not None  # regular members always have data
                     start = raw.tell()
                     with stream:
-                        stager.write(name, stream, compressed=lambda start=start: raw.tell() - start)
+                        stager.write(name, stream, compressed=lambda start=start: raw.compressed_since(start))
     except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
         raise DatasetImportError(
             f"{src}: cannot import this tar archive ({type(exc).__name__}: {exc}); nothing was imported"
         ) from None
+
+
+class _ArchiveFile(io.FileIO):
+    """A compressed tar archive's file, which can say how many of its bytes a member used.
+
+    The decompressor reads ahead, so part of a member's compressed bytes may
+    have been read before the member started: up to one read in its input
+    and one buffered. A member is credited with two of the largest reads on
+    top of what was read while it was copied, so a highly compressible
+    member is never refused for the read-ahead (its size varies with the
+    Python version: 8 KiB or 128 KiB for gzip).
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "r")
+        self.largest_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        self.largest_read = max(self.largest_read, len(data) if data else 0)
+        return data
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        count = super().readinto(buffer)
+        self.largest_read = max(self.largest_read, count or 0)
+        return count
+
+    def compressed_since(self, start: int) -> int:
+        """Archive bytes that can belong to what was decompressed since position `start`."""
+        return self.tell() - start + 2 * self.largest_read
 
 
 def _merge_into(staging: Path, names: list[str], dest: Path) -> tuple[list[str], list[str]]:
