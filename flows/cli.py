@@ -1,7 +1,9 @@
 """The `scenegan` command line.
 
     scenegan data default [--n N] [--size PX] [--out DIR]   generate the embedded default dataset
-    scenegan data import SRC [--out DIR]                    import a folder or .zip/.tar of photos
+    scenegan data import SRC [--out DIR] [--max-ratio R] [--max-bytes SIZE]
+                                                            import a folder or .zip/.tar of photos
+    scenegan data check [DIR]                               refuse symlinks, FIFOs, devices in data/raw (before `dvc add`)
     scenegan data ensure                                    make sure data/raw exists (pull or generate)
     scenegan run STAGE [--set section.key=value ...]        run one stage as a Prefect flow
     scenegan pipeline [--stages ...] [--set ...]            run the stages in order as one Prefect flow
@@ -18,7 +20,10 @@ went, what to run next); with --json it prints the whole result as one JSON
 document instead ({"ok": true, ...}). Progress and logs go to stderr.
 Defaults come from params.yaml; errors a user can fix are printed as one
 message on stderr (exit status 2; with --json also {"ok": false, "error": ...}
-on stdout), not a traceback.
+on stdout), not a traceback. Anything else is a bug: its traceback goes to
+the log (stderr) and the message to stdout as {"ok": false, "error": ...,
+"kind": "internal"} under --json (exit status 1). Both come from one
+boundary, flows.boundary.run_guarded.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from flows.offline import keep_prefect_offline
-from flows.output import CommandResult, emit, emit_error
-from flows.stage import add_override_argument, add_stage_arguments, expand_preset
+from flows.boundary import run_guarded
+from flows.output import CommandResult, emit
+from flows.stage import add_override_argument, add_stage_arguments, check_stage_devices, expand_preset
 from ganlib.config import Params, load_params, preset_overrides
 from ganlib.errors import UserFacingError
 from ganlib.logs import plain_logger
@@ -45,29 +51,27 @@ WEIGHTS_METRICS = ("clip", "fd-dinov2", "is")
 
 def main(argv: Sequence[str] | None = None) -> int:
     keep_prefect_offline()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Read before parsing: a script that asked for JSON gets a document even when the arguments are wrong.
+    as_json = "--json" in argv
+    return run_guarded(lambda: _parse_and_run(argv), as_json)
+
+
+def _parse_and_run(argv: list[str]) -> None:
+    """Parse, run the command's handler and print its result; errors are run_guarded's to report."""
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except UsageError as exc:
-        # Asked for JSON: a script gets a document even when the arguments were wrong.
-        emit_error(str(exc), "--json" in (sys.argv[1:] if argv is None else argv))
-        return 2
+    args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
-        parser.print_help()
-        return 1
-    try:
-        args.repeat_flags = repeat_flags(args)
-        expand_preset(args)
-        with _stdout_for(args.json):
-            result = args.handler(args)
-    except UserFacingError as exc:
-        emit_error(str(exc), args.json)
-        return 2
+        parser.print_help(sys.stderr)
+        raise UsageError("a command is required (one of those listed above)")
+    args.repeat_flags = repeat_flags(args)
+    expand_preset(args)
+    with _stdout_for(args.json):
+        result = args.handler(args)
     emit(result, args.json)
-    return 0
 
 
-class UsageError(Exception):
+class UsageError(UserFacingError):
     """Arguments argparse refused; the message names the command and the problem."""
 
 
@@ -90,11 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     default.add_argument("--n", type=_at_least(1), help="number of images (default: data.n_images)")
     default.add_argument("--size", type=_scene_size, help="side in pixels (default: data.size)")
     default.add_argument("--seed", type=_at_least(0), help="generator seed (default: data.seed)")
-    default.add_argument("--out", type=Path, help="output directory (default: base.paths.raw)")
+    default.add_argument("--out", type=_output_directory, help="output directory (default: base.paths.raw)")
     default.add_argument("--overwrite", action="store_true", help="replace an existing non-empty directory")
     imported = _command(data, "import", "copy photos from a folder or a .zip/.tar archive", data_import)
     imported.add_argument("source", type=Path)
-    imported.add_argument("--out", type=Path, help="destination (default: base.paths.raw)")
+    imported.add_argument("--out", type=_output_directory, help="destination (default: base.paths.raw)")
+    _add_import_limits(imported)
+    check = _command(data, "check", "list symlinks, FIFOs, sockets and devices in the raw dataset folder, which "
+                     "`dvc add` must not read; exit status 2 when there are any", data_check)
+    check.add_argument("directory", nargs="?", type=Path, metavar="DIR", help="folder to check (default: base.paths.raw)")
     _command(data, "ensure", "make sure the raw dataset exists: keep, pull from DVC, or generate", data_ensure)
 
     stage = commands.add_parser("run", help="run one stage (preprocess, train, evaluate, publish) as a flow")
@@ -152,10 +160,52 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _output_directory(text: str) -> Path:
+    """An argparse type: a directory to write into, refused when it (or a parent) exists as something else."""
+    path = Path(text)
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            if not candidate.is_dir():
+                raise argparse.ArgumentTypeError(f"{candidate} exists and is not a directory; choose another output path")
+            break
+    return path
+
+
 def _scene_size(text: str) -> int:
     from ganlib.data.scenes import MIN_SIZE  # only imported when --size is given
 
     return _at_least(MIN_SIZE)(text)
+
+
+def _add_import_limits(parser: argparse.ArgumentParser) -> None:
+    """--max-ratio and --max-bytes: how far an archive may expand (zip bombs; ganlib.data.importer)."""
+    from ganlib.data.importer import DEFAULT_MAX_RATIO, DEFAULT_MAX_TOTAL_BYTES
+
+    parser.add_argument("--max-ratio", type=_expansion_ratio, default=DEFAULT_MAX_RATIO, metavar="R",
+                        help="refuse an archive member, or archive, that expands more than R times its compressed "
+                             f"size (default: {DEFAULT_MAX_RATIO:g}; photos barely compress)")
+    parser.add_argument("--max-bytes", type=_byte_count, default=DEFAULT_MAX_TOTAL_BYTES, metavar="SIZE",
+                        help=f"refuse an import that writes more than SIZE (e.g. 500M, 64G; default: "
+                             f"{DEFAULT_MAX_TOTAL_BYTES >> 30}G, and never more than fits on the destination's disk)")
+
+
+def _expansion_ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 1 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 1, got {text}")
+    return value
+
+
+def _byte_count(text: str) -> int:
+    from ganlib.data.importer import parse_byte_size
+
+    try:
+        return parse_byte_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
@@ -186,7 +236,22 @@ def data_import(args: argparse.Namespace) -> CommandResult:
 
     params, root = _params_and_root(args)
     raw = root / params.base.paths.raw
-    return data_import_result(import_dataset(args.source, args.out or raw, plain_logger()), raw)
+    summary = import_dataset(args.source, args.out or raw, plain_logger(), max_ratio=args.max_ratio,
+                             max_total_bytes=args.max_bytes)
+    return data_import_result(summary, raw)
+
+
+def data_check(args: argparse.Namespace) -> CommandResult:
+    from flows.output import shown_path
+    from flows.results import data_check_result
+    from ganlib.data.raw_check import DVC_CACHE_DIR, check_raw_data
+
+    params, root = _params_and_root(args)
+    raw = root / params.base.paths.raw
+    directory = args.directory or raw
+    # DVC's own links into the cache (cache.type symlink) are the dataset; preprocess allows the same.
+    check = check_raw_data(directory, shown_path(directory), allowed_link_targets=[root / DVC_CACHE_DIR])
+    return data_check_result(check, raw)
 
 
 def data_ensure(args: argparse.Namespace) -> CommandResult:
@@ -202,6 +267,7 @@ def run_one_stage(args: argparse.Namespace) -> CommandResult:
     from flows.stage import stage_flow
 
     params, root = _params_and_root(args)  # bad params fail here, before a flow run (and a server) starts
+    check_stage_devices(params, [args.stage])
     outcome = stage_flow(args.stage)(params_file=str(args.params), overrides=list(args.overrides))
     return stage_result(args.stage, outcome, params, root, args.repeat_flags)
 
@@ -212,6 +278,7 @@ def run_pipeline(args: argparse.Namespace) -> CommandResult:
 
     params, root = _params_and_root(args)  # fail fast, before a flow run starts
     options = PipelineOptions(params_file=str(args.params), stages=args.stages or ALL_STAGES, overrides=args.overrides)
+    check_stage_devices(params, options.stages)  # before the first stage, not after preprocessing
     outcomes = pipeline_flow(options)
     return pipeline_result(outcomes, params, root, recorded_in_dvc=options.record_in_dvc and not options.overrides)
 
@@ -226,7 +293,8 @@ def run_retrain(args: argparse.Namespace) -> CommandResult:
     from flows.results import retrain_result
     from flows.retrain import retrain_flow
 
-    load_params(args.params)  # fail fast, before a flow run starts
+    # Fail fast, before a flow run starts and before `dvc exp run` deletes any stage's outputs.
+    check_stage_devices(load_params(args.params), ["train", "evaluate", "publish"])
     return retrain_result(retrain_flow(params_file=str(args.params), force=args.force))
 
 

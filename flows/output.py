@@ -6,6 +6,8 @@ where things went, what to run next) and the complete result as data.
 one JSON document, `{"ok": true, ...}` or, on a user-facing error,
 `{"ok": false, "error": "..."}`, so a script can always parse it.
 
+Errors are printed by the entry points' one boundary, flows/boundary.py.
+
 `to_jsonable` converts explicitly (paths to strings, dataclasses to
 objects, tuples to lists) and refuses a type it does not know, rather than
 writing some object's repr into the document.
@@ -52,13 +54,6 @@ def emit(result: CommandResult, as_json: bool, stream: TextIO | None = None) -> 
     lines = [*result.lines, *(f"Next: {step}" for step in result.next_steps)]
     if lines:
         stream.write("\n".join(lines) + "\n")
-
-
-def emit_error(message: str, as_json: bool, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
-    """The one-line `scenegan: ...` on stderr; with --json also `{"ok": false, "error": ...}` on stdout."""
-    print(f"scenegan: {message}", file=sys.stderr if stderr is None else stderr)
-    if as_json:
-        print(json.dumps({"ok": False, "error": message}), file=sys.stdout if stdout is None else stdout)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -10,20 +10,26 @@ recorded on the run, and runs of this host whose process was killed are
 marked Crashed as it starts (flows/reconcile.py); and nothing is persisted
 as pickle (results are not persisted; the exception of a failed run, which
 Prefect always writes, is written as JSON).
+
+Bad params and a device setting this machine lacks are refused before the
+stage writes anything; every error leaves through flows/boundary.py (one
+line, exit status 2; a bug: its traceback and exit status 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from flows.offline import keep_prefect_offline
+from flows.boundary import run_guarded
 from flows.reconcile import record_and_reconcile
 from flows.server import prefect_api_for_process
-from ganlib.config import load_params, preset_overrides
-from ganlib.errors import UserFacingError
+from ganlib.config import Params, load_params, preset_overrides
+from ganlib.training.device import require_device
 
 STAGE_FLOWS = {
     "preprocess": "flows.preprocess:preprocess_flow",
@@ -68,19 +74,31 @@ def expand_preset(args: argparse.Namespace) -> None:
         args.overrides = preset_overrides(load_params(args.params), args.preset) + list(args.overrides)
 
 
-def run_stage(stage: str, params_file: str, overrides: Sequence[str]) -> int:
-    try:
-        # Bad params fail here, in a line, before a flow run (and a server) starts.
-        load_params(params_file, overrides)
-        with prefect_api_for_process() as own_server:
-            flow = stage_flow(stage)  # imported (Prefect, torch) while the server starts
-            if own_server is not None:
-                own_server.wait_until_ready()
-            flow(params_file=params_file, overrides=list(overrides))
-    except UserFacingError as exc:
-        print(f"scenegan {stage}: {exc}", file=sys.stderr)
-        return 2
-    return 0
+def stage_device_settings(params: Params, stage: str) -> list[tuple[str, str]]:
+    """The device settings `stage` computes on, as (key, value): what must exist before it starts."""
+    if stage == "train":
+        return [("base.device", params.base.device)]
+    if stage == "evaluate" or (stage == "publish" and params.publish.gate == "better_fid"):  # the gate re-scores
+        return [("evaluate.device", params.evaluate.device)]
+    return []
+
+
+def check_stage_devices(params: Params, stages: Iterable[str]) -> None:
+    """Refuse, before any of `stages` runs, a device setting that names an accelerator this machine lacks."""
+    for stage in stages:
+        for key, name in stage_device_settings(params, stage):
+            require_device(name, key)
+
+
+def run_stage(stage: str, params_file: str, overrides: Sequence[str]) -> None:
+    # Bad params and a missing GPU fail here, in a line, before a flow run (and a server) starts
+    # and before the stage writes anything.
+    check_stage_devices(load_params(params_file, overrides), [stage])
+    with prefect_api_for_process() as own_server:
+        flow = stage_flow(stage)  # imported (Prefect, torch) while the server starts
+        if own_server is not None:
+            own_server.wait_until_ready()
+        flow(params_file=params_file, overrides=list(overrides))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,12 +106,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.stage", description=__doc__.splitlines()[0])
     add_stage_arguments(parser)
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> None:
         expand_preset(args)
-    except UserFacingError as exc:
-        print(f"scenegan {args.stage}: {exc}", file=sys.stderr)
-        return 2
-    return run_stage(args.stage, args.params, args.overrides)
+        run_stage(args.stage, args.params, args.overrides)
+
+    return run_guarded(work, as_json=False, label=f"scenegan {args.stage}", note=_dvc_outputs_note(args.stage))
+
+
+def _dvc_outputs_note(stage: str) -> str:
+    """Under `dvc repro` (which sets DVC_STAGE for a stage's command), say where the previous outputs went.
+
+    DVC deletes a stage's outputs before it runs the command and does not put
+    them back when the command fails (checked with DVC 3.67: tests/test_errors.py),
+    so even a stage that refuses at once finds them gone. Cached outputs come
+    back with `dvc checkout STAGE`; uncached ones (metrics.json) with git.
+    """
+    if not os.environ.get("DVC_STAGE"):
+        return ""
+    return (f"(dvc repro removed this stage's previous outputs before running it; `dvc checkout {stage}` "
+            "restores them from the DVC cache; uncached ones, such as metrics.json, come back from git if committed)")
 
 
 if __name__ == "__main__":

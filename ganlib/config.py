@@ -660,7 +660,13 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"{path}: parameter file not found (run from the repository root, or pass --params PATH)")
     try:
-        data = _parse_yaml(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read the parameter file: {exc.strerror}") from None
+    try:
+        data = _parse_yaml(text)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -226,3 +226,10 @@ def test_the_resolution_table_is_the_registrys_and_the_models_and_loads_without_
     assert {"dcgan": dcgan.RESOLUTIONS, "resnet": resnet.RESOLUTIONS, "r3gan": r3gan.RESOLUTIONS} == ARCHITECTURE_RESOLUTIONS
     check = "import sys, ganlib.config; assert 'torch' not in sys.modules, 'ganlib.config imported torch'"
     subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, check=True)
+
+
+def test_a_params_file_that_is_not_utf8_is_a_params_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes((REPO_ROOT / "params.yaml").read_bytes().replace(b"base:", b"base: \xff", 1))
+    with pytest.raises(ParamsError, match=r"not UTF-8 text \(byte \d+\); save it as UTF-8"):
+        load_params(path)
