@@ -361,13 +361,17 @@ def test_a_full_disk_inside_a_staged_directory_names_the_output_directory(tmp_pa
     assert [p.name for p in target.iterdir()] == ["images.npy"] and [p.name for p in tmp_path.iterdir()] == ["prepared"]
 
 
-def test_a_disk_full_error_survives_pickling():
-    """Prefect carries a task's exception across processes: it must come back the same."""
+def test_a_disk_full_error_survives_pickling_and_prefects_json():
+    """A task's exception crosses processes (pickle) and is recorded on a failed run (Prefect's JSON, message only)."""
     import errno
     import pickle
 
+    from prefect.serializers import JSONSerializer
+
     from ganlib.io.atomic import DiskFullError
 
-    error = DiskFullError(errno.ENOSPC, "/x: could not write this file", Path("/x"))
+    error = DiskFullError("/x: could not write this file", Path("/x"), errno.EDQUOT)
     back = pickle.loads(pickle.dumps(error))
-    assert type(back) is DiskFullError and str(back) == str(error) and back.errno == errno.ENOSPC and back.filename == "/x"
+    assert type(back) is DiskFullError and str(back) == str(error) and back.errno == errno.EDQUOT and back.filename == "/x"
+    recorded = JSONSerializer().loads(JSONSerializer().dumps(error))
+    assert type(recorded) is DiskFullError and str(recorded) == str(error)

@@ -50,13 +50,18 @@ class DiskFullError(UserFacingError, OSError):
     """A write found no space (ENOSPC) or quota (EDQUOT) left; the message names the file, its size and the free space.
 
     Still an OSError with the original errno, so code that handles OSError handles it too.
+    The message comes first and alone suffices: Prefect's JSON serializer, which
+    records a failed run's exception, rebuilds it from the message only.
     """
 
-    def __init__(self, code: int, message: str, path: Path) -> None:
-        super().__init__(code, message, str(path))
+    def __init__(self, message: str, path: str | Path | None = None, code: int = errno.ENOSPC) -> None:
+        super().__init__(code, message, None if path is None else str(path))
 
     def __str__(self) -> str:
         return str(self.strerror)  # the message alone, without OSError's "[Errno 28] ...: 'path'" wrapping
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.strerror, self.filename, self.errno)  # OSError's own order differs
 
 
 @contextlib.contextmanager
@@ -79,10 +84,9 @@ def _disk_full_error(code: int, path: Path, size: str, what: str) -> DiskFullErr
         free = "free space unknown"
     previous = f"the previous {what} is unchanged" if path.exists() else f"no partial {what} was left"
     return DiskFullError(
-        code,
         f"{path}: could not write this {what}: {reason} ({size}; {free} on that filesystem); {previous}. "
         "Free some space (or move base.paths to a larger disk) and run again",
-        path,
+        path, code,
     )
 
 
