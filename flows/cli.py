@@ -7,6 +7,7 @@
     scenegan data ensure                                    make sure data/raw exists (pull or generate)
     scenegan run STAGE [--set section.key=value ...]        run one stage as a Prefect flow
     scenegan pipeline [--stages ...] [--set ...]            run the stages in order as one Prefect flow
+    scenegan check [--stages ...] [--set ...]               check params and devices, run nothing (before dvc repro)
     scenegan summary                                        gallery path, metrics table, Prefect UI link
     scenegan retrain [--force]                              retrain if the dataset version changed
     scenegan serve                                          serve the retrain deployment on retrain.cron
@@ -114,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--stages", nargs="+", choices=["preprocess", "train", "evaluate", "publish"],
                           help="run only these stages (default: all)")
     add_override_argument(pipeline)
+    check = _command(commands, "check", "check params.yaml and that the devices the stages use exist, running "
+                     "nothing (before `dvc repro`, which deletes a stage's outputs before the stage can refuse)",
+                     check_params)
+    check.add_argument("--stages", nargs="+", choices=["preprocess", "train", "evaluate", "publish"],
+                       help="check only for these stages (default: all)")
+    add_override_argument(check)
     _command(commands, "summary", "print the gallery path, the metrics table and the Prefect UI link", summary)
     retrain = _command(commands, "retrain", "retrain, evaluate and publish if the dataset version changed", run_retrain)
     retrain.add_argument("--force", action="store_true", help="retrain even if the dataset version is unchanged")
@@ -281,6 +288,21 @@ def run_pipeline(args: argparse.Namespace) -> CommandResult:
     check_stage_devices(params, options.stages)  # before the first stage, not after preprocessing
     outcomes = pipeline_flow(options)
     return pipeline_result(outcomes, params, root, recorded_in_dvc=options.record_in_dvc and not options.overrides)
+
+
+def check_params(args: argparse.Namespace) -> CommandResult:
+    from flows.stage import STAGE_FLOWS, stage_device_settings
+
+    params, _ = _params_and_root(args)  # a ParamsError is the answer when they are not valid
+    stages = args.stages or list(STAGE_FLOWS)
+    check_stage_devices(params, stages)
+    devices = {key: value for stage in stages for key, value in stage_device_settings(params, stage)}
+    shown = ", ".join(f"{key}: {value}" for key, value in devices.items()) or "none needed"
+    overrides = f" with {len(args.overrides)} override(s)" if args.overrides else ""
+    return CommandResult(
+        lines=[f"{args.params}{overrides}: valid for {', '.join(stages)}; devices present ({shown})"],
+        data={"params": args.params, "overrides": list(args.overrides), "stages": stages, "devices": devices},
+    )
 
 
 def summary(args: argparse.Namespace) -> CommandResult:

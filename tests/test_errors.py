@@ -211,3 +211,21 @@ def test_the_stages_that_need_a_device_are_checked_and_the_others_are_not():
     assert stage_device_settings(params, "publish") == []  # gate: always generates on the CPU, never re-scores
     better = load_params(REPO_ROOT / "params.yaml", ["evaluate.device=cuda", "publish.gate=better_fid"])
     assert stage_device_settings(better, "publish") == [("evaluate.device", "cuda")]
+
+
+# --------------------------------------------------------------------------- scenegan check: before dvc repro
+
+
+def test_scenegan_check_validates_params_and_devices_and_runs_nothing(tmp_path):
+    params = project(tmp_path)
+    ok = run([SCENEGAN, "check", "--params", str(params)], tmp_path)
+    assert ok.stdout.startswith(f"{params}: valid for preprocess, train, evaluate, publish; devices present")
+    status, document, stderr = scenegan_json(tmp_path, "check", "--params", str(params), "--stages", "train",
+                                             "--set", "base.device=cuda", env=without_gpu())
+    assert_user_error(status, document, stderr, "base.device is 'cuda' but no CUDA device is visible")
+    status, document, _ = scenegan_json(tmp_path, "check", "--params", str(params), "--stages", "preprocess",
+                                        "--set", "base.device=cuda", env=without_gpu())
+    assert status == 0 and document["devices"] == {} and document["stages"] == ["preprocess"]
+    status, document, stderr = scenegan_json(tmp_path, "check", "--params", str(params), "--set", "train.lr_g='1e-3'")
+    assert_user_error(status, document, stderr, "train.lr_g", "quoted text")
+    assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
