@@ -1,7 +1,8 @@
-"""The error type for problems a user can fix (bad params, bad files, missing stage outputs).
+"""The error type for problems a user can fix (bad params, bad files, missing stage outputs, a full disk).
 
-Command-line entry points print these as one clear message instead of a
-traceback; anything else is a bug and keeps its traceback.
+Command-line entry points print these as one clear message (exit status 2)
+instead of a traceback; anything else is a bug, reported with its traceback
+in the log and exit status 1 (flows/boundary.py, the one place that decides).
 """
 
 
