@@ -8,8 +8,8 @@ out-of-range values are errors that name the file and the key, and
 Types are strict, so that a value which cannot work is refused when the
 params load, before any compute: an int field refuses "3" and 3.5, a float
 field refuses "1e-3" (text) and true, and every float must be finite (.inf
-and .nan are refused). An int is accepted where a float is expected
-(`kimg: 48`): every int that fits a float means the same number there.
+and .nan are refused). An int is accepted where a float is expected,
+since YAML writes a whole number as an int (`kimg: 48`); it becomes 48.0.
 YAML is read with YAML 1.2's floats, so `lr_g: 1e-3` is a number (PyYAML's
 YAML 1.1 makes it the text "1e-3"; DVC's reader, ruamel, already reads it
 as a number); quoted, "1e-3" stays text and is refused.
