@@ -31,12 +31,13 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence, TypeVar
 
 from flows.offline import keep_prefect_offline
 from flows.parent_death import launcher_command
 
 STARTUP_TIMEOUT_S = 120.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -81,32 +82,54 @@ def local_server(ui: bool) -> Iterator[LocalServer]:
 
 @contextmanager
 def prefect_api_for_process() -> Iterator[LocalServer | None]:
-    """PREFECT_API_URL for this process: the one set (yields None), or a server of its own (yields it).
+    """A Prefect API for this process: the one configured (yields None), or a server of its own (yields it).
 
-    The URL goes into os.environ (children inherit it) and into Prefect's
-    process-wide settings, which Prefect reads once at import: threads that
-    do not copy the caller's context (log and event workers) see it too.
-    Call from the main thread (see flows/parent_death.py).
+    Configured means anywhere Prefect looks (PREFECT_API_URL in the
+    environment, the active profile, a settings context such as a test
+    harness). Otherwise the server started here is this process's until the
+    block ends; call wait_until_ready() before the first flow run. Call from
+    the main thread (see flows/parent_death.py).
     """
     keep_prefect_offline()
-    if os.environ.get("PREFECT_API_URL"):
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
         yield None
         return
-    with local_server(ui=False) as server:
-        os.environ["PREFECT_API_URL"] = server.api_url
-        _refresh_prefect_settings()
+    with local_server(ui=False) as server, _api_url_for_process(server.api_url):
         try:
             yield server
         finally:
             _send_queued_logs_and_events()
-            os.environ.pop("PREFECT_API_URL", None)
-            _refresh_prefect_settings()
 
 
-def _refresh_prefect_settings() -> None:
+@contextmanager
+def _api_url_for_process(api_url: str) -> Iterator[None]:
+    """PREFECT_API_URL=api_url for children (the environment), this thread (a settings context) and
+    threads Prefect starts without a context (its process-wide settings, which it reads at import)."""
     from prefect.context import refresh_global_settings_context
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = api_url
     refresh_global_settings_context()
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+        refresh_global_settings_context()
+
+
+def call_with_prefect_api(run: Callable[[], T]) -> T:
+    """run()'s result, run with PREFECT_API_URL set: the one given, or a server of this process's own."""
+    with prefect_api_for_process() as own_server:
+        if own_server is not None:
+            own_server.wait_until_ready()
+        return run()
 
 
 def _send_queued_logs_and_events(timeout_s: float = 10.0) -> None:

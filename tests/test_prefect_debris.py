@@ -193,6 +193,41 @@ def test_launcher_becomes_the_command_and_reports_a_missing_one(tmp_path):
     assert missing.returncode == COMMAND_NOT_FOUND and "cannot run" in missing.stderr
 
 
+# ---------------------------------------------------------------- a server of the process's own
+
+OWN_SERVER_PROBE = """
+import json, os, sys, urllib.request
+from flows.server import call_with_prefect_api
+
+def probe():
+    url = os.environ["PREFECT_API_URL"]
+    from prefect.settings import get_current_settings
+    assert get_current_settings().api.url == url
+    healthy = url.startswith("http://127.0.0.1:9/") or urllib.request.urlopen(url + "/health", timeout=5).read() == b"true"
+    return url, healthy
+
+url, healthy = call_with_prefect_api(probe)
+print(json.dumps({"url": url, "healthy": healthy, "after": os.environ.get("PREFECT_API_URL")}))
+"""
+
+
+@pytest.mark.slow
+def test_a_process_without_an_api_gets_a_server_of_its_own_for_the_block(tmp_path):
+    env = own_server_env(tmp_path / "prefect-home")
+    result = run([sys.executable, "-c", OWN_SERVER_PROBE], REPO_ROOT, env)
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["healthy"] and seen["url"].startswith("http://127.0.0.1:") and seen["after"] is None
+    with pytest.raises(OSError):  # stopped when the block ended
+        urllib.request.urlopen(seen["url"] + "/health", timeout=2)
+    assert processes_with_env("PREFECT_HOME", env["PREFECT_HOME"]) == []
+
+
+def test_a_configured_api_is_used_as_it_is(tmp_path):
+    env = dict(own_server_env(tmp_path / "prefect-home"), PREFECT_API_URL="http://127.0.0.1:9/api")
+    seen = json.loads(run([sys.executable, "-c", OWN_SERVER_PROBE], REPO_ROOT, env).stdout.strip().splitlines()[-1])
+    assert seen == {"url": "http://127.0.0.1:9/api", "healthy": True, "after": "http://127.0.0.1:9/api"}
+
+
 # ---------------------------------------------------------------- SIGKILL, for real
 
 
