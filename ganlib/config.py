@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ganlib.errors import UserFacingError
+from ganlib.io.atomic import atomic_write_text
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 
@@ -642,10 +643,8 @@ def write_resolved_params(
     data = select_params(params, keys) if keys is not None else params.model_dump(mode="json")
     if run is not None:
         data["run"] = dict(run)
-    out = Path(out_dir) / filename
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return out
+    # Atomic: a full disk is then a DiskFullError naming this file, and never leaves half a record.
+    return atomic_write_text(Path(out_dir) / filename, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _drop_dotted(data: dict[str, Any], dotted: str) -> None:
