@@ -59,9 +59,10 @@ class ProcessIdentity:
         """The identity recorded in a run's labels, or None when it has none (or a damaged one)."""
         try:
             values = {field.name: str(labels[LABEL_PREFIX + field.name]) for field in fields(cls)}  # type: ignore[index]
-            return cls(**{**values, "pid": int(values["pid"]), "start_ticks": int(values["start_ticks"])})
+            identity = cls(**{**values, "pid": int(values["pid"]), "start_ticks": int(values["start_ticks"])})
         except (KeyError, TypeError, ValueError):
             return None
+        return identity if identity.pid > 0 else None
 
 
 def this_process() -> ProcessIdentity | None:
@@ -83,11 +84,19 @@ def this_process() -> ProcessIdentity | None:
 
 
 def process_start_ticks(pid: int) -> int | None:
-    """When the process `pid` started (clock ticks after boot), or None if there is none (a zombie counts as none)."""
+    """When the process `pid` started (clock ticks after boot), or None if there is none (a zombie counts as none).
+
+    Raises PermissionError for a process that exists but /proc hides (another
+    user's, with /proc mounted hidepid): nothing can be said about it.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
-        return None
+        try:
+            os.kill(pid, 0)  # signal 0 only asks whether the pid exists
+        except ProcessLookupError:
+            return None
+        raise PermissionError(f"process {pid} exists but /proc does not show it")
     # The command name (field 2) is in parentheses and may hold spaces or ')': split after the last one.
     after_name = stat[stat.rindex(")") + 2:].split()
     state, start = after_name[0], int(after_name[19])  # fields 3 and 22
@@ -103,7 +112,10 @@ def why_dead(recorded: ProcessIdentity, here: ProcessIdentity) -> str | None:
         return f"{recorded.host} has restarted since" if recorded.machine else None
     if recorded.pid_namespace != here.pid_namespace:
         return None  # another container on this kernel: its pids are not ours
-    start = process_start_ticks(recorded.pid)
+    try:
+        start = process_start_ticks(recorded.pid)
+    except PermissionError:
+        return None
     if start is None:
         return f"process {recorded.pid} on {recorded.host} is gone"
     if start != recorded.start_ticks:

@@ -112,8 +112,8 @@ def test_process_identity_round_trips_through_run_labels():
     labels = {"other": "kept apart", **here.to_labels()}
     assert ProcessIdentity.from_labels(labels) == here
     assert ProcessIdentity.from_labels({}) is None and ProcessIdentity.from_labels(None) is None
-    broken = {**here.to_labels(), "scenegan.process.pid": "not a pid"}
-    assert ProcessIdentity.from_labels(broken) is None
+    for damaged in ("not a pid", "0", "-1"):
+        assert ProcessIdentity.from_labels({**here.to_labels(), "scenegan.process.pid": damaged}) is None
 
 
 @linux_only
