@@ -33,8 +33,12 @@ import os
 import socket
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 from uuid import UUID
+
+if TYPE_CHECKING:  # Prefect is imported when a run needs it, not when the CLI builds its parser
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.objects import FlowRun
 
 LABEL_PREFIX = "scenegan.process."
 PAGE = 200  # the server's default page size
@@ -123,10 +127,10 @@ def why_dead(recorded: ProcessIdentity, here: ProcessIdentity) -> str | None:
     return None
 
 
-def crash_dead_runs(client: Any, here: ProcessIdentity) -> list[UUID]:
+def crash_dead_runs(client: SyncPrefectClient, here: ProcessIdentity) -> list[UUID]:
     """Mark Crashed every Running flow run (and its Running task runs) whose recorded process is dead.
 
-    `client` is a synchronous Prefect client. Returns the ids of the runs it marked.
+    Returns the ids of the runs it marked.
     """
     crashed: list[UUID] = []
     for run in _running_flow_runs(client):
@@ -138,21 +142,22 @@ def crash_dead_runs(client: Any, here: ProcessIdentity) -> list[UUID]:
     return crashed
 
 
-def _running_flow_runs(client: Any) -> list[Any]:
+def _running_flow_runs(client: SyncPrefectClient) -> list[FlowRun]:
     """Every Running flow run, read in full before any is changed (so paging sees a fixed set)."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
 
     running = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])))
-    runs: list[Any] = []
+    runs: list[FlowRun] = []
     while True:
-        page = client.read_flow_runs(flow_run_filter=running, limit=PAGE, offset=len(runs))
+        page = client.read_flow_runs(flow_run_filter=running, sort=FlowRunSort.ID_DESC, limit=PAGE, offset=len(runs))
         runs += page
         if len(page) < PAGE:
             return runs
 
 
-def _crash_flow_run(client: Any, flow_run_id: UUID, message: str) -> None:
+def _crash_flow_run(client: SyncPrefectClient, flow_run_id: UUID, message: str) -> None:
     from prefect.client.schemas.filters import (
         FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterState, TaskRunFilterStateType,
     )
@@ -168,7 +173,7 @@ def _crash_flow_run(client: Any, flow_run_id: UUID, message: str) -> None:
     client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
 
 
-def record_and_reconcile(flow: Any, flow_run: Any, state: Any) -> None:
+def record_and_reconcile(flow: Any, flow_run: FlowRun, state: Any) -> None:
     """On-running hook: label this run with its process, then crash this host's runs whose process is gone."""
     from prefect.client.orchestration import get_client
     from prefect.logging.loggers import flow_run_logger
