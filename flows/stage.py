@@ -29,7 +29,7 @@ from flows.boundary import run_guarded
 from flows.reconcile import record_and_reconcile
 from flows.server import prefect_api_for_process
 from ganlib.config import Params, load_params, preset_overrides
-from ganlib.training.device import require_device
+from ganlib.hardware.device import require_device
 
 STAGE_FLOWS = {
     "preprocess": "flows.preprocess:preprocess_flow",

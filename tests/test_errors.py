@@ -185,7 +185,7 @@ def test_require_device_refuses_an_absent_accelerator_and_needs_no_torch_for_aut
     import torch
 
     from ganlib.errors import UserFacingError
-    from ganlib.training.device import DeviceError, require_device, resolve_device
+    from ganlib.hardware.device import DeviceError, require_device, resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(DeviceError, match=r"evaluate\.device is 'cuda'.*set evaluate\.device: auto or cpu") as err:
@@ -195,7 +195,7 @@ def test_require_device_refuses_an_absent_accelerator_and_needs_no_torch_for_aut
         resolve_device("cuda")
     assert resolve_device("auto").type in ("cpu", "mps")
 
-    check = ("import sys; from ganlib.training.device import require_device; require_device('auto'); "
+    check = ("import sys; from ganlib.hardware.device import require_device; require_device('auto'); "
              "require_device('cpu'); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, check=True)
 

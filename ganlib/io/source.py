@@ -52,7 +52,6 @@ NEVER_SHAPES_RESULTS: tuple[str, ...] = (
     "ganlib.io",                     # file writing, provenance, subprocesses, this module
     "ganlib.hardware",               # machine description and speed probes: their choice is a recorded param
     "ganlib.training.checkpoint",    # checkpoint file format and run bookkeeping
-    "ganlib.training.device",        # base.device -> torch.device (the device is not part of a run)
     "ganlib.training.divergence",    # when to stop a diverged run: it stops, it computes nothing
     "ganlib.training.launch",        # how processes start (torchrun, schedulers)
     "ganlib.training.monitor",       # tick grids and the collapse indicator: reads G_ema, draws nothing shared

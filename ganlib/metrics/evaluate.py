@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from ganlib.config import STAGE_PARAMS, EvaluateParams, Params, select_params
 from ganlib.data.dataset import PreparedDataset, open_prepared
+from ganlib.hardware.device import resolve_device
 from ganlib.io.atomic import atomic_write_json, staged_directory
 from ganlib.logs import Logger
 from ganlib.metrics.errors import EvaluationError
@@ -69,9 +70,7 @@ def evaluation_device(setting: str) -> torch.device:
     """evaluate.device -> torch device; an explicit cuda that is absent is an error, not a silent fallback."""
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise EvaluationError("evaluate.device is 'cuda' but no CUDA device is visible; set evaluate.device: auto or cpu")
-    return torch.device(setting)
+    return resolve_device(setting, "evaluate.device")
 
 
 def evaluate_generator(params: Params, log: Logger, root: Path) -> EvaluationReport:

@@ -10,7 +10,6 @@
     monitor.py       per-tick upkeep: sample grids, collapse indicator
     distributed.py   data parallel across processes: the process group and its collectives
     launch.py        how the processes start: one process, torchrun's ranks, a scheduler's
-    device.py        base.device -> a torch device
 
 Training never imports ganlib.metrics: the FID curve during training is a tick
 callback that ganlib/stages/train.py attaches (tests/test_layering.py).

@@ -49,6 +49,7 @@ from torch import nn
 from ganlib.config import STAGE_PARAMS, Params, TrainParams, write_resolved_params
 from ganlib.data.dataset import PreparedDataset, open_prepared
 from ganlib.errors import UserFacingError
+from ganlib.hardware.device import resolve_device
 from ganlib.hardware.machine import available_cpus, machine_cache_dir
 from ganlib.io.atomic import atomic_write_bytes, atomic_write_text, staged_directory
 from ganlib.io.source import CodeDigest
@@ -76,7 +77,6 @@ from ganlib.training.checkpoint import (
     training_code,
     write_run_record,
 )
-from ganlib.training.device import resolve_device
 from ganlib.training.divergence import DIVERGED_TICKS, diverged_loss
 from ganlib.training.distributed import (
     SINGLE_PROCESS,

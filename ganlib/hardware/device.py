@@ -1,4 +1,7 @@
-"""Choosing the torch device from `base.device`, and refusing one this machine lacks before any work.
+"""Choosing the torch device from a device setting, and refusing one this machine lacks before any work.
+
+One check for every stage: training (`base.device`), evaluation and the publish
+gate's re-scoring (`evaluate.device`).
 
 `require_device` is the check alone: a command calls it for every device
 setting its stages will use before the first stage starts (so that a
@@ -37,8 +40,8 @@ def require_device(name: str, key: str = "base.device") -> None:
         raise DeviceError(f"{key} is 'mps' but MPS is not available; set {key}: auto or cpu")
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda, then mps, then cpu. An explicit device that is absent is a DeviceError."""
+def resolve_device(name: str, key: str = "base.device") -> torch.device:
+    """auto -> cuda, then mps, then cpu. An explicit device that is absent is a DeviceError naming `key`."""
     import torch
 
     if name == "auto":
@@ -47,5 +50,5 @@ def resolve_device(name: str) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    require_device(name, "base.device")
+    require_device(name, key)
     return torch.device(name)
