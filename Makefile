@@ -66,6 +66,7 @@ data: install
 # One Prefect server for the whole `dvc repro` (unless PREFECT_API_URL is set),
 # not a temporary one per stage; it stops when repro ends.
 demo: install weights data
+	$(BIN)/scenegan check  # params and devices, before dvc repro deletes any stage's outputs
 	$(PY) -m flows.server -- $(BIN)/dvc repro
 	$(BIN)/scenegan summary
 
