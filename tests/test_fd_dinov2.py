@@ -15,7 +15,7 @@ import torch
 from test_metrics_support import TinyGenerator, TinyInfo, no_network, project, tiny_params  # noqa: F401 (fixtures)
 
 from ganlib.logs import plain_logger
-from ganlib.metrics import extractors, weights
+from ganlib.metrics import extractors, weight_files
 from ganlib.metrics.dinov2 import DinoV2ViT, dinov2_from_state_dict, load_dinov2
 from ganlib.metrics.evaluate import score_generator
 from ganlib.metrics.report import EvaluationReport, render_table
@@ -41,7 +41,7 @@ def test_fd_dinov2_without_weights_is_unavailable_and_names_the_install_command(
 
     assert report.fd_dinov2 is None and report.fid is not None
     reason = report.fd_dinov2_unavailable_reason
-    assert "install --metric fd-dinov2" in reason and weights.DINOV2_FILE in reason
+    assert "install --metric fd-dinov2" in reason and weight_files.DINOV2_FILE in reason
     assert str(root / params.base.paths.weights) in reason
     data = report.to_json()
     assert data["fd_dinov2"] is None and data["fd_dinov2_unavailable_reason"] == reason
@@ -69,11 +69,11 @@ def test_a_dinov2_checkpoint_loads_strictly_and_gives_one_cls_token_per_image(tm
 def test_fd_dinov2_through_a_tiny_checkpoint_is_cached_and_repeatable(tmp_path, monkeypatch, no_network):
     root = project(tmp_path)
     params = tiny_params("evaluate.metrics=[fd_dinov2]")
-    checkpoint = root / params.base.paths.weights / weights.DINOV2_FILE
+    checkpoint = root / params.base.paths.weights / weight_files.DINOV2_FILE
     checkpoint.parent.mkdir(parents=True)
     tiny_checkpoint(checkpoint)
-    digest = weights.file_digest(checkpoint, "sha256")
-    monkeypatch.setattr(weights, "DINOV2_SHA256", digest)  # the pin is the real file's; this is the tiny one
+    digest = weight_files.file_digest(checkpoint, "sha256")
+    monkeypatch.setattr(weight_files, "DINOV2_SHA256", digest)  # the pin is the real file's; this is the tiny one
     monkeypatch.setattr(extractors, "DINOV2_SHA256", digest)
 
     first = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)

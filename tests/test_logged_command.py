@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,11 @@ RANK = textwrap.dedent(
 
 def torchrun(script: Path) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+
+
+def rank_pids(line: str) -> dict[str, int]:
+    """rank -> pid announced in a line; two ranks writing at once can share one line."""
+    return {rank: int(pid) for rank, pid in re.findall(r"rank (\d+) pid (\d+)", line)}
 
 
 def running(pid: int) -> bool:
@@ -71,11 +77,9 @@ class RanksThenFail:
         self.ranks: dict[str, int] = {}
 
     def info(self, fmt: str, line: str) -> None:
-        if line.startswith("rank "):
-            _, rank, _, pid = line.split()
-            self.ranks[rank] = int(pid)
-            if len(self.ranks) == 2:
-                raise RuntimeError("the log callback failed")
+        self.ranks.update(rank_pids(line))
+        if len(self.ranks) == 2:
+            raise RuntimeError("the log callback failed")
 
     def warning(self, *args) -> None:
         pass
@@ -137,10 +141,9 @@ def test_stopping_the_caller_stops_the_launcher_and_its_ranks(tmp_path, stop):
     try:
         for line in process.stdout:
             output.append(line)
-            if "rank " in line and " pid " in line:
-                ranks.append(int(line.split()[-1]))
-                if len(ranks) == 2:
-                    break
+            ranks.extend(rank_pids(line).values())
+            if len(ranks) == 2:
+                break
         assert len(ranks) == 2, "".join(output)
         process.send_signal(signum)
         output.extend(process.stdout)

@@ -146,7 +146,7 @@ def _tiny_reference(root, params, spec=None):
 def test_new_extractor_weights_get_a_new_cache_entry(tmp_path, monkeypatch):
     import hashlib
 
-    from ganlib.metrics import extractors, weights
+    from ganlib.metrics import extractors, weight_files
 
     root = project(tmp_path)
     params = tiny_params("evaluate.extractor=fid-inception-v3-tf2015")
@@ -156,8 +156,8 @@ def test_new_extractor_weights_get_a_new_cache_entry(tmp_path, monkeypatch):
     keys = []
     for release in (b"FID weights, release 1", b"FID weights, release 2"):
         # A new weights release: a new file, and the checksum the code pins it to.
-        (weights_dir / weights.FID_INCEPTION_FILE).write_bytes(release)
-        monkeypatch.setattr(weights, "FID_INCEPTION_SHA1", hashlib.sha1(release).hexdigest())
+        (weights_dir / weight_files.FID_INCEPTION_FILE).write_bytes(release)
+        monkeypatch.setattr(weight_files, "FID_INCEPTION_SHA1", hashlib.sha1(release).hexdigest())
         monkeypatch.setattr(extractors, "FID_INCEPTION_SHA1", hashlib.sha1(release).hexdigest())
         keys.append(reference_key(dataset, resolve_extractor(params.evaluate, weights_dir, root), 0, params.evaluate.seed))
     assert keys[0] != keys[1]

@@ -74,7 +74,7 @@ def test_a_two_process_run_takes_the_choice_a_one_process_run_measured(tmp_path,
     assert "2 torch threads" in rank0.probe.machine  # the log says where the choice was measured
 
 
-def test_the_chosen_precision_is_logged_recorded_and_part_of_the_identity(tmp_path, monkeypatch, caplog):
+def test_the_chosen_precision_is_logged_recorded_and_kept_by_the_run(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SCENEGAN_CACHE_DIR", str(tmp_path / "machine"))
     root = tmp_path / "project"
     write_prepared(root, tiny_params(), smooth_images(160, 32))
@@ -88,12 +88,16 @@ def test_the_chosen_precision_is_logged_recorded_and_part_of_the_identity(tmp_pa
     assert json.loads((out / "stats.jsonl").read_text().splitlines()[-1])["speed"]["precision"] == "bf16"
     assert json.loads((out / "params.json").read_text())["train"]["precision"] == "bf16"
 
-    # The same params on a machine whose measurement says fp32 is another run: it never
-    # resumes bf16 checkpoints in fp32, it starts its own directory.
+    # The cache now says fp32 (deleted, re-measured on a noisy machine): the run has checkpoints,
+    # so it continues in the precision they were made with; it never resumes bf16 checkpoints in fp32.
     (tmp_path / "machine" / "speed-probe.json").unlink()
     seed_choice(tmp_path / "machine", params, "fp32")
-    fp32_run = train_gan(tiny_params(*AUTO, "train.kimg=0.128"), LOG, root)
-    assert fp32_run.run_dir != bf16_run.run_dir and fp32_run.resumed_from is None
-    # ... and `auto` that resolves to fp32 is the same run as an explicit fp32.
-    explicit = train_gan(tiny_params("train.precision=fp32", "train.channels_last=false", "train.kimg=0.192"), LOG, root)
-    assert explicit.run_dir == fp32_run.run_dir and explicit.resumed_from is not None
+    again = train_gan(tiny_params(*AUTO, "train.kimg=0.128"), LOG, root)
+    assert again.run_dir == bf16_run.run_dir and again.resumed_from is not None
+    assert json.loads((out / "params.json").read_text())["train"]["precision"] == "bf16"
+    # An explicit fp32 is another run: its own directory, from scratch...
+    explicit = train_gan(tiny_params("train.precision=fp32", "train.channels_last=false", "train.kimg=0.064"), LOG, root)
+    assert explicit.run_dir != bf16_run.run_dir and explicit.resumed_from is None
+    # ...and `auto` continues the newest run these params match, now that fp32 one.
+    continued = train_gan(tiny_params(*AUTO, "train.kimg=0.128"), LOG, root)
+    assert continued.run_dir == explicit.run_dir and continued.resumed_from is not None
