@@ -28,11 +28,12 @@ EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C (128 + 
 
 
 def emit_error(message: str, as_json: bool, stdout: TextIO | None = None, stderr: TextIO | None = None,
-               label: str = "scenegan", kind: str | None = None) -> None:
-    """`LABEL: message` on stderr; with --json also `{"ok": false, "error": ...}` (and "kind", if given) on stdout."""
+               label: str = "scenegan", kind: str | None = None, details: dict | None = None) -> None:
+    """`LABEL: message` on stderr; with --json also `{"ok": false, "error": ...}` (and "kind", and an
+    error's own `details` such as the entries a check refused, if given) on stdout."""
     print(f"{label}: {message}", file=sys.stderr if stderr is None else stderr)
     if as_json:
-        document = {"ok": False, "error": message, **({"kind": kind} if kind else {})}
+        document = {"ok": False, "error": message, **({"kind": kind} if kind else {}), **(details or {})}
         print(json.dumps(document), file=sys.stdout if stdout is None else stdout)
 
 
@@ -48,7 +49,8 @@ def run_guarded(work: Callable[[], None], as_json: bool, label: str = "scenegan"
     try:
         work()
     except UserFacingError as exc:
-        emit_error(" ".join(filter(None, [str(exc), note])), as_json, label=label)
+        emit_error(" ".join(filter(None, [str(exc), note])), as_json, label=label,
+                   details=getattr(exc, "json_details", None))
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         emit_error(" ".join(filter(None, ["interrupted", note])), as_json, label=label, kind="interrupted")

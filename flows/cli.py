@@ -272,21 +272,24 @@ def data_ensure(args: argparse.Namespace) -> CommandResult:
 def run_one_stage(args: argparse.Namespace) -> CommandResult:
     from flows.results import stage_result
     from flows.stage import stage_flow
+    from flows.server import call_with_prefect_api
 
     params, root = _params_and_root(args)  # bad params fail here, before a flow run (and a server) starts
     check_stage_devices(params, [args.stage])
-    outcome = stage_flow(args.stage)(params_file=str(args.params), overrides=list(args.overrides))
+    outcome = call_with_prefect_api(
+        lambda: stage_flow(args.stage)(params_file=str(args.params), overrides=list(args.overrides)))
     return stage_result(args.stage, outcome, params, root, args.repeat_flags)
 
 
 def run_pipeline(args: argparse.Namespace) -> CommandResult:
     from flows.pipeline import ALL_STAGES, PipelineOptions, pipeline_flow
+    from flows.server import call_with_prefect_api
     from flows.results import pipeline_result
 
     params, root = _params_and_root(args)  # fail fast, before a flow run starts
     options = PipelineOptions(params_file=str(args.params), stages=args.stages or ALL_STAGES, overrides=args.overrides)
     check_stage_devices(params, options.stages)  # before the first stage, not after preprocessing
-    outcomes = pipeline_flow(options)
+    outcomes = call_with_prefect_api(lambda: pipeline_flow(options))
     return pipeline_result(outcomes, params, root, recorded_in_dvc=options.record_in_dvc and not options.overrides)
 
 
@@ -314,10 +317,11 @@ def summary(args: argparse.Namespace) -> CommandResult:
 def run_retrain(args: argparse.Namespace) -> CommandResult:
     from flows.results import retrain_result
     from flows.retrain import retrain_flow
+    from flows.server import call_with_prefect_api
 
     # Fail fast, before a flow run starts and before `dvc exp run` deletes any stage's outputs.
     check_stage_devices(load_params(args.params), ["train", "evaluate", "publish"])
-    return retrain_result(retrain_flow(params_file=str(args.params), force=args.force))
+    return retrain_result(call_with_prefect_api(lambda: retrain_flow(params_file=str(args.params), force=args.force)))
 
 
 def serve(args: argparse.Namespace) -> CommandResult:
@@ -331,10 +335,12 @@ def serve(args: argparse.Namespace) -> CommandResult:
 
 def compare_revisions(args: argparse.Namespace) -> CommandResult:
     from flows.compare import compare_flow
+    from flows.server import call_with_prefect_api
     from flows.results import compare_result
 
     load_params(args.params, args.overrides)  # fail fast, before a flow run starts
-    return compare_result(compare_flow(params_file=str(args.params), revs=args.revs, overrides=args.overrides))
+    return compare_result(call_with_prefect_api(
+        lambda: compare_flow(params_file=str(args.params), revs=args.revs, overrides=args.overrides)))
 
 
 def fid_real(args: argparse.Namespace) -> CommandResult:

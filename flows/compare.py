@@ -9,18 +9,19 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.reconcile import record_and_reconcile
 from flows.stage_params import load_stage_params
 from ganlib.config import Params
 from ganlib.versions.compare import Comparison, compare_versions, write_comparison
 from tasks.artifacts import png_data_uri
 
 
-@task(name="compare-versions", cache_policy=NO_CACHE)
+@task(name="compare-versions", cache_policy=NO_CACHE, persist_result=False)
 def compare_versions_task(root: Path, revs: list[str], params: Params) -> Comparison:
     return compare_versions(root, revs, params, get_run_logger())
 
 
-@task(name="write-comparison", cache_policy=NO_CACHE)
+@task(name="write-comparison", cache_policy=NO_CACHE, persist_result=False)
 def write_comparison_task(comparison: Comparison, out_dir: Path) -> dict[str, str]:
     written = write_comparison(comparison, out_dir)
     create_table_artifact(key="compare-table", table=comparison.table_rows(), description="metrics per dataset version")
@@ -40,7 +41,9 @@ def compare_run_name() -> str:
     return f"compare · {', '.join(revs)}" if revs else "compare · default versions"
 
 
-@flow(name="compare", flow_run_name=compare_run_name)
+# Nothing persisted as pickle: a failed run's exception goes to result storage as JSON (flows/reconcile.py says why).
+@flow(name="compare", flow_run_name=compare_run_name, persist_result=False, result_serializer="json",
+      on_running=[record_and_reconcile])
 def compare_flow(params_file: str = "params.yaml", revs: list[str] | None = None,
                  overrides: list[str] | None = None) -> dict[str, Any]:
     """Metrics per dataset version (git revisions, tags, DVC experiments; none = sensible defaults)."""

@@ -20,6 +20,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from flows.reconcile import record_and_reconcile
+from flows.stage import STAGE_FLOWS, check_stage_devices
 from flows.stage_params import dataset_tag, load_stage_params
 from ganlib.config import Params
 from ganlib.versions import retrain
@@ -84,6 +85,8 @@ def retrain_flow(params_file: str = "params.yaml", force: bool = False) -> dict[
             log.info("nothing to do: dataset version %s was already retrained", data_md5)
             return retrain.RetrainOutcome("nothing to do", data_md5, previous).__dict__
 
+        # A missing GPU fails here, before `dvc exp run` removes any stage's outputs.
+        check_stage_devices(params, STAGE_FLOWS)
         now = retrain.utc_now()
         name = retrain.experiment_name(params, data_md5, now)
         log.info("dataset version %s (previous %s): running experiment %s", data_md5, previous, name)

@@ -108,6 +108,8 @@ def test_scenegan_data_check_exits_2_with_the_listing_and_0_when_clean(tmp_path:
     assert machine.returncode == 2
     document = json.loads(machine.stdout)
     assert document["ok"] is False and "data/raw/gone.png: broken symlink to nowhere.png" in document["error"]
+    assert {"path": "trips/host.png", "kind": "symlink", "target": "/etc/hostname"} in document["entries"]
+    assert {"path": "pipe.png", "kind": "FIFO", "target": None} in document["entries"]
 
     for name in (".hidden-link", "alias", "gone.png", "pipe.png", "trips/host.png"):
         (linked_raw / name).unlink()

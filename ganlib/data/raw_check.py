@@ -79,6 +79,11 @@ class RawDataCheckError(UserFacingError, ValueError):
         super().__init__(message)
         self.entries = tuple(entries)
 
+    @property
+    def json_details(self) -> dict:
+        """What `--json` adds to the error document: the refused entries, one object each."""
+        return {"entries": [{"path": e.path, "kind": e.kind, "target": e.target} for e in self.entries]}
+
 
 def find_unsafe_entries(raw_dir: Path, allowed_link_targets: Sequence[Path] = ()) -> RawCheck:
     """Walk `raw_dir` without following any link and list what must not be read (see the module doc).
