@@ -18,6 +18,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.parent_death import launcher_command
 from ganlib.config import Params
 from ganlib.errors import UserFacingError
 from ganlib.io.logged_command import run_logged
@@ -68,6 +69,8 @@ def _publish_tick(report: TickReport, progress_id) -> None:
 def _run_torchrun(params: Params, params_file: Path, root: Path, overrides: Sequence[str], log: Logger) -> None:
     command = launch_command(params.train, params_file, root, overrides)
     log.info("launching this node's %d training process(es): %s", params.train.nproc, " ".join(command))
-    status, _ = run_logged(command, root, log)
+    # Wrapped so that the kernel stops torchrun (which stops its ranks) even if this process is
+    # SIGKILLed and no cleanup runs; run_logged stops them on every exception it sees.
+    status, _ = run_logged(launcher_command(command), root, log)
     if status != 0:
         raise UserFacingError(f"distributed training exited with status {status}; see the log above")

@@ -174,3 +174,38 @@ def test_a_background_process_left_by_a_finished_command_is_stopped(tmp_path, le
     assert status == 0
     pid = int(next(line for line in log.lines if line.isdigit()))
     assert wait_until_gone([pid], timeout=5) == []
+
+
+def test_a_sigkilled_caller_takes_torchrun_and_its_ranks_with_it(tmp_path):
+    """No finally runs after SIGKILL: the launcher wrapper (flows/parent_death.py) has the kernel stop
+    torchrun when its caller dies, and torchrun stops its ranks."""
+    script = tmp_path / "rank.py"
+    script.write_text(RANK)
+    caller = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from flows.parent_death import launcher_command
+        from ganlib.io.logged_command import run_logged
+        from ganlib.logs import plain_logger
+        run_logged(launcher_command({torchrun(script)!r}), Path({str(tmp_path)!r}), plain_logger("caller"))
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", caller], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    ranks: list[int] = []
+    output: list[str] = []
+    try:
+        for line in process.stdout:
+            output.append(line)
+            ranks.extend(rank_pids(line).values())
+            if len(ranks) == 2:
+                break
+        assert len(ranks) == 2, "".join(output)
+        process.kill()
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert wait_until_gone(ranks, timeout=60) == [], "".join(output)
