@@ -113,6 +113,23 @@ STOPS = {
 }
 
 
+def start_caller(caller: str) -> tuple[subprocess.Popen, list[int], list[str]]:
+    """Start `caller` (Python source) as a process of its own; return once both ranks announced their pids."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", caller], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    ranks: list[int] = []
+    output: list[str] = []
+    for line in process.stdout:
+        output.append(line)
+        ranks.extend(rank_pids(line).values())
+        if len(ranks) == 2:
+            return process, ranks, output
+    process.kill()
+    raise AssertionError("the ranks never announced themselves:\n" + "".join(output))
+
+
 @pytest.mark.parametrize("stop", sorted(STOPS))
 def test_stopping_the_caller_stops_the_launcher_and_its_ranks(tmp_path, stop):
     """The caller is its own process here, so that a real signal can be sent to it."""
@@ -132,19 +149,8 @@ def test_stopping_the_caller_stops_the_launcher_and_its_ranks(tmp_path, stop):
             sys.exit(130)
         """
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", caller], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    ranks: list[int] = []
-    output: list[str] = []
+    process, ranks, output = start_caller(caller)
     try:
-        for line in process.stdout:
-            output.append(line)
-            ranks.extend(rank_pids(line).values())
-            if len(ranks) == 2:
-                break
-        assert len(ranks) == 2, "".join(output)
         process.send_signal(signum)
         output.extend(process.stdout)
         assert process.wait(timeout=120) == 130, "".join(output)
@@ -190,19 +196,8 @@ def test_a_sigkilled_caller_takes_torchrun_and_its_ranks_with_it(tmp_path):
         run_logged(launcher_command({torchrun(script)!r}), Path({str(tmp_path)!r}), plain_logger("caller"))
         """
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", caller], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    ranks: list[int] = []
-    output: list[str] = []
+    process, ranks, output = start_caller(caller)
     try:
-        for line in process.stdout:
-            output.append(line)
-            ranks.extend(rank_pids(line).values())
-            if len(ranks) == 2:
-                break
-        assert len(ranks) == 2, "".join(output)
         process.kill()
         process.wait(timeout=30)
     finally:

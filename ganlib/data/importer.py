@@ -37,7 +37,6 @@ import lzma
 import math
 import os
 import re
-import secrets
 import shutil
 import stat
 import tarfile
@@ -48,6 +47,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable
 
 from ganlib.errors import UserFacingError
+from ganlib.io.atomic import fresh_directory
 from ganlib.logs import Logger
 from ganlib.progress import Progress
 
@@ -492,18 +492,9 @@ def _merge_into(staging: Path, names: list[str], dest: Path) -> tuple[list[str],
 
 
 def _new_staging_directory(dest: Path) -> Path:
-    """A fresh `.NAME.import-RANDOM` beside `dest`, made with mkdir 0o777 so the umask applies.
-
-    tempfile.mkdtemp would make it 0700, and a fresh `dest` is this very
-    folder renamed: others sharing the checkout could not read data/raw.
-    """
-    while True:
-        staging = dest.parent / f".{dest.name}.import-{secrets.token_hex(6)}"
-        try:
-            os.mkdir(staging, 0o777)
-            return staging
-        except FileExistsError:
-            continue
+    """A fresh `.NAME.import-RANDOM` beside `dest` whose mode follows the umask: a fresh `dest` is this
+    very folder renamed, and others sharing the checkout must be able to read data/raw."""
+    return fresh_directory(dest.parent, f".{dest.name}.import-")
 
 
 def _is_hidden(part: str) -> bool:

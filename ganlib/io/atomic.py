@@ -27,7 +27,7 @@ import socket
 import stat
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from ganlib.errors import UserFacingError
 
@@ -93,21 +93,8 @@ def _disk_full_error(code: int, path: Path, size: str, what: str) -> DiskFullErr
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `path` whole or not at all, with the mode a plain open() would give it (0o666 & ~umask)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Outside the clean-up, so that the free space it reports is measured after the temporary is gone.
-    with _naming_a_full_disk(path, len(data)):
-        fd, tmp = _writer_temporary(path)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())  # with delayed allocation a full disk may show only here
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-    fsync_directory(path.parent)
+    with _replacing(path, len(data)) as handle:
+        handle.write(data)
     return path
 
 
@@ -118,23 +105,34 @@ def atomic_copy_file(source: str | Path, path: str | Path, mode: int | None = No
     given, replaces the plain-open mode (0o666 & ~umask).
     """
     path = Path(path)
+    with _replacing(path, _size_or_none(source)) as handle, open(source, "rb") as original:
+        shutil.copyfileobj(original, handle, 1 << 20)
+        if mode is not None:
+            os.fchmod(handle.fileno(), mode)
+    return path
+
+
+@contextlib.contextmanager
+def _replacing(path: Path, needed: int | None) -> Iterator[BinaryIO]:
+    """A handle on a temporary beside `path` that replaces it, fsynced, when the block ends without error.
+
+    On any error the temporary is removed and `path` stays as it was; a full disk names `path`.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _naming_a_full_disk(path, _size_or_none(source)):
+    # Outside the clean-up, so that the free space it reports is measured after the temporary is gone.
+    with _naming_a_full_disk(path, needed):
         fd, tmp = _writer_temporary(path)
         try:
-            with os.fdopen(fd, "wb") as handle, open(source, "rb") as original:
-                shutil.copyfileobj(original, handle, 1 << 20)
-                if mode is not None:
-                    os.fchmod(handle.fileno(), mode)
+            with os.fdopen(fd, "wb") as handle:
+                yield handle
                 handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(handle.fileno())  # with delayed allocation a full disk may show only here
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
     fsync_directory(path.parent)
-    return path
 
 
 def _size_or_none(path: str | Path) -> int | None:
@@ -194,13 +192,19 @@ def _staging_prefix(target: Path) -> str:
 
 
 def _new_staging_directory(target: Path) -> Path:
-    """A fresh `.NAME.staging-PID-RANDOM` beside `target`, with the mode a plain mkdir gives.
+    """A fresh `.NAME.staging-PID-RANDOM` beside `target` (fresh_directory)."""
+    return fresh_directory(target.parent, f"{_staging_prefix(target)}{os.getpid()}-")
+
+
+def fresh_directory(parent: Path, prefix: str) -> Path:
+    """A new directory `parent/<prefix><random>`, with the mode a plain mkdir gives.
 
     mkdir with 0o777 lets the kernel apply the umask (and any default ACL) as it
-    does for every other output; tempfile.mkdtemp would make it 0700.
+    does for every other output; tempfile.mkdtemp would make it 0700, and others
+    sharing a checkout could not read what is renamed into place from it.
     """
     while True:
-        staging = target.parent / f"{_staging_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}"
+        staging = Path(parent) / f"{prefix}{secrets.token_hex(4)}"
         try:
             os.mkdir(staging, 0o777)
             return staging
