@@ -66,7 +66,7 @@ def test_set_wins_over_the_preset_and_an_unknown_preset_lists_the_known_ones():
     expand_preset(args)
     params = load_params(PARAMS, args.overrides)
     assert params.train.g_width == 16 and params.train.arch == "r3gan"
-    with pytest.raises(ParamsError, match=r"--preset 'r3gan-65'.*known: r3gan-128, r3gan-256, r3gan-32, r3gan-64"):
+    with pytest.raises(ParamsError, match=r"--preset 'r3gan-65'.*known: quick, r3gan-128, r3gan-256, r3gan-32, r3gan-64"):
         expand_preset(argparse.Namespace(params=PARAMS, preset="r3gan-65", overrides=[]))
 
 
