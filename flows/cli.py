@@ -1,8 +1,9 @@
 """The `scenegan` command line.
 
     scenegan data default [--n N] [--size PX] [--out DIR]   generate the embedded default dataset
-    scenegan data import SRC [--out DIR] [--max-ratio R] [--max-bytes SIZE]
+    scenegan data import SRC [--add | --replace] [--out DIR] [--max-ratio R] [--max-bytes SIZE]
                                                             import a folder or .zip/.tar of photos
+                                                            (into a non-empty DIR: --add merges, --replace swaps)
     scenegan data check [DIR]                               refuse symlinks, FIFOs, devices in data/raw (before `dvc add`)
     scenegan data ensure                                    make sure data/raw exists (pull or generate)
     scenegan run STAGE [--set section.key=value ...]        run one stage as a Prefect flow
@@ -100,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     imported = _command(data, "import", "copy photos from a folder or a .zip/.tar archive", data_import)
     imported.add_argument("source", type=Path)
     imported.add_argument("--out", type=_output_directory, help="destination (default: base.paths.raw)")
+    # A destination that holds files needs one of these: an import never mixes datasets silently.
+    existing = imported.add_mutually_exclusive_group()
+    existing.add_argument("--add", dest="existing", action="store_const", const="add",
+                          help="merge into the files already in the destination (same name, other content: error)")
+    existing.add_argument("--replace", dest="existing", action="store_const", const="replace",
+                          help="put the import in place of the destination's files once it has fully succeeded; "
+                               "the summary names the DVC dataset version replaced and how to get it back")
+    imported.set_defaults(existing="new")
     _add_import_limits(imported)
     check = _command(data, "check", "list symlinks, FIFOs, sockets and devices in the raw dataset folder, which "
                      "`dvc add` must not read; exit status 2 when there are any", data_check)
@@ -128,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = _command(commands, "compare", "metrics per dataset version: git revisions, tags, DVC experiments", compare_revisions)
     compare.add_argument("revs", nargs="*", metavar="REV",
                          help="git revision, tag, branch, DVC experiment name or 'workspace' (default: every dataset version)")
+    compare.add_argument("--wide", action="store_true",
+                         help="print every column (default: what fits in 120 characters; compare.md and compare.csv have all)")
     add_override_argument(compare)
     real = _command(commands, "fid-real", "FID/KID between two prepared datasets (e.g. two dataset versions)", fid_real)
     real.add_argument("dataset_a", type=Path)
@@ -239,13 +250,16 @@ def data_default(args: argparse.Namespace) -> CommandResult:
 
 def data_import(args: argparse.Namespace) -> CommandResult:
     from flows.results import data_import_result
-    from ganlib.data.importer import import_dataset
+    from ganlib.data.importer import REPLACE, count_files, import_dataset, replaced_version
 
     params, root = _params_and_root(args)
     raw = root / params.base.paths.raw
-    summary = import_dataset(args.source, args.out or raw, plain_logger(), max_ratio=args.max_ratio,
-                             max_total_bytes=args.max_bytes)
-    return data_import_result(summary, raw)
+    dest = args.out or raw
+    # Read before the swap: afterwards the folder DVC's record describes is gone from disk.
+    replaced = replaced_version(root, dest) if args.existing == REPLACE and count_files(dest) else None
+    summary = import_dataset(args.source, dest, plain_logger(), max_ratio=args.max_ratio,
+                             max_total_bytes=args.max_bytes, existing=args.existing)
+    return data_import_result(summary, raw, replaced)
 
 
 def data_check(args: argparse.Namespace) -> CommandResult:
@@ -340,7 +354,7 @@ def compare_revisions(args: argparse.Namespace) -> CommandResult:
 
     load_params(args.params, args.overrides)  # fail fast, before a flow run starts
     return compare_result(call_with_prefect_api(
-        lambda: compare_flow(params_file=str(args.params), revs=args.revs, overrides=args.overrides)))
+        lambda: compare_flow(params_file=str(args.params), revs=args.revs, overrides=args.overrides)), wide=args.wide)
 
 
 def fid_real(args: argparse.Namespace) -> CommandResult:

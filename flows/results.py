@@ -19,7 +19,7 @@ from ganlib.io.provenance import short_md5
 
 if TYPE_CHECKING:
     from ganlib.config import Params
-    from ganlib.data.importer import ImportSummary
+    from ganlib.data.importer import ImportSummary, ReplacedVersion
     from ganlib.data.raw_check import RawCheck
     from ganlib.data.raw_data import RawDataStatus
     from ganlib.data.scenes import DefaultDatasetSummary
@@ -45,16 +45,24 @@ def data_default_result(summary: DefaultDatasetSummary, raw_dir: Path) -> Comman
                          _record_raw_steps(out, raw_dir))
 
 
-def data_import_result(summary: ImportSummary, raw_dir: Path) -> CommandResult:
+def data_import_result(summary: ImportSummary, raw_dir: Path, replaced: ReplacedVersion | None = None) -> CommandResult:
     dest, n_new, n_present = shown_path(summary.dest), len(summary.imported), len(summary.already_present)
     read = f"{byte_size(summary.total_bytes)} read"
-    if n_new:
+    replacing = summary.existing == "replace" and summary.files_before > 0
+    if replacing:
+        lines = [f"Replaced the {plural(summary.files_before, 'file')} in {dest} with "
+                 f"{plural(n_new, 'image file')} from {shown_path(summary.source)} ({read})."]
+        lines += _replaced_lines(replaced)
+    elif n_new:
         lines = [f"Imported {plural(n_new, 'new image file')} from {shown_path(summary.source)} into {dest} ({read})."]
         if n_present:
             lines.append(f"{plural(n_present, 'file')} already in {dest} with the same content: left as they were.")
     else:
         lines = [f"Nothing new: all {plural(n_present, 'image file')} from {shown_path(summary.source)} "
                  f"are already in {dest} ({read})."]
+    if summary.existing == "add" and summary.files_before:
+        lines.append(f"Added to what was there: {summary.files_before} before + {n_new} new = "
+                     f"{plural(summary.files_after, 'file')} in {dest} now.")
     by_reason: dict[str, list[str]] = {}
     for item in summary.skipped:
         by_reason.setdefault(item.reason, []).append(item.name)
@@ -65,10 +73,25 @@ def data_import_result(summary: ImportSummary, raw_dir: Path) -> CommandResult:
         lines.append(f"Skipped {plural(summary.hidden_skipped, 'hidden entry', 'hidden entries')} "
                      "(dot-files, dot-folders, __MACOSX).")
     data = {"command": "data import", **to_jsonable(summary),
-            "skipped_by_reason": {reason: len(names) for reason, names in sorted(by_reason.items())}}
+            "skipped_by_reason": {reason: len(names) for reason, names in sorted(by_reason.items())},
+            "replaced_version": to_jsonable(replaced) if replacing and replaced is not None else None}
     # Into the project's raw folder: record the version. Elsewhere: the user has their own plan for it.
     into_raw = Path(summary.dest).resolve() == Path(raw_dir).resolve()
-    return CommandResult(lines, data, _record_raw_steps(summary.dest, raw_dir) if n_new and into_raw else [])
+    return CommandResult(lines, data, _record_raw_steps(summary.dest, raw_dir) if (n_new or replacing) and into_raw else [])
+
+
+def _replaced_lines(replaced: ReplacedVersion | None) -> list[str]:
+    """Which dataset version a --replace removed, and how to get it back (or that nothing can)."""
+    if replaced is None or replaced.md5 is None:
+        return ["Warning: the replaced files were not tracked by DVC (no .dvc file records them): "
+                "they cannot be recovered."]
+    lines = [f"Replaced dataset version {replaced.short} (md5 {replaced.md5}, {replaced.dvc_file})."]
+    if replaced.restore:
+        lines.append(f"To get it back: `{replaced.restore}`" + (f" ({replaced.restore_note})." if replaced.restore_note else ""))
+    else:
+        lines.append(f"Warning: version {replaced.short} is not in the local DVC cache: only a DVC remote that "
+                     f"holds it can bring it back (`git checkout <commit> -- {replaced.dvc_file} && dvc pull`).")
+    return lines
 
 
 def data_check_result(check: RawCheck, raw_dir: Path) -> CommandResult:
@@ -235,13 +258,16 @@ def serve_result(params: Params) -> CommandResult:
                                  "cron": settings.cron, "timezone": settings.timezone, "stopped": True})
 
 
-def compare_result(result: Mapping[str, Any]) -> CommandResult:
-    from ganlib.metrics.report import render_table
+def compare_result(result: Mapping[str, Any], wide: bool = False) -> CommandResult:
+    """The table in 120 columns (version, date, FID, KID, drift, images, the params that fit), or all with `wide`."""
+    from ganlib.versions.compare import terminal_table
 
     table = list(result["table"])
-    lines = render_table(table[:MAX_TABLE_ROWS]).splitlines() if table else ["No dataset versions found."]
+    shown = terminal_table(table[:MAX_TABLE_ROWS], result.get("param_keys") or [], wide=wide)
+    lines = shown or ["No dataset versions found."]
     if len(table) > MAX_TABLE_ROWS:
         lines.append(f"... and {len(table) - MAX_TABLE_ROWS} more versions (all of them in the files below)")
+    lines += list(result.get("footnotes") or [])
     lines += [f"{kind}: {shown_path(path)}" for kind, path in result["files"].items()]
     return CommandResult(lines, {"command": "compare", **to_jsonable(result)})
 

@@ -84,9 +84,11 @@ def test_data_import_prints_counts_and_examples_and_json_lists_every_file(tmp_pa
     assert "Next: `dvc add data/raw`" in out  # into the project's raw folder: record the version
     assert "img-123.png" not in out  # the imported files are counted, not listed
 
-    # Again, for a program: every name, nothing new this time (all already present).
-    again = json.loads(scenegan(tmp_path, "data", "import", str(photo_folder), "--params", str(params), "--json").stdout)
+    # Again, for a program (--add: data/raw is no longer empty): every name, nothing new (all already present).
+    again = json.loads(scenegan(tmp_path, "data", "import", str(photo_folder), "--add", "--params", str(params),
+                                "--json").stdout)
     assert again["ok"] is True and again["imported"] == []
+    assert again["existing"] == "add" and again["files_before"] == again["files_after"] == N_PHOTOS
     assert len(again["already_present"]) == N_PHOTOS and "trips/2001/img-001.png" in again["already_present"]
     assert again["dest"] == str(tmp_path / "data" / "raw") and again["hidden_skipped"] == 2
     assert {"name": "shortcut.png", "reason": "symlink: not followed"} in again["skipped"]

@@ -24,7 +24,7 @@ from conftest import REPO_ROOT, run
 from PIL import Image
 
 from ganlib.data import importer
-from ganlib.data.importer import DatasetImportError, import_dataset, parse_byte_size
+from ganlib.data.importer import ADD, DatasetImportError, import_dataset, parse_byte_size
 from ganlib.logs import plain_logger
 
 LOG = plain_logger("test_import_limits")
@@ -105,7 +105,7 @@ def test_a_zip_bomb_member_is_refused_by_its_ratio_before_anything_is_written(tm
     bomb = zip_of_zeros(tmp_path / "bomb.zip", {"scan.bmp": BOMB_BYTES})
     assert bomb.stat().st_size < BOMB_BYTES / 500  # about 1000:1, far below the 64 GiB cap
     with pytest.raises(DatasetImportError) as error:
-        import_dataset(bomb, dest, LOG)
+        import_dataset(bomb, dest, LOG, existing=ADD)
     message = str(error.value)
     assert "member scan.bmp expands to 67108864 bytes" in message and "max_ratio=200" in message
     assert "Nothing was imported" in message and "--max-ratio" in message
@@ -115,7 +115,7 @@ def test_a_zip_bomb_member_is_refused_by_its_ratio_before_anything_is_written(tm
 def test_a_tar_gz_bomb_is_refused_while_streaming_after_a_few_mib(tmp_path: Path, dest: Path) -> None:
     bomb = tar_gz_of_zeros(tmp_path / "bomb.tar.gz", {"ok.png": 1000, "scan.bmp": BOMB_BYTES})
     with pytest.raises(DatasetImportError, match=r"scan\.bmp.*more than max_ratio=200") as error:
-        import_dataset(bomb, dest, LOG)
+        import_dataset(bomb, dest, LOG, existing=ADD)
     written = int(re.search(r"(\d+) bytes from", str(error.value)).group(1))
     assert written <= BOMB_BYTES // 4  # stopped long before the 64 MiB it would become
     assert_untouched(dest)
@@ -132,7 +132,7 @@ def test_compressible_photos_in_a_tar_gz_are_not_mistaken_for_a_bomb(tmp_path: P
             add_member(archive, f"{index}.ppm", pixels.tobytes())
     ratio = 5 * 2 * importer.RATIO_FREE_BYTES / archive_path.stat().st_size
     assert 100 < ratio < importer.DEFAULT_MAX_RATIO
-    summary = import_dataset(archive_path, dest, LOG)
+    summary = import_dataset(archive_path, dest, LOG, existing=ADD)
     assert sorted(summary.imported) == [f"{index}.ppm" for index in range(5)]
 
 
@@ -143,19 +143,19 @@ def test_many_small_members_are_refused_by_the_archive_ratio(tmp_path: Path, des
     make = zip_of_zeros if kind == "zip" else tar_gz_of_zeros
     bomb = make(tmp_path / f"many.{kind}", members)
     with pytest.raises(DatasetImportError, match=r"bytes from an archive of \d+ \(\d+:1, more than max_ratio=200\)"):
-        import_dataset(bomb, dest, LOG)
+        import_dataset(bomb, dest, LOG, existing=ADD)
     assert_untouched(dest)
 
 
 def test_max_ratio_lets_a_genuine_compressible_archive_in(tmp_path: Path, dest: Path) -> None:
     flat = zip_of_zeros(tmp_path / "flat.zip", {"white.bmp": 2 * importer.RATIO_FREE_BYTES})
     with pytest.raises(DatasetImportError, match="max_ratio=200"):
-        import_dataset(flat, dest, LOG)
-    summary = import_dataset(flat, dest, LOG, max_ratio=5000)
+        import_dataset(flat, dest, LOG, existing=ADD)
+    summary = import_dataset(flat, dest, LOG, existing=ADD, max_ratio=5000)
     assert sorted(summary.imported) == ["good.png", "white.bmp"]
     assert (dest / "white.bmp").stat().st_size == 2 * importer.RATIO_FREE_BYTES
     with pytest.raises(DatasetImportError, match="max_ratio must be a finite number >= 1"):
-        import_dataset(flat, dest, LOG, max_ratio=0.5)
+        import_dataset(flat, dest, LOG, existing=ADD, max_ratio=0.5)
 
 
 def test_the_byte_cap_is_sized_to_the_free_disk_space(tmp_path: Path, dest: Path, monkeypatch) -> None:
@@ -166,12 +166,12 @@ def test_the_byte_cap_is_sized_to_the_free_disk_space(tmp_path: Path, dest: Path
     monkeypatch.setattr(shutil, "disk_usage",
                         lambda path: usage._replace(free=importer.DISK_RESERVE_BYTES + (2 << 20)))
     with pytest.raises(DatasetImportError, match=r"more than the 2097152 bytes that fit on the destination's disk"):
-        import_dataset(stored, dest, LOG)
+        import_dataset(stored, dest, LOG, existing=ADD)
     assert_untouched(dest)
 
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=importer.DISK_RESERVE_BYTES // 2))
     with pytest.raises(DatasetImportError, match="bytes free, and an import leaves"):
-        import_dataset(stored, dest, LOG)
+        import_dataset(stored, dest, LOG, existing=ADD)
     assert_untouched(dest)
 
 
@@ -188,10 +188,10 @@ def test_new_folders_and_files_follow_the_umask(tmp_path: Path, umask: int, fold
     previous = os.umask(umask)
     try:
         dest = tmp_path / "data" / "raw"
-        import_dataset(src, dest, LOG)                       # a fresh destination: the staged folder renamed
+        import_dataset(src, dest, LOG, existing=ADD)                       # a fresh destination: the staged folder renamed
         (src / "more").mkdir()
         (src / "more" / "b.png").write_bytes(png_bytes()[:-1] + b"\1")
-        import_dataset(src, dest, LOG)                       # into an existing one: new folders made there
+        import_dataset(src, dest, LOG, existing=ADD)         # into an existing one: new folders made there
     finally:
         os.umask(previous)
     modes = {path.relative_to(tmp_path).as_posix(): stat.S_IMODE(path.stat().st_mode)

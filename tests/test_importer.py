@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ganlib.data import importer
-from ganlib.data.importer import DatasetImportError, import_dataset
+from ganlib.data.importer import ADD, REPLACE, DatasetImportError, import_dataset
 
 LOG = logging.getLogger("test_importer")
 
@@ -74,14 +74,14 @@ def test_reimport_counts_identical_files_and_refuses_to_overwrite_different_ones
     import_dataset(src, dest, LOG)
 
     (src / "new.png").write_bytes(png_bytes((4, 5, 6)))
-    again = import_dataset(src, dest, LOG)
+    again = import_dataset(src, dest, LOG, existing=ADD)
     assert again.imported == ("new.png",) and again.already_present == ("a.png",)
 
     (src / "a.png").write_bytes(png_bytes((200, 0, 0)))   # same name, different photo
     (src / "later.png").write_bytes(png_bytes((7, 8, 9)))
     before = tree(dest)
     with pytest.raises(DatasetImportError, match=r"would overwrite 1 file\(s\): a\.png"):
-        import_dataset(src, dest, LOG)
+        import_dataset(src, dest, LOG, existing=ADD)
     assert tree(dest) == before                            # all or nothing: later.png not added either
 
 
@@ -164,11 +164,13 @@ def test_existing_symlink_in_dest_cannot_redirect_writes(tmp_path: Path) -> None
     (src / "sub").mkdir(parents=True)
     (src / "sub" / "a.png").write_bytes(png_bytes())
     with pytest.raises(DatasetImportError, match="sub/a.png"):
-        import_dataset(src, dest, LOG)
+        import_dataset(src, dest, LOG, existing=ADD)
     assert tree(outside) == {}
 
 
-def test_zip_bomb_is_an_error_and_dest_is_untouched(tmp_path: Path) -> None:
+@pytest.mark.parametrize("existing", [ADD, REPLACE])
+def test_zip_bomb_is_an_error_and_dest_is_untouched(tmp_path: Path, existing: str) -> None:
+    """Also under --replace: the old files go only once the new import has fully succeeded."""
     dest = tmp_path / "raw"
     dest.mkdir()
     (dest / "kept.png").write_bytes(png_bytes())
@@ -177,7 +179,7 @@ def test_zip_bomb_is_an_error_and_dest_is_untouched(tmp_path: Path) -> None:
         archive.writestr("small.png", png_bytes())
         archive.writestr("huge.png", b"\0" * 200_000)
     with pytest.raises(DatasetImportError, match="zip bomb"):
-        import_dataset(bomb, dest, LOG, max_total_bytes=100_000)
+        import_dataset(bomb, dest, LOG, max_total_bytes=100_000, existing=existing)
     assert tree(dest) == {"kept.png": png_bytes()}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.zip", "raw"]
 

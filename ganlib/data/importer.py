@@ -28,17 +28,25 @@ SRC is a folder (nested) or an archive (.zip, .tar, .tar.gz/.tgz, .tar.bz2,
   would replace an existing DEST file with different content, the import
   stops with an error listing them and DEST is left untouched. Identical
   files already in DEST are counted as already present.
+- A DEST that already holds files is never mixed into silently: the caller
+  says ADD (merge, as above) or REPLACE (the staged import takes DEST's
+  place in two renames once it is complete; the old files are deleted only
+  after that, so a failed import leaves them as they were). Without either,
+  DestinationNotEmptyError. `replaced_version` says whether DVC can bring the
+  replaced files back, and how.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import lzma
 import math
 import os
 import re
 import shutil
 import stat
+import subprocess
 import tarfile
 import zipfile
 import zlib
@@ -46,8 +54,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable
 
+import yaml
+
 from ganlib.errors import UserFacingError
 from ganlib.io.atomic import fresh_directory
+from ganlib.io.provenance import dataset_dvc_file, dataset_md5, short_md5
 from ganlib.logs import Logger
 from ganlib.progress import Progress
 
@@ -82,8 +93,19 @@ _SIZE_UNITS = {
 }
 
 
+# What to do with a destination that already holds files.
+NEW = "new"          # it must be empty (or missing)
+ADD = "add"          # merge into it
+REPLACE = "replace"  # the import takes its place
+EXISTING_MODES = (NEW, ADD, REPLACE)
+
+
 class DatasetImportError(UserFacingError, ValueError):
     """The import cannot proceed; DEST is unchanged. The message says what to fix."""
+
+
+class DestinationNotEmptyError(DatasetImportError):
+    """DEST holds files and the caller said neither ADD nor REPLACE; nothing was read or written."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +123,25 @@ class ImportSummary:
     skipped: tuple[Skipped, ...]
     hidden_skipped: int
     total_bytes: int                  # bytes of image files read from the source
+    existing: str = NEW               # NEW, ADD or REPLACE: what was asked for a non-empty dest
+    files_before: int = 0             # files dest held before the import (all kinds, hidden included)
+    files_after: int = 0              # files dest holds after it
+
+
+@dataclass(frozen=True)
+class ReplacedVersion:
+    """The dataset version a --replace import removes, and whether (and how) DVC can bring it back."""
+
+    md5: str | None          # DVC's md5 of the folder; None: no .dvc file tracks it
+    dvc_file: str | None     # the .dvc file that records it (relative to the project root)
+    in_cache: bool           # every file of that version is in the local DVC cache
+    commit: str | None       # a git commit whose dvc_file records this md5 (None: not committed)
+    restore: str | None      # the command that brings it back; None when nothing can
+    restore_note: str = ""   # when that command stops working (an uncommitted .dvc file)
+
+    @property
+    def short(self) -> str:
+        return short_md5(self.md5)
 
 
 @dataclass(frozen=True)
@@ -114,13 +155,26 @@ class ByteCap:
 
 def import_dataset(
     src: Path, dest: Path, log: Logger, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
-    max_ratio: float = DEFAULT_MAX_RATIO,
+    max_ratio: float = DEFAULT_MAX_RATIO, existing: str = NEW,
 ) -> ImportSummary:
-    """Copy the image files of folder or archive `src` into `dest` (see module docstring)."""
+    """Copy the image files of folder or archive `src` into `dest` (see module docstring).
+
+    `existing`: NEW (dest must hold no files), ADD (merge) or REPLACE (swap the import in).
+    """
     src, dest = Path(src), Path(dest)
     if not (math.isfinite(max_ratio) and max_ratio >= 1):
         raise DatasetImportError(f"max_ratio must be a finite number >= 1, got {max_ratio}")
+    if existing not in EXISTING_MODES:
+        raise ValueError(f"existing must be one of {EXISTING_MODES}, got {existing!r}")
     stage_source = _source_reader(src, dest)
+    files_before = count_files(dest)
+    if files_before and existing == NEW:
+        raise DestinationNotEmptyError(
+            f"{dest} already holds {files_before} file(s); nothing was imported. Say what to do with them: "
+            "--add merges the new photos into them (identical files are kept once, a different file under "
+            "the same name is an error); --replace puts the import in their place once it has fully "
+            "succeeded (the summary names the dataset version it replaces and how DVC brings it back)"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     cap = byte_cap(max_total_bytes, dest.parent)
     if cap.limit <= 0:
@@ -139,18 +193,23 @@ def import_dataset(
                 f"{src}: no image files to import ({stager.hidden} hidden skipped; {reasons or 'nothing else found'}); "
                 f"image files are recognised by extension: {' '.join(sorted(IMAGE_SUFFIXES))}"
             )
-        imported, present = _merge_into(staging, sorted(stager.names), dest)
+        if existing == REPLACE and files_before:
+            imported, present = sorted(stager.names), []
+            _swap_in(staging, dest)
+        else:
+            imported, present = _merge_into(staging, sorted(stager.names), dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
     summary = ImportSummary(
         source=src, dest=dest, imported=tuple(imported), already_present=tuple(present),
         skipped=tuple(sorted(stager.skipped, key=lambda s: s.name)), hidden_skipped=stager.hidden,
-        total_bytes=stager.bytes,
+        total_bytes=stager.bytes, existing=existing, files_before=files_before, files_after=count_files(dest),
     )
     log.info(
-        "import: %d new files in %s, %d already present, %d skipped (%s), %d hidden skipped, %.1f MB read",
-        len(imported), dest, len(present), len(summary.skipped),
+        "import (%s): %d files before, %d new files in %s, %d already present, %d skipped (%s), "
+        "%d hidden skipped, %.1f MB read",
+        existing, files_before, len(imported), dest, len(present), len(summary.skipped),
         _skip_reason_counts(summary.skipped) or "none", stager.hidden, stager.bytes / 1e6,
     )
     for skipped in summary.skipped[:SKIPS_LOGGED]:
@@ -158,6 +217,77 @@ def import_dataset(
     if len(summary.skipped) > SKIPS_LOGGED:
         log.info("import: ... and %d more skipped (ImportSummary.skipped lists them all)", len(summary.skipped) - SKIPS_LOGGED)
     return summary
+
+
+def count_files(folder: Path) -> int:
+    """Files (not folders) anywhere under `folder`, hidden ones included; 0 for a missing folder.
+
+    Symlinks count as files: a folder that holds only links is not empty.
+    """
+    if not folder.is_dir():
+        return 0
+    return sum(len(filenames) + sum(1 for d in dirnames if (Path(dirpath) / d).is_symlink())
+               for dirpath, dirnames, filenames in os.walk(folder))
+
+
+def replaced_version(root: Path, dest: Path) -> ReplacedVersion:
+    """What DVC knows of the dataset in `dest` (inside project `root`): call it before a REPLACE import.
+
+    The md5 comes from the .dvc file that tracks `dest` (data.dvc, or `<dest>.dvc`).
+    It is recoverable when the local DVC cache holds every file of it; the
+    restore command checks out a committed .dvc file when git has one that
+    names this md5 (it survives a later `dvc add`), else the current one
+    (valid only until `dvc add` rewrites it).
+    """
+    root, dest = Path(root), Path(dest)
+    md5 = dataset_md5(root, dest)
+    dvc_file = dataset_dvc_file(root, dest) if md5 else None
+    if md5 is None or dvc_file is None:
+        return ReplacedVersion(None, None, False, None, None)
+    dvc_rel = os.path.relpath(dvc_file, root)
+    dest_rel = os.path.relpath(dest, root)
+    in_cache = _cached(root, md5)
+    commit = _commit_recording(root, dvc_rel, md5)
+    if not in_cache:
+        return ReplacedVersion(md5, dvc_rel, False, commit, None)
+    if commit:
+        return ReplacedVersion(md5, dvc_rel, True, commit, f"git checkout {commit} -- {dvc_rel} && dvc checkout {dest_rel}")
+    return ReplacedVersion(md5, dvc_rel, True, None, f"dvc checkout {dest_rel}",
+                           f"{dvc_rel} is not committed: this works until `dvc add` rewrites it; "
+                           f"commit or copy {dvc_rel} to keep this version reachable")
+
+
+def _cached(root: Path, md5: str) -> bool:
+    """True if the local DVC cache (DVC 3 layout, `files/md5/`, or DVC 2) holds the folder and all its files."""
+    for base in (root / ".dvc" / "cache" / "files" / "md5", root / ".dvc" / "cache"):
+        manifest = base / md5[:2] / f"{md5[2:]}.dir"
+        if manifest.is_file():
+            try:
+                entries = json.loads(manifest.read_text())
+            except ValueError:
+                return False
+            return all((base / e["md5"][:2] / e["md5"][2:]).is_file() for e in entries)
+    return False
+
+
+def _commit_recording(root: Path, dvc_rel: str, md5: str) -> str | None:
+    """HEAD (short) when its committed `dvc_rel` records `md5`; None otherwise (no git, not committed, changed)."""
+    try:
+        shown = subprocess.run(["git", "show", f"HEAD:{dvc_rel}"], cwd=root, capture_output=True, text=True,
+                               check=False)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=False)
+    except OSError:  # no git on this machine
+        return None
+    if shown.returncode != 0 or head.returncode != 0:
+        return None
+    try:
+        outs = (yaml.safe_load(shown.stdout) or {}).get("outs") or []
+    except (yaml.YAMLError, AttributeError):
+        return None
+    if not any(isinstance(out, dict) and str(out.get("md5", "")).removesuffix(".dir") == md5 for out in outs):
+        return None
+    return head.stdout.strip() or None
 
 
 def byte_cap(max_total_bytes: int, directory: Path) -> ByteCap:
@@ -489,6 +619,23 @@ def _merge_into(staging: Path, names: list[str], dest: Path) -> tuple[list[str],
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / name, target)
     return new, present
+
+
+def _swap_in(staging: Path, dest: Path) -> None:
+    """Put the complete `staging` in `dest`'s place; the old `dest` is deleted only once the new one is there.
+
+    Two renames on one disk: dest -> an empty `.NAME.replaced-RANDOM` beside it
+    (rename may replace an empty folder), staging -> dest. If the second
+    fails, the first is undone, so the old files are never lost.
+    """
+    old = fresh_directory(dest.parent, f".{dest.name}.replaced-")
+    os.replace(dest, old)
+    try:
+        os.replace(staging, dest)
+    except BaseException:
+        os.replace(old, dest)
+        raise
+    shutil.rmtree(old)
 
 
 def _new_staging_directory(dest: Path) -> Path:
