@@ -11,6 +11,7 @@
     scenegan check [--stages ...] [--set ...]               check params and devices, run nothing (before dvc repro)
     scenegan summary                                        gallery path, metrics table, Prefect UI link
     scenegan retrain [--force]                              retrain if the dataset version changed
+    scenegan commit-version -m MSG                          git-commit data.dvc, dvc.lock and the results together
     scenegan serve                                          serve the retrain deployment on retrain.cron
     scenegan compare [REV ...]                              metrics per dataset version (CSV, markdown, PNG)
     scenegan fid-real DIR_A DIR_B                           FID/KID between two prepared datasets
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     _command(commands, "summary", "print the gallery path, the metrics table and the Prefect UI link", summary)
     retrain = _command(commands, "retrain", "retrain, evaluate and publish if the dataset version changed", run_retrain)
     retrain.add_argument("--force", action="store_true", help="retrain even if the dataset version is unchanged")
+    add_commit_version_command(commands)
     _command(commands, "serve", "serve the scheduled retrain deployment (needs PREFECT_API_URL)", serve)
     compare = _command(commands, "compare", "metrics per dataset version: git revisions, tags, DVC experiments", compare_revisions)
     compare.add_argument("revs", nargs="*", metavar="REV",
@@ -336,6 +338,21 @@ def run_retrain(args: argparse.Namespace) -> CommandResult:
     # Fail fast, before a flow run starts and before `dvc exp run` deletes any stage's outputs.
     check_stage_devices(load_params(args.params), ["train", "evaluate", "publish"])
     return retrain_result(call_with_prefect_api(lambda: retrain_flow(params_file=str(args.params), force=args.force)))
+
+
+def add_commit_version_command(commands) -> None:
+    committed = _command(commands, "commit-version", "git-commit the dataset version (data.dvc) with dvc.lock, the "
+                         "metrics, the publish record and the retrain history; refused unless `dvc status` is clean",
+                         commit_version)
+    committed.add_argument("-m", "--message", required=True, help="the commit message")
+
+
+def commit_version(args: argparse.Namespace) -> CommandResult:
+    from flows.results import commit_version_result
+    from ganlib.versions.commit import commit_version as commit
+
+    params, root = _params_and_root(args)
+    return commit_version_result(commit(params, root, args.message))
 
 
 def serve(args: argparse.Namespace) -> CommandResult:

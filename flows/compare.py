@@ -50,4 +50,6 @@ def compare_flow(params_file: str = "params.yaml", revs: list[str] | None = None
     params, root = load_stage_params(params_file, overrides or [])
     comparison = compare_versions_task(root, list(revs or []), params)
     return {"files": write_comparison_task(comparison, root / params.base.paths.reports),
-            "rows": comparison.records(), "table": comparison.table_rows()}
+            "rows": comparison.records(), "table": comparison.table_rows(),
+            # The terminal shows the params that fit (flows.results.compare_result) and these notes under the table.
+            "param_keys": list(comparison.param_keys), "footnotes": comparison.footnotes()}

@@ -260,14 +260,18 @@ def serve_result(params: Params) -> CommandResult:
 
 def compare_result(result: Mapping[str, Any], wide: bool = False) -> CommandResult:
     """The table in 120 columns (version, date, FID, KID, drift, images, the params that fit), or all with `wide`."""
-    from ganlib.versions.compare import terminal_table
+    import textwrap
+
+    from ganlib.versions.compare import TERMINAL_WIDTH, terminal_table
 
     table = list(result["table"])
     shown = terminal_table(table[:MAX_TABLE_ROWS], result.get("param_keys") or [], wide=wide)
     lines = shown or ["No dataset versions found."]
     if len(table) > MAX_TABLE_ROWS:
         lines.append(f"... and {len(table) - MAX_TABLE_ROWS} more versions (all of them in the files below)")
-    lines += list(result.get("footnotes") or [])
+    # A footnote may list dozens of keys: wrapped, so the output stays within the table's width.
+    lines += [line for note in result.get("footnotes") or []
+              for line in textwrap.wrap(note, TERMINAL_WIDTH, subsequent_indent="  ", break_on_hyphens=False)]
     lines += [f"{kind}: {shown_path(path)}" for kind, path in result["files"].items()]
     return CommandResult(lines, {"command": "compare", **to_jsonable(result)})
 

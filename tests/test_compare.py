@@ -32,6 +32,7 @@ from ganlib.versions.compare import (
     ROW_COLUMNS,
     VersionRow,
     compare_versions,
+    added_param_keys,
     differing_param_keys,
     write_comparison,
 )
@@ -212,7 +213,7 @@ def test_drift_is_real_vs_real_fid_from_the_previous_row(versions, tagged):
 
 def test_csv_markdown_and_table_rows(versions, tagged):
     records = list(csv.DictReader(io.StringIO(tagged.to_csv())))
-    assert list(records[0]) == [*ROW_COLUMNS, "train.lr_g"]
+    assert list(records[0]) == [*ROW_COLUMNS, "not_comparable_with_previous", "train.lr_g"]
     assert [r["label"] for r in records] == ["v1", "v2", "lowlr"]
     assert [r["data_md5"] for r in records] == [versions.md5["A"], versions.md5["B"], versions.md5["B"]]
     assert [float(r["fid"]) for r in records] == [row.fid for row in tagged.rows]  # unrounded
@@ -225,8 +226,8 @@ def test_csv_markdown_and_table_rows(versions, tagged):
     markdown = tagged.to_markdown()
     lines = [line for line in markdown.splitlines() if line.startswith("|")]
     assert len(lines) == 2 + 3
-    assert lines[0].startswith("| version | kind | commit | dataset | images |")
-    assert f"| v1 | tag | {versions.sha['v1'][:8]} | {versions.md5['A'][:8]} | 3 |" in markdown
+    assert lines[0].startswith("| ≠ | version | kind | commit | date | dataset | images |")
+    assert f"| v1 | tag | {versions.sha['v1'][:8]} | {tagged.rows[0].date[:10]} | {versions.md5['A'][:8]} | 3 |" in markdown
     assert "| lowlr | experiment |" in markdown and "| 0.0001 |" in markdown
 
 
@@ -307,7 +308,7 @@ def test_history_rows_come_first_and_skip_listed_experiments(versions, tmp_path)
     assert "retrain-ffffffff" in comparison.to_csv()
 
 
-def test_differing_params_by_value_absent_counts():
+def test_differing_params_by_value_a_key_one_side_lacks_is_added_not_different():
     rows = [flatten_dotted(p) for p in (
         {"train": {"lr": 0.1, "betas": [0.5, 0.9], "arch": "dcgan"}, "a": {"b": {"c": 1}}},
         {"train": {"lr": 0.1, "betas": [0.5, 0.99], "arch": "dcgan"}, "a": {"b": {"c": 1}}, "extra": {"k": None}},
@@ -318,7 +319,8 @@ def test_differing_params_by_value_absent_counts():
         def __init__(self, params):
             self.params = params
 
-    assert differing_param_keys([Row(p) for p in rows] + [Row(None)]) == ("extra.k", "train.betas")
+    assert differing_param_keys([Row(p) for p in rows] + [Row(None)]) == ("train.betas",)
+    assert added_param_keys([Row(p) for p in rows] + [Row(None)]) == ("extra.k",)
 
 
 def test_the_fid_panel_draws_the_sampling_noise_band_and_kid_its_std():

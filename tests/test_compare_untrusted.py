@@ -102,10 +102,12 @@ def test_hostile_tag_names_and_param_values_are_text_in_compare_md(tmp_path):
                  ["git", "config", "user.name", "tests"], [str(Path(sys.executable).with_name("dvc")), "init", "-q"]):
         run(args, root)
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["retrain"]["<script>key</script>"] = "0"
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     commit(root, "plain")
     params["retrain"]["deployment_name"] = HOSTILE_VALUE
     params["retrain"]["<script>key</script>"] = "1|2"   # a revision's params are read as they are
+    params["retrain"]["<b>added</b>"] = 1   # one side only: named in the footnote, escaped there too
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     commit(root, HOSTILE_TAG)
 
@@ -127,6 +129,7 @@ def test_hostile_tag_names_and_param_values_are_text_in_compare_md(tmp_path):
     assert " retrain.&lt;script&gt;key&lt;/script&gt; " in header
     hostile_row = dict(zip(header, table_cells(table[3])))
     assert hostile_row[" retrain.&lt;script&gt;key&lt;/script&gt; "] == " 1\\|2 "
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;: added in this version: retrain.&lt;b&gt;added&lt;/b&gt;" in markdown
 
 
 def test_markdown_text_escapes_only_what_changes_meaning():

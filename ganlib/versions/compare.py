@@ -8,6 +8,20 @@ scored (FID/KID/IS from that revision's metrics.json), how far its real data
 moved from the previous row's (real-vs-real FID/KID, "drift"), and the value
 of every parameter that differs between the compared versions.
 
+The params compared are the ones a run used: the params.json records the
+stages wrote where a revision has them, else its params.yaml without
+`presets` (a preset is a recipe, not a setting any run used). A key that only
+some rows have is not a difference: it is listed once, under the table, as
+"added in this version" (or "removed") at the first row where it appears.
+
+Comparability: a row whose FID/KID were measured differently from the
+scored row above it (n_samples, extractor with its precision, n_reference)
+cannot be compared with it, and one trained for another length (kimg) is
+an unequal training run; either is marked in the tables and compare.png
+does not join the two points with a line. The reference dataset itself is
+each version's own data: that it differs is what a comparison of dataset
+versions is about (the drift columns measure it), so it marks nothing.
+
 With no revs, every dataset version found is compared (versions.default_revisions):
 commits that changed data.dvc, tags, DVC experiments, HEAD and the
 workspace, oldest first, each (dataset, params, metrics) shown once.
@@ -30,7 +44,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ganlib.config import Params, flatten_dotted
 from ganlib.errors import UserFacingError
@@ -64,7 +78,7 @@ FID_HEADING = "FID [sampling noise, 95%]"
 ROW_COLUMNS = (
     "label", "kind", "commit", "date", "data_md5", "n_images", "resolution", "checkpoint_kimg",
     "fid", "fid_noise_low", "fid_noise_high", "fid_noise_resamples", "fid_noise_n", "fid_infinity", "kid_mean", "kid_std", "is_mean", "is_std",
-    "n_samples", "extractor",
+    "n_samples", "extractor", "n_reference",
     "drift_fid_from_previous", "drift_kid_from_previous", "near_duplicates_in_previous", "note",
 )
 
@@ -100,6 +114,7 @@ class VersionRow:
     fid_noise_resamples: int | None = None
     fid_noise_n: int | None = None
     fid_infinity: float | None = None
+    n_reference: int | None = None  # real images the FID/KID reference statistics came from
     params: Mapping[str, Any] | None = field(default=None, compare=False)  # dotted key -> value; None: unknown
 
     def record(self) -> dict[str, Any]:
@@ -113,14 +128,32 @@ class Comparison:
     rows: tuple[VersionRow, ...]
     param_keys: tuple[str, ...]     # dotted params whose value differs between the rows
     plot_metrics: tuple[str, ...]   # columns plotted by default (compare.plot_metrics)
+    # Keys only some rows have (a footnote, never a column): "added in this version".
+    added_param_keys: tuple[str, ...] = ()
 
     @property
     def columns(self) -> list[str]:
-        return [*ROW_COLUMNS, *self.param_keys]
+        return [*ROW_COLUMNS, NOT_COMPARABLE_COLUMN, *self.param_keys]
 
     def records(self) -> list[dict[str, Any]]:
-        """Raw values per row, fixed columns then the differing params (absent: None)."""
-        return [{**row.record(), **{key: _param_value(row, key) for key in self.param_keys}} for row in self.rows]
+        """Raw values per row, fixed columns, why a row is not comparable, then the differing params (absent: None)."""
+        reasons = not_comparable_reasons(self.rows)
+        return [{**row.record(), NOT_COMPARABLE_COLUMN: "; ".join(why),
+                 **{key: _param_value(row, key) for key in self.param_keys}}
+                for row, why in zip(self.rows, reasons)]
+
+    def footnotes(self, text: Callable[[str], str] = str) -> list[str]:
+        """What the table leaves out or marks: params only some rows have, and the rows marked not comparable.
+
+        `text` shows a value from a revision (label, key, extractor): markdown_text for compare.md, str for a terminal.
+        """
+        notes = [f"{text(label)}: {what}: {', '.join(map(text, keys))}"
+                 for label, what, keys in key_changes(self.rows, self.added_param_keys)]
+        for row, why in zip(self.rows, not_comparable_reasons(self.rows)):
+            if why:
+                notes.append(f"{NOT_COMPARABLE_MARK} {text(row.label)}: not comparable with the scored row "
+                             f"above it ({'; '.join(map(text, why))}); compare.png does not join them")
+        return notes
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
@@ -133,7 +166,8 @@ class Comparison:
     def table_rows(self) -> list[dict[str, str]]:
         """Rows for people (a Prefect table artifact): short hashes, rounded numbers, KID ± std."""
         with_infinity = any(row.fid_infinity is not None for row in self.rows)  # a column only when some row has it
-        return [_display_row(row, self.param_keys, with_infinity) for row in self.rows]
+        reasons = not_comparable_reasons(self.rows)
+        return [_display_row(row, self.param_keys, with_infinity, bool(why)) for row, why in zip(self.rows, reasons)]
 
     def to_markdown(self) -> str:
         rows = self.table_rows()
@@ -149,6 +183,8 @@ class Comparison:
         lines.append("|" + "|".join("---" for _ in header) + "|")
         for row in rows:
             lines.append("| " + " | ".join(markdown_text(row[key]) for key in header) + " |")
+        footnotes = self.footnotes(markdown_text)
+        lines += ["", *(f"{note}  " for note in footnotes)] if footnotes else []  # two spaces: a markdown line break
         return "\n".join(lines + self.fid_noise_legend()) + "\n"
 
     def fid_noise_legend(self) -> list[str]:
@@ -199,7 +235,7 @@ def compare_versions(repo: Path, revs: Sequence[str], params: Params, log: Logge
         rows = with_drift(rows, facts, repo, params, log)
     if settings.include_history:
         rows = history_rows(repo / params.base.paths.history, rows, log) + rows
-    return Comparison(tuple(rows), differing_param_keys(rows), tuple(settings.plot_metrics))
+    return Comparison(tuple(rows), differing_param_keys(rows), tuple(settings.plot_metrics), added_param_keys(rows))
 
 
 def version_row(facts: VersionFacts) -> VersionRow:
@@ -216,8 +252,17 @@ def version_row(facts: VersionFacts) -> VersionRow:
         drift_fid_from_previous=None,
         drift_kid_from_previous=None,
         notes=facts.notes,
-        params=None if facts.params is None else flatten_dotted(facts.params),
+        params=used_params(facts),
     )
+
+
+def used_params(facts: VersionFacts) -> dict[str, Any] | None:
+    """Dotted params a run at this revision used: its stages' records, else params.yaml without presets."""
+    if facts.used_params is not None:
+        return flatten_dotted(facts.used_params)
+    if facts.params is None:
+        return None
+    return flatten_dotted({key: value for key, value in facts.params.items() if key != "presets"})
 
 
 def _metric_fields(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -226,6 +271,7 @@ def _metric_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {key: _float(values.get(key)) for key in METRIC_COLUMNS}
     fields["n_samples"] = _int(values.get("n_samples"))
     fields["extractor"] = values.get("extractor") or None
+    fields["n_reference"] = _int(values.get("n_reference"))
     # Not in the history's columns; metrics.json from before they existed has none: None.
     fields.update({key: _float(values.get(key)) for key in FID_UNCERTAINTY_COLUMNS})
     fields.update({key: _int(values.get(key)) for key in ("fid_noise_resamples", "fid_noise_n")})
@@ -254,10 +300,88 @@ def deduplicate_versions(facts: Sequence[VersionFacts]) -> list[VersionFacts]:
 
 
 def differing_param_keys(rows: Sequence[VersionRow]) -> tuple[str, ...]:
-    """Dotted keys whose value is not the same in every row that has params (absent counts as a value)."""
+    """Dotted keys that every row with params has, with a value not the same in all of them.
+
+    A key only some rows have is no difference (the older run did not have
+    the setting at all): added_param_keys lists those.
+    """
     known = [row.params for row in rows if row.params is not None]
-    keys = sorted({key for params in known for key in params})
-    return tuple(key for key in keys if len({_canonical(p[key]) if key in p else "<absent>" for p in known}) > 1)
+    shared = set.intersection(*(set(params) for params in known)) if known else set()
+    return tuple(key for key in sorted(shared) if len({_canonical(p[key]) for p in known}) > 1)
+
+
+def added_param_keys(rows: Sequence[VersionRow]) -> tuple[str, ...]:
+    """Dotted keys that some rows with params have and others lack."""
+    known = [row.params for row in rows if row.params is not None]
+    if not known:
+        return ()
+    everywhere = set.intersection(*(set(params) for params in known))
+    return tuple(sorted({key for params in known for key in params} - everywhere))
+
+
+def key_changes(rows: Sequence[VersionRow], keys: Sequence[str]) -> list[tuple[str, str, list[str]]]:
+    """(row label, "added in this version" | "removed in this version", keys): each key once, where it first changes."""
+    known = [row for row in rows if row.params is not None]
+    found: dict[tuple[str, str], list[str]] = {}
+    for key in keys:
+        for previous, current in zip(known, known[1:]):
+            before, now = key in previous.params, key in current.params
+            if before != now:
+                what = "added in this version" if now else "removed in this version"
+                found.setdefault((current.label, what), []).append(key)
+                break  # once per key: where it first appears (or goes)
+    return [(label, what, sorted(found_keys)) for (label, what), found_keys in found.items()]
+
+
+# --------------------------------------------------------------------------- comparability
+
+NOT_COMPARABLE_MARK = "≠"
+NOT_COMPARABLE_COLUMN = "not_comparable_with_previous"
+# What makes two scored rows not comparable: how the FID/KID were measured (n_samples, the
+# extractor with its precision, n_reference), and how long the generator trained (kimg: a
+# legitimate difference between versions, but the runs are then unequal).
+COMPARABILITY_FIELDS = (
+    ("checkpoint_kimg", "kimg"), ("n_samples", "n_samples"), ("extractor", "extractor"), ("n_reference", "n_reference"),
+)
+
+
+def not_comparable_reasons(rows: Sequence[VersionRow]) -> list[tuple[str, ...]]:
+    """Per row, how it differs from the scored row above it ("kimg 16 vs 48"); () when comparable or unscored.
+
+    A field unknown on either side (an old metrics.json, a history row) marks nothing: unknown is not different.
+    """
+    reasons: list[tuple[str, ...]] = []
+    previous: VersionRow | None = None
+    for row in rows:
+        if row.fid is None and row.kid_mean is None:
+            reasons.append(())
+            continue
+        reasons.append(() if previous is None else _differences(previous, row))
+        previous = row
+    return reasons
+
+
+def _differences(previous: VersionRow, row: VersionRow) -> tuple[str, ...]:
+    found = []
+    for name, shown in COMPARABILITY_FIELDS:
+        before, now = getattr(previous, name), getattr(row, name)
+        if before is not None and now is not None and before != now:
+            found.append(f"{shown} {_display_value(now)} vs {_display_value(before)}")
+    return tuple(found)
+
+
+def comparable_segments(rows: Sequence[VersionRow]) -> list[list[int]]:
+    """Row indices in runs that a plot may join with a line: a new segment starts at each non-comparable row."""
+    segments: list[list[int]] = []
+    for index, why in enumerate(not_comparable_reasons(rows)):
+        if why or not segments:
+            segments.append([])
+        segments[-1].append(index)
+    return segments
+
+
+def _display_value(value: Any) -> str:
+    return _display(value) if isinstance(value, (int, float)) else str(value)
 
 
 # --------------------------------------------------------------------------- drift
@@ -395,11 +519,15 @@ def write_comparison(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
 # --------------------------------------------------------------------------- formatting
 
 
-def _display_row(row: VersionRow, param_keys: Sequence[str], with_infinity: bool = False) -> dict[str, str]:
+def _display_row(
+    row: VersionRow, param_keys: Sequence[str], with_infinity: bool = False, not_comparable: bool = False,
+) -> dict[str, str]:
     shown = {
+        NOT_COMPARABLE_MARK: NOT_COMPARABLE_MARK if not_comparable else "",
         "version": row.label,
         "kind": row.kind,
         "commit": (row.commit or "")[:8],
+        "date": (row.date or "")[:10],
         "dataset": short_md5(row.data_md5),
         "images": _display(row.n_images),
         "kimg": _display(row.checkpoint_kimg),
@@ -407,6 +535,7 @@ def _display_row(row: VersionRow, param_keys: Sequence[str], with_infinity: bool
         **({"FID-inf": _display(row.fid_infinity)} if with_infinity else {}),
         "KID": plus_minus(row.kid_mean, row.kid_std, _display, missing=""),
         "IS": plus_minus(row.is_mean, row.is_std, _display, missing=""),
+        "samples": _display(row.n_samples),
         "drift FID": _display(row.drift_fid_from_previous),
         "drift KID": _display(row.drift_kid_from_previous),
         "near-dups in previous": _display(row.near_duplicates_in_previous),
@@ -486,3 +615,65 @@ def _canonical(value: Any) -> str:
 def _result_key(facts: VersionFacts) -> list[Any]:
     metrics = facts.metrics or {}
     return [metrics.get(k) for k in ("fid", "kid_mean", "kid_std", "is_mean", "is_std", "checkpoint_kimg", "n_samples", "extractor")]
+
+
+# --------------------------------------------------------------------------- terminal
+
+TERMINAL_WIDTH = 120
+# What the terminal shows first, in order of priority; the differing params follow while they fit.
+TERMINAL_COLUMNS = (NOT_COMPARABLE_MARK, "version", "date", FID_HEADING, "KID", "drift FID", "images")
+MAX_TERMINAL_CELL = 28   # a long tag or experiment name is cut, not allowed to push FID off the screen
+
+
+def terminal_table(
+    table: Sequence[Mapping[str, str]], param_keys: Sequence[str], width: int = TERMINAL_WIDTH, wide: bool = False,
+) -> list[str]:
+    """`table` (Comparison.table_rows) as text lines no wider than `width`, or every column when `wide`.
+
+    Columns absent from the table are skipped (a history-only table has no params). The params that
+    do not fit are summarised on one line after the table, pointing at --wide.
+    """
+    if not table:
+        return []
+    if wide:
+        return render_columns(table, list(table[0]))
+    rows = [{key: _cut(str(value)) for key, value in row.items()} for row in table]
+    chosen = _columns_that_fit([c for c in TERMINAL_COLUMNS if c in rows[0]], rows, width)
+    params = [key for key in param_keys if key in rows[0]]
+    shown_params = _columns_that_fit(params, rows, width, chosen)[len(chosen):]
+    lines = render_columns(rows, chosen + shown_params)
+    hidden = len(params) - len(shown_params)
+    if hidden:
+        lines.append(f"+{hidden} params differ (--wide; all of them in compare.md and compare.csv)")
+    return lines
+
+
+def render_columns(rows: Sequence[Mapping[str, str]], columns: Sequence[str]) -> list[str]:
+    """A plain-text table: header, rule, one line per row, columns two spaces apart."""
+    widths = {c: _column_width(rows, c) for c in columns}
+    header = "  ".join(c.ljust(widths[c]) for c in columns).rstrip()
+    rule = "  ".join("-" * widths[c] for c in columns)
+    body = ["  ".join(str(r[c]).ljust(widths[c]) for c in columns).rstrip() for r in rows]
+    return [header, rule, *body]
+
+
+def _columns_that_fit(
+    candidates: Sequence[str], rows: Sequence[Mapping[str, str]], width: int, chosen: Sequence[str] = (),
+) -> list[str]:
+    """`chosen` plus each candidate, in order, that still fits in `width` (a wide one skipped, a later narrow one kept)."""
+    kept = list(chosen)
+    used = sum(_column_width(rows, c) for c in kept) + 2 * max(0, len(kept) - 1)
+    for column in candidates:
+        extra = _column_width(rows, column) + (2 if kept else 0)
+        if used + extra <= width:
+            kept.append(column)
+            used += extra
+    return kept
+
+
+def _column_width(rows: Sequence[Mapping[str, str]], column: str) -> int:
+    return max(len(column), *(len(str(row[column])) for row in rows))
+
+
+def _cut(text: str, limit: int = MAX_TERMINAL_CELL) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

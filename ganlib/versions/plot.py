@@ -31,8 +31,18 @@ METRIC_COLUMNS = {
 }
 
 
+# Scores of generated samples: comparable only between rows evaluated alike (compare.not_comparable_reasons).
+# Drift is real vs real data and does not depend on the training run.
+GENERATED_METRICS = frozenset({"fid", "kid_mean", "is_mean"})
+
+
 def plot_metrics_png(rows: Sequence["VersionRow"], metrics: Sequence[str], path: Path) -> Path:
-    """One panel per metric column, x = version (label and dataset md5), gaps where a value is missing."""
+    """One panel per metric column, x = version (label and dataset md5), gaps where a value is missing.
+
+    The FID/KID/IS line breaks between rows that are not comparable (compare.comparable_segments).
+    """
+    from ganlib.versions.compare import comparable_segments  # compare imports this module lazily; no cycle at import
+
     unknown = [m for m in metrics if m not in METRIC_COLUMNS]
     if unknown or not metrics:
         raise ValueError(f"cannot plot {unknown or 'no metrics'}; choose from {sorted(METRIC_COLUMNS)}")
@@ -50,7 +60,11 @@ def plot_metrics_png(rows: Sequence["VersionRow"], metrics: Sequence[str], path:
         if all(math.isnan(v) for v in values):
             ax.text(0.5, 0.5, "no values", transform=ax.transAxes, ha="center", va="center", color="grey")
             continue
-        ax.plot(x, values, marker="o", color="tab:blue")
+        # Generated-sample scores of rows that are not comparable (other kimg, n_samples, extractor,
+        # n_reference) are drawn as separate segments: a line between them would read as a trend.
+        segments = comparable_segments(rows) if metric in GENERATED_METRICS else [x]
+        for segment in segments:
+            ax.plot(segment, [values[i] for i in segment], marker="o", color="tab:blue")
         below, above = _error_bars(rows, values, spread_column)
         if any(b > 0 for b in below) or any(a > 0 for a in above):
             ax.errorbar(x, values, yerr=[below, above], fmt="none", ecolor="tab:blue", capsize=3)

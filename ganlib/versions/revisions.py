@@ -34,6 +34,9 @@ from ganlib.metrics.report import METRICS_FILE, with_current_metric_keys
 
 WORKSPACE = "workspace"
 PARAMS_FILE = "params.yaml"
+# Each stage records the params it ran with beside its outputs (ganlib.config.write_resolved_params).
+PARAMS_RECORD_FILE = "params.json"
+RECORDING_STAGES = ("prepared", "train", "evaluate")
 
 # What reading a path at a revision raises when it is absent, or DVC-tracked
 # but not in the cache (a missing directory listing is not an OSError).
@@ -86,6 +89,9 @@ class VersionFacts:
     prepared: PreparedInfo | None # None when missing, not in the cache, or prepared from other data
     metrics: dict[str, Any] | None  # None when missing or computed on other data
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The params.json records the stages wrote (prepared, train, evaluate), merged: the keys a run used.
+    # None when the revision has none (older commits, outputs not in the local DVC cache).
+    used_params: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- resolving
@@ -252,6 +258,7 @@ def read_version(repo: Path, revision: Revision, fallback_paths: Paths) -> Versi
         metrics_path = f"{paths['evaluate']}/{METRICS_FILE}"
         metrics = _read_json(fs, metrics_path)
         prepared, why_not = _read_prepared(fs, paths["prepared"])
+        used_params = _read_params_records(fs, paths)
     finally:
         fs.close()
 
@@ -270,7 +277,7 @@ def read_version(repo: Path, revision: Revision, fallback_paths: Paths) -> Versi
             f"not this revision's {short_md5(data_md5)} (stale: run `dvc repro` and commit)"
         )
         metrics = None
-    return VersionFacts(revision, params, data_md5, prepared, metrics, tuple(notes))
+    return VersionFacts(revision, params, data_md5, prepared, metrics, tuple(notes), used_params)
 
 
 def materialize_prepared(repo: Path, revision: Revision, prepared: PreparedInfo, destination: Path) -> Path:
@@ -330,7 +337,30 @@ def _read_json(fs: DVCFileSystem, path: str) -> dict[str, Any] | None:
 
 def _paths_at(params: dict[str, Any] | None, fallback: Paths) -> dict[str, str]:
     recorded = ((params or {}).get("base") or {}).get("paths") or {}
-    return {key: str(recorded.get(key) or getattr(fallback, key)) for key in ("prepared", "evaluate")}
+    return {key: str(recorded.get(key) or getattr(fallback, key)) for key in RECORDING_STAGES}
+
+
+def _read_params_records(fs: DVCFileSystem, paths: dict[str, str]) -> dict[str, Any] | None:
+    """The stages' params.json records at this revision, merged (nested, as written); None without any.
+
+    Their "run" entry (what a stage found as it ran, e.g. code digests) is not a parameter and is dropped.
+    Stages record overlapping keys (base.paths.*) with the same values, so the merge order does not matter.
+    """
+    merged: dict[str, Any] = {}
+    for stage in RECORDING_STAGES:
+        record = _read_json(fs, f"{paths[stage]}/{PARAMS_RECORD_FILE}")
+        if record is not None:
+            record.pop("run", None)
+            _merge_into(merged, record)
+    return merged or None
+
+
+def _merge_into(target: dict[str, Any], source: dict[str, Any]) -> None:
+    for key, value in source.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
+        else:
+            target[key] = value
 
 
 def _produced(fs: DVCFileSystem, path: str) -> bool:
