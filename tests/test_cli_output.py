@@ -322,7 +322,7 @@ def test_to_jsonable_converts_explicitly_and_refuses_unknown_types():
                             skipped=(Skipped("x.txt", "not an image"),), hidden_skipped=1, total_bytes=3)
     assert to_jsonable(summary) == {"source": "/src", "dest": "/dest", "imported": ["a.png"], "already_present": [],
                                     "skipped": [{"name": "x.txt", "reason": "not an image"}], "hidden_skipped": 1,
-                                    "total_bytes": 3}
+                                    "total_bytes": 3, "existing": "new", "files_before": 0, "files_after": 0}
     assert to_jsonable({"fid": float("nan"), 1: {2, 1}}) == {"fid": None, "1": [1, 2]}
     with pytest.raises(TypeError, match="object"):
         to_jsonable(object())

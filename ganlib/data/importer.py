@@ -237,7 +237,8 @@ def replaced_version(root: Path, dest: Path) -> ReplacedVersion:
     It is recoverable when the local DVC cache holds every file of it; the
     restore command checks out a committed .dvc file when git has one that
     names this md5 (it survives a later `dvc add`), else the current one
-    (valid only until `dvc add` rewrites it).
+    (valid only until `dvc add` rewrites it, and forced: DVC keeps files it
+    has not cached unless told).
     """
     root, dest = Path(root), Path(dest)
     md5 = dataset_md5(root, dest)
@@ -252,9 +253,10 @@ def replaced_version(root: Path, dest: Path) -> ReplacedVersion:
         return ReplacedVersion(md5, dvc_rel, False, commit, None)
     if commit:
         return ReplacedVersion(md5, dvc_rel, True, commit, f"git checkout {commit} -- {dvc_rel} && dvc checkout {dest_rel}")
-    return ReplacedVersion(md5, dvc_rel, True, None, f"dvc checkout {dest_rel}",
-                           f"{dvc_rel} is not committed: this works until `dvc add` rewrites it; "
-                           f"commit or copy {dvc_rel} to keep this version reachable")
+    # DVC refuses to drop files it has not cached (the import, before `dvc add`): --force says to.
+    return ReplacedVersion(md5, dvc_rel, True, None, f"dvc checkout --force {dest_rel}",
+                           f"discards the imported files; {dvc_rel} is not committed, so this works only "
+                           f"until `dvc add` rewrites it: commit or copy {dvc_rel} first to keep this version")
 
 
 def _cached(root: Path, md5: str) -> bool:
