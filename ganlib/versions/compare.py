@@ -226,7 +226,7 @@ def compare_versions(repo: Path, revs: Sequence[str], params: Params, log: Logge
     facts = [read_version(repo, revision, params.base.paths) for revision in revisions]
     if not revs:
         facts = deduplicate_versions(facts)
-    rows = [version_row(f) for f in facts]
+    rows = recorded_keys_only([version_row(f) for f in facts], facts)
     for row in rows:
         log.info(f"{row.label} ({row.kind} {(row.commit or '')[:8]}): dataset {short_md5(row.data_md5)}, "
                  f"{_display(row.n_images)} images, FID {_display(row.fid)}"
@@ -263,6 +263,21 @@ def used_params(facts: VersionFacts) -> dict[str, Any] | None:
     if facts.params is None:
         return None
     return flatten_dotted({key: value for key, value in facts.params.items() if key != "presets"})
+
+
+def recorded_keys_only(rows: Sequence[VersionRow], facts: Sequence[VersionFacts]) -> list[VersionRow]:
+    """Rows whose params come from params.yaml keep only keys some stage recorded, when any revision has records.
+
+    A stage records what it depends on; params.yaml also holds settings no run uses (retrain.*,
+    compare.*): an older revision without records would otherwise list every one of those as
+    "removed" next to a revision with records.
+    """
+    recorded = {key for f in facts if f.used_params is not None for key in flatten_dotted(f.used_params)}
+    if not recorded:
+        return list(rows)
+    return [row if f.used_params is not None or row.params is None
+            else replace(row, params={k: v for k, v in row.params.items() if k in recorded})
+            for row, f in zip(rows, facts)]
 
 
 def _metric_fields(values: Mapping[str, Any]) -> dict[str, Any]:
