@@ -8,6 +8,8 @@ side keeps them whole.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import json
 from functools import partial
 from pathlib import Path
@@ -289,11 +291,11 @@ def preset_list_result(presets: Mapping[str, Mapping[str, Any]], overrides: Mapp
     """One line per preset: its first few settings (a preset sets dozens); `scenegan preset NAME` prints them all."""
     if not presets:
         return CommandResult([f"{shown_path(params_file)}: no presets defined"], {"command": "preset", "presets": {}})
-    # What tells presets apart comes first: the settings they all share say nothing about the choice.
-    everywhere = set.intersection(*(set(expressions) for expressions in overrides.values())) if len(overrides) > 1 else set()
+    # What tells presets apart comes first: a setting that many presets share says little about the choice.
+    shared_by = Counter(expression for expressions in overrides.values() for expression in set(expressions))
     lines = []
     for name, expressions in overrides.items():
-        ordered = [e for e in expressions if e not in everywhere] + [e for e in expressions if e in everywhere]
+        ordered = sorted(expressions, key=lambda expression: shared_by[expression])  # stable: file order within
         shown = ", ".join(ordered[:MAX_PRESET_SETTINGS])
         more = f" and {len(ordered) - MAX_PRESET_SETTINGS} more" if len(ordered) > MAX_PRESET_SETTINGS else ""
         lines.append(f"{name}: {shown}{more}")
