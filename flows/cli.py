@@ -340,7 +340,7 @@ def run_retrain(args: argparse.Namespace) -> CommandResult:
     return retrain_result(call_with_prefect_api(lambda: retrain_flow(params_file=str(args.params), force=args.force)))
 
 
-def add_commit_version_command(commands) -> None:
+def add_commit_version_command(commands: "argparse._SubParsersAction") -> None:
     committed = _command(commands, "commit-version", "git-commit the dataset version (data.dvc) with dvc.lock, the "
                          "metrics, the publish record and the retrain history; refused unless `dvc status` is clean",
                          commit_version)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ganlib.data.raw_data import RawDataStatus
     from ganlib.data.scenes import DefaultDatasetSummary
     from ganlib.metrics.report import DatasetComparison
+    from ganlib.versions.commit import VersionCommit
 
 NEXT_STAGE = {"preprocess": "train", "train": "evaluate", "evaluate": "publish"}
 MAX_TABLE_ROWS = 20
@@ -239,18 +240,79 @@ def summary_result(params: Params, root: Path) -> CommandResult:
 
 
 def retrain_result(outcome: Mapping[str, Any]) -> CommandResult:
-    data = {"command": "retrain", **to_jsonable(outcome)}
-    if outcome["status"] != "retrained":
+    """`scenegan retrain`: published, kept (and why: the gate's numbers), or nothing to do."""
+    kind = outcome.get("outcome") or _retrain_kind(outcome)
+    data = {"command": "retrain", **to_jsonable(outcome), "outcome": kind}
+    version = short_md5(outcome["data_md5"])
+    if kind == "nothing to do":
         return CommandResult(
-            [f"retrain: nothing to do; dataset version {short_md5(outcome['data_md5'])} was already retrained."],
+            [f"retrain: nothing to do; dataset version {version} was already retrained."],
             data, ["`scenegan retrain --force` to retrain anyway"],
         )
-    lines = [
-        f"retrain: experiment {outcome['experiment']} on dataset {short_md5(outcome['data_md5'])} "
-        f"(previous {short_md5(outcome['previous_md5'])}): FID {_number(outcome.get('fid'))}, gallery {outcome['published']}."
+    previous = (f"previous version {short_md5(outcome['previous_md5'])}" if outcome.get("previous_md5")
+                else "first retrain of this project")
+    fid = (f"FID {_fid_band(outcome, 'fid', 'fid_noise_low', 'fid_noise_high')}" if outcome.get("fid") is not None
+           else "FID not measured")
+    lines = [f"retrain: dataset version {version} ({previous}), experiment {outcome['experiment']}: {fid}."]
+    release = outcome.get("release")
+    if kind == "published":
+        lines.append(f"Published release {release}" + (f" at {outcome['gallery']}" if outcome.get("gallery") else "")
+                     + (f": {outcome['reason']}." if outcome.get("reason") else "."))
+    else:
+        lines.append(f"Kept the gallery as it was (release {release}): {outcome.get('reason') or 'see results/publish.json'}.")
+        lines += _gate_lines(outcome.get("comparison"))
+    if outcome.get("committed"):
+        lines.append(f"Committed the dataset version and its results as {outcome['committed']} (retrain.commit).")
+    return CommandResult(lines, data, _retrain_next_steps(outcome))
+
+
+def _retrain_kind(outcome: Mapping[str, Any]) -> str:
+    """The outcome of a result dict without one: the older {status, published} shape."""
+    if outcome.get("status") == "nothing to do":
+        return "nothing to do"
+    return "published" if outcome.get("published") == "published" else "kept"
+
+
+def _gate_lines(comparison: Mapping[str, Any] | None) -> list[str]:
+    """The publish gate's numbers (publish.json's comparison), when it compared two FIDs."""
+    if not comparison or comparison.get("previous_fid_compared") is None:
+        return []
+    basis = "re-scored under this run's settings" if comparison.get("previous_scored_as") == "rescored" else "as recorded"
+    return [
+        f"  this model: FID {_fid_band(comparison, 'fid', 'fid_noise_low', 'fid_noise_high')}; "
+        f"published: FID {_fid_band(comparison, 'previous_fid_compared', 'previous_fid_noise_low', 'previous_fid_noise_high')} ({basis})",
+        f"  the gate's rule: {comparison.get('rule_text')}",
     ]
-    return CommandResult(lines, data, ["`scenegan summary` for the gallery and the metrics",
-                                       f"`dvc exp show` to see experiment {outcome['experiment']}"])
+
+
+def _fid_band(values: Mapping[str, Any], fid: str, low: str, high: str) -> str:
+    band = f" [{_number(values[low])}, {_number(values[high])}]" if values.get(low) is not None and values.get(high) is not None else ""
+    return f"{_number(values[fid])}{band}"
+
+
+def _retrain_next_steps(outcome: Mapping[str, Any]) -> list[str]:
+    steps = [f"`dvc exp show` to see experiment {outcome['experiment']}"]
+    if outcome.get("to_commit"):
+        files = ", ".join(outcome["to_commit"])
+        steps.insert(0, f'`scenegan commit-version -m "retrain {outcome["experiment"]}"` to commit {files} '
+                        "(or set retrain.commit: true)")
+    return steps
+
+
+def commit_version_result(committed: VersionCommit) -> CommandResult:
+    """`scenegan commit-version`: the commit, the dataset version, the files."""
+    version = f"dataset version {short_md5(committed.data_md5)} ({committed.dvc_file or 'no .dvc file'})"
+    if committed.commit is None:
+        lines = [f"Nothing to commit: {version} and its results are already committed "
+                 f"({', '.join(committed.candidates) or 'no files'})."]
+    else:
+        lines = [f"Committed {committed.commit}: {version}, {plural(len(committed.files), 'file')} "
+                 f"({', '.join(committed.files)})."]
+    if committed.still_modified:
+        lines.append(f"Left uncommitted: {plural(len(committed.still_modified), 'other changed file')} "
+                     f"({examples(committed.still_modified, len(committed.still_modified))}); commit them yourself "
+                     "if dvc.lock depends on them (params.yaml, dvc.yaml, code).")
+    return CommandResult(lines, {"command": "commit-version", **to_jsonable(committed)})
 
 
 def serve_result(params: Params) -> CommandResult:

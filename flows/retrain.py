@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,8 @@ def run_experiment_task(params: Params, root: Path, name: str) -> None:
 
 
 @task(name="apply-and-publish", cache_policy=NO_CACHE, persist_result=False)
-def apply_and_publish_task(root: Path, name: str) -> None:
-    retrain.apply_and_publish(root, name, get_run_logger())
+def apply_and_publish_task(params: Params, root: Path, name: str) -> bool:
+    return retrain.apply_and_publish(params, root, name, get_run_logger())
 
 
 def retrain_run_name() -> str:
@@ -83,24 +84,35 @@ def retrain_flow(params_file: str = "params.yaml", force: bool = False) -> dict[
         changed, previous = retrain.needs_retrain(params, root, data_md5)
         if not changed and not force:
             log.info("nothing to do: dataset version %s was already retrained", data_md5)
-            return retrain.RetrainOutcome("nothing to do", data_md5, previous).__dict__
+            return retrain.RetrainOutcome(retrain.NOTHING_TO_DO, data_md5, previous).as_dict()
 
         # A missing GPU fails here, before `dvc exp run` removes any stage's outputs.
         check_stage_devices(params, STAGE_FLOWS)
         now = retrain.utc_now()
         name = retrain.experiment_name(params, data_md5, now)
-        log.info("dataset version %s (previous %s): running experiment %s", data_md5, previous, name)
+        log.info("dataset version %s (%s): running experiment %s", data_md5, previous_text(previous), name)
         run_experiment_task(params, root, name)
-        apply_and_publish_task(root, name)
-        outcome = retrain.record_retrain(params, root, name, previous, str(flow_run.id), now)
+        publish_ran = apply_and_publish_task(params, root, name)
+        outcome = retrain.record_retrain(params, root, name, previous, str(flow_run.id), now, publish_ran)
         if params.retrain.commit:
-            retrain.commit_results(params, root, name)
-        create_markdown_artifact(
-            key="retrain",
-            markdown=(
-                f"### Retrained on dataset `{data_md5}`\n\n- experiment `{name}` (`dvc exp show`)\n"
-                f"- previous version `{previous}`\n- FID {outcome.fid}\n- gallery: {outcome.published}"
-            ),
-            description="last retrain",
-        )
-        return outcome.__dict__
+            outcome = replace(outcome, committed=retrain.commit_results(params, root, name),
+                              to_commit=retrain.uncommitted_version_files(params, root))
+        log.info("retrain %s: %s", outcome.outcome, outcome.reason)
+        create_markdown_artifact(key="retrain", markdown=retrain_markdown(outcome), description="last retrain")
+        return outcome.as_dict()
+
+
+def previous_text(previous: str | None) -> str:
+    return f"previous version {previous}" if previous else "the first retrain of this project"
+
+
+def retrain_markdown(outcome: retrain.RetrainOutcome) -> str:
+    """The run's `retrain` artifact: the outcome and why, in the summary's words."""
+    return "\n".join([
+        f"### Retrained on dataset `{outcome.data_md5}`: {outcome.outcome}",
+        "",
+        f"- experiment `{outcome.experiment}` (`dvc exp show`)",
+        f"- {previous_text(outcome.previous_md5)}",
+        f"- FID {outcome.fid}",
+        f"- gallery: {outcome.outcome}, release `{outcome.release}`: {outcome.reason}",
+    ])

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Mapping
 
 import yaml
 
@@ -36,6 +37,7 @@ from ganlib.io.logged_command import run_logged
 from ganlib.io.provenance import DATA_DVC_FILE, dvc_tracked_md5
 from ganlib.logs import Logger
 from ganlib.metrics.report import METRICS_FILE
+from ganlib.versions.commit import commit_version, git, version_files
 from ganlib.versions.history import METRIC_COLUMNS, append_history_row, last_data_md5
 
 
@@ -43,14 +45,40 @@ class RetrainError(UserFacingError):
     """A retrain step failed; the workspace results were left as they were."""
 
 
+# What a retrain did, in the words the summary and --json use.
+NOTHING_TO_DO = "nothing to do"   # the dataset version was already retrained
+PUBLISHED = "published"           # this retrain published a new release
+KEPT = "kept"                     # the gallery was left as it was (the gate's reason, or already up to date)
+
+# What the publish stage did in a retrain: the record's status, or this when
+# `dvc repro publish` did not run it (its inputs had not changed).
+PUBLISH_UP_TO_DATE = "up to date"
+
+
 @dataclass(frozen=True)
 class RetrainOutcome:
-    status: str  # "nothing to do" | "retrained"
+    outcome: str                           # NOTHING_TO_DO | PUBLISHED | KEPT
     data_md5: str | None
-    previous_md5: str | None
+    previous_md5: str | None               # None: the first retrain of this project
     experiment: str | None = None
     fid: float | None = None
-    published: str | None = None
+    fid_noise_low: float | None = None
+    fid_noise_high: float | None = None
+    published: str | None = None           # "published" | "skipped" | PUBLISH_UP_TO_DATE | None (nothing to do)
+    reason: str | None = None              # why: the gate's words (publish.json), or why publish did not run
+    release: str | None = None             # the release the gallery shows after this retrain
+    gallery: str | None = None             # its index page
+    comparison: dict[str, Any] | None = None  # publish.json's `comparison`: the gate's FIDs and noise bands
+    committed: str | None = None           # the commit retrain.commit made
+    to_commit: list[str] = field(default_factory=list)  # changed files that are not committed yet
+
+    @property
+    def status(self) -> str:
+        """The older two-valued status ("nothing to do" | "retrained"), kept for callers that read it."""
+        return NOTHING_TO_DO if self.outcome == NOTHING_TO_DO else "retrained"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "status": self.status}
 
 
 def refresh_dataset_version(root: Path, log: Logger) -> str | None:
@@ -87,19 +115,32 @@ def run_experiment(params: Params, root: Path, name: str, log: Logger) -> None:
     _stream_dvc(command, root, log)
 
 
-def apply_and_publish(root: Path, name: str, log: Logger) -> None:
+def apply_and_publish(params: Params, root: Path, name: str, log: Logger) -> bool:
+    """Apply the experiment and `dvc repro publish`; return whether the publish stage really ran.
+
+    `dvc repro` skips a stage whose inputs have not changed (e.g. the first
+    retrain of a dataset version that `dvc repro` already published): then
+    publish.json is an earlier run's record and must not be reported as
+    this retrain's.
+    """
     log.info("applying experiment %s to the workspace", name)
     run_dvc(["exp", "apply", name], root)
+    record_path = root / params.base.paths.publish_record
+    before = record_path.read_bytes() if record_path.is_file() else None
     _stream_dvc(["repro", "publish"], root, log)
+    # Every run writes a new record (its date at least): the same bytes mean the stage did not run.
+    return record_path.is_file() and record_path.read_bytes() != before
 
 
 def record_retrain(
-    params: Params, root: Path, name: str, previous_md5: str | None, flow_run: str | None, now: datetime
+    params: Params, root: Path, name: str, previous_md5: str | None, flow_run: str | None, now: datetime,
+    publish_ran: bool,
 ) -> RetrainOutcome:
-    """Append the dataset version -> metrics row; return what happened."""
+    """Append the dataset version -> metrics row; return what happened, read from metrics.json and publish.json."""
     metrics = json.loads((root / params.base.paths.evaluate / METRICS_FILE).read_text())
     record_path = root / params.base.paths.publish_record
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    outcome, published, reason = publish_outcome(record, publish_ran)
     append_history_row(
         root / params.base.paths.history,
         {
@@ -109,25 +150,45 @@ def record_retrain(
             "experiment": name,
             "commit": _git_head(root),
             **{key: metrics.get(key) for key in METRIC_COLUMNS},
-            "published": record.get("status"),
+            "published": published,
             "release": record.get("release"),
             "flow_run": flow_run,
         },
     )
     return RetrainOutcome(
-        "retrained", metrics.get("data_md5"), previous_md5, name, metrics.get("fid"), record.get("status")
+        outcome, metrics.get("data_md5"), previous_md5, name, metrics.get("fid"),
+        metrics.get("fid_noise_low"), metrics.get("fid_noise_high"), published, reason,
+        record.get("release"), record.get("index"), record.get("comparison") if publish_ran else None,
+        to_commit=uncommitted_version_files(params, root),
     )
 
 
-def commit_results(params: Params, root: Path, name: str) -> None:
-    """git-commit the files that describe this retrain (retrain.commit)."""
-    paths = [
-        DATA_DVC_FILE, "dvc.lock", params.base.paths.history, params.base.paths.publish_record,
-        f"{params.base.paths.evaluate}/{METRICS_FILE}", f"{params.base.paths.evaluate}/params.json",
-    ]
-    existing = [p for p in paths if (root / p).exists()]
-    _git(root, "add", "--", *existing)
-    _git(root, "commit", "-m", f"retrain {name}", "--", *existing)
+def publish_outcome(record: Mapping[str, Any], publish_ran: bool) -> tuple[str, str, str]:
+    """(outcome, what the publish stage did, why), from publish.json and whether the stage ran."""
+    if publish_ran and record.get("status") == "published":
+        return PUBLISHED, "published", str(record.get("reason") or "")
+    if publish_ran:
+        return KEPT, str(record.get("status") or "skipped"), str(record.get("reason") or "")
+    when = f" on {record['date']}" if record.get("date") else ""
+    if record.get("status") == "published":
+        why = f"this model was already published{when} as release {record.get('release')}"
+    else:
+        why = f"the publish stage already kept release {record.get('release')} for this model{when}: {record.get('reason')}"
+    return KEPT, PUBLISH_UP_TO_DATE, f"{why} (`dvc repro` found the publish stage's inputs unchanged)"
+
+
+def commit_results(params: Params, root: Path, name: str) -> str | None:
+    """git-commit the dataset version with this retrain's results (retrain.commit); the new commit, if any."""
+    return commit_version(params, root, f"retrain {name}").commit
+
+
+def uncommitted_version_files(params: Params, root: Path) -> list[str]:
+    """The dataset-version files (ganlib.versions.commit) that differ from HEAD or are not in git yet."""
+    candidates = version_files(params, root)
+    if not candidates:
+        return []
+    listed = git(root, "status", "--porcelain", "--untracked-files=all", "--", *candidates)
+    return [line[3:] for line in listed.splitlines()]
 
 
 def utc_now() -> datetime:
@@ -159,9 +220,3 @@ def _stream_dvc(args: list[str], root: Path, log: Logger) -> None:
 def _git_head(root: Path) -> str | None:
     result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True, capture_output=True)
     return result.stdout.strip() or None
-
-
-def _git(root: Path, *args: str) -> None:
-    result = subprocess.run(["git", *args], cwd=root, text=True, capture_output=True)
-    if result.returncode != 0:
-        raise RetrainError(f"`git {' '.join(args)}` failed: {result.stderr.strip() or result.stdout.strip()}")

@@ -1,0 +1,113 @@
+"""`scenegan commit-version`: commit a dataset version together with the results it produced.
+
+A dataset version is only reproducible from git when the commit that records
+it (data.dvc) also records what the pipeline made of it: dvc.lock (the md5 of
+every stage's inputs and outputs), the evaluate stage's metrics and params,
+the publish record and the retrain history. Committing them one by one
+invites a commit whose data.dvc and dvc.lock disagree, so this commits them
+together, and only when `dvc status` is clean: otherwise dvc.lock would
+describe results that the workspace does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from ganlib.config import Params
+from ganlib.errors import UserFacingError
+from ganlib.io.dvc_cli import run_dvc
+from ganlib.io.provenance import DATA_DVC_FILE, dataset_dvc_file, dvc_tracked_md5
+from ganlib.metrics.report import METRICS_FILE
+
+DVC_LOCK_FILE = "dvc.lock"
+EVALUATE_PARAMS_FILE = "params.json"  # dvc.yaml: the evaluate stage's uncached params record
+
+
+class NotReproducedError(UserFacingError):
+    """`dvc status` reports changes: dvc.lock does not describe the workspace yet."""
+
+
+class GitError(UserFacingError):
+    """A git command failed; the message carries its output."""
+
+
+@dataclass(frozen=True)
+class VersionCommit:
+    commit: str | None          # the new commit (short hash); None: nothing had changed
+    message: str
+    data_md5: str | None        # the dataset version committed
+    dvc_file: str | None        # the .dvc file that records it
+    files: list[str]            # the files this commit changed
+    candidates: list[str]       # every file commit-version looks at (present ones)
+    still_modified: list[str]   # other tracked files with uncommitted changes, left alone
+
+
+def version_files(params: Params, root: Path) -> list[str]:
+    """The files that make up a dataset version and its results, relative to root, those that exist."""
+    dvc_file = dataset_dvc_file(root, params.base.paths.raw) or root / DATA_DVC_FILE
+    paths = [
+        _relative(dvc_file, root), DVC_LOCK_FILE,
+        f"{params.base.paths.evaluate}/{METRICS_FILE}", f"{params.base.paths.evaluate}/{EVALUATE_PARAMS_FILE}",
+        params.base.paths.publish_record, params.base.paths.history,
+    ]
+    return [path for path in dict.fromkeys(paths) if (root / path).is_file()]
+
+
+def check_reproduced(root: Path) -> None:
+    """Refuse unless `dvc status` is clean: every stage and .dvc file matches dvc.lock / its record."""
+    changes = run_dvc(["status", "--json"], root).stdout.strip()
+    status = json.loads(changes or "{}")
+    if status:
+        listing = "\n".join(f"  {line}" for line in status_lines(status))
+        raise NotReproducedError(
+            f"`dvc status` reports changes, so dvc.lock does not describe the workspace yet:\n{listing}\n"
+            "Run `dvc repro` (after `dvc add` for changed data), then `scenegan commit-version` again."
+        )
+
+
+def status_lines(status: Mapping[str, Any]) -> list[str]:
+    """`dvc status --json` as one line per stage or .dvc file: what changed."""
+    lines = []
+    for name, entries in status.items():
+        parts = []
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if isinstance(entry, Mapping):
+                for kind, paths in entry.items():
+                    shown = ", ".join(f"{path} {state}" for path, state in paths.items()) if isinstance(paths, Mapping) else str(paths)
+                    parts.append(f"{kind}: {shown}")
+            else:
+                parts.append(str(entry))
+        lines.append(f"{name}: {'; '.join(parts)}")
+    return lines
+
+
+def commit_version(params: Params, root: Path, message: str) -> VersionCommit:
+    """Check `dvc status`, then git-commit exactly version_files() with `message`."""
+    check_reproduced(root)
+    candidates = version_files(params, root)
+    dvc_file = next((path for path in candidates if path.endswith(".dvc")), None)
+    data_md5 = dvc_tracked_md5(root / dvc_file) if dvc_file else None
+    git(root, "add", "--", *candidates)
+    changed = git(root, "diff", "--cached", "--name-only", "--", *candidates).split()
+    commit = None
+    if changed:
+        # With paths, `git commit` commits only those: whatever else the user staged stays staged.
+        git(root, "commit", "-q", "-m", message, "--", *candidates)
+        commit = git(root, "rev-parse", "--short", "HEAD").strip()
+    still = [line[3:] for line in git(root, "status", "--porcelain", "--untracked-files=no").splitlines()]
+    return VersionCommit(commit, message, data_md5, dvc_file, changed, candidates, still)
+
+
+def git(root: Path, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=root, text=True, capture_output=True)
+    if result.returncode != 0:
+        raise GitError(f"`git {' '.join(args)}` failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(Path(path).resolve().relative_to(Path(root).resolve()))

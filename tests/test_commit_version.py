@@ -1,0 +1,76 @@
+"""`scenegan commit-version -m MSG`: the dataset version and its results in one commit, only when reproduced.
+
+A real git + DVC tiny project; `dvc repro` runs the real stages (reporting to the test Prefect server).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run
+
+from ganlib.io.provenance import dvc_tracked_md5
+
+RESULTS = ["dvc.lock", "results/evaluate/metrics.json", "results/evaluate/params.json", "results/publish.json"]
+
+
+def scenegan(root: Path, env: dict[str, str], *args: str):
+    return run([str(Path(sys.executable).with_name("scenegan")), *args], root, env=env, check=False)
+
+
+def dvc(root: Path, env: dict[str, str], *args: str) -> None:
+    run([str(Path(sys.executable).with_name("dvc")), *args], root, env=env)
+
+
+def committed_files(root: Path) -> list[str]:
+    """The files HEAD changed (`git show --stat`, names only)."""
+    return sorted(run(["git", "show", "--name-only", "--format=", "HEAD"], root).stdout.split())
+
+
+@pytest.mark.slow
+def test_commit_version_refuses_until_reproduced_then_commits_exactly_the_version_files(tiny_project, subprocess_env):
+    root, env = tiny_project, subprocess_env
+    head = run(["git", "rev-parse", "HEAD"], root).stdout.strip()
+
+    # Never reproduced: every stage differs from dvc.lock (there is none yet).
+    refused = scenegan(root, env, "commit-version", "-m", "v1")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "`dvc status` reports changes" in refused.stderr and "preprocess:" in refused.stderr
+    assert "`dvc repro`" in refused.stderr
+    assert run(["git", "rev-parse", "HEAD"], root).stdout.strip() == head  # nothing committed
+
+    dvc(root, env, "repro")
+    (root / "notes.txt").write_text("someone else's change, not part of the version\n")
+    run(["git", "add", "notes.txt"], root)  # staged by the user: must stay out of this commit
+    done = scenegan(root, env, "commit-version", "-m", "results of v1", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["commit"] and result["data_md5"] == dvc_tracked_md5(root / "data.dvc")
+    assert committed_files(root) == sorted(RESULTS)  # data.dvc was committed with the dataset already
+    assert run(["git", "log", "-1", "--format=%s"], root).stdout.strip() == "results of v1"
+    assert "notes.txt" in run(["git", "diff", "--cached", "--name-only"], root).stdout
+
+    # Again, nothing changed: nothing to commit, not an error.
+    again = scenegan(root, env, "commit-version", "-m", "again")
+    assert again.returncode == 0 and "Nothing to commit" in again.stdout
+
+    # A new dataset version recorded with `dvc add` but not reproduced: refused, naming what changed.
+    from ganlib.data.scenes import write_default_dataset
+    from ganlib.logs import plain_logger
+
+    write_default_dataset(root / "data/raw", 40, 32, 7, plain_logger("tests"), overwrite=True)
+    dvc(root, env, "add", "data/raw")
+    refused = scenegan(root, env, "commit-version", "-m", "v2")
+    assert refused.returncode == 2 and "data/raw" in refused.stderr and "`dvc repro`" in refused.stderr
+
+    dvc(root, env, "repro")
+    done = scenegan(root, env, "commit-version", "-m", "dataset v2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    short = run(["git", "rev-parse", "--short", "HEAD"], root).stdout.strip()
+    assert f"Committed {short}: dataset version {dvc_tracked_md5(root / 'data.dvc')[:8]} (data.dvc)" in done.stdout
+    # evaluate/params.json records the evaluate params, which this version did not change.
+    assert committed_files(root) == sorted(["data.dvc", *RESULTS[:2], "results/publish.json"])
+    assert json.loads(run([str(Path(sys.executable).with_name("dvc")), "status", "--json"], root, env=env).stdout) == {}
