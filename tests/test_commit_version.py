@@ -49,7 +49,8 @@ def test_commit_version_refuses_until_reproduced_then_commits_exactly_the_versio
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
     assert result["commit"] and result["data_md5"] == dvc_tracked_md5(root / "data.dvc")
-    assert committed_files(root) == sorted(RESULTS)  # data.dvc was committed with the dataset already
+    # data.dvc was committed with the dataset already; DVC's data/.gitignore now also ignores data/prepared.
+    assert committed_files(root) == sorted([*RESULTS, "data/.gitignore"])
     assert run(["git", "log", "-1", "--format=%s"], root).stdout.strip() == "results of v1"
     assert "notes.txt" in run(["git", "diff", "--cached", "--name-only"], root).stdout
 

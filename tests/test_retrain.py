@@ -100,3 +100,75 @@ def _experiments(root: Path) -> list[dict]:
             for revision in experiment.get("revs") or []:
                 found.append({"name": revision.get("name"), "data": revision.get("data", {})})
     return found
+
+
+def summary_text(outcome: dict) -> str:
+    import io
+
+    from flows.output import emit
+    from flows.results import retrain_result
+
+    buffer = io.StringIO()
+    emit(retrain_result(outcome), as_json=False, stream=buffer)
+    return buffer.getvalue()
+
+
+def untracked_or_modified(root: Path) -> set[str]:
+    return {line[3:] for line in run(["git", "status", "--porcelain", "--untracked-files=all"], root).stdout.splitlines()}
+
+
+@pytest.mark.slow
+def test_retrain_says_published_kept_or_nothing_to_do_from_what_happened(tiny_project, subprocess_env, monkeypatch):
+    from flows.retrain import retrain_flow
+    from ganlib.config import load_params
+    from ganlib.versions.commit import commit_version
+
+    monkeypatch.setenv("PREFECT_API_URL", subprocess_env["PREFECT_API_URL"])
+    monkeypatch.setenv("PATH", subprocess_env["PATH"])
+    root, params_file = tiny_project, str(tiny_project / "params.yaml")
+
+    # An already reproduced and committed dataset version (the README's flow: dvc repro, commit-version):
+    # the publish stage is up to date, so the first retrain publishes nothing and must not say it did.
+    run([str(Path(sys.executable).with_name("dvc")), "repro"], root, env=subprocess_env)
+    commit_version(load_params(params_file), root, "dataset v1 reproduced")
+    published_before = json.loads((root / "results/publish.json").read_text())
+    first = retrain_flow(params_file=params_file)
+    text = summary_text(first)
+    assert first["outcome"] == "kept" and first["published"] == "up to date", first
+    assert first["release"] == published_before["release"]
+    assert "first retrain of this project" in text and "untracked" not in text
+    assert f"Kept the gallery as it was (release {published_before['release']})" in text
+    assert "already published" in text
+    # Every file the retrain wrote is ignored, or named in the Next: line to commit (history.csv among them).
+    assert "results/history.csv" in first["to_commit"]
+    assert untracked_or_modified(root) <= set(first["to_commit"]), untracked_or_modified(root)
+    assert "Next: `scenegan commit-version -m" in text
+    commit_version(load_params(params_file), root, "v1 retrained")
+    assert untracked_or_modified(root) == set()
+
+    nothing = retrain_flow(params_file=params_file)
+    assert nothing["outcome"] == "nothing to do"
+    assert "nothing to do; dataset version" in summary_text(nothing)
+
+    # A new dataset version, the gate `always`, retrain.commit: published, and nothing left to commit.
+    set_params(root / "params.yaml", ["retrain.commit=true"])
+    new_dataset_version(root, n_images=40, seed=7)
+    published = retrain_flow(params_file=params_file)
+    text = summary_text(published)
+    assert published["outcome"] == "published" and published["release"] != published_before["release"]
+    assert f"Published release {published['release']}" in text and "publish.gate is always" in text
+    assert published["committed"] and published["to_commit"] == [] and untracked_or_modified(root) == set()
+    assert f"as {published['committed']} (retrain.commit)" in text
+
+    # The same model again under the better_fid gate: not better by more than the noise, so kept, with the numbers.
+    set_params(root / "params.yaml", ["publish.gate=better_fid"])
+    run(["git", "commit", "-qm", "gate: better_fid", "params.yaml"], root)
+    kept = retrain_flow(params_file=params_file, force=True)
+    text = summary_text(kept)
+    record = json.loads((root / "results/publish.json").read_text())
+    assert kept["outcome"] == "kept" and kept["published"] == "skipped" and record["status"] == "skipped"
+    assert kept["comparison"] == record["comparison"] and kept["reason"] == record["reason"]
+    assert f"Kept the gallery as it was (release {published['release']})" in text
+    assert "this model: FID" in text and "published: FID" in text and "the gate's rule: the noise bands" in text
+    assert [row["published"] for row in read_history(root / "results/history.csv")] == [
+        "up to date", "published", "skipped"]

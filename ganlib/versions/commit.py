@@ -3,10 +3,10 @@
 A dataset version is only reproducible from git when the commit that records
 it (data.dvc) also records what the pipeline made of it: dvc.lock (the md5 of
 every stage's inputs and outputs), the evaluate stage's metrics and params,
-the publish record and the retrain history. Committing them one by one
-invites a commit whose data.dvc and dvc.lock disagree, so this commits them
-together, and only when `dvc status` is clean: otherwise dvc.lock would
-describe results that the workspace does not hold.
+the publish record, the retrain history and the .gitignore files DVC
+writes. Committing them one by one invites a commit whose data.dvc and
+dvc.lock disagree, so this commits them together, and only when `dvc status`
+is clean: otherwise dvc.lock would describe results the workspace does not hold.
 """
 
 from __future__ import annotations
@@ -52,9 +52,24 @@ def version_files(params: Params, root: Path) -> list[str]:
     paths = [
         _relative(dvc_file, root), DVC_LOCK_FILE,
         f"{params.base.paths.evaluate}/{METRICS_FILE}", f"{params.base.paths.evaluate}/{EVALUATE_PARAMS_FILE}",
-        params.base.paths.publish_record, params.base.paths.history,
+        params.base.paths.publish_record, params.base.paths.history, *dvc_gitignores(params, root),
     ]
     return [path for path in dict.fromkeys(paths) if (root / path).is_file()]
+
+
+def dvc_gitignores(params: Params, root: Path) -> list[str]:
+    """The .gitignore files DVC keeps beside the dataset and the stage outputs (e.g. data/.gitignore: /prepared).
+
+    Left out of the commit, a clone would see data/prepared as files to add
+    to git. Those inside a folder git ignores anyway (runs/) are skipped.
+    """
+    found = []
+    for folder in (params.base.paths.raw, params.base.paths.prepared, params.base.paths.train):
+        path = (Path(folder).parent / ".gitignore").as_posix()
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=root).returncode == 0
+        if (root / path).is_file() and not ignored:
+            found.append(path)
+    return found
 
 
 def check_reproduced(root: Path) -> None:
