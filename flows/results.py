@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from flows.output import CommandResult, byte_size, examples, plural, shown_path, to_jsonable
 from ganlib.formatting import fid_noise_text, plus_minus, significant
 from ganlib.io.provenance import short_md5
+from ganlib.versions.commit import retrain_commit_message
 
 if TYPE_CHECKING:
     from ganlib.config import Params
@@ -259,8 +260,11 @@ def retrain_result(outcome: Mapping[str, Any]) -> CommandResult:
         lines.append(f"Published release {release}" + (f" at {outcome['gallery']}" if outcome.get("gallery") else "")
                      + (f": {outcome['reason']}." if outcome.get("reason") else "."))
     else:
-        lines.append(f"Kept the gallery as it was (release {release}): {outcome.get('reason') or 'see results/publish.json'}.")
-        lines += _gate_lines(outcome.get("comparison"))
+        gate = _gate_lines(outcome.get("comparison"))
+        # With the gate's numbers below, its reason (the same numbers in a sentence) would say it all twice.
+        why = ("this model's FID is not lower than the published one's by more than the sampling noise "
+               "(publish.gate: better_fid)" if gate else outcome.get("reason") or "see the publish record")
+        lines += [f"Kept the gallery as it was (release {release}): {why}.", *gate]
     if outcome.get("committed"):
         lines.append(f"Committed the dataset version and its results as {outcome['committed']} (retrain.commit).")
     return CommandResult(lines, data, _retrain_next_steps(outcome))
@@ -278,24 +282,27 @@ def _gate_lines(comparison: Mapping[str, Any] | None) -> list[str]:
     if not comparison or comparison.get("previous_fid_compared") is None:
         return []
     basis = "re-scored under this run's settings" if comparison.get("previous_scored_as") == "rescored" else "as recorded"
+    new = _fid_band(comparison, "fid", "fid_noise_low", "fid_noise_high")
+    published = _fid_band(comparison, "previous_fid_compared", "previous_fid_noise_low", "previous_fid_noise_high")
     return [
-        f"  this model: FID {_fid_band(comparison, 'fid', 'fid_noise_low', 'fid_noise_high')}; "
-        f"published: FID {_fid_band(comparison, 'previous_fid_compared', 'previous_fid_noise_low', 'previous_fid_noise_high')} ({basis})",
+        f"  this model: FID {new}; published: FID {published} ({basis})",
         f"  the gate's rule: {comparison.get('rule_text')}",
     ]
 
 
 def _fid_band(values: Mapping[str, Any], fid: str, low: str, high: str) -> str:
-    band = f" [{_number(values[low])}, {_number(values[high])}]" if values.get(low) is not None and values.get(high) is not None else ""
-    return f"{_number(values[fid])}{band}"
+    """"218.8 [214.1, 223.9]": an FID with its sampling-noise band, or alone when there is none."""
+    if values.get(low) is None or values.get(high) is None:
+        return _number(values[fid])
+    return f"{_number(values[fid])} [{_number(values[low])}, {_number(values[high])}]"
 
 
 def _retrain_next_steps(outcome: Mapping[str, Any]) -> list[str]:
     steps = [f"`dvc exp show` to see experiment {outcome['experiment']}"]
     if outcome.get("to_commit"):
         files = ", ".join(outcome["to_commit"])
-        steps.insert(0, f'`scenegan commit-version -m "retrain {outcome["experiment"]}"` to commit {files} '
-                        "(or set retrain.commit: true)")
+        message = retrain_commit_message(outcome["data_md5"], outcome["experiment"])
+        steps.insert(0, f'`scenegan commit-version -m "{message}"` to commit {files} (or set retrain.commit: true)')
     return steps
 
 

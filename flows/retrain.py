@@ -95,7 +95,7 @@ def retrain_flow(params_file: str = "params.yaml", force: bool = False) -> dict[
         publish_ran = apply_and_publish_task(params, root, name)
         outcome = retrain.record_retrain(params, root, name, previous, str(flow_run.id), now, publish_ran)
         if params.retrain.commit:
-            outcome = replace(outcome, committed=retrain.commit_results(params, root, name),
+            outcome = replace(outcome, committed=retrain.commit_results(params, root, outcome.data_md5, name),
                               to_commit=retrain.uncommitted_version_files(params, root))
         log.info("retrain %s: %s", outcome.outcome, outcome.reason)
         create_markdown_artifact(key="retrain", markdown=retrain_markdown(outcome), description="last retrain")

@@ -20,11 +20,12 @@ from typing import Any, Mapping
 from ganlib.config import Params
 from ganlib.errors import UserFacingError
 from ganlib.io.dvc_cli import run_dvc
-from ganlib.io.provenance import DATA_DVC_FILE, dataset_dvc_file, dvc_tracked_md5
+from ganlib.io.provenance import DATA_DVC_FILE, dataset_dvc_file, dvc_tracked_md5, short_md5
 from ganlib.metrics.report import METRICS_FILE
 
 DVC_LOCK_FILE = "dvc.lock"
 EVALUATE_PARAMS_FILE = "params.json"  # dvc.yaml: the evaluate stage's uncached params record
+MAX_PATHS_SHOWN = 3  # changed paths listed per stage in a refusal (`dvc status` lists them all)
 
 
 class NotReproducedError(UserFacingError):
@@ -91,13 +92,20 @@ def status_lines(status: Mapping[str, Any]) -> list[str]:
         parts = []
         for entry in entries if isinstance(entries, list) else [entries]:
             if isinstance(entry, Mapping):
-                for kind, paths in entry.items():
-                    shown = ", ".join(f"{path} {state}" for path, state in paths.items()) if isinstance(paths, Mapping) else str(paths)
-                    parts.append(f"{kind}: {shown}")
+                parts += [f"{kind}: {_changed_paths(paths)}" for kind, paths in entry.items()]
             else:
                 parts.append(str(entry))
         lines.append(f"{name}: {'; '.join(parts)}")
     return lines
+
+
+def _changed_paths(paths: Any) -> str:
+    """{"data/raw": "modified", ...} as "data/raw modified, ... and 25 more" (a stage has dozens of code deps)."""
+    if not isinstance(paths, Mapping):
+        return str(paths)
+    shown = [f"{path} {state}" for path, state in list(paths.items())[:MAX_PATHS_SHOWN]]
+    more = len(paths) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def commit_version(params: Params, root: Path, message: str) -> VersionCommit:
@@ -115,6 +123,11 @@ def commit_version(params: Params, root: Path, message: str) -> VersionCommit:
         commit = git(root, "rev-parse", "--short", "HEAD").strip()
     still = [line[3:] for line in git(root, "status", "--porcelain", "--untracked-files=no").splitlines()]
     return VersionCommit(commit, message, data_md5, dvc_file, changed, candidates, still)
+
+
+def retrain_commit_message(data_md5: str | None, experiment: str) -> str:
+    """The message retrain.commit uses, and the one the retrain summary suggests."""
+    return f"dataset {short_md5(data_md5)}: retrained as {experiment}"
 
 
 def git(root: Path, *args: str) -> str:

@@ -12,7 +12,13 @@ One retrain, in order:
  4. `dvc exp apply` brings the new results into the workspace and
     `dvc repro publish` publishes them (gated by publish.gate);
  5. a row dataset version -> metrics is appended to the history, and with
-    retrain.commit the results are committed to git.
+    retrain.commit the dataset version and its results are committed to git
+    (ganlib.versions.commit, the files `scenegan commit-version` commits).
+
+What it reports comes from what happened: "published" or "kept" from
+publish.json, and only when `dvc repro publish` really ran the stage (an
+unchanged record means DVC skipped it; the gallery then already showed this
+model or a better one), else "nothing to do".
 
 Overlap: DVC holds its repository lock during each step; the Prefect flow
 adds a concurrency limit of one so that two retrains never interleave.
@@ -37,7 +43,7 @@ from ganlib.io.logged_command import run_logged
 from ganlib.io.provenance import DATA_DVC_FILE, dvc_tracked_md5
 from ganlib.logs import Logger
 from ganlib.metrics.report import METRICS_FILE
-from ganlib.versions.commit import commit_version, git, version_files
+from ganlib.versions.commit import commit_version, git, retrain_commit_message, version_files
 from ganlib.versions.history import METRIC_COLUMNS, append_history_row, last_data_md5
 
 
@@ -173,13 +179,14 @@ def publish_outcome(record: Mapping[str, Any], publish_ran: bool) -> tuple[str, 
     if record.get("status") == "published":
         why = f"this model was already published{when} as release {record.get('release')}"
     else:
-        why = f"the publish stage already kept release {record.get('release')} for this model{when}: {record.get('reason')}"
+        why = (f"the publish stage already kept release {record.get('release')} for this model{when}: "
+               f"{record.get('reason')}")
     return KEPT, PUBLISH_UP_TO_DATE, f"{why} (`dvc repro` found the publish stage's inputs unchanged)"
 
 
-def commit_results(params: Params, root: Path, name: str) -> str | None:
+def commit_results(params: Params, root: Path, data_md5: str | None, name: str) -> str | None:
     """git-commit the dataset version with this retrain's results (retrain.commit); the new commit, if any."""
-    return commit_version(params, root, f"retrain {name}").commit
+    return commit_version(params, root, retrain_commit_message(data_md5, name)).commit
 
 
 def uncommitted_version_files(params: Params, root: Path) -> list[str]:
