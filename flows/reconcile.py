@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 from uuid import UUID
 
+from ganlib.io.processes import process_stat
+
 if TYPE_CHECKING:  # Prefect is imported when a run needs it, not when the CLI builds its parser
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.objects import FlowRun
@@ -94,17 +96,14 @@ def process_start_ticks(pid: int) -> int | None:
     user's, with /proc mounted hidepid): nothing can be said about it.
     """
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = process_stat(pid)
     except (FileNotFoundError, ProcessLookupError):
         try:
             os.kill(pid, 0)  # signal 0 only asks whether the pid exists
         except ProcessLookupError:
             return None
         raise PermissionError(f"process {pid} exists but /proc does not show it")
-    # The command name (field 2) is in parentheses and may hold spaces or ')': split after the last one.
-    after_name = stat[stat.rindex(")") + 2:].split()
-    state, start = after_name[0], int(after_name[19])  # fields 3 and 22
-    return None if state in ("Z", "X") else start
+    return None if stat.ended else stat.start_ticks
 
 
 def why_dead(recorded: ProcessIdentity, here: ProcessIdentity) -> str | None:

@@ -148,7 +148,7 @@ def test_another_thread_never_sees_the_umask_change_during_writes(tmp_path):
     assert {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {0o644}
 
 
-def _killed_mid_write(path: Path) -> None:
+def killed_mid_write(path: Path) -> None:
     """An atomic write whose process is SIGKILLed after writing its temporary, before the rename."""
     code = (
         "import os\n"
@@ -166,7 +166,7 @@ def _temporaries(directory: Path) -> list[Path]:
 def test_temporaries_name_their_writer_and_a_dead_writers_are_removed(tmp_path):
     cache = tmp_path / "cache" / "fid"
     atomic_write_bytes(cache / "kept.npz", b"real entry")
-    _killed_mid_write(cache / "entry.npz")
+    killed_mid_write(cache / "entry.npz")
     [leftover] = _temporaries(cache)
     host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:8]
     assert re.match(rf"^\.entry\.npz\.\d+@{re.escape(host)}", leftover.name), leftover.name

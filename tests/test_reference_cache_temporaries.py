@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import torch
+from test_atomic import killed_mid_write
 from test_metrics_support import project, tiny_params
 
 from ganlib.data.dataset import open_prepared
@@ -29,13 +27,7 @@ def test_reading_the_cache_removes_a_killed_writers_temporary_and_keeps_entries(
 
     statistics()
     [entry] = sorted(cache_dir.glob("*.npz"))
-    killed = (
-        "import os\n"
-        "import ganlib.io.atomic as atomic\n"
-        "atomic.os.replace = lambda *a: os.kill(os.getpid(), 9)\n"
-        f"atomic.atomic_write_bytes({str(cache_dir / 'other.npz')!r}, b'half')\n"
-    )
-    subprocess.run([sys.executable, "-c", killed], check=False, timeout=120)
+    killed_mid_write(cache_dir / "other.npz")
     assert any(p.name.startswith(".other.npz.") for p in cache_dir.iterdir())
 
     _, cached = statistics()

@@ -24,6 +24,7 @@ from collections import deque
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from ganlib.io.processes import process_stat
 from ganlib.logs import Logger
 
 # SIGTERM first, so that torchrun can stop its ranks and DVC can clean up; SIGKILL after this.
@@ -141,13 +142,10 @@ def _process_table() -> dict[int, tuple[int, int, int, str]]:
         if not entry.name.isdigit():
             continue
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                text = handle.read().decode(errors="replace")
+            stat = process_stat(entry.name)
         except OSError:  # gone meanwhile
             continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ')'.
-        fields = text[text.rindex(")") + 2:].split()
-        table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[19]), fields[0])
+        table[int(entry.name)] = (stat.parent, stat.group, stat.start_ticks, stat.state)
     return table
 
 
