@@ -50,7 +50,8 @@ from ganlib.config import STAGE_PARAMS, Params, TrainParams, write_resolved_para
 from ganlib.data.dataset import PreparedDataset, open_prepared
 from ganlib.errors import UserFacingError
 from ganlib.hardware.device import resolve_device
-from ganlib.hardware.machine import available_cpus, machine_cache_dir
+from ganlib.hardware.machine import machine_cache_dir
+from ganlib.hardware.probe import current_load
 from ganlib.io.atomic import atomic_write_bytes, atomic_write_text, staged_directory
 from ganlib.io.source import CodeDigest
 from ganlib.logs import Logger
@@ -93,7 +94,7 @@ from ganlib.training.monitor import TickMonitor
 from ganlib.training.real_batches import EpochSampler, RealImages
 from ganlib.training.speed import TrainSpeed, resolve_train_speed
 from ganlib.training.step import GanNetworks, GanStep, build_networks
-from ganlib.training.throughput import ThroughputWatch, busy_machine_warning, machine_load
+from ganlib.training.throughput import ThroughputWatch, busy_machine_warning
 
 GENERATOR_FILE = "generator.pt"
 STATS_FILE = "stats.jsonl"
@@ -332,10 +333,10 @@ def _throughput_watch(device: torch.device, log: Logger) -> ThroughputWatch | No
     """On a CPU: warn now if other work keeps the cores busy, and watch each tick's throughput."""
     if device.type != "cpu":
         return None
-    threads, cpus = torch.get_num_threads(), available_cpus()
-    if warning := busy_machine_warning(threads, cpus, machine_load()):
+    threads = torch.get_num_threads()
+    if warning := busy_machine_warning(threads, current_load()):
         log.warning(warning)
-    return ThroughputWatch(threads, cpus)
+    return ThroughputWatch(threads)
 
 
 def _monitor(params: Params, dataset: PreparedDataset, device: torch.device) -> TickMonitor:

@@ -18,26 +18,19 @@ rounding; with the same thread count it is bit-identical.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
+
+from ganlib.hardware.probe import MachineLoad, current_load
 
 COLLAPSE_RATIO = 1 / 3   # a tick this much slower than the best one so far has collapsed
 
 
-def machine_load() -> float | None:
-    """The 1-minute load average, or None where the platform has none."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
-def busy_machine_warning(threads: int, cpus: int, load: float | None) -> str | None:
+def busy_machine_warning(threads: int, load: MachineLoad | None) -> str | None:
     """A warning when other work already keeps the CPUs busy while training is about to use `threads` threads."""
-    if load is None or threads <= 1 or load + threads <= cpus + 0.5:
+    if load is None or threads <= 1 or load.load_1min + threads <= load.cpus + 0.5:
         return None
-    return (f"train: the machine is busy (load {load:.1f} on {cpus} CPUs) and training uses {threads} torch threads; "
+    return (f"train: the machine is busy ({load.describe()}) and training uses {threads} torch threads; "
             "threads that share cores with another process can make training 10-50x slower. If throughput "
             "collapses, run with OMP_NUM_THREADS=1 (or fewer threads than free cores)")
 
@@ -47,10 +40,9 @@ class ThroughputWatch:
     """Remembers the best tick's img/s and says when a tick falls far below it (once per collapse)."""
 
     threads: int
-    cpus: int
-    load: Callable[[], float | None] = machine_load
+    load: Callable[[], MachineLoad | None] = current_load
     best: float = 0.0
-    collapsed: bool = field(default=False)
+    collapsed: bool = False
 
     def observe(self, img_per_s: float) -> str | None:
         """A warning for this tick, or None."""
@@ -62,8 +54,8 @@ class ThroughputWatch:
             return None
         self.collapsed = True
         load = self.load()
-        busy = f"load {load:.1f} on {self.cpus} CPUs" if load is not None else f"{self.cpus} CPUs"
+        busy = f"{load.describe()}, " if load is not None else ""
         advice = ("another process is competing for the cores: run with OMP_NUM_THREADS=1 or stop the other work"
                   if self.threads > 1 else "another process is competing for the core")
-        return (f"train: throughput collapsed to {img_per_s:.0f} img/s from {self.best:.0f} img/s ({busy}, "
+        return (f"train: throughput collapsed to {img_per_s:.0f} img/s from {self.best:.0f} img/s ({busy}"
                 f"{self.threads} torch threads); {advice}")
