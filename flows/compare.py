@@ -52,4 +52,5 @@ def compare_flow(params_file: str = "params.yaml", revs: list[str] | None = None
     return {"files": write_comparison_task(comparison, root / params.base.paths.reports),
             "rows": comparison.records(), "table": comparison.table_rows(),
             # The terminal shows the params that fit (flows.results.compare_result) and these notes under the table.
-            "param_keys": list(comparison.param_keys), "footnotes": comparison.footnotes()}
+            "param_keys": list(comparison.param_keys), "footnotes": comparison.footnotes(),
+            "skipped": [skipped.line() for skipped in comparison.skipped]}

@@ -333,11 +333,11 @@ def compare_result(result: Mapping[str, Any], wide: bool = False) -> CommandResu
     """The table in 120 columns (version, date, FID, KID, drift, images, the params that fit), or all with `wide`."""
     import textwrap
 
-    from ganlib.versions.compare import TERMINAL_WIDTH, terminal_table
+    from ganlib.versions.compare import NO_RESULTS, TERMINAL_WIDTH, terminal_table
 
     table = list(result["table"])
     shown = terminal_table(table[:MAX_TABLE_ROWS], result.get("param_keys") or [], wide=wide)
-    lines = shown or ["No dataset versions found."]
+    lines = shown or [NO_RESULTS]
     if len(table) > MAX_TABLE_ROWS:
         lines.append(f"... and {len(table) - MAX_TABLE_ROWS} more versions (all of them in the files below)")
     # A footnote may list dozens of keys: wrapped, so the output stays within the table's width.

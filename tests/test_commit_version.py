@@ -75,3 +75,21 @@ def test_commit_version_refuses_until_reproduced_then_commits_exactly_the_versio
     # evaluate/params.json records the evaluate params, which this version did not change.
     assert committed_files(root) == sorted(["data.dvc", *RESULTS[:2], "results/publish.json"])
     assert json.loads(run([str(Path(sys.executable).with_name("dvc")), "status", "--json"], root, env=env).stdout) == {}
+
+    # `scenegan compare`, no arguments: the two committed versions, oldest first, each with its FID and the
+    # second with its drift from the first. The first commit (data.dvc before any results) folds into v1.
+    v1_commit = run(["git", "rev-parse", "HEAD~1"], root).stdout.strip()
+    compared = scenegan(root, env, "compare", "--json")
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    result = json.loads(compared.stdout)
+    rows = result["rows"]
+    assert [row["commit"] for row in rows] == [v1_commit, run(["git", "rev-parse", "HEAD"], root).stdout.strip()]
+    assert rows[0]["label"] == f"{v1_commit[:8]} results of v1"
+    assert [row["data_md5"] for row in rows] == [run(["git", "show", f"{rev}:data.dvc"], root).stdout.split("md5: ")[1][:32]
+                                                 for rev in ("HEAD~1", "HEAD")]
+    assert all(row["fid"] > 0 for row in rows)
+    assert rows[0]["drift_fid_from_previous"] is None and rows[1]["drift_fid_from_previous"] > 0
+    assert result["skipped"] == []  # the workspace equals HEAD: not a row of its own
+    human = scenegan(root, env, "compare")
+    assert human.returncode == 0 and all(len(line) <= 120 for line in human.stdout.splitlines())
+    assert "results of v1" in human.stdout and "drift FID" in human.stdout

@@ -273,12 +273,18 @@ def test_unknown_revision_is_an_error_naming_it(versions, tmp_path):
 def test_default_revisions_are_each_dataset_version_once(versions):
     params = load_test_params([*COMPARE_SETTINGS, "compare.drift=false"])
     comparison = compare_versions(versions.root, [], params, plain_logger("tests"))
-    # v0 (no metrics) folds into v1 (same data and params); HEAD's commit and the
-    # workspace (identical) show once, under the branch name; the experiment ran last.
-    assert [(r.label, r.kind) for r in comparison.rows] == [
-        ("v1", "tag"), ("v2", "tag"), (versions.branch, "branch"), ("lowlr", "experiment"),
+    # v0 (no metrics) folds into v1 (same data and params); the experiment ran last.
+    assert [(r.label, r.kind) for r in comparison.rows] == [("v1", "tag"), ("v2", "tag"), ("lowlr", "experiment")]
+    assert [r.data_md5 for r in comparison.rows] == [versions.md5[d] for d in "ABB"]
+    # HEAD's commit and the workspace (identical: dataset C committed, not reproduced) have no
+    # metrics: not a row, one line saying why, under the branch name.
+    assert [s.line() for s in comparison.skipped] == [
+        f"skipped {versions.branch} (branch {versions.sha['stale'][:8]}): dataset {versions.md5['C'][:8]}, "
+        f"no metrics: results/evaluate/metrics.json was computed on dataset {versions.md5['B'][:8]}, "
+        f"not this revision's {versions.md5['C'][:8]} (stale: run `dvc repro` and commit)"
     ]
-    assert [r.data_md5 for r in comparison.rows] == [versions.md5[d] for d in "ABCB"]
+    assert comparison.footnotes()[0] == comparison.skipped[0].line()
+    assert comparison.skipped[0].line() in comparison.to_markdown().replace("\\`", "`")
 
 
 def test_drift_without_cached_data_is_a_note(versions, tmp_path):

@@ -22,9 +22,13 @@ does not join the two points with a line. The reference dataset itself is
 each version's own data: that it differs is what a comparison of dataset
 versions is about (the drift columns measure it), so it marks nothing.
 
-With no revs, every dataset version found is compared (versions.default_revisions):
-commits that changed data.dvc, tags, DVC experiments, HEAD and the
-workspace, oldest first, each (dataset, params, metrics) shown once.
+With no revs, every dataset version that has results is compared
+(versions.default_revisions): commits that changed data.dvc or the metrics,
+tags, DVC experiments, HEAD and the workspace, oldest first (the workspace
+last, when it holds results HEAD does not), each (dataset, params, metrics)
+shown once. A version without usable metrics is not a row: it is listed as
+skipped, one line saying why (`Comparison.skipped`). Named revs are always
+rows, with blanks and notes where something is missing.
 
 The CSV holds raw values for machines (full md5s and shas, unrounded
 numbers); the markdown and `table_rows` (a Prefect table artifact) are
@@ -50,9 +54,9 @@ from ganlib.config import Params, flatten_dotted
 from ganlib.errors import UserFacingError
 from ganlib.formatting import fid_noise_band_text, fid_noise_description, iso_utc, plus_minus, significant
 from ganlib.io.atomic import atomic_write_text
-from ganlib.io.provenance import short_md5
+from ganlib.io.provenance import DATA_DVC_FILE, short_md5
 from ganlib.logs import Logger
-from ganlib.metrics.report import with_current_metric_keys
+from ganlib.metrics.report import METRICS_FILE, with_current_metric_keys
 from ganlib.versions.history import METRIC_COLUMNS, read_history
 from ganlib.versions.revisions import (
     DVC_READ_ERRORS,
@@ -124,12 +128,27 @@ class VersionRow:
 
 
 @dataclass(frozen=True)
+class SkippedVersion:
+    """A version found by the default search that has no metrics to show, and why."""
+
+    label: str
+    kind: str
+    commit: str | None
+    reason: str
+
+    def line(self) -> str:
+        commit = f" {self.commit[:8]}" if self.commit and self.kind != "commit" else ""
+        return f"skipped {self.label} ({self.kind}{commit}): {self.reason}"
+
+
+@dataclass(frozen=True)
 class Comparison:
     rows: tuple[VersionRow, ...]
     param_keys: tuple[str, ...]     # dotted params whose value differs between the rows
     plot_metrics: tuple[str, ...]   # columns plotted by default (compare.plot_metrics)
     # Keys only some rows have (a footnote, never a column): "added in this version".
     added_param_keys: tuple[str, ...] = ()
+    skipped: tuple[SkippedVersion, ...] = ()  # versions found without metrics (default search only)
 
     @property
     def columns(self) -> list[str]:
@@ -147,8 +166,9 @@ class Comparison:
 
         `text` shows a value from a revision (label, key, extractor): markdown_text for compare.md, str for a terminal.
         """
-        notes = [f"{text(label)}: {what}: {', '.join(map(text, keys))}"
-                 for label, what, keys in key_changes(self.rows, self.added_param_keys)]
+        notes = [text(skipped.line()) for skipped in self.skipped]
+        notes += [f"{text(label)}: {what}: {', '.join(map(text, keys))}"
+                  for label, what, keys in key_changes(self.rows, self.added_param_keys)]
         for row, why in zip(self.rows, not_comparable_reasons(self.rows)):
             if why:
                 notes.append(f"{NOT_COMPARABLE_MARK} {text(row.label)}: not comparable with the scored row "
@@ -177,7 +197,7 @@ class Comparison:
             lines += [f"Rows were scored with different extractors ({', '.join(map(markdown_text, extractors))}): "
                       "their FID/KID are not comparable with each other.", ""]
         if not rows:
-            return "\n".join(lines + ["No dataset versions found.", ""])
+            return "\n".join(lines + [NO_RESULTS, "", *(f"{note}  " for note in self.footnotes(markdown_text))])
         header = list(rows[0])
         lines.append("| " + " | ".join(markdown_text(key) for key in header) + " |")  # param keys come from revisions too
         lines.append("|" + "|".join("---" for _ in header) + "|")
@@ -222,10 +242,16 @@ def compare_versions(repo: Path, revs: Sequence[str], params: Params, log: Logge
     """
     repo = Path(repo).resolve()
     settings = params.compare
-    revisions = resolve_revisions(repo, revs) if revs else default_revisions(repo, log)
+    if revs:
+        revisions, skipped = resolve_revisions(repo, revs), []
+    else:
+        version_files = (DATA_DVC_FILE, f"{params.base.paths.evaluate}/{METRICS_FILE}")
+        revisions = default_revisions(repo, log, version_files)
     facts = [read_version(repo, revision, params.base.paths) for revision in revisions]
     if not revs:
-        facts = deduplicate_versions(facts)
+        facts, skipped = scored_versions(deduplicate_versions(facts))
+        for item in skipped:
+            log.info(item.line())
     rows = recorded_keys_only([version_row(f) for f in facts], facts)
     for row in rows:
         log.info(f"{row.label} ({row.kind} {(row.commit or '')[:8]}): dataset {short_md5(row.data_md5)}, "
@@ -235,7 +261,26 @@ def compare_versions(repo: Path, revs: Sequence[str], params: Params, log: Logge
         rows = with_drift(rows, facts, repo, params, log)
     if settings.include_history:
         rows = history_rows(repo / params.base.paths.history, rows, log) + rows
-    return Comparison(tuple(rows), differing_param_keys(rows), tuple(settings.plot_metrics), added_param_keys(rows))
+    return Comparison(tuple(rows), differing_param_keys(rows), tuple(settings.plot_metrics), added_param_keys(rows),
+                      tuple(skipped))
+
+
+# What compare says when no version has metrics (markdown, terminal).
+NO_RESULTS = ("No dataset version has results yet: run `dvc repro`, then `scenegan commit-version -m MSG` "
+              "to keep them with their dataset version.")
+
+
+def scored_versions(facts: Sequence[VersionFacts]) -> tuple[list[VersionFacts], list[SkippedVersion]]:
+    """(versions with metrics, the others as SkippedVersion saying why), order kept."""
+    scored = [item for item in facts if item.metrics is not None]
+    skipped = [SkippedVersion(item.revision.label, item.revision.kind, item.revision.sha, _why_no_metrics(item))
+               for item in facts if item.metrics is None]
+    return scored, skipped
+
+
+def _why_no_metrics(facts: VersionFacts) -> str:
+    reason = next((note for note in facts.notes if note.startswith("no metrics")), "no metrics")
+    return f"dataset {short_md5(facts.data_md5)}, {reason}" if facts.data_md5 else reason
 
 
 def version_row(facts: VersionFacts) -> VersionRow:
@@ -421,7 +466,7 @@ def with_drift(
             pair = f"{previous.revision.label} -> {current.revision.label}"
             if previous.prepared is None or current.prepared is None:
                 missing = previous if previous.prepared is None else current
-                result.append(_drift_unavailable(row, pair, f"no usable prepared dataset at {missing.revision.label}"))
+                result.append(_drift_unavailable(row, pair, _why_no_prepared(missing)))
             elif previous.prepared.images_sha256 == current.prepared.images_sha256:
                 result.append(replace(row, drift_fid_from_previous=0.0, drift_kid_from_previous=0.0 if want_kid else None,
                                       near_duplicates_in_previous=row.n_images))
@@ -483,6 +528,12 @@ class _PreparedCopies:
             # resolved, so that no `..` or link can point the deletion elsewhere.
             if directory.resolve().parent == self.scratch.resolve():
                 shutil.rmtree(directory, ignore_errors=True)
+
+
+def _why_no_prepared(facts: VersionFacts) -> str:
+    """Which version's prepared dataset is missing, why, and how to get it (its read note says)."""
+    why = next((note for note in facts.notes if "prepared" in note), "no prepared dataset recorded")
+    return f"{facts.revision.label} has no usable prepared dataset: {why}"
 
 
 def _drift_unavailable(row: VersionRow, pair: str, reason: str) -> VersionRow:

@@ -45,6 +45,7 @@ DVC_READ_ERRORS = (OSError, UnicodeDecodeError, DvcException, DataIndexError)
 # When two revisions record the same thing, the label kept is the most
 # meaningful one: a tag was named on purpose, a bare commit was not.
 KIND_PREFERENCE = ("tag", "branch", "experiment", "commit", "workspace")
+MAX_SUBJECT = 40  # characters of a commit message's subject kept in a label
 
 
 class RevisionError(UserFacingError):
@@ -116,13 +117,15 @@ def resolve_revisions(repo: Path, revs: Sequence[str]) -> list[Revision]:
     return resolved
 
 
-def default_revisions(repo: Path, log: Logger) -> list[Revision]:
+def default_revisions(repo: Path, log: Logger, version_files: Sequence[str] = (DATA_DVC_FILE,)) -> list[Revision]:
     """Every dataset version we can find, oldest first, the workspace last.
 
-    That is: the commits in HEAD's history that changed data.dvc, every tag,
-    every DVC experiment, HEAD itself and the workspace. Duplicates (the same
-    dataset, params and metrics under several names) are removed later, once
-    their contents are known (`deduplicate_versions`).
+    That is: the commits in HEAD's history that changed any of
+    `version_files` (the dataset's .dvc file, and the evaluate stage's
+    metrics.json: a version's results are often committed after its data),
+    every tag, every DVC experiment, HEAD itself and the workspace.
+    Duplicates (the same dataset, params and metrics under several names) are
+    removed later, once their contents are known (`deduplicate_versions`).
     """
     require_dvc_repository(repo)
     candidates: dict[str, Revision] = {}
@@ -135,8 +138,9 @@ def default_revisions(repo: Path, log: Logger) -> list[Revision]:
 
     head = git_commit_sha(repo, "HEAD")
     if head is not None:
-        for sha in _git_lines(repo, "log", "--format=%H", "HEAD", "--", DATA_DVC_FILE):
-            add(Revision(sha[:8], "commit", sha, commit_timestamp(repo, sha)))
+        for line in _git_lines(repo, "log", "--format=%H %s", "HEAD", "--", *version_files):
+            sha, _, subject = line.partition(" ")
+            add(Revision(commit_label(sha, subject), "commit", sha, commit_timestamp(repo, sha)))
         for tag in _git_lines(repo, "tag", "--list"):
             sha = git_commit_sha(repo, f"refs/tags/{tag}")
             if sha is not None:
@@ -149,6 +153,14 @@ def default_revisions(repo: Path, log: Logger) -> list[Revision]:
     ordered = sorted(candidates.values(), key=lambda r: (r.timestamp or 0, _ancestor_count(repo, r.sha)))
     log.info(f"comparing {len(ordered)} revision(s) and the workspace (duplicates are dropped once read)")
     return [*ordered, workspace_revision(repo)]
+
+
+def commit_label(sha: str, subject: str) -> str:
+    """A bare commit as people know it: "1a2b3c4d dataset v2" (its short sha, then its message's subject)."""
+    subject = " ".join(subject.split())
+    if len(subject) > MAX_SUBJECT:
+        subject = subject[: MAX_SUBJECT - 1] + "…"
+    return f"{sha[:8]} {subject}".rstrip()
 
 
 def workspace_revision(repo: Path) -> Revision:
@@ -265,7 +277,8 @@ def read_version(repo: Path, revision: Revision, fallback_paths: Paths) -> Versi
     if why_not:
         notes.append(why_not)
     if prepared is not None and data_md5 and prepared.data_md5 != data_md5:
-        notes.append(f"{prepared.path} was prepared from dataset {short_md5(prepared.data_md5)}, not {short_md5(data_md5)} (stale)")
+        notes.append(f"{prepared.path} was prepared from dataset {short_md5(prepared.data_md5)}, not {short_md5(data_md5)} "
+                     "(stale: `dvc repro` at this revision updates it)")
         prepared = None
     if metrics is not None:
         metrics = with_current_metric_keys(metrics)   # files from before the FID band's rename (fid_ci_*)
@@ -389,7 +402,8 @@ def _read_prepared(fs: DVCFileSystem, path: str) -> tuple[PreparedInfo | None, s
     except DVC_READ_ERRORS as exc:
         if not _produced(fs, path):
             return None, f"no prepared dataset ({path}) at this revision"
-        return None, f"prepared dataset ({path}) not in the local DVC cache: `dvc fetch` it ({error_summary(exc)})"
+        return None, (f"prepared dataset ({path}) not in the local DVC cache nor on a DVC remote: `dvc fetch` it "
+                      f"where it was pushed, or re-run `dvc repro preprocess` at this revision ({error_summary(exc)})")
     try:
         manifest = json.loads(text)
         return PreparedInfo(
