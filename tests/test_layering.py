@@ -1,8 +1,8 @@
 """The dependency arrows inside ganlib point one way (DESIGN.md, "Dependency direction").
 
 io/config at the bottom; data and models; training (uses data, models);
-metrics (uses data, models, never training); publish, versions and stages on
-top. Training must not reach metrics: a run is keyed by the code training
+metrics (uses data, models, never training); generation (uses models, never
+training or metrics); publish, versions and stages on top. Training must not reach metrics: a run is keyed by the code training
 reaches (ganlib/io/source.py), and the metrics code must be free to change
 without restarting days of training. The check follows every import, also
 function-level and indirect ones, by reading the files (no import happens).
@@ -24,15 +24,17 @@ BOTTOM = ("ganlib.config", "ganlib.errors", "ganlib.logs", "ganlib.progress", "g
 # package -> the ganlib packages its code may never reach
 FORBIDDEN = {
     "ganlib.io": ("ganlib.data", "ganlib.models", "ganlib.training", "ganlib.metrics", "ganlib.publish",
-                  "ganlib.versions", "ganlib.stages"),
+                  "ganlib.versions", "ganlib.stages", "ganlib.generation"),
     "ganlib.hardware": ("ganlib.data", "ganlib.models", "ganlib.training", "ganlib.metrics", "ganlib.publish",
-                        "ganlib.versions", "ganlib.stages"),
+                        "ganlib.versions", "ganlib.stages", "ganlib.generation"),
     "ganlib.data": ("ganlib.models", "ganlib.training", "ganlib.metrics", "ganlib.publish", "ganlib.versions",
-                    "ganlib.stages"),
+                    "ganlib.stages", "ganlib.generation"),
     "ganlib.models": ("ganlib.data", "ganlib.training", "ganlib.metrics", "ganlib.publish", "ganlib.versions",
-                      "ganlib.stages"),
-    "ganlib.training": ("ganlib.metrics", "ganlib.publish", "ganlib.versions", "ganlib.stages"),
-    "ganlib.metrics": ("ganlib.training", "ganlib.publish", "ganlib.versions", "ganlib.stages"),
+                      "ganlib.stages", "ganlib.generation"),
+    "ganlib.training": ("ganlib.metrics", "ganlib.publish", "ganlib.versions", "ganlib.stages", "ganlib.generation"),
+    "ganlib.metrics": ("ganlib.training", "ganlib.publish", "ganlib.versions", "ganlib.stages", "ganlib.generation"),
+    # Images and walks from a trained generator: above models/data/io, below publish (which embeds its walk).
+    "ganlib.generation": ("ganlib.training", "ganlib.metrics", "ganlib.publish", "ganlib.versions", "ganlib.stages"),
 }
 
 
