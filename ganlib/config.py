@@ -341,11 +341,15 @@ class EvaluateParams(Section):
     n_reference: int = Field(ge=0)            # real images for the reference statistics; 0 = all
     batch_size: int = Field(ge=1)
     seed: int = Field(ge=0)                   # latents, KID subsets, reference subset: same seed, same numbers
-    metrics: list[Literal["fid", "kid", "is", "prc", "fd_dinov2"]]  # fd_dinov2: Fréchet distance on DINOv2 ViT-B/14 features
+    # prdc: precision, recall, density, coverage (ganlib/metrics/prdc.py); memorisation: nearest-training-image
+    # check (ganlib/metrics/memorisation.py); fd_dinov2: Fréchet distance on DINOv2 ViT-B/14 features
+    metrics: list[Literal["fid", "kid", "is", "prdc", "memorisation", "fd_dinov2"]]
     kid_subsets: int = Field(ge=1)
     kid_subset_size: int = Field(ge=2)        # reduced (and recorded) when fewer samples exist
     isc_splits: int = Field(ge=1)
-    prc_neighborhood: int = Field(ge=1)       # k of the k-NN manifolds for precision/recall
+    prdc_k: int = Field(ge=1)                 # k of the k-NN balls of precision/recall/density/coverage
+    memorisation_quantile: float = Field(gt=0.0, lt=1.0)  # q: the memorisation check's threshold and baseline
+    truncation: list[float] = Field(min_length=1)         # psi values of the truncation table; 1.0 always included
     inception_weights: str | None             # torch-fidelity inception-v3-compat .pth for IS; None = look in torch hub cache
     # The FID Inception's speed settings on a CPU (ganlib/metrics/speed.py): auto measures them.
     precision: Literal["auto", "fp32", "bf16"]
@@ -355,6 +359,27 @@ class EvaluateParams(Section):
     # generated features for a 95% sampling-noise band (0 = off), and FID-infinity (Chong & Forsyth 2020).
     fid_bootstrap: int = Field(ge=0)
     fid_infinity: bool
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        # Named for what replaced them, rather than a bare "unknown key", in a params.yaml from before prdc.
+        if isinstance(data, dict) and "prc_neighborhood" in data:
+            raise ValueError("prc_neighborhood is now prdc_k (the k of precision/recall/density/coverage; 5 as in "
+                             "Naeem et al. 2020): rename the key")
+        if isinstance(data, dict) and isinstance(data.get("metrics"), list) and "prc" in data["metrics"]:
+            raise ValueError("metrics: prc is now prdc (precision, recall, density and coverage): rename it")
+        return data
+
+    @field_validator("truncation")
+    @classmethod
+    def _psi_in_range(cls, values: list[float]) -> list[float]:
+        # Checked here as in ganlib.models.truncation.check_truncation, which config (the bottom layer) cannot import.
+        bad = [psi for psi in values if not 0.0 < psi <= 1.0]
+        if bad:
+            raise ValueError(f"psi {bad} outside (0, 1]: 1.0 is no truncation, smaller values trade diversity for "
+                             "fidelity (e.g. [1.0, 0.8, 0.6])")
+        return values
 
     @field_validator("fid_bootstrap")
     @classmethod

@@ -18,7 +18,7 @@ from test_metrics_support import TinyGenerator, TinyInfo, project, tiny_params  
 
 from ganlib.config import ParamsError, load_params
 from ganlib.logs import plain_logger
-from ganlib.metrics.evaluate import score_generator, write_evaluation
+from ganlib.metrics.evaluate import measure_generator, score_generator, write_evaluation
 from ganlib.metrics.report import EvaluationReport, render_table
 from ganlib.metrics.scores import (
     FrechetTerms,
@@ -194,8 +194,9 @@ def test_config_keys_are_validated(tmp_path):
 def test_evaluation_writes_and_shows_the_band_labelled_as_sampling_noise(tmp_path):
     root = project(tmp_path)
     params = tiny_params("evaluate.metrics=[fid]", "evaluate.fid_bootstrap=50", "evaluate.fid_infinity=true")
-    report = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
-    metrics = json.loads(write_evaluation(report, params, root / params.base.paths.evaluate).read_text())
+    evaluation = measure_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
+    report = evaluation.report
+    metrics = json.loads(write_evaluation(evaluation, params, root / params.base.paths.evaluate).read_text())
     assert metrics["fid_noise_low"] < metrics["fid_noise_high"]
     assert metrics["fid_noise_resamples"] == 50 and metrics["fid_noise_n"] == 40
     assert isinstance(metrics["fid_noise_bias"], float)

@@ -117,17 +117,19 @@ def test_kid_subset_size_shrinks_to_the_sample_count_with_a_message(tmp_path, ca
     assert message in caplog.text
 
 
-def test_precision_recall_on_our_features(tmp_path):
+def test_precision_recall_density_coverage_on_our_features(tmp_path):
     images = smooth_images(30, seed=5)
     root = tmp_path
-    params = tiny_params("evaluate.metrics=[fid,prc]", "evaluate.n_samples=30")
+    params = tiny_params("evaluate.metrics=[fid,prdc]", "evaluate.n_samples=30")
     write_prepared_dataset(root / params.base.paths.prepared, images)
     report = score_generator(TinyGenerator(), TinyInfo(), params, LOG, root)
     assert 0.0 <= report.precision <= 1.0 and 0.0 <= report.recall <= 1.0
+    assert 0.0 <= report.coverage <= 1.0 and report.density >= 0.0 and report.prdc_k == 5
     assert report.kid_mean is None  # not asked for
 
-    too_few = score_generator(TinyGenerator(), TinyInfo(), tiny_params("evaluate.metrics=[prc]", "evaluate.n_samples=3"), LOG, root)
-    assert too_few.precision is None and any("precision/recall unavailable" in n for n in too_few.notes)
+    too_few = score_generator(TinyGenerator(), TinyInfo(), tiny_params("evaluate.metrics=[prdc]", "evaluate.n_samples=3"), LOG, root)
+    assert too_few.precision is None and too_few.density is None
+    assert any("precision/recall/density/coverage unavailable" in n and "evaluate.prdc_k" in n for n in too_few.notes)
 
 
 def test_inception_score_is_unavailable_without_weights_and_nothing_is_downloaded(tmp_path, no_network, empty_torch_hub):

@@ -11,14 +11,15 @@ from test_metrics_support import TinyGenerator, TinyInfo, empty_torch_hub, proje
 
 from ganlib.logs import plain_logger
 from ganlib.metrics.during_training import TrainingEvaluator, curve_path, read_curve
-from ganlib.metrics.evaluate import score_generator, write_evaluation
+from ganlib.metrics.evaluate import measure_generator, score_generator, write_evaluation
 from ganlib.metrics.report import render_table
 
 LOG = plain_logger("scenegan-tests")
 
 REQUIRED = {
     "fid": float, "kid_mean": float, "kid_std": float, "is_mean": type(None), "is_std": type(None),
-    "is_unavailable_reason": str, "precision": float, "recall": float, "n_samples": int, "batch_size": int,
+    "is_unavailable_reason": str, "precision": float, "recall": float, "density": float, "coverage": float,
+    "prdc_k": int, "n_samples": int, "batch_size": int,
     "seed": int, "extractor": str, "data_md5": str, "dataset_sha256": str, "checkpoint_kimg": float,
     "resolution": int,
 }
@@ -26,10 +27,10 @@ REQUIRED = {
 
 def test_metrics_json_schema_and_params_record(tmp_path, empty_torch_hub):
     root = project(tmp_path)
-    params = tiny_params("evaluate.metrics=[fid,kid,is,prc]")
-    report = score_generator(TinyGenerator(), TinyInfo(kimg=2.5), params, LOG, root)
+    params = tiny_params("evaluate.metrics=[fid,kid,is,prdc,memorisation]")
+    evaluation = measure_generator(TinyGenerator(), TinyInfo(kimg=2.5), params, LOG, root)
     out_dir = root / params.base.paths.evaluate
-    path = write_evaluation(report, params, out_dir)
+    path = write_evaluation(evaluation, params, out_dir)
 
     metrics = json.loads(path.read_text())
     for key, kind in REQUIRED.items():
@@ -39,7 +40,12 @@ def test_metrics_json_schema_and_params_record(tmp_path, empty_torch_hub):
     assert metrics["resolution"] == 16 and len(metrics["dataset_sha256"]) == 64
     recorded = json.loads((out_dir / "params.json").read_text())
     assert recorded["evaluate"]["n_samples"] == 40
-    assert sorted(p.name for p in out_dir.iterdir()) == ["metrics.json", "params.json"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["memorisation.json", "metrics.json", "params.json", "truncation.json"]
+    # metrics.json holds numbers (and the existing text fields) only: no nesting for DVC's metric columns.
+    for key in ("density", "coverage", "memorisation", "memorisation_pixels", "memorisation_baseline"):
+        assert isinstance(metrics[key], float), (key, metrics[key])
+    assert metrics["prdc_k"] == 5 and metrics["memorisation_n"] == 40 and metrics["memorisation_baseline"] == 0.05
+    assert not any(isinstance(value, (dict, list)) for key, value in metrics.items() if key != "notes")
 
 
 def test_table_and_rows_state_samples_seed_and_extractor(tmp_path, empty_torch_hub):

@@ -1,8 +1,15 @@
 """The evaluation stage: score the trained EMA generator; compare two datasets.
 
-    evaluate_generator(params, log, root)        generator.pt -> metrics.json (+ params.json)
-    score_generator(G, info, params, log, root)  the same scores for a module in memory, no files
-    compare_datasets(a, b, params, log, root)    FID/KID between two prepared datasets
+    evaluate_generator(params, log, root)          generator.pt -> metrics.json, memorisation.json,
+                                                   truncation.json (+ params.json)
+    measure_generator(G, info, params, log, root)  all of that for a module in memory, no files
+    score_generator(G, info, params, log, root)    metrics.json's scores only (no truncation table)
+    compare_datasets(a, b, params, log, root)      FID/KID between two prepared datasets
+
+Precision/recall/density/coverage, the memorisation check and every row of
+the truncation table reuse the features FID extracts (generated ones once
+per psi, real ones from the reference cache): no image goes through the
+extractor twice.
 
 Everything runs offline: extractor weights come from `make weights`, IS
 weights only from disk, and the real side comes from the reference cache
@@ -17,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -34,21 +42,37 @@ from ganlib.metrics.extractors import (
     is_extractor_spec,
 )
 from ganlib.metrics.features import generator_features
+from ganlib.metrics.memorisation import (
+    MEMORISATION_FILE,
+    CheckedImages,
+    MemorisationCheck,
+    check_memorisation,
+    memorisation_record,
+)
+from ganlib.metrics.neighbours import CrossNeighbours
+from ganlib.metrics.pixels import PixelKeepingGenerator, pixel_side, reference_pixels
+from ganlib.metrics.prdc import Prdc, ReferenceSide, compare_with_reference, prdc_unavailable_reason, reference_side
 from ganlib.metrics.reference import ReferenceStats, reference_statistics
 from ganlib.metrics.report import METRICS_FILE, DatasetComparison, EvaluationReport, render_table
 from ganlib.metrics.scores import (
     FidUncertainty,
     InceptionScore,
     KidScore,
-    PrecisionRecall,
     fid_from_features,
     fid_from_statistics,
     fid_uncertainty,
     inception_score_from_logits,
     kid_from_features,
-    precision_recall_from_features,
 )
-from ganlib.metrics.sources import SeededGenerator, eval_mode
+from ganlib.metrics.sources import SeededGenerator, eval_mode, reference_indices
+from ganlib.metrics.truncation_table import (
+    TRUNCATION_FILE,
+    TruncatedGenerator,
+    TruncationRow,
+    table_psis,
+    truncation_record,
+    truncation_table_rows,
+)
 from ganlib.metrics.speed import extractor_for_device
 from ganlib.metrics.weight_files import find_is_inception_weights
 
@@ -73,8 +97,20 @@ def evaluation_device(setting: str) -> torch.device:
     return resolve_device(setting, "evaluate.device")
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What the evaluate stage writes: metrics.json (report), memorisation.json and truncation.json."""
+
+    report: EvaluationReport
+    memorisation: MemorisationCheck | None
+    memorisation_reason: str | None           # why there is no check (None when there is one)
+    truncation: tuple[TruncationRow, ...]     # psi 1.0 (the report's numbers) first
+    z_dim: int                                # of the latents the samples were made from
+
+
 def evaluate_generator(params: Params, log: Logger, root: Path) -> EvaluationReport:
-    """Score root/<paths.train>/generator.pt and write metrics.json and params.json to <paths.evaluate>."""
+    """Score root/<paths.train>/generator.pt; write metrics.json, memorisation.json, truncation.json and
+    params.json to <paths.evaluate>."""
     from ganlib.models.generator_file import load_generator  # the training side's file format
 
     root = Path(root)
@@ -85,16 +121,27 @@ def evaluate_generator(params: Params, log: Logger, root: Path) -> EvaluationRep
             f"{generator_path}: no trained generator; run the train stage first (`dvc repro train` or `scenegan run train`)"
         )
     generator, info = load_generator(generator_path, device)
-    report = score_generator(generator, info, params, log, root, device)
-    write_evaluation(report, params, root / params.base.paths.evaluate)
-    log.info("evaluation:\n" + render_table(report.report_rows()))
-    return report
+    evaluation = measure_generator(generator, info, params, log, root, device)
+    write_evaluation(evaluation, params, root / params.base.paths.evaluate)
+    log.info("evaluation:\n" + render_table(evaluation.report.report_rows()))
+    if len(evaluation.truncation) > 1:
+        log.info("truncation (quality/diversity trade-off; psi 1.0 is the evaluation above; rows in "
+                 f"{TRUNCATION_FILE}):\n" + render_table(truncation_table_rows(evaluation.truncation)))
+    return evaluation.report
 
 
-def write_evaluation(report: EvaluationReport, params: Params, out_dir: Path) -> Path:
-    """metrics.json and params.json, swapped into place together (never one without the other)."""
+def write_evaluation(evaluation: Evaluation, params: Params, out_dir: Path) -> Path:
+    """metrics.json, memorisation.json, truncation.json and params.json, swapped into place together."""
+    report = evaluation.report
     with staged_directory(out_dir) as staging:
         atomic_write_json(staging / METRICS_FILE, report.to_json())
+        atomic_write_json(
+            staging / MEMORISATION_FILE, memorisation_record(evaluation.memorisation, evaluation.memorisation_reason)
+        )
+        atomic_write_json(staging / TRUNCATION_FILE, truncation_record(
+            evaluation.truncation, report.n_samples, report.n_reference, report.seed, evaluation.z_dim,
+            report.extractor, report.prdc_k,
+        ))
         atomic_write_json(staging / PARAMS_RECORD_FILE, select_params(params, STAGE_PARAMS["evaluate"]))
     return Path(out_dir) / METRICS_FILE
 
@@ -107,13 +154,43 @@ def score_generator(
     root: Path,
     device: torch.device | None = None,
 ) -> EvaluationReport:
-    """Every metric in evaluate.metrics for `generator` against the prepared dataset; writes only the cache."""
+    """Every metric in evaluate.metrics for `generator` against the prepared dataset; writes only the cache.
+
+    The truncation table's other rows (evaluate.truncation) are not made: each
+    costs n_samples more images through the extractor (measure_generator makes them).
+    """
+    return _measure(generator, info, params, log, root, device, sweep_truncation=False).report
+
+
+def measure_generator(
+    generator: nn.Module,
+    info: GeneratorInfo,
+    params: Params,
+    log: Logger,
+    root: Path,
+    device: torch.device | None = None,
+) -> Evaluation:
+    """score_generator's report, the memorisation check's details and a row per evaluate.truncation psi."""
+    return _measure(generator, info, params, log, root, device, sweep_truncation=True)
+
+
+def _measure(
+    generator: nn.Module,
+    info: GeneratorInfo,
+    params: Params,
+    log: Logger,
+    root: Path,
+    device: torch.device | None,
+    sweep_truncation: bool,
+) -> Evaluation:
     settings = params.evaluate
     root = Path(root)
     device = device or evaluation_device(settings.device)
     wanted = set(settings.metrics)
     if not wanted:
-        raise EvaluationError("evaluate.metrics is empty: list at least one of fid, kid, is, prc, fd_dinov2")
+        raise EvaluationError(
+            "evaluate.metrics is empty: list at least one of fid, kid, is, prdc, memorisation, fd_dinov2"
+        )
     dataset = open_prepared(root / params.base.paths.prepared)
     _check_generator_matches_dataset(info, dataset, log)
     spec = extractor_for_device(settings, root / params.base.paths.weights, root, device, log)
@@ -131,7 +208,7 @@ def score_generator(
     make_extractor = functools.cache(lambda: build_extractor(spec, layers, device))
 
     reference, cached = None, False
-    if wanted & {"fid", "kid", "prc"}:
+    if wanted & REFERENCE_METRICS:
         reference, cached = reference_statistics(
             dataset, spec, make_extractor, settings.n_reference, settings.seed, settings.batch_size, device,
             root / params.base.paths.fid_cache, log,
@@ -139,25 +216,54 @@ def score_generator(
 
     started = time.perf_counter()
     fake: dict[str, torch.Tensor] = {}
+    truncated: dict[float, torch.Tensor] = {}
+    side = pixel_side(info.resolution)
     with eval_mode(generator):
         model = SeededGenerator(generator, info.z_dim, info.resolution)
+        # The memorisation check's pixels are kept as the features' images are made: no second generator pass.
+        measured = PixelKeepingGenerator(generator, info.z_dim, info.resolution, side) if "memorisation" in wanted else model
         if reference is not None or share_is_pass:
-            fake = generator_features(model, make_extractor(), settings.n_samples, settings.batch_size, settings.seed, device)
+            fake = generator_features(measured, make_extractor(), settings.n_samples, settings.batch_size, settings.seed, device)
         if is_weights is not None and not share_is_pass:
             is_extractor = build_extractor(is_extractor_spec(is_weights), [IS_LOGITS], device)
             fake[IS_LOGITS] = generator_features(
                 model, is_extractor, settings.n_samples, settings.batch_size, settings.seed, device
             )[IS_LOGITS]
-    log.info(f"generated features: {settings.n_samples} samples in {time.perf_counter() - started:.1f} s on {device}")
+        if sweep_truncation and wanted & TRUNCATION_METRICS:
+            for psi in table_psis(settings.truncation)[1:]:
+                truncated[psi] = generator_features(
+                    TruncatedGenerator(generator, info.z_dim, info.resolution, psi), make_extractor(),
+                    settings.n_samples, settings.batch_size, settings.seed, device,
+                )[spec.feature_layer]
+    log.info(
+        f"generated features: {settings.n_samples} samples"
+        + (f" at each of {len(truncated) + 1} truncation psi" if truncated else "")
+        + f" in {time.perf_counter() - started:.1f} s on {device}"
+    )
     fd_dinov2, fd_dinov2_unavailable_reason = (
         _fd_dinov2(generator, info, dataset, params, root, device, log) if "fd_dinov2" in wanted else (None, None)
     )
 
-    scores = _scores(fake, reference, spec.feature_layer, settings, wanted)
+    started = time.perf_counter()
+    neighbours = _reference_side(reference, settings, wanted, device)
+    scores = _scores(fake, reference, neighbours, spec.feature_layer, settings, wanted, device)
+    memorisation, memorisation_reason = None, "memorisation is not in evaluate.metrics"
+    if "memorisation" in wanted:
+        memorisation, memorisation_reason = _memorisation(
+            scores, neighbours, measured, dataset, info, spec.description, settings, device
+        ), None
+        log.info(memorisation.summary())
+    rows = [_truncation_row(1.0, scores)] + [
+        _truncation_row(psi, _scores({spec.feature_layer: features}, reference, neighbours, spec.feature_layer,
+                                     settings, wanted & TRUNCATION_METRICS, device, with_uncertainty=False))
+        for psi, features in truncated.items()
+    ]
+    if neighbours is not None:
+        log.info(f"k-NN scores (prdc, memorisation) in {time.perf_counter() - started:.1f} s on {device}")
     infinity_reason = scores.uncertainty.infinity_unavailable_reason if scores.uncertainty else None
     for note in (*scores.notes, *([infinity_reason] if infinity_reason else [])):
         log.warning(note)
-    return EvaluationReport(
+    report = EvaluationReport(
         fid=scores.fid,
         kid_mean=None if scores.kid is None else scores.kid.mean,
         kid_std=None if scores.kid is None else scores.kid.std,
@@ -165,8 +271,8 @@ def score_generator(
         is_mean=None if scores.inception is None else scores.inception.mean,
         is_std=None if scores.inception is None else scores.inception.std,
         is_unavailable_reason=is_unavailable_reason,
-        precision=None if scores.prc is None else scores.prc.precision,
-        recall=None if scores.prc is None else scores.prc.recall,
+        precision=None if scores.prdc is None else scores.prdc.precision,
+        recall=None if scores.prdc is None else scores.prdc.recall,
         n_samples=settings.n_samples,
         n_reference=0 if reference is None else reference.count,
         batch_size=settings.batch_size,
@@ -183,7 +289,10 @@ def score_generator(
         fd_dinov2=fd_dinov2,
         fd_dinov2_unavailable_reason=fd_dinov2_unavailable_reason,
         **_uncertainty_fields(scores.uncertainty),
+        **_prdc_fields(scores.prdc),
+        **_memorisation_fields(memorisation),
     )
+    return Evaluation(report, memorisation, memorisation_reason, tuple(rows), int(info.z_dim))
 
 
 def _fd_dinov2(
@@ -258,18 +367,35 @@ def compare_datasets(a: Path, b: Path, params: Params, log: Logger, root: Path) 
     )
 
 
+# The metrics that need the reference features, and those the truncation table reports per psi.
+REFERENCE_METRICS = frozenset({"fid", "kid", "prdc", "memorisation"})
+TRUNCATION_METRICS = frozenset({"fid", "kid", "prdc"})
+
+
 @dataclass(frozen=True)
 class _Scores:
     fid: float | None
     kid: KidScore | None
     inception: InceptionScore | None
-    prc: PrecisionRecall | None
+    prdc: Prdc | None
     notes: tuple[str, ...]  # every setting that had to be reduced, in words
     uncertainty: FidUncertainty | None = None  # FID's sampling-noise band and FID-infinity
+    cross: CrossNeighbours | None = None       # the generated x reference nearest neighbours (memorisation's)
+
+
+def _reference_side(
+    reference: ReferenceStats | None, settings: EvaluateParams, wanted: set[str], device: torch.device
+) -> ReferenceSide | None:
+    """The reference features' own nearest neighbours: prdc_k of them (when prdc can run), else 1 (memorisation)."""
+    if reference is None or not wanted & {"prdc", "memorisation"}:
+        return None
+    usable = "prdc" in wanted and prdc_unavailable_reason(settings.n_samples, reference.count, settings.prdc_k) is None
+    return reference_side(reference.features, settings.prdc_k if usable else 1, device)
 
 
 def _scores(
-    fake: dict[str, torch.Tensor], reference: ReferenceStats | None, layer: str, settings: EvaluateParams, wanted: set[str]
+    fake: dict[str, torch.Tensor], reference: ReferenceStats | None, neighbours: ReferenceSide | None, layer: str,
+    settings: EvaluateParams, wanted: set[str], device: torch.device, with_uncertainty: bool = True,
 ) -> _Scores:
     features = fake.get(layer)
     fid = fid_from_features(features, reference.fid_statistics) if "fid" in wanted else None
@@ -277,14 +403,69 @@ def _scores(
         kid_from_features(features, reference.features, settings.kid_subsets, settings.kid_subset_size, settings.seed)
         if "kid" in wanted else None
     )
-    prc = precision_recall_from_features(features, reference.features, settings.prc_neighborhood) if "prc" in wanted else None
+    prdc, cross = None, None
+    if neighbours is not None and wanted & {"prdc", "memorisation"}:
+        prdc, cross = compare_with_reference(features, neighbours, settings.prdc_k if "prdc" in wanted else None, device)
     inception = inception_score_from_logits(fake[IS_LOGITS], settings.isc_splits, settings.seed) if IS_LOGITS in fake else None
-    notes = tuple(part.note for part in (kid, prc, inception) if part is not None and part.note)
+    notes = tuple(part.note for part in (kid, prdc, inception) if part is not None and part.note)
     uncertainty = (
         fid_uncertainty(features, reference.fid_statistics, settings.fid_bootstrap, settings.fid_infinity, settings.seed)
-        if "fid" in wanted else None
+        if "fid" in wanted and with_uncertainty else None
     )
-    return _Scores(fid, kid, inception, prc, notes, uncertainty)
+    return _Scores(fid, kid, inception, prdc, notes, uncertainty, cross)
+
+
+def _memorisation(
+    scores: _Scores, neighbours: ReferenceSide, measured: PixelKeepingGenerator, dataset: PreparedDataset,
+    info: GeneratorInfo, feature_description: str, settings: EvaluateParams, device: torch.device,
+) -> MemorisationCheck:
+    """The check on the main (psi 1.0) samples against the reference images, in features and pixels."""
+    # The reference features' rows are these prepared images, in this order (reference.py makes them so).
+    subset = reference_indices(dataset.count, settings.n_reference, settings.seed)
+    images = CheckedImages(
+        n_samples=settings.n_samples, seed=settings.seed, z_dim=int(info.z_dim),
+        training_index=np.arange(dataset.count) if subset is None else subset, dataset_images=dataset.count,
+        subset_seed=None if subset is None else settings.seed, data_md5=dataset.data_md5,
+        dataset_sha256=dataset.content_hash,
+    )
+    return check_memorisation(
+        scores.cross, neighbours.neighbours, feature_description, measured.kept_pixels(),
+        reference_pixels(dataset.images, subset, measured.side), measured.side, images,
+        settings.memorisation_quantile, device,
+    )
+
+
+def _truncation_row(psi: float, scores: _Scores) -> TruncationRow:
+    prdc = scores.prdc
+    return TruncationRow(
+        psi=psi,
+        fid=scores.fid,
+        kid_mean=None if scores.kid is None else scores.kid.mean,
+        kid_std=None if scores.kid is None else scores.kid.std,
+        precision=None if prdc is None else prdc.precision,
+        recall=None if prdc is None else prdc.recall,
+        density=None if prdc is None else prdc.density,
+        coverage=None if prdc is None else prdc.coverage,
+    )
+
+
+def _prdc_fields(prdc: Prdc | None) -> dict[str, float | int | None]:
+    """EvaluationReport's density / coverage / prdc_k (None: not computed)."""
+    if prdc is None or prdc.precision is None:
+        return {"density": None, "coverage": None, "prdc_k": None}
+    return {"density": prdc.density, "coverage": prdc.coverage, "prdc_k": prdc.k}
+
+
+def _memorisation_fields(check: MemorisationCheck | None) -> dict[str, float | int | None]:
+    """EvaluationReport's memorisation figures (None: not computed)."""
+    if check is None:
+        return {"memorisation": None, "memorisation_pixels": None, "memorisation_baseline": None, "memorisation_n": None}
+    return {
+        "memorisation": check.features.memorisation,
+        "memorisation_pixels": check.pixels.memorisation,
+        "memorisation_baseline": check.baseline,
+        "memorisation_n": check.images.n_samples,
+    }
 
 
 def _uncertainty_fields(uncertainty: FidUncertainty | None) -> dict[str, float | int | str | None]:

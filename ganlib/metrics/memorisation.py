@@ -1,5 +1,6 @@
 """Memorisation check: are generated samples closer to training images than training images are to each other?
 
+    check_memorisation(...)        both spaces, from the features' neighbours and the downscaled pixels
     memorisation_in_space(...)     one space's figure, distance quantiles and closest pairs
     memorisation_record(...)       what memorisation.json holds (also when the check did not run)
 
@@ -100,6 +101,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganlib.metrics.neighbours import CrossNeighbours, Neighbours, centre_of, cross_neighbours, neighbours_within
+
 MEMORISATION_FILE = "memorisation.json"
 MEMORISATION_FORMAT = "scenegan-memorisation/1"
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95)
@@ -143,6 +146,20 @@ class SpaceCheck:
 
 
 @dataclass(frozen=True)
+class CheckedImages:
+    """Which samples and training images a check compared: enough to find every one of them again."""
+
+    n_samples: int
+    seed: int                   # evaluate.seed: sample i is made from fixed_latents(n_samples, z_dim, seed)[i]
+    z_dim: int
+    training_index: np.ndarray  # reference row -> index into the prepared dataset
+    dataset_images: int
+    subset_seed: int | None     # the reference subset's seed; None: every prepared image
+    data_md5: str | None
+    dataset_sha256: str
+
+
+@dataclass(frozen=True)
 class MemorisationCheck:
     """Both spaces' checks, with what a reader needs to find the samples and the training images again."""
 
@@ -150,14 +167,7 @@ class MemorisationCheck:
     features: SpaceCheck
     pixels: SpaceCheck
     pixel_side: int
-    n_samples: int
-    seed: int
-    z_dim: int
-    n_training: int
-    dataset_images: int
-    subset_seed: int | None
-    data_md5: str | None
-    dataset_sha256: str
+    images: CheckedImages
 
     @property
     def baseline(self) -> float:
@@ -169,12 +179,52 @@ class MemorisationCheck:
         f, p = self.features, self.pixels
         sample_q, train_q = f.sample_nearest_quantiles, f.training_leave_one_out_quantiles
         return (
-            f"memorisation: {f.memorisation:.3f} of {self.n_samples} samples (pixels: {p.memorisation:.3f}) are closer "
-            f"to one of {self.n_training} training images than {1 - self.quantile:.0%} of training images are to their "
-            f"nearest other one; fresh images score about {self.baseline:.3f}, copies 1. Nearest-training distance "
-            f"p5/p50/p95: samples {sample_q['p5']:.4g}/{sample_q['p50']:.4g}/{sample_q['p95']:.4g}, training images "
-            f"(leave-one-out) {train_q['p5']:.4g}/{train_q['p50']:.4g}/{train_q['p95']:.4g}"
+            f"memorisation: {f.memorisation:.3f} of {self.images.n_samples} samples (pixels: {p.memorisation:.3f}) "
+            f"are closer to one of {len(self.images.training_index)} training images than {1 - self.quantile:.0%} of "
+            f"those are to their nearest other one; fresh images score about {self.baseline:.3g}, copies 1. "
+            f"Nearest-training distance p5/p50/p95: samples {sample_q['p5']:.4g}/{sample_q['p50']:.4g}/"
+            f"{sample_q['p95']:.4g}, training images (leave-one-out) {train_q['p5']:.4g}/{train_q['p50']:.4g}/"
+            f"{train_q['p95']:.4g}"
         )
+
+
+def check_memorisation(
+    feature_cross: CrossNeighbours,
+    feature_reference: Neighbours,
+    feature_description: str,
+    generated_pixels: torch.Tensor,
+    reference_pixels: torch.Tensor,
+    pixel_side: int,
+    images: CheckedImages,
+    quantile: float,
+    device: torch.device,
+) -> MemorisationCheck:
+    """Both spaces: the features' neighbours come from the precision/recall pass, the pixels' are found here.
+
+    `feature_cross` and `feature_reference` are the generated-vs-reference
+    and reference-vs-itself neighbours of the extractor's features;
+    `*_pixels` are uint8 rows (pixels.py) in the same order as those features.
+    """
+    if len(generated_pixels) != images.n_samples or len(reference_pixels) != len(images.training_index):
+        raise ValueError(
+            f"pixels of {len(generated_pixels)} samples and {len(reference_pixels)} training images for a check of "
+            f"{images.n_samples} samples against {len(images.training_index)} training images"
+        )
+    features = memorisation_in_space(
+        feature_description, feature_cross.nearest_reference_distance, feature_cross.nearest_reference_index,
+        feature_reference.distances[:, 0], images.training_index, quantile,
+    )
+    # RMS difference per pixel and channel, in 0-255 levels: a Euclidean distance over sqrt(its length).
+    per_value = float(reference_pixels.shape[1]) ** -0.5
+    centre = centre_of(reference_pixels)
+    pixel_reference = neighbours_within(reference_pixels, 1, device, centre)
+    pixel_cross = cross_neighbours(generated_pixels, reference_pixels, device, centre=centre)
+    pixels = memorisation_in_space(
+        f"{pixel_side}x{pixel_side} box-averaged pixels, RMS difference per pixel and channel in 0-255 levels",
+        pixel_cross.nearest_reference_distance * per_value, pixel_cross.nearest_reference_index,
+        pixel_reference.distances[:, 0] * per_value, images.training_index, quantile,
+    )
+    return MemorisationCheck(quantile, features, pixels, pixel_side, images)
 
 
 def memorisation_in_space(
@@ -219,13 +269,13 @@ def memorisation_record(check: MemorisationCheck | None, reason: str | None = No
         "quantile": check.quantile,
         "baseline": check.baseline,
         "samples": {
-            "n": check.n_samples, "seed": check.seed, "z_dim": check.z_dim, "psi": 1.0,
+            "n": check.images.n_samples, "seed": check.images.seed, "z_dim": check.images.z_dim, "psi": 1.0,
             "latent": "ganlib.models.sampling.fixed_latents(n, z_dim, seed)[sample]",
         },
         "training": {
-            "n": check.n_training, "dataset_images": check.dataset_images, "subset_seed": check.subset_seed,
-            "data_md5": check.data_md5, "dataset_sha256": check.dataset_sha256,
-            "index": "row of images.npy in base.paths.prepared",
+            "n": len(check.images.training_index), "dataset_images": check.images.dataset_images,
+            "subset_seed": check.images.subset_seed, "data_md5": check.images.data_md5,
+            "dataset_sha256": check.images.dataset_sha256, "index": "row of images.npy in base.paths.prepared",
         },
         "spaces": {
             "features": check.features.to_json(),

@@ -1,7 +1,8 @@
 """Precision, recall, density and coverage of generated features against real ones.
 
     prdc_from_features(generated, reference, k, device)   the four numbers (or why not), from features
-    prdc_from_neighbours(reference_nn, generated_nn, cross, k)   the same from neighbours already found
+    reference_side(reference, k, device)                  the reference's own k-NN, found once
+    compare_with_reference(generated, side, k, device)    the four numbers, and the cross pass memorisation reads
 
 Every real (reference) feature row X_i has a k-NN ball: the sphere around it
 whose radius r_i is the distance to its k-th nearest other real row; every
@@ -76,13 +77,47 @@ def prdc_from_neighbours(reference_nn: Neighbours, generated_nn: Neighbours, cro
     )
 
 
+@dataclass(frozen=True)
+class ReferenceSide:
+    """The reference rows, their centre and each row's k nearest other rows: found once, reused for every
+    generated set scored against them (each truncation psi, the memorisation check)."""
+
+    rows: torch.Tensor
+    centre: torch.Tensor
+    neighbours: Neighbours
+
+
+def reference_side(rows: torch.Tensor, k: int, device: torch.device) -> ReferenceSide:
+    """`rows`' k nearest other rows (needs more than k rows)."""
+    centre = centre_of(rows)
+    return ReferenceSide(rows, centre, neighbours_within(rows, k, device, centre))
+
+
+def compare_with_reference(
+    generated: torch.Tensor, side: ReferenceSide, k: int | None, device: torch.device
+) -> tuple[Prdc | None, CrossNeighbours]:
+    """Precision/recall/density/coverage with k (None: not asked for) and the cross pass they came from.
+
+    The cross pass (each sample's nearest reference row) is what the
+    memorisation check reads, so it is made once for both.
+    """
+    reason = None if k is None else prdc_unavailable_reason(len(generated), len(side.rows), k)
+    if k is None or reason:
+        cross = cross_neighbours(generated, side.rows, device, centre=side.centre)
+        return (None if k is None else Prdc(None, None, None, None, k, reason)), cross
+    if side.neighbours.distances.shape[1] < k:
+        raise ValueError(f"the reference side holds {side.neighbours.distances.shape[1]} neighbours per row, not k = {k}")
+    generated_nn = neighbours_within(generated, k, device, side.centre)
+    cross = cross_neighbours(
+        generated, side.rows, device, side.neighbours.radii(k), generated_nn.radii(k), side.centre
+    )
+    return prdc_from_neighbours(side.neighbours, generated_nn, cross, k), cross
+
+
 def prdc_from_features(generated: torch.Tensor, reference: torch.Tensor, k: int, device: torch.device) -> Prdc:
     """Precision, recall, density, coverage with k-NN balls of k (None, and a note, when a side has <= k rows)."""
     reason = prdc_unavailable_reason(len(generated), len(reference), k)
     if reason:
         return Prdc(None, None, None, None, k, reason)
-    centre = centre_of(reference)
-    reference_nn = neighbours_within(reference, k, device, centre)
-    generated_nn = neighbours_within(generated, k, device, centre)
-    cross = cross_neighbours(generated, reference, device, reference_nn.radii(k), generated_nn.radii(k), centre)
-    return prdc_from_neighbours(reference_nn, generated_nn, cross, k)
+    prdc, _ = compare_with_reference(generated, reference_side(reference, k, device), k, device)
+    return prdc

@@ -15,6 +15,9 @@ FID_UNCERTAINTY_KEYS = (
     "fid_noise_low", "fid_noise_high", "fid_noise_bias", "fid_noise_resamples", "fid_noise_n", "fid_infinity",
     "fid_infinity_unavailable_reason",
 )
+# Keys left out of metrics.json when not computed (files from before them lack them too; from_json reads None).
+PRDC_KEYS = ("density", "coverage", "prdc_k")
+MEMORISATION_KEYS = ("memorisation", "memorisation_pixels", "memorisation_baseline", "memorisation_n")
 # metrics.json written before the band was named for what it is (sampling noise, not a confidence
 # interval) used these keys; readers map them (scenegan compare reads old revisions' files).
 LEGACY_FID_NOISE_KEYS = {
@@ -67,6 +70,18 @@ class EvaluationReport:
     # Asked for but not reported (too few samples per feature dimension): why. metrics.json then holds
     # "fid_infinity": null beside it.
     fid_infinity_unavailable_reason: str | None = None
+    # Precision and recall above, density and coverage here, all with k-NN balls of prdc_k (ganlib/metrics/prdc.py).
+    # Files from before prdc (evaluate.metrics: prc) hold precision/recall with k = 3 and no prdc_k.
+    density: float | None = None
+    coverage: float | None = None
+    prdc_k: int | None = None
+    # The fraction of samples nearer a training image than all but memorisation_baseline of the training images
+    # are to their nearest other one, in the extractor's features and in 32x32 pixels; about memorisation_baseline
+    # for fresh images, 1 for copies (ganlib/metrics/memorisation.py; details in memorisation.json).
+    memorisation: float | None = None
+    memorisation_pixels: float | None = None
+    memorisation_baseline: float | None = None
+    memorisation_n: int | None = None          # samples checked
 
     def to_json(self) -> dict[str, Any]:
         """What metrics.json holds (DVC metrics): every field but how the run went, notes as a list.
@@ -85,7 +100,14 @@ class EvaluationReport:
         for key in FID_UNCERTAINTY_KEYS:
             if data[key] is None and not (key == "fid_infinity" and self.fid_infinity_unavailable_reason):
                 data.pop(key)
+        for key in (*PRDC_KEYS, *MEMORISATION_KEYS):
+            if data[key] is None:
+                data.pop(key)
         return data
+
+    @property
+    def _k_nn(self) -> str:
+        return "k-NN" if self.prdc_k is None else f"{self.prdc_k}-NN"
 
     def _fd_dinov2_requested(self) -> bool:
         return self.fd_dinov2 is not None or self.fd_dinov2_unavailable_reason is not None
@@ -107,8 +129,15 @@ class EvaluationReport:
                  missing=_unavailable(self.is_unavailable_reason)),
             *([_row("FD_DINOv2", self.fd_dinov2, "lower is better (DINOv2 ViT-B/14 features)",
                     missing=_unavailable(self.fd_dinov2_unavailable_reason))] if self._fd_dinov2_requested() else []),
-            _row("precision", self.precision, "generated samples inside the real manifold"),
-            _row("recall", self.recall, "real samples inside the generated manifold"),
+            _row("precision", self.precision, f"share of samples inside a real image's {self._k_nn} ball: "
+                 "realism, higher is better"),
+            _row("recall", self.recall, f"share of real images inside a sample's {self._k_nn} ball: "
+                 "diversity, higher is better"),
+            _row("density", self.density, f"real {self._k_nn} balls holding a sample, per sample, over k: ~1 when "
+                 "samples are distributed as the data, >1 crowded into typical images"),
+            _row("coverage", self.coverage, f"share of real images with a sample inside their own {self._k_nn} "
+                 "ball: higher is better"),
+            *_memorisation_rows(self),
             {"metric": "samples", "value": str(self.n_samples), "detail": f"batch {self.batch_size}, seed {self.seed}"},
             {"metric": "reference", "value": str(self.n_reference), "detail": _reference_origin(self.reference_stats_cached)},
             {"metric": "extractor", "value": self.extractor, "detail": self.extractor_description},
@@ -203,6 +232,22 @@ def _fid_row(report: EvaluationReport) -> dict[str, str]:
         "detail": f"sampling noise: {fid_noise_description(report.fid_noise_resamples, report.fid_noise_n)} "
                   "(not an interval on the true FID); lower is better",
     }
+
+
+def _memorisation_rows(report: EvaluationReport) -> list[dict[str, str]]:
+    """The memorisation figures, each beside its baseline and what it means, in words."""
+    if report.memorisation is None or report.memorisation_baseline is None:
+        return [_row("memorisation", None, "")]
+    baseline = _number(report.memorisation_baseline)
+    meaning = (f"share of {report.memorisation_n} samples nearer one of {report.n_reference} training images than "
+               f"{1 - report.memorisation_baseline:.0%} of those are to their nearest other one")
+    rows = [{"metric": "memorisation", "value": f"{_number(report.memorisation)} (baseline {baseline})",
+             "detail": f"{meaning} ({report.extractor} features); fresh images score ~{baseline}, copies 1; "
+                       "closest pairs in memorisation.json"}]
+    if report.memorisation_pixels is not None:
+        rows.append({"metric": "memorisation (pixels)", "value": f"{_number(report.memorisation_pixels)} "
+                     f"(baseline {baseline})", "detail": "the same on pixels downscaled to 32x32: a second opinion"})
+    return rows
 
 
 def _row(metric: str, value: float | None, detail: str, missing: str = "not computed") -> dict[str, str]:
