@@ -453,7 +453,8 @@ class CompareParams(Section):
     drift: bool                               # real-vs-real FID/KID between consecutive versions (reads their prepared data)
     include_history: bool                     # also list the retrain history rows (base.paths.history)
     plot_metrics: list[
-        Literal["fid", "kid_mean", "is_mean", "drift_fid_from_previous", "drift_kid_from_previous"]
+        Literal["fid", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "memorisation",
+                "drift_fid_from_previous", "drift_kid_from_previous"]
     ] = Field(min_length=1)                   # one panel each in compare.png
 
 

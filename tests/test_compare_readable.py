@@ -197,3 +197,32 @@ def test_the_plot_draws_one_line_per_comparable_segment(tmp_path, monkeypatch):
     Comparison(tuple(rows), (), ("fid",)).plot_png(tmp_path / "compare.png")
     assert [list(map(int, x)) for x in drawn] == [[0, 1], [2, 3]]
     assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------- precision/recall/density/coverage
+
+
+def test_prdc_and_memorisation_are_columns_only_when_some_row_has_them(tmp_path):
+    plain = Comparison((row("a"), row("b")), (), ("fid",))
+    assert "precision / recall" not in plain.table_rows()[0]
+
+    scored = replace(row("b"), precision=0.6123, recall=0.4, density=0.91, coverage=0.77, memorisation=0.05)
+    comparison = Comparison((row("a"), scored), (), ("fid", "precision", "memorisation"))
+    older, newer = comparison.table_rows()
+    assert (newer["precision / recall"], newer["density / coverage"], newer["memorisation"]) == ("0.612 / 0.4", "0.91 / 0.77", "0.05")
+    assert older["precision / recall"] == "" and older["memorisation"] == ""   # evaluated before they existed
+    assert comparison.records()[1]["coverage"] == 0.77 and "| 0.612 / 0.4 |" in comparison.to_markdown()
+    assert comparison.plot_png(tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_history_written_before_the_prdc_columns_takes_new_rows(tmp_path):
+    from ganlib.versions.history import append_history_row, read_history
+
+    history = tmp_path / "history.csv"
+    history.write_text("date,data_md5,n_images,experiment,commit,checkpoint_kimg,fid,kid_mean,kid_std,is_mean,is_std,"
+                       "n_samples,extractor,published,release,flow_run\n"
+                       "2026-11-01T00:00:00Z,aaaa,10,old,,48,200.5,0.1,0.01,,,1000,inception,True,R1,\n")
+    append_history_row(history, {"date": "2026-12-01T00:00:00Z", "data_md5": "bbbb", "fid": 190.0, "precision": 0.5})
+    old, new = read_history(history)
+    assert (old["fid"], old["precision"], old["experiment"]) == ("200.5", "", "old")
+    assert (new["fid"], new["precision"]) == ("190.0", "0.5")

@@ -73,6 +73,8 @@ CSV_FILE = "compare.csv"
 MARKDOWN_FILE = "compare.md"
 PLOT_FILE = "compare.png"
 FID_UNCERTAINTY_COLUMNS = ("fid_noise_low", "fid_noise_high", "fid_noise_resamples", "fid_noise_n", "fid_infinity")
+# Columns shown (in compare.md, --wide and the table artifact) only when some row was evaluated with them.
+PRDC_FIELDS = ("precision", "recall", "density", "coverage", "memorisation")
 # The people's table shows FID with its sampling-noise band under this heading; compare.md explains it below.
 FID_HEADING = "FID [sampling noise, 95%]"
 
@@ -82,7 +84,7 @@ FID_HEADING = "FID [sampling noise, 95%]"
 ROW_COLUMNS = (
     "label", "kind", "commit", "date", "data_md5", "n_images", "resolution", "checkpoint_kimg",
     "fid", "fid_noise_low", "fid_noise_high", "fid_noise_resamples", "fid_noise_n", "fid_infinity", "kid_mean", "kid_std", "is_mean", "is_std",
-    "n_samples", "extractor", "n_reference",
+    "precision", "recall", "density", "coverage", "memorisation", "n_samples", "extractor", "n_reference",
     "drift_fid_from_previous", "drift_kid_from_previous", "near_duplicates_in_previous", "note",
 )
 
@@ -119,6 +121,12 @@ class VersionRow:
     fid_noise_n: int | None = None
     fid_infinity: float | None = None
     n_reference: int | None = None  # real images the FID/KID reference statistics came from
+    # Precision/recall/density/coverage and the memorisation figure (ganlib.metrics), where evaluated.
+    precision: float | None = None
+    recall: float | None = None
+    density: float | None = None
+    coverage: float | None = None
+    memorisation: float | None = None
     params: Mapping[str, Any] | None = field(default=None, compare=False)  # dotted key -> value; None: unknown
 
     def record(self) -> dict[str, Any]:
@@ -186,8 +194,10 @@ class Comparison:
     def table_rows(self) -> list[dict[str, str]]:
         """Rows for people (a Prefect table artifact): short hashes, rounded numbers, KID ± std."""
         with_infinity = any(row.fid_infinity is not None for row in self.rows)  # a column only when some row has it
+        with_prdc = any(getattr(row, key) is not None for row in self.rows for key in PRDC_FIELDS)
         reasons = not_comparable_reasons(self.rows)
-        return [_display_row(row, self.param_keys, with_infinity, bool(why)) for row, why in zip(self.rows, reasons)]
+        return [_display_row(row, self.param_keys, with_infinity, bool(why), with_prdc)
+                for row, why in zip(self.rows, reasons)]
 
     def to_markdown(self) -> str:
         rows = self.table_rows()
@@ -587,6 +597,7 @@ def write_comparison(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
 
 def _display_row(
     row: VersionRow, param_keys: Sequence[str], with_infinity: bool = False, not_comparable: bool = False,
+    with_prdc: bool = False,
 ) -> dict[str, str]:
     shown = {
         NOT_COMPARABLE_MARK: NOT_COMPARABLE_MARK if not_comparable else "",
@@ -601,6 +612,9 @@ def _display_row(
         **({"FID-inf": _display(row.fid_infinity)} if with_infinity else {}),
         "KID": plus_minus(row.kid_mean, row.kid_std, _display, missing=""),
         "IS": plus_minus(row.is_mean, row.is_std, _display, missing=""),
+        **({"precision / recall": _pair(row.precision, row.recall),
+            "density / coverage": _pair(row.density, row.coverage),
+            "memorisation": _display(row.memorisation)} if with_prdc else {}),
         "samples": _display(row.n_samples),
         "drift FID": _display(row.drift_fid_from_previous),
         "drift KID": _display(row.drift_kid_from_previous),
@@ -609,6 +623,13 @@ def _display_row(
     shown.update({key: _display_param(row, key) for key in param_keys})
     shown["note"] = "; ".join(row.notes)
     return shown
+
+
+def _pair(first: float | None, second: float | None) -> str:
+    """ "0.612 / 0.404"; blank when neither is known."""
+    if first is None and second is None:
+        return ""
+    return f"{significant(first, 3, missing='?')} / {significant(second, 3, missing='?')}"
 
 
 def _fid_with_band(row: VersionRow) -> str:

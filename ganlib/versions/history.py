@@ -13,8 +13,10 @@ from typing import Any, Mapping
 
 from ganlib.io.atomic import atomic_write_text
 
-# The metrics.json keys a history row (and a comparison row) carries over.
-METRIC_COLUMNS = ("checkpoint_kimg", "fid", "kid_mean", "kid_std", "is_mean", "is_std", "n_samples", "extractor")
+# The metrics.json keys a history row (and a comparison row) carries over. A history written before
+# a column existed reads it as blank, and is rewritten with the new header at its next row.
+METRIC_COLUMNS = ("checkpoint_kimg", "fid", "kid_mean", "kid_std", "is_mean", "is_std",
+                  "precision", "recall", "density", "coverage", "memorisation", "n_samples", "extractor")
 
 HISTORY_COLUMNS = (
     "date",

@@ -26,6 +26,11 @@ METRIC_COLUMNS = {
             "not an interval on the true FID"),
     "kid_mean": ("KID", "kid_std", "lower is better"),
     "is_mean": ("IS", "is_std", "higher is better"),
+    "precision": ("precision", None, "share of samples inside the real data's k-NN balls; higher is better"),
+    "recall": ("recall", None, "share of real images inside the samples' k-NN balls; higher is better"),
+    "density": ("density", None, "about 1 for samples spread like the real data"),
+    "coverage": ("coverage", None, "share of real images with a sample nearby; higher is better"),
+    "memorisation": ("memorisation", None, "share of samples suspiciously close to a training image; lower is better"),
     "drift_fid_from_previous": ("drift FID", None, "real vs real, from the previous row"),
     "drift_kid_from_previous": ("drift KID", None, "real vs real, from the previous row"),
 }
@@ -33,7 +38,7 @@ METRIC_COLUMNS = {
 
 # Scores of generated samples: comparable only between rows evaluated alike (compare.not_comparable_reasons).
 # Drift is real vs real data and does not depend on the training run.
-GENERATED_METRICS = frozenset({"fid", "kid_mean", "is_mean"})
+GENERATED_METRICS = frozenset({"fid", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "memorisation"})
 
 
 def plot_metrics_png(rows: Sequence["VersionRow"], metrics: Sequence[str], path: Path) -> Path:
