@@ -16,6 +16,9 @@
     scenegan compare [REV ...]                              metrics per dataset version (CSV, markdown, PNG)
     scenegan fid-real DIR_A DIR_B                           FID/KID between two prepared datasets
     scenegan preset [NAME]                                  list presets, or print one as `dvc exp run` -S flags
+    scenegan generate --out DIR|FILE.zip [--n N] [--seed S] [--truncation PSI] [--generator PATH]
+                                                            PNG images (image i: seed S+i) with a manifest.json
+    scenegan generate --walk K --out walk.mp4 [--seed S]    a looping latent walk through K keyframes (MP4, else WebP)
     scenegan weights install --metric is|fd-dinov2|clip     download IS / FD_DINOv2 / CLIP weights (needs internet)
 
 Every command ends with a short summary on stdout (counts, where the outputs
@@ -149,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     preset = _command(commands, "preset", "list the presets in params.yaml, or print one as `dvc exp run` -S flags",
                       show_preset)
     preset.add_argument("name", nargs="?", help="the preset to print (default: list them)")
+    add_generate_command(commands)
     weights = commands.add_parser("weights", help="metric weights").add_subparsers(metavar="ACTION")
     install = _command(weights, "install", "download a metric's published weights (pinned sha256) to where evaluate "
                        "looks; `make weights` installs the FID Inception", weights_install)
@@ -353,6 +357,55 @@ def commit_version(args: argparse.Namespace) -> CommandResult:
 
     params, root = _params_and_root(args)
     return commit_version_result(commit(params, root, args.message))
+
+
+def add_generate_command(commands: "argparse._SubParsersAction") -> None:
+    from ganlib.generation import defaults  # no torch: the parser is built on every command
+
+    generate = _command(commands, "generate", "images (PNG, with a manifest.json) or a looping latent walk from the "
+                        "published generator (else the trained one)", generate_from_model)
+    generate.add_argument("--out", type=Path, required=True,
+                          help="a directory, or FILE.zip; with --walk: walk.mp4, walk.webp or walk.gif")
+    generate.add_argument("--n", type=_at_least(1), help=f"number of images (default: {defaults.DEFAULT_N})")
+    generate.add_argument("--seed", type=_at_least(0), default=0,
+                          help="image i uses seed SEED+i, so `--seed 1234 --n 1` remakes image 34 of `--seed 1200` "
+                               "(default: 0); with --walk, keyframe k is seed SEED+k")
+    generate.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
+                          help="scale latents by PSI in (0, 1] toward the mean: cleaner, less varied (default: 1, none)")
+    generate.add_argument("--generator", type=Path, metavar="PATH",
+                          help="a generator.pt (default: the published release's, else base.paths.train's)")
+    generate.add_argument("--batch", type=_at_least(1), default=defaults.DEFAULT_BATCH_SIZE,
+                          help="images per generator call; the same seed gives the same bytes for the same batch, "
+                               f"device and machine (default: {defaults.DEFAULT_BATCH_SIZE})")
+    generate.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                          help="auto: cuda, then mps, then cpu (default: auto); the manifest records it")
+    generate.add_argument("--overwrite", action="store_true", help="replace an existing --out (a directory whole)")
+    generate.add_argument("--walk", type=_at_least(2), metavar="K",
+                          help="write a looping latent walk through K keyframes instead of images")
+    generate.add_argument("--frames-per-keyframe", type=_at_least(1), default=defaults.DEFAULT_FRAMES_PER_KEYFRAME,
+                          metavar="F", help=f"walk frames from one keyframe to the next "
+                                            f"(default: {defaults.DEFAULT_FRAMES_PER_KEYFRAME})")
+    generate.add_argument("--fps", type=_at_least(1), default=defaults.DEFAULT_FPS,
+                          help=f"walk frames per second (default: {defaults.DEFAULT_FPS})")
+
+
+def generate_from_model(args: argparse.Namespace) -> CommandResult:
+    from flows.results import generate_result
+    from ganlib.generation.defaults import DEFAULT_N
+    from ganlib.stages.generate import GenerateRequest, generate
+
+    if args.walk is not None and args.n is not None:
+        raise UsageError("generate: --n does not apply to a walk (--walk K): a walk has K keyframes")
+    if args.walk is None and args.out.suffix.lower() in (".mp4", ".webp", ".gif"):
+        raise UsageError(f"generate: --out {args.out} names a video; add --walk K for a latent walk, "
+                         "or give a directory or .zip for images")
+    params, root = _params_and_root(args)
+    request = GenerateRequest(
+        out=args.out, seed=args.seed, n=args.n or DEFAULT_N, truncation=args.truncation, batch_size=args.batch,
+        device=args.device, generator=args.generator, overwrite=args.overwrite, walk_keyframes=args.walk,
+        frames_per_keyframe=args.frames_per_keyframe, fps=args.fps,
+    )
+    return generate_result(generate(request, params, root, plain_logger()))
 
 
 def serve(args: argparse.Namespace) -> CommandResult:

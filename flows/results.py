@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ganlib.data.raw_data import RawDataStatus
     from ganlib.data.scenes import DefaultDatasetSummary
     from ganlib.metrics.report import DatasetComparison
+    from ganlib.stages.generate import GenerateOutcome
     from ganlib.versions.commit import VersionCommit
 
 NEXT_STAGE = {"preprocess": "train", "train": "evaluate", "evaluate": "publish"}
@@ -320,6 +321,42 @@ def commit_version_result(committed: VersionCommit) -> CommandResult:
                      f"({examples(committed.still_modified, len(committed.still_modified))}); commit them yourself "
                      "if dvc.lock depends on them (params.yaml, dvc.yaml, code).")
     return CommandResult(lines, {"command": "commit-version", **to_jsonable(committed)})
+
+
+def generate_result(outcome: GenerateOutcome) -> CommandResult:
+    """`scenegan generate`: what was written where, from which generator, and how to make any of it again."""
+    source, images, walk = outcome.source, outcome.images, outcome.walk
+    model = [f"Generator: {shown_path(source.path)}, {source.note}; sha256 {source.sha256[:12]}, "
+             f"{outcome.resolution} px, run on {outcome.device} in fp32."]
+    model += [f"Note: {source.alternative}."] if source.alternative else []
+    data: dict[str, Any] = {"command": "generate", "generator": to_jsonable(source), "device": outcome.device,
+                            "resolution": outcome.resolution}
+    if walk is not None:
+        psi = f", truncation {walk.truncation:g}" if walk.truncation != 1.0 else ""
+        scaled = f" ({outcome.resolution} px x{walk.scale})" if walk.scale > 1 else ""
+        lines = [
+            f"Wrote a latent walk to {shown_path(walk.path)}: {walk.format.upper()}, {walk.frames} frames at "
+            f"{walk.fps} fps ({walk.duration_s:.1f} s, loops), {walk.width}x{walk.height} px{scaled}, keyframes = "
+            f"seeds {walk.keyframe_seeds[0]}-{walk.keyframe_seeds[-1]}{psi}, {byte_size(walk.size_bytes)}.",
+            f"Format: {walk.reason}.",
+            *model,
+        ]
+        return CommandResult(lines, {**data, "walk": to_jsonable(walk)})
+    assert images is not None
+    psi = f", truncation {images.manifest['truncation']:g}" if images.manifest["truncation"] != 1.0 else ""
+    where = f"{shown_path(images.out)} ({'one zip' if images.kind == 'zip' else 'with manifest.json'})"
+    seeds = f"seed {images.first_seed}" if images.n == 1 else f"seeds {images.first_seed}-{images.last_seed}"
+    lines = [
+        f"Wrote {plural(images.n, 'PNG image')} ({seeds}{psi}) to {where}: {byte_size(images.size_bytes)} in "
+        f"{images.seconds:.1f} s ({images.images_per_second:.{0 if images.images_per_second >= 10 else 1}f} images/s).",
+        *model,
+        f"Dataset version (data_md5): {short_md5(images.manifest['dataset_version'])}; "
+        f"image i is seed {images.first_seed}+i: `--seed S --n 1` remakes any one of them (same --batch and device).",
+    ]
+    data["images"] = {key: value for key, value in to_jsonable(images).items() if key != "manifest"}
+    data["images"]["images_per_second"] = images.images_per_second
+    data["manifest"] = images.manifest
+    return CommandResult(lines, data)
 
 
 def serve_result(params: Params) -> CommandResult:
