@@ -1,4 +1,4 @@
-"""Evaluation: FID, KID, IS and precision/recall of a generator, offline.
+"""Evaluation: FID, KID, IS, precision/recall/density/coverage and memorisation of a generator, offline.
 
 Modules, in the order data flows through them:
     extractors.py   feature extractors registered with torch-fidelity (the FID Inception TorchScript, a tiny test net)
@@ -6,9 +6,14 @@ Modules, in the order data flows through them:
     features.py     images -> features: real ones through torch-fidelity's loop, generated ones from
                     ganlib.models.sampling's latents and pixels (the images publishing shows)
     reference.py    reference statistics of the real data, cached per dataset content, weights, code and settings
-    scores.py       features -> FID / KID / IS / precision-recall with torch-fidelity's own formulas
+    scores.py       features -> FID / KID / IS with torch-fidelity's own formulas
+    neighbours.py   nearest neighbours between feature (or pixel) rows, tiled so memory stays bounded
+    prdc.py         features -> precision / recall / density / coverage (k-NN balls)
+    pixels.py       downscaled pixels of real and generated images (the memorisation check's second opinion)
+    memorisation.py each sample's nearest training image: the memorisation figure and memorisation.json
+    truncation_table.py  the scores per truncation psi (truncation.json)
     report.py       the result as metrics.json, table rows and a text table
-    evaluate.py     the stage entry points: evaluate_generator, compare_datasets
+    evaluate.py     the stage entry points: evaluate_generator, measure_generator, score_generator, compare_datasets
     during_training.py  a cheaper FID/KID at training ticks, written as a curve
     errors.py       EvaluationError (a UserFacingError)
 """

@@ -250,7 +250,7 @@ def _measure(
     memorisation, memorisation_reason = None, "memorisation is not in evaluate.metrics"
     if "memorisation" in wanted:
         memorisation, memorisation_reason = _memorisation(
-            scores, neighbours, measured, dataset, info, spec.description, settings, device
+            fake[spec.feature_layer], scores, neighbours, measured, dataset, info, spec.description, settings, device
         ), None
         log.info(memorisation.summary())
     rows = [_truncation_row(1.0, scores)] + [
@@ -416,7 +416,8 @@ def _scores(
 
 
 def _memorisation(
-    scores: _Scores, neighbours: ReferenceSide, measured: PixelKeepingGenerator, dataset: PreparedDataset,
+    features: torch.Tensor, scores: _Scores, neighbours: ReferenceSide, measured: PixelKeepingGenerator,
+    dataset: PreparedDataset,
     info: GeneratorInfo, feature_description: str, settings: EvaluateParams, device: torch.device,
 ) -> MemorisationCheck:
     """The check on the main (psi 1.0) samples against the reference images, in features and pixels."""
@@ -429,7 +430,7 @@ def _memorisation(
         dataset_sha256=dataset.content_hash,
     )
     return check_memorisation(
-        scores.cross, neighbours.neighbours, feature_description, measured.kept_pixels(),
+        features, neighbours.rows, scores.cross, neighbours.neighbours, feature_description, measured.kept_pixels(),
         reference_pixels(dataset.images, subset, measured.side), measured.side, images,
         settings.memorisation_quantile, device,
     )

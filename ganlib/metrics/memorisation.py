@@ -101,7 +101,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganlib.metrics.neighbours import CrossNeighbours, Neighbours, centre_of, cross_neighbours, neighbours_within
+from ganlib.metrics.neighbours import (
+    CrossNeighbours,
+    Neighbours,
+    centre_of,
+    cross_neighbours,
+    neighbours_within,
+    pair_distances,
+)
 
 MEMORISATION_FILE = "memorisation.json"
 MEMORISATION_FORMAT = "scenegan-memorisation/1"
@@ -189,6 +196,8 @@ class MemorisationCheck:
 
 
 def check_memorisation(
+    generated_features: torch.Tensor,
+    reference_features: torch.Tensor,
     feature_cross: CrossNeighbours,
     feature_reference: Neighbours,
     feature_description: str,
@@ -199,7 +208,8 @@ def check_memorisation(
     quantile: float,
     device: torch.device,
 ) -> MemorisationCheck:
-    """Both spaces: the features' neighbours come from the precision/recall pass, the pixels' are found here.
+    """Both spaces: which rows are nearest comes from the precision/recall pass for the features and is found
+    here for the pixels; the distances of those nearest pairs are then computed exactly (pair_distances).
 
     `feature_cross` and `feature_reference` are the generated-vs-reference
     and reference-vs-itself neighbours of the extractor's features;
@@ -210,21 +220,35 @@ def check_memorisation(
             f"pixels of {len(generated_pixels)} samples and {len(reference_pixels)} training images for a check of "
             f"{images.n_samples} samples against {len(images.training_index)} training images"
         )
-    features = memorisation_in_space(
-        feature_description, feature_cross.nearest_reference_distance, feature_cross.nearest_reference_index,
-        feature_reference.distances[:, 0], images.training_index, quantile,
+    features = _space_check(
+        feature_description, generated_features, reference_features, feature_cross.nearest_reference_index,
+        feature_reference.indices[:, 0], images.training_index, quantile, scale=1.0,
     )
-    # RMS difference per pixel and channel, in 0-255 levels: a Euclidean distance over sqrt(its length).
-    per_value = float(reference_pixels.shape[1]) ** -0.5
     centre = centre_of(reference_pixels)
-    pixel_reference = neighbours_within(reference_pixels, 1, device, centre)
-    pixel_cross = cross_neighbours(generated_pixels, reference_pixels, device, centre=centre)
-    pixels = memorisation_in_space(
+    pixel_nearest_other = neighbours_within(reference_pixels, 1, device, centre).indices[:, 0]
+    pixel_nearest = cross_neighbours(generated_pixels, reference_pixels, device, centre=centre).nearest_reference_index
+    pixels = _space_check(
         f"{pixel_side}x{pixel_side} box-averaged pixels, RMS difference per pixel and channel in 0-255 levels",
-        pixel_cross.nearest_reference_distance * per_value, pixel_cross.nearest_reference_index,
-        pixel_reference.distances[:, 0] * per_value, images.training_index, quantile,
+        generated_pixels, reference_pixels, pixel_nearest, pixel_nearest_other, images.training_index, quantile,
+        # RMS difference per pixel and channel, in 0-255 levels: a Euclidean distance over sqrt(its length).
+        scale=float(reference_pixels.shape[1]) ** -0.5,
     )
     return MemorisationCheck(quantile, features, pixels, pixel_side, images)
+
+
+def _space_check(
+    description: str, generated: torch.Tensor, reference: torch.Tensor, nearest: torch.Tensor,
+    nearest_other: torch.Tensor, training_index: np.ndarray, quantile: float, scale: float,
+) -> SpaceCheck:
+    """memorisation_in_space from the nearest rows found, with their exact distances (times `scale`)."""
+    return memorisation_in_space(
+        description,
+        pair_distances(generated, reference, nearest) * scale,
+        nearest,
+        pair_distances(reference, reference, nearest_other) * scale,
+        training_index,
+        quantile,
+    )
 
 
 def memorisation_in_space(
