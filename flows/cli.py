@@ -371,7 +371,8 @@ def add_generate_command(commands: "argparse._SubParsersAction") -> None:
                           help="image i uses seed SEED+i, so `--seed 1234 --n 1` remakes image 34 of `--seed 1200` "
                                "(default: 0); with --walk, keyframe k is seed SEED+k")
     generate.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
-                          help="scale latents by PSI in (0, 1] toward the mean: cleaner, less varied (default: 1, none)")
+                          help="scale latents by PSI in (0, 1] toward the mean: cleaner, less varied "
+                               "(default: 1, none)")
     generate.add_argument("--generator", type=Path, metavar="PATH",
                           help="a generator.pt (default: the published release's, else base.paths.train's)")
     generate.add_argument("--batch", type=_at_least(1), default=defaults.DEFAULT_BATCH_SIZE,

@@ -211,9 +211,10 @@ def test_the_published_release_is_the_default_generator(tmp_path, capsys):
     assert manifest["generator"]["source"] == "published"
     assert manifest["generator"]["release"] == report.release
     assert manifest["generator"]["sha256"] == hashlib.sha256(published_file.read_bytes()).hexdigest()
-    assert f"published release {report.release}" in stdout
+    assert f"releases/{report.release}/generator.pt, the published release" in stdout
     assert "--generator" in stdout and "not the published one" in stdout
-    code, _, err = scenegan(root, capsys, "--n", "2", "--generator", str(published_file), "--out", str(tmp_path / "given"))
+    code, _, err = scenegan(root, capsys, "--n", "2", "--generator", str(published_file),
+                            "--out", str(tmp_path / "given"))
     assert code == 0, err
     assert pngs(tmp_path / "given") == pngs(tmp_path / "from-release")
 

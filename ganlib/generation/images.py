@@ -134,7 +134,8 @@ def refuse_existing_output(out: Path, kind: Literal["directory", "zip"], overwri
     if out.exists() and not out.is_dir():
         raise GenerationError(f"--out {out}: exists and is not a directory; choose another output directory")
     if out.is_dir() and _is_working_directory_or_above(out):
-        raise GenerationError(f"--out {out}: is the working directory (or holds it); choose a new directory for the images")
+        raise GenerationError(
+            f"--out {out}: is the working directory (or holds it); choose a new directory for the images")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise GenerationError(
             f"--out {out}: is not empty; choose a new or empty directory, or pass --overwrite to replace it "
@@ -250,7 +251,8 @@ def _write_zip(out: Path, members: Iterator[tuple[str, int, bytes]], info: Gener
         ) from exc
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return [f"{folder}/{entry['file']}" for entry in entries] + [f"{folder}/{MANIFEST_FILE}"], out.stat().st_size, manifest
+    files = [f"{folder}/{entry['file']}" for entry in entries] + [f"{folder}/{MANIFEST_FILE}"]
+    return files, out.stat().st_size, manifest
 
 
 def _zip_entry(name: str) -> zipfile.ZipInfo:

@@ -111,7 +111,7 @@ def checked_images(output: torch.Tensor, resolution: int | None) -> np.ndarray:
     expected = (3, side, side)
     if output.ndim != 4 or tuple(output.shape[1:]) != expected:
         raise GenerationError(
-            f"generator output has shape {tuple(output.shape)}, expected [B, {', '.join(map(str, expected))}]: "
+            f"generator output has shape {tuple(output.shape)}, expected [B, {_shape_text(resolution)}]: "
             "the generator file does not match its recorded resolution"
         )
     if not torch.isfinite(output).all():
@@ -120,3 +120,7 @@ def checked_images(output: torch.Tensor, resolution: int | None) -> np.ndarray:
             "use an earlier generator file (--generator PATH)"
         )
     return to_uint8_images(output)
+
+
+def _shape_text(resolution: int | None) -> str:
+    return "3, R, R (square)" if resolution is None else f"3, {resolution}, {resolution}"

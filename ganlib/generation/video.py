@@ -78,7 +78,8 @@ def encode_video(frames: np.ndarray, fps: int, preferred: VideoFormatName = "mp4
         if _pillow_writes_webp():
             return EncodedVideo(_pillow_bytes(frames, fps, "WEBP"), "webp", f"{why_not}animated WebP through Pillow")
         why_not += "this Pillow has no WebP support, so "
-    return EncodedVideo(_pillow_bytes(frames, fps, "GIF"), "gif", f"{why_not}GIF through Pillow (256 colours per frame)")
+    gif = _pillow_bytes(frames, fps, "GIF")
+    return EncodedVideo(gif, "gif", f"{why_not}GIF through Pillow (256 colours per frame)")
 
 
 def _mp4_bytes(frames: np.ndarray, fps: int) -> bytes:

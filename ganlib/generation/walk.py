@@ -157,7 +157,8 @@ def check_walk_shape(keyframes: int, frames_per_keyframe: int) -> None:
     if keyframes < 2:
         raise GenerationError(f"a latent walk needs at least 2 keyframes (--walk K), got {keyframes}")
     if frames_per_keyframe < 1:
-        raise GenerationError(f"frames per keyframe must be at least 1 (--frames-per-keyframe), got {frames_per_keyframe}")
+        raise GenerationError(
+            f"frames per keyframe must be at least 1 (--frames-per-keyframe), got {frames_per_keyframe}")
 
 
 def latent_walk_video(

@@ -159,7 +159,7 @@ def choose_generator(params: Params, root: Path, given: Path | None) -> tuple[Ge
             f"no generator to use: {published}, and {trained} does not exist. Train a model first "
             "(`scenegan pipeline` or `dvc repro`), or pass --generator PATH"
         )
-    note = f"the trained one; nothing published to use ({published})"
+    note = f"the trained one ({published})"
     return GeneratorSource("trained", str(trained), _sha256(trained_data), None, note), trained_data
 
 
@@ -183,7 +183,8 @@ def _published_generator(params: Params, root: Path) -> tuple[GeneratorSource, b
         return f"publish.target {setting} holds no published release"
     record = current.manifest.get(MANIFEST_GENERATOR_KEY)
     if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
-        return f"release {current.release} in {setting} stores no generator (published before releases kept one)"
+        return (f"release {current.release} in publish.target {setting} stores no generator: "
+                "published before releases kept one")
     # The file name is fixed, never read from the manifest: nothing outside the release directory is read.
     data = target.release_file(current.release, GENERATOR_FILE)
     location = f"{target.location}/{RELEASES_DIR}/{current.release}/{GENERATOR_FILE}"
@@ -192,7 +193,7 @@ def _published_generator(params: Params, root: Path) -> tuple[GeneratorSource, b
         raise GeneratorChoiceError(
             f"{location} {found}; restore the gallery (publish again) or pass --generator PATH"
         )
-    note = f"the published release {current.release} (publish.target {setting})"
+    note = f"the published release (publish.target {setting})"  # the path names the release
     return GeneratorSource("published", location, record["sha256"], current.release, note), data
 
 
