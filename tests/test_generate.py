@@ -244,7 +244,7 @@ def test_a_walk_loops_through_its_keyframes():
     assert angle(frames[-1], frames[0]) <= max(steps)
 
 
-def test_generate_walk_writes_an_mp4_with_the_requested_frames(tmp_path, project, capsys):
+def test_generate_walk_writes_the_same_mp4_with_the_requested_frames(tmp_path, project, capsys):
     import imageio_ffmpeg
 
     code, stdout, err = scenegan(project, capsys, "--walk", "3", "--frames-per-keyframe", "4", "--fps", "12",
@@ -255,6 +255,10 @@ def test_generate_walk_writes_an_mp4_with_the_requested_frames(tmp_path, project
     meta = next(reader)
     assert sum(1 for _ in reader) == 12
     assert meta["size"] == (256, 256) and meta["fps"] == 12
+    code, _, err = scenegan(project, capsys, "--walk", "3", "--frames-per-keyframe", "4", "--fps", "12",
+                            "--out", str(tmp_path / "again.mp4"))
+    assert code == 0, err
+    assert (tmp_path / "again.mp4").read_bytes() == (tmp_path / "walk.mp4").read_bytes()  # no timestamps in it
 
 
 def test_a_webp_walk_starts_on_the_image_of_its_first_seed(tmp_path, project, capsys):
