@@ -58,7 +58,6 @@ from ganlib.models.truncation import check_truncation
 from ganlib.progress import Progress
 
 
-
 @dataclass(frozen=True)
 class WalkVideo:
     """An encoded latent walk: its bytes and what they are."""
