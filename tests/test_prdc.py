@@ -91,3 +91,25 @@ def test_tiles_smaller_than_the_sets_give_the_same_neighbours(monkeypatch):
     assert torch.equal(tiled_cross.nearest_reference_index, whole_cross.nearest_reference_index)
     assert torch.equal(tiled_cross.reference_balls_holding, whole_cross.reference_balls_holding)
     assert torch.equal(tiled_cross.in_generated_ball, whole_cross.in_generated_ball)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_cuda_path_gives_the_cpu_numbers_even_with_tf32_switched_on(monkeypatch):
+    cuda = torch.device("cuda")
+    real, fake = gaussian(3000, 256, seed=11), gaussian(2600, 256, seed=12, shift=0.05, scale=1.1)
+    monkeypatch.setattr(neighbours, "TILE_ROWS", 1000)          # several tiles both ways
+    monkeypatch.setattr(neighbours, "TILE_COLUMNS", 1200)
+    on_cpu = prdc_from_features(fake, real, 5, CPU)
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True                 # as training may leave it: must not leak in
+    try:
+        on_gpu = prdc_from_features(fake, real, 5, cuda)
+        nearest = cross_neighbours(fake, real, cuda).nearest_reference_index
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+    assert torch.backends.cuda.matmul.allow_tf32 == saved
+    for name in ("precision", "recall", "coverage"):
+        assert getattr(on_gpu, name) == pytest.approx(getattr(on_cpu, name), abs=3 / 2600), name
+    assert on_gpu.density == pytest.approx(on_cpu.density, rel=1e-3)
+    assert (nearest == cross_neighbours(fake, real, CPU).nearest_reference_index).float().mean() > 0.999

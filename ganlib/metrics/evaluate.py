@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -42,16 +41,10 @@ from ganlib.metrics.extractors import (
     is_extractor_spec,
 )
 from ganlib.metrics.features import generator_features
-from ganlib.metrics.memorisation import (
-    MEMORISATION_FILE,
-    CheckedImages,
-    MemorisationCheck,
-    check_memorisation,
-    memorisation_record,
-)
-from ganlib.metrics.neighbours import CrossNeighbours
-from ganlib.metrics.pixels import PixelKeepingGenerator, pixel_side, reference_pixels
-from ganlib.metrics.prdc import Prdc, ReferenceSide, compare_with_reference, prdc_unavailable_reason, reference_side
+from ganlib.metrics.knn_scores import GeneratedPixels, KnnScores, knn_scores
+from ganlib.metrics.memorisation import MEMORISATION_FILE, MemorisationCheck, memorisation_record
+from ganlib.metrics.pixels import PixelKeepingGenerator, pixel_side
+from ganlib.metrics.prdc import Prdc
 from ganlib.metrics.reference import ReferenceStats, reference_statistics
 from ganlib.metrics.report import METRICS_FILE, DatasetComparison, EvaluationReport, render_table
 from ganlib.metrics.scores import (
@@ -64,7 +57,8 @@ from ganlib.metrics.scores import (
     inception_score_from_logits,
     kid_from_features,
 )
-from ganlib.metrics.sources import SeededGenerator, eval_mode, reference_indices
+from ganlib.metrics.sources import SeededGenerator, eval_mode
+from ganlib.metrics.speed import extractor_for_device
 from ganlib.metrics.truncation_table import (
     TRUNCATION_FILE,
     TruncatedGenerator,
@@ -73,7 +67,6 @@ from ganlib.metrics.truncation_table import (
     truncation_record,
     truncation_table_rows,
 )
-from ganlib.metrics.speed import extractor_for_device
 from ganlib.metrics.weight_files import find_is_inception_weights
 
 GENERATOR_FILE = "generator.pt"
@@ -215,13 +208,13 @@ def _measure(
         )
 
     started = time.perf_counter()
-    fake: dict[str, torch.Tensor] = {}
-    truncated: dict[float, torch.Tensor] = {}
-    side = pixel_side(info.resolution)
+    psis = table_psis(settings.truncation)[1:] if sweep_truncation and wanted & TRUNCATION_METRICS else []
     with eval_mode(generator):
         model = SeededGenerator(generator, info.z_dim, info.resolution)
         # The memorisation check's pixels are kept as the features' images are made: no second generator pass.
-        measured = PixelKeepingGenerator(generator, info.z_dim, info.resolution, side) if "memorisation" in wanted else model
+        measured = (PixelKeepingGenerator(generator, info.z_dim, info.resolution, pixel_side(info.resolution))
+                    if "memorisation" in wanted else model)
+        fake: dict[str, torch.Tensor] = {}
         if reference is not None or share_is_pass:
             fake = generator_features(measured, make_extractor(), settings.n_samples, settings.batch_size, settings.seed, device)
         if is_weights is not None and not share_is_pass:
@@ -229,39 +222,34 @@ def _measure(
             fake[IS_LOGITS] = generator_features(
                 model, is_extractor, settings.n_samples, settings.batch_size, settings.seed, device
             )[IS_LOGITS]
-        if sweep_truncation and wanted & TRUNCATION_METRICS:
-            for psi in table_psis(settings.truncation)[1:]:
-                truncated[psi] = generator_features(
-                    TruncatedGenerator(generator, info.z_dim, info.resolution, psi), make_extractor(),
-                    settings.n_samples, settings.batch_size, settings.seed, device,
-                )[spec.feature_layer]
-    log.info(
-        f"generated features: {settings.n_samples} samples"
-        + (f" at each of {len(truncated) + 1} truncation psi" if truncated else "")
-        + f" in {time.perf_counter() - started:.1f} s on {device}"
-    )
+        truncated = {
+            psi: generator_features(
+                TruncatedGenerator(generator, info.z_dim, info.resolution, psi), make_extractor(),
+                settings.n_samples, settings.batch_size, settings.seed, device,
+            )[spec.feature_layer]
+            for psi in psis
+        }
+    at_psis = f" at each of {len(psis) + 1} truncation psi" if psis else ""
+    log.info(f"generated features: {settings.n_samples} samples{at_psis} in {time.perf_counter() - started:.1f} s on {device}")
     fd_dinov2, fd_dinov2_unavailable_reason = (
         _fd_dinov2(generator, info, dataset, params, root, device, log) if "fd_dinov2" in wanted else (None, None)
     )
 
-    started = time.perf_counter()
-    neighbours = _reference_side(reference, settings, wanted, device)
-    scores = _scores(fake, reference, neighbours, spec.feature_layer, settings, wanted, device)
-    memorisation, memorisation_reason = None, "memorisation is not in evaluate.metrics"
-    if "memorisation" in wanted:
-        memorisation, memorisation_reason = _memorisation(
-            fake[spec.feature_layer], scores, neighbours, measured, dataset, info, spec.description, settings, device
-        ), None
-        log.info(memorisation.summary())
-    rows = [_truncation_row(1.0, scores)] + [
-        _truncation_row(psi, _scores({spec.feature_layer: features}, reference, neighbours, spec.feature_layer,
-                                     settings, wanted & TRUNCATION_METRICS, device, with_uncertainty=False))
-        for psi, features in truncated.items()
-    ]
-    if neighbours is not None:
-        log.info(f"k-NN scores (prdc, memorisation) in {time.perf_counter() - started:.1f} s on {device}")
+    scores = _scores(fake, reference, spec.feature_layer, settings, wanted)
+    knn = KnnScores(None, None, {psi: None for psi in psis})
+    if reference is not None and wanted & {"prdc", "memorisation"}:
+        started = time.perf_counter()
+        pixels = (GeneratedPixels(measured.kept_pixels(), measured.side, int(info.z_dim))
+                  if isinstance(measured, PixelKeepingGenerator) else None)
+        knn = knn_scores(fake[spec.feature_layer], truncated, reference, pixels, dataset, spec.description,
+                         settings, wanted, device)
+        log.info(f"nearest-neighbour scores ({', '.join(sorted(wanted & {'prdc', 'memorisation'}))}) in "
+                 f"{time.perf_counter() - started:.1f} s on {device}")
+        if knn.memorisation is not None:
+            log.info(knn.memorisation.summary())
+    notes = (*scores.notes, *([knn.prdc.note] if knn.prdc is not None and knn.prdc.note else []))
     infinity_reason = scores.uncertainty.infinity_unavailable_reason if scores.uncertainty else None
-    for note in (*scores.notes, *([infinity_reason] if infinity_reason else [])):
+    for note in (*notes, *([infinity_reason] if infinity_reason else [])):
         log.warning(note)
     report = EvaluationReport(
         fid=scores.fid,
@@ -271,8 +259,8 @@ def _measure(
         is_mean=None if scores.inception is None else scores.inception.mean,
         is_std=None if scores.inception is None else scores.inception.std,
         is_unavailable_reason=is_unavailable_reason,
-        precision=None if scores.prdc is None else scores.prdc.precision,
-        recall=None if scores.prdc is None else scores.prdc.recall,
+        precision=None if knn.prdc is None else knn.prdc.precision,
+        recall=None if knn.prdc is None else knn.prdc.recall,
         n_samples=settings.n_samples,
         n_reference=0 if reference is None else reference.count,
         batch_size=settings.batch_size,
@@ -285,14 +273,20 @@ def _measure(
         resolution=dataset.resolution,
         reference_stats_cached=cached,
         device=str(device),
-        notes=scores.notes,
+        notes=notes,
         fd_dinov2=fd_dinov2,
         fd_dinov2_unavailable_reason=fd_dinov2_unavailable_reason,
         **_uncertainty_fields(scores.uncertainty),
-        **_prdc_fields(scores.prdc),
-        **_memorisation_fields(memorisation),
+        **_prdc_fields(knn.prdc),
+        **_memorisation_fields(knn.memorisation),
     )
-    return Evaluation(report, memorisation, memorisation_reason, tuple(rows), int(info.z_dim))
+    rows = [_truncation_row(1.0, scores, knn.prdc)] + [
+        _truncation_row(psi, _scores({spec.feature_layer: features}, reference, spec.feature_layer, settings,
+                                     wanted & TRUNCATION_METRICS, with_uncertainty=False), knn.truncated[psi])
+        for psi, features in truncated.items()
+    ]
+    reason = None if knn.memorisation is not None else "memorisation is not in evaluate.metrics"
+    return Evaluation(report, knn.memorisation, reason, tuple(rows), int(info.z_dim))
 
 
 def _fd_dinov2(
@@ -377,25 +371,13 @@ class _Scores:
     fid: float | None
     kid: KidScore | None
     inception: InceptionScore | None
-    prdc: Prdc | None
     notes: tuple[str, ...]  # every setting that had to be reduced, in words
     uncertainty: FidUncertainty | None = None  # FID's sampling-noise band and FID-infinity
-    cross: CrossNeighbours | None = None       # the generated x reference nearest neighbours (memorisation's)
-
-
-def _reference_side(
-    reference: ReferenceStats | None, settings: EvaluateParams, wanted: set[str], device: torch.device
-) -> ReferenceSide | None:
-    """The reference features' own nearest neighbours: prdc_k of them (when prdc can run), else 1 (memorisation)."""
-    if reference is None or not wanted & {"prdc", "memorisation"}:
-        return None
-    usable = "prdc" in wanted and prdc_unavailable_reason(settings.n_samples, reference.count, settings.prdc_k) is None
-    return reference_side(reference.features, settings.prdc_k if usable else 1, device)
 
 
 def _scores(
-    fake: dict[str, torch.Tensor], reference: ReferenceStats | None, neighbours: ReferenceSide | None, layer: str,
-    settings: EvaluateParams, wanted: set[str], device: torch.device, with_uncertainty: bool = True,
+    fake: dict[str, torch.Tensor], reference: ReferenceStats | None, layer: str, settings: EvaluateParams,
+    wanted: set[str], with_uncertainty: bool = True,
 ) -> _Scores:
     features = fake.get(layer)
     fid = fid_from_features(features, reference.fid_statistics) if "fid" in wanted else None
@@ -403,41 +385,16 @@ def _scores(
         kid_from_features(features, reference.features, settings.kid_subsets, settings.kid_subset_size, settings.seed)
         if "kid" in wanted else None
     )
-    prdc, cross = None, None
-    if neighbours is not None and wanted & {"prdc", "memorisation"}:
-        prdc, cross = compare_with_reference(features, neighbours, settings.prdc_k if "prdc" in wanted else None, device)
     inception = inception_score_from_logits(fake[IS_LOGITS], settings.isc_splits, settings.seed) if IS_LOGITS in fake else None
-    notes = tuple(part.note for part in (kid, prdc, inception) if part is not None and part.note)
+    notes = tuple(part.note for part in (kid, inception) if part is not None and part.note)
     uncertainty = (
         fid_uncertainty(features, reference.fid_statistics, settings.fid_bootstrap, settings.fid_infinity, settings.seed)
         if "fid" in wanted and with_uncertainty else None
     )
-    return _Scores(fid, kid, inception, prdc, notes, uncertainty, cross)
+    return _Scores(fid, kid, inception, notes, uncertainty)
 
 
-def _memorisation(
-    features: torch.Tensor, scores: _Scores, neighbours: ReferenceSide, measured: PixelKeepingGenerator,
-    dataset: PreparedDataset,
-    info: GeneratorInfo, feature_description: str, settings: EvaluateParams, device: torch.device,
-) -> MemorisationCheck:
-    """The check on the main (psi 1.0) samples against the reference images, in features and pixels."""
-    # The reference features' rows are these prepared images, in this order (reference.py makes them so).
-    subset = reference_indices(dataset.count, settings.n_reference, settings.seed)
-    images = CheckedImages(
-        n_samples=settings.n_samples, seed=settings.seed, z_dim=int(info.z_dim),
-        training_index=np.arange(dataset.count) if subset is None else subset, dataset_images=dataset.count,
-        subset_seed=None if subset is None else settings.seed, data_md5=dataset.data_md5,
-        dataset_sha256=dataset.content_hash,
-    )
-    return check_memorisation(
-        features, neighbours.rows, scores.cross, neighbours.neighbours, feature_description, measured.kept_pixels(),
-        reference_pixels(dataset.images, subset, measured.side), measured.side, images,
-        settings.memorisation_quantile, device,
-    )
-
-
-def _truncation_row(psi: float, scores: _Scores) -> TruncationRow:
-    prdc = scores.prdc
+def _truncation_row(psi: float, scores: _Scores, prdc: Prdc | None) -> TruncationRow:
     return TruncationRow(
         psi=psi,
         fid=scores.fid,

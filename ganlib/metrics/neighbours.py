@@ -17,7 +17,9 @@ Distances are torch.cdist's (as torch-fidelity's precision/recall), after
 subtracting one common centre (the reference rows' mean) from both sets: a
 Euclidean distance does not change under a shift, and cdist's |a|^2 + |b|^2 -
 2 a.b loses digits when the rows' norms are large against their distances
-(Inception pool features sit far from the origin). What is left is ~1e-3 near
+(Inception pool features sit far from the origin). On a GPU, TF32 matmuls
+(10-bit mantissas, which training may switch on) are off while distances are
+computed, as for feature extraction. What is left is ~1e-3 near
 0 (float32): a copy's distance comes out as 0.002, not 0. pair_distances
 recomputes the distances of the pairs found, directly and in float64, where
 the distance itself is reported (the memorisation check).
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
+
+from ganlib.metrics.features import exact_cuda_convolutions
 
 # A tile holds at most TILE_ROWS x TILE_COLUMNS float32 distances (64 MiB), plus cdist's own temporaries.
 TILE_ROWS = 2048
@@ -73,12 +77,15 @@ def neighbours_within(
     points: torch.Tensor, k: int, device: torch.device, centre: torch.Tensor | None = None
 ) -> Neighbours:
     """The k nearest other rows of every row of `points` [N, D] (needs N > k), on the CPU."""
-    count = len(points)
-    if not 1 <= k < count:
-        raise ValueError(f"{k} nearest neighbours need more than {k} rows, got {count}")
-    centre = centre_of(points) if centre is None else centre
-    best_distances = torch.empty(count, k)
-    best_indices = torch.empty(count, k, dtype=torch.long)
+    if not 1 <= k < len(points):
+        raise ValueError(f"{k} nearest neighbours need more than {k} rows, got {len(points)}")
+    with exact_cuda_convolutions(device):
+        return _nearest_within(points, k, device, centre_of(points) if centre is None else centre)
+
+
+def _nearest_within(points: torch.Tensor, k: int, device: torch.device, centre: torch.Tensor) -> Neighbours:
+    best_distances = torch.empty(len(points), k)
+    best_indices = torch.empty(len(points), k, dtype=torch.long)
     for rows, row_block in _blocks(points, TILE_ROWS, device, centre):
         running_d = torch.full((len(row_block), k), float("inf"), device=device)
         running_i = torch.zeros((len(row_block), k), dtype=torch.long, device=device)
@@ -108,7 +115,15 @@ def cross_neighbours(
     A row counts as inside a ball when its distance is at most the ball's
     radius (<=, as torch-fidelity's precision/recall).
     """
-    centre = centre_of(reference) if centre is None else centre
+    with exact_cuda_convolutions(device):
+        return _cross(generated, reference, device, reference_radii, generated_radii,
+                      centre_of(reference) if centre is None else centre)
+
+
+def _cross(
+    generated: torch.Tensor, reference: torch.Tensor, device: torch.device, reference_radii: torch.Tensor | None,
+    generated_radii: torch.Tensor | None, centre: torch.Tensor,
+) -> CrossNeighbours:
     m, n = len(generated), len(reference)
     nearest_d = torch.full((m,), float("inf"))
     nearest_i = torch.zeros(m, dtype=torch.long)
