@@ -84,6 +84,7 @@ class Paths(Section):
     fid_cache: str
     weights: str
     publish_record: str
+    model: str                                # publish -> the model package (weights, ONNX, card)
     history: str
     reports: str
 
@@ -411,6 +412,7 @@ class PublishParams(Section):
     display_scale: int = Field(ge=1, le=16)   # on-page upscale (nearest neighbour, via CSS)
     keep_releases: int = Field(ge=1, le=1000) # releases kept in the target, the published one included
     batch_size: int = Field(ge=1)             # generator batch (CPU, fp32)
+    data_licence: str = Field(min_length=1)   # the training data's licence, as the model card states it
 
 
 # --------------------------------------------------------------------------- retrain
@@ -522,7 +524,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     ),
     "publish": (
         "base.paths.prepared", "base.paths.train", "base.paths.evaluate", "base.paths.weights",
-        "base.paths.fid_cache", "base.paths.publish_record",
+        "base.paths.fid_cache", "base.paths.publish_record", "base.paths.model",
         "publish",
         "train",
         "evaluate",  # shown on the gallery page; the better_fid gate re-scores with it

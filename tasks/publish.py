@@ -1,4 +1,4 @@
-"""Prefect task around ganlib.publish.stage: publish (or skip, by the gate) the sample gallery."""
+"""Prefect task around ganlib.publish.run: publish (or skip, by the gate) the sample gallery; write the model package."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from prefect.cache_policies import NO_CACHE
 
 from ganlib.config import Params
 from ganlib.publish.gate import FidComparison, comparison_markdown
-from ganlib.publish.stage import publish_gallery
+from ganlib.publish.run import model_package_markdown, run_publish_stage
 
 
 # Writing to a remote target (s3://...) can fail transiently; a retry is safe
 # because a release only becomes visible when its pointer is written last.
 @task(name="publish-gallery", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=10)
 def publish_gallery_task(params: Params, root: Path) -> dict[str, Any]:
-    report = publish_gallery(params, get_run_logger(), root)
+    stage = run_publish_stage(params, get_run_logger(), root)
+    report = stage.gallery
     if report.status == "published":
         link = report.index if "://" in report.index else Path(report.index).resolve().as_uri()
         create_link_artifact(key="gallery", link=link, link_text="sample gallery", description=report.reason)
@@ -35,4 +36,6 @@ def publish_gallery_task(params: Params, root: Path) -> dict[str, Any]:
         markdown=comparison_markdown(report.status, report.reason, comparison),
         description="publish gate: FIDs compared, noise bands, settings and the rule applied",
     )
+    create_markdown_artifact(key="model-package", markdown=model_package_markdown(stage),
+                             description="the trained generator as safetensors + ONNX, with its model card")
     return report.as_record()

@@ -1,7 +1,8 @@
-"""The publish stage: the EMA generator's samples as a static gallery, gated on FID.
+"""The publish stage's gallery: the EMA generator's samples as a static gallery, gated on FID.
 
-`publish_gallery` is the stage: it loads `generator.pt` and the evaluate
-stage's metrics.json, decides whether to publish (`publish.gate`; the rule and
+The stage as DVC runs it is ganlib/publish/run.py: this gallery, then the
+model package (ganlib/publish/model_package.py). `publish_gallery` is the
+gallery alone: it loads `generator.pt` and the evaluate stage's metrics.json, decides whether to publish (`publish.gate`; the rule and
 the re-scoring of a release measured under other settings: ganlib/publish/gate.py),
 writes a new release to `publish.target` (layout and failure behaviour: see
 ganlib/publish/targets.py), generator.pt included so that a later gate can
@@ -87,7 +88,7 @@ class PublishReport:
 
 
 def publish_gallery(params: Params, log: Logger, root: Path) -> PublishReport:
-    """The publish stage: load the trained EMA generator and publish (or skip) its gallery."""
+    """Load the trained EMA generator and publish (or skip) its gallery (the stage without the model package)."""
     path = root / params.base.paths.train / GENERATOR_FILE
     # CPU and fp32 whatever base.device says: the published bytes must not
     # depend on the machine that publishes them.
