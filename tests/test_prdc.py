@@ -113,3 +113,23 @@ def test_the_cuda_path_gives_the_cpu_numbers_even_with_tf32_switched_on(monkeypa
         assert getattr(on_gpu, name) == pytest.approx(getattr(on_cpu, name), abs=3 / 2600), name
     assert on_gpu.density == pytest.approx(on_cpu.density, rel=1e-3)
     assert (nearest == cross_neighbours(fake, real, CPU).nearest_reference_index).float().mean() > 0.999
+
+
+def test_a_metrics_json_from_before_prdc_still_reads_and_renders():
+    from ganlib.metrics.report import EvaluationReport, render_table
+
+    old = {  # evaluate.metrics: [fid, prc] under the old code: precision/recall with k = 3, no prdc_k
+        "fid": 61.2, "kid_mean": None, "kid_std": None, "kid_subset_size": None, "is_mean": None, "is_std": None,
+        "is_unavailable_reason": None, "precision": 0.61, "recall": 0.32, "n_samples": 1000, "n_reference": 1000,
+        "batch_size": 50, "seed": 12345, "extractor": "fid-inception-v3-tf2015", "extractor_description": "x",
+        "data_md5": "0123456789abcdef0123456789abcdef", "dataset_sha256": "ab" * 32, "checkpoint_kimg": 48.0,
+        "resolution": 64, "device": "cpu", "notes": [], "fid_ci_low": 60.0, "fid_ci_high": 62.5,
+    }
+    report = EvaluationReport.from_json(old)
+    assert (report.precision, report.density, report.prdc_k, report.memorisation) == (0.61, None, None, None)
+    rows = {row["metric"]: row for row in report.report_rows()}
+    assert rows["precision"]["value"] == "0.61" and "k-NN ball" in rows["precision"]["detail"]
+    assert rows["density"]["value"] == rows["memorisation"]["value"] == "n/a"
+    assert "memorisation (pixels)" not in rows and "coverage" in render_table(report.report_rows())
+    written = report.to_json()
+    assert not {"density", "coverage", "prdc_k", "memorisation"} & set(written) and written["fid_noise_low"] == 60.0
