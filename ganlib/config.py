@@ -413,6 +413,19 @@ class PublishParams(Section):
     keep_releases: int = Field(ge=1, le=1000) # releases kept in the target, the published one included
     batch_size: int = Field(ge=1)             # generator batch (CPU, fp32)
     data_licence: str = Field(min_length=1)   # the training data's licence, as the model card states it
+    # The latent walk video on the page (ganlib/generation/walk.py): keyframes are the latents of seeds
+    # seed .. seed + walk_keyframes - 1; 0 keyframes = no walk.
+    walk_keyframes: int = Field(ge=0, le=64)
+    walk_frames_per_keyframe: int = Field(ge=1, le=240)
+    walk_fps: int = Field(ge=1, le=60)
+    nearest_pairs: int = Field(ge=0, le=64)   # closest sample/training pairs shown per space (memorisation.json)
+
+    @field_validator("walk_keyframes")
+    @classmethod
+    def _walk_loops(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("a walk needs at least 2 keyframes to travel between; 0 turns it off")
+        return value
 
 
 # --------------------------------------------------------------------------- retrain

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from ganlib.config import Params
 from ganlib.publish.gate import FidComparison, comparison_markdown
-from ganlib.publish.run import model_package_markdown, run_publish_stage
+from ganlib.publish.run import model_package_markdown, run_publish_stage, walk_markdown
 
 
 # Writing to a remote target (s3://...) can fail transiently; a retry is safe
@@ -38,4 +38,6 @@ def publish_gallery_task(params: Params, root: Path) -> dict[str, Any]:
     )
     create_markdown_artifact(key="model-package", markdown=model_package_markdown(stage),
                              description="the trained generator as safetensors + ONNX, with its model card")
+    if (walk := walk_markdown(report)) is not None:
+        create_markdown_artifact(key="latent-walk", markdown=walk, description="the gallery's latent walk video")
     return report.as_record()

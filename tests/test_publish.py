@@ -43,6 +43,7 @@ SMALL = [
     "publish.interpolation_rows=2",
     "publish.interpolation_steps=3",
     "publish.batch_size=2",
+    "publish.walk_keyframes=0",   # the latent walk (an MP4 per release) has its own tests: test_gallery_sections.py
 ]
 GENERATED_NAME = re.compile(
     r"^(index\.html|manifest\.json|releases/\d{8}T\d{6}Z-[0-9a-f]{8}/"

@@ -28,7 +28,8 @@ from ganlib.metrics.report import with_current_metric_keys
 # where its security policy (no scripts, no external URLs) changes.
 # img-src allows data: only for the empty favicon, which stops the browser
 # asking the server for /favicon.ico (a 404 in every console otherwise).
-CONTENT_SECURITY_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
+# media-src 'self': the latent walk video, a file of the release like the images.
+CONTENT_SECURITY_POLICY = "default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
 
 # Beside this file, so an editable install reads the working tree's template
 # and a wheel ships it as package data (pyproject.toml).
@@ -48,6 +49,8 @@ MEASUREMENT_LABELS = {
     "resolution": "resolution (px)",
     "fid_noise_bias": "FID sampling-noise bias (mean resampled FID minus FID; kept out of the band)",
 }
+# The sections that may be replaced by a one-line note (GalleryPage.section_notes).
+SECTION_NOTES = ("walk", "truncation", "nearest")
 # Shown within the FID rows (the band's description names the resample count and n).
 FID_NOISE_KEYS = {"fid_noise_low", "fid_noise_high", "fid_noise_resamples", "fid_noise_n",
                   "fid_infinity", "fid_infinity_unavailable_reason"}
@@ -61,6 +64,45 @@ class ImageRef:
     width: int
     height: int
     alt: str
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """The latent walk: a file of the release (MP4, or an animated WebP/GIF where MP4 could not be written)."""
+
+    path: str
+    width: int             # pixels, already upscaled by the walk (shown at this size)
+    height: int
+    mime_type: str         # video/mp4 is a <video>; image/webp, image/gif are an <img>
+    caption: str
+
+
+@dataclass(frozen=True)
+class TruncationTable:
+    """The evaluate stage's truncation.json as text: one row per psi."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    caption: str
+
+
+@dataclass(frozen=True)
+class PairRef:
+    """A generated sample and its nearest training image, shown side by side."""
+
+    sample: ImageRef
+    training: ImageRef
+    caption: str
+
+
+@dataclass(frozen=True)
+class NearestSection:
+    """One distance space of the memorisation check: its figure and its closest pairs."""
+
+    heading: str
+    summary: str           # the space's memorisation figure and threshold, in words
+    description: str       # what the distance measures
+    pairs: Sequence[PairRef]
 
 
 @dataclass(frozen=True)
@@ -86,6 +128,12 @@ class GalleryPage:
     params: Mapping[str, Any]                 # the sections shown under "Parameters"
     display_scale: int
     history: Sequence[HistoryEntry] = field(default_factory=tuple)
+    # The sections below the samples; each is None/empty when its input is absent, and
+    # section_notes then holds the one line shown in its place ("walk", "truncation", "nearest").
+    walk: VideoRef | None = None
+    truncation: TruncationTable | None = None
+    nearest: Sequence[NearestSection] = field(default_factory=tuple)
+    section_notes: Mapping[str, str] = field(default_factory=dict)
 
 
 def render_gallery_html(page: GalleryPage, link_prefix: str = "", show_history: bool = True) -> str:
@@ -112,6 +160,16 @@ def gallery_context(page: GalleryPage, link_prefix: str = "", show_history: bool
         "grid": _image(page.grid, link_prefix, scale),
         "interpolation": _image(page.interpolation, link_prefix, scale),
         "samples": [_image(image, link_prefix, scale) for image in page.samples],
+        "walk": None if page.walk is None else _video(page.walk, link_prefix),
+        "truncation": page.truncation,
+        "nearest": [
+            {"heading": section.heading, "summary": section.summary, "description": section.description,
+             "pairs": [{"sample": _image(pair.sample, link_prefix, scale),
+                        "training": _image(pair.training, link_prefix, scale), "caption": pair.caption}
+                       for pair in section.pairs]}
+            for section in page.nearest
+        ],
+        "section_notes": {name: page.section_notes.get(name) for name in SECTION_NOTES},
         "model_facts": _rows(page.model_facts),
         "param_sections": list(page.params),
         "params_json": json.dumps(page.params, indent=2, sort_keys=True, ensure_ascii=False),
@@ -211,6 +269,17 @@ def _image(image: ImageRef, link_prefix: str, scale: int) -> dict[str, Any]:
         "alt": image.alt,
         "width": image.width * scale,   # the CSS upscales by nearest neighbour to this size
         "height": image.height * scale,
+    }
+
+
+def _video(video: VideoRef, link_prefix: str) -> dict[str, Any]:
+    return {
+        "src": _relative_url(link_prefix + video.path),
+        "width": video.width,
+        "height": video.height,
+        "is_video": video.mime_type.startswith("video/"),
+        "mime_type": video.mime_type,
+        "caption": video.caption,
     }
 
 

@@ -94,3 +94,21 @@ def model_package_markdown(stage: PublishStageReport) -> str:
         f"{onnx['max_abs_difference_vs_torch']:.2g} on {onnx['checked_latents']} latents "
         f"(tolerance {onnx['tolerance']:g})."
     )
+
+
+def walk_markdown(report: PublishReport) -> str | None:
+    """A Prefect artifact's text linking the published latent walk (None: this run published none).
+
+    A link rather than the video itself: artifacts are Markdown, which cannot
+    hold an MP4, and the file already lives beside the gallery page.
+    """
+    if report.walk is None:
+        return None
+    video, page = _url(f"{report.target.rstrip('/')}/{report.walk}"), _url(report.index)
+    return (f"**Latent walk** of release {report.release}: [{report.walk.rsplit('/', 1)[-1]}]({video}), "
+            f"also on the [gallery page]({page}).")
+
+
+def _url(location: str) -> str:
+    """A target location as a URL: fsspec URLs as they are, local paths (relative to the working directory) as file:."""
+    return location if "://" in location else Path(location).resolve().as_uri()

@@ -34,6 +34,7 @@ from ganlib.publish.gate import GateDecision, PublishError, decide_gate
 from ganlib.publish.images import contact_sheet, encode_image, generate_all, generate_images, interpolation_latents
 from ganlib.publish.page import GalleryPage, HistoryEntry, ImageRef, render_gallery_html
 from ganlib.publish.rescore import GENERATOR_KEY, RELEASE_GENERATOR_FILE, generator_record, rescore_published
+from ganlib.publish.sections import SectionInputs, read_section_inputs, write_sections
 from ganlib.publish.targets import (
     GALLERY_FORMAT,
     INDEX_FILE,
@@ -82,6 +83,7 @@ class PublishReport:
     # bands, the previous FID as recorded and as re-scored, the settings, the rule applied.
     # None when nothing was compared (gate always, or no earlier FID).
     comparison: dict[str, Any] | None = None
+    walk: str | None = None        # the latent walk video published, from the target root (None: none)
 
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,9 +139,11 @@ def publish_generator(
         notes = [decision.reason] + [f"warning: {text}" for text in mismatches]
         for text in mismatches:
             log.warning("metrics.json does not match generator.pt: %s", text)
+        sections = read_section_inputs(root, params.base.paths.evaluate, params.base.paths.prepared, settings,
+                                       info.z_dim)
         published = write_release(
             target, generator, info, metrics, settings, params.section_dict(*SECTIONS_SHOWN), notes, current, log, now,
-            generator_file,
+            generator_file, sections,
         )
         log.info("published release %s to %s (%s)", published.release, target.location, decision.reason)
         report = _report("published", decision, settings, now, fid, info.kimg, published, files=published.files)
@@ -188,6 +192,7 @@ class PublishedRelease:
     release: str
     manifest_sha256: str
     files: int
+    walk: str | None = None   # from the target root
 
 
 def write_release(
@@ -201,14 +206,20 @@ def write_release(
     current: PublishedGallery | None,
     log: Logger,
     now: datetime,
-    generator_file: bytes | None = None,
+    generator_file: bytes | None,
+    sections: SectionInputs,
 ) -> PublishedRelease:
-    """Generate the images and write a complete release (with `generator_file`, if given), then point the target at it."""
+    """Generate the images and write a complete release (with `generator_file`, if given), then point the target at it.
+
+    `sections`: what the evaluate stage left for the truncation and nearest-images sections (or the
+    notes shown instead); the latent walk follows publish.walk_keyframes.
+    """
     generator = generator.to(device="cpu", dtype=torch.float32)
     release_id = new_release_id(now)
     history = release_history(current, target.release_ids(), settings.keep_releases - 1)
     with target.publish(release_id, keep={entry.release for entry in history}, log=log) as upload:
         images = write_images(upload, generator, info, settings)
+        extra = write_sections(upload, generator, info.z_dim, info.resolution, settings, sections)
         page = GalleryPage(
             release=release_id,
             published_at=now,
@@ -223,6 +234,10 @@ def write_release(
             grid=images.grid,
             interpolation=images.interpolation,
             samples=images.samples,
+            walk=extra.walk,
+            truncation=extra.truncation,
+            nearest=extra.nearest,
+            section_notes=extra.notes,
         )
         upload.add(INDEX_FILE, render_gallery_html(page, link_prefix="", show_history=False).encode())
         manifest = release_manifest(page, info, metrics, settings.gate)
@@ -238,7 +253,8 @@ def write_release(
             "history": [asdict(entry) for entry in history],
         })
         upload.set_pointer(MANIFEST_FILE, top_manifest)
-    return PublishedRelease(release_id, sha256_hex(top_manifest), files=len(upload.checksums))
+    walk = upload.prefix + extra.walk_file if extra.walk_file else None
+    return PublishedRelease(release_id, sha256_hex(top_manifest), files=len(upload.checksums), walk=walk)
 
 
 @dataclass(frozen=True)
@@ -352,6 +368,7 @@ def _report(
         files=files,
         date=iso_utc(now),
         comparison=None if decision.comparison is None else asdict(decision.comparison),
+        walk=pointer.walk if isinstance(pointer, PublishedRelease) else None,
     )
 
 
