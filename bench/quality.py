@@ -1,4 +1,4 @@
-"""Sample quality at equal wall-clock budget: the PyTorch DCGAN example's recipe against our recipes.
+"""Sample quality at equal wall-clock budget: a plain DCGAN-64 baseline against our recipes.
 
 On each data set every recipe trains for the same wall-clock budget on this
 machine, then its generator is scored with the same extractor (evaluate's:
@@ -15,9 +15,10 @@ Data sets, both 64 px and built reproducibly here:
           random positions, downscaled to 64 px; then our preprocess stage.
 
 Recipes:
-  dcgan-example  pytorch/examples dcgan/main.py: nz 100, ngf = ndf = 64, BCE, Adam
-                 2e-4 (0.5, 0.999), batch 64, fp32 (bench/dcgan_example.py), its loop
-                 run until the budget is spent; scored in eval mode (BatchNorm running stats);
+  dcgan-baseline bench/baseline_dcgan.py, the DCGAN recipe as the PyTorch examples' dcgan
+                 uses it (Radford et al. 2016): latent 100, widths 64, BCE, Adam 2e-4
+                 (0.5, 0.999), batch 64, fp32; its loop run until the budget is spent;
+                 scored in eval mode (BatchNorm running stats);
   dcgan          ours with params.yaml's train section as it is (the demo's recipe);
   resnet         ours, SNGAN-style ResNet with spectral norm and the hinge loss;
   r3gan          ours, the r3gan-64 preset (RpGAN + R1 + R2 every step, cosine schedules,
@@ -30,7 +31,7 @@ gets kimg = img/s x budget x 0.95 (ticks add a little). The table shows the
 time each actually took.
 
     .venv/bin/python bench/quality.py                       # 10 minutes per recipe and set
-    .venv/bin/python bench/quality.py --minutes 5 --sets photos --recipes dcgan-example,r3gan
+    .venv/bin/python bench/quality.py --minutes 5 --sets photos --recipes dcgan-baseline,r3gan
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dcgan_example import ExampleTraining, FlatLatentGenerator, nz
+from baseline_dcgan import BATCH_SIZE, LATENT_DIM, BaselineTraining
 from PIL import Image
 
 from ganlib.config import Params, load_params
@@ -78,7 +79,8 @@ OURS = {
     "r3gan": ("preset:r3gan-64", *R3GAN_CPU),
     "r3gan-lazy": ("preset:r3gan-64", *R3GAN_CPU, "train.r1_interval=4"),
 }
-RECIPES = ("dcgan-example", *OURS)
+BASELINE = "dcgan-baseline"
+RECIPES = (BASELINE, *OURS)
 
 
 @dataclass
@@ -148,23 +150,23 @@ def prepare_set(name: str, root: Path, params: Params, args: argparse.Namespace,
 # ---------------------------------------------------------------------- training
 
 
-def train_example(root: Path, params: Params, seconds: float, seed: int) -> tuple[torch.nn.Module, float, float]:
-    """The DCGAN example's loop on the prepared images until `seconds` have passed; (G, kimg, seconds)."""
+def train_baseline(root: Path, params: Params, seconds: float, seed: int) -> tuple[torch.nn.Module, float, float]:
+    """The baseline's loop on the prepared images until `seconds` have passed; (G, kimg, seconds)."""
     images = open_prepared(root / params.base.paths.prepared).images
     device = torch.device("cpu")
-    example = ExampleTraining(device, seed)
+    baseline = BaselineTraining(device, seed)
     rng = np.random.default_rng(seed)
-    batch, shown = 64, 0
+    batch, shown = BATCH_SIZE, 0
     order = rng.permutation(len(images))
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
-        if len(order) < batch:  # a new epoch, shuffled as the example's DataLoader does
+        if len(order) < batch:  # a new epoch, reshuffled (incomplete last batches are dropped)
             order = rng.permutation(len(images))
         chosen, order = np.sort(order[:batch]), order[batch:]
         data = torch.from_numpy(np.asarray(images[chosen])).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-        example.step(data)
+        baseline.step(data)
         shown += batch
-    return FlatLatentGenerator(example.netG), shown / 1000, time.perf_counter() - started
+    return baseline.generator, shown / 1000, time.perf_counter() - started
 
 
 def recipe_overrides(recipe: str, params_file: Path) -> list[str]:
@@ -206,8 +208,8 @@ def train_ours(root: Path, params_file: Path, set_overrides: list[str], recipe: 
 
 
 @dataclass(frozen=True)
-class ExampleInfo:
-    """GeneratorInfo for the example's generator (evaluation checks resolution and dataset)."""
+class BaselineInfo:
+    """GeneratorInfo for the baseline's generator (evaluation checks resolution and dataset)."""
 
     z_dim: int
     resolution: int
@@ -228,10 +230,10 @@ def run_set(name: str, args: argparse.Namespace, log: logging.Logger) -> tuple[s
     outcomes = []
     for recipe in args.recipes:
         print(f"[{name}] {recipe}: training for {args.minutes:g} min", flush=True)
-        if recipe == "dcgan-example":
-            generator, kimg, took = train_example(root, params, args.minutes * 60, seed=0)
+        if recipe == BASELINE:
+            generator, kimg, took = train_baseline(root, params, args.minutes * 60, seed=0)
             dataset = open_prepared(root / params.base.paths.prepared)
-            info = ExampleInfo(nz, RESOLUTION, kimg, dataset.data_md5, dataset.content_hash)
+            info = BaselineInfo(LATENT_DIM, RESOLUTION, kimg, dataset.data_md5, dataset.content_hash)
         else:
             path, kimg, took = train_ours(root, args.params, set_overrides, recipe, args.minutes * 60, log)
             generator, info = load_generator(path, torch.device("cpu"))
@@ -249,9 +251,9 @@ def run_set(name: str, args: argparse.Namespace, log: logging.Logger) -> tuple[s
 
 def table(name: str, described: str, outcomes: list[Outcome], minutes: float) -> str:
     lines = [f"**{name}** ({described}); budget {minutes:g} min per recipe", "",
-             "| recipe | G params | kimg reached | train s | FID | KID × 10³ (± std) | FID vs dcgan-example |",
+             f"| recipe | G params | kimg reached | train s | FID | KID × 10³ (± std) | FID vs {BASELINE} |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    baseline = next((o.report.fid for o in outcomes if o.recipe == "dcgan-example"), None)
+    baseline = next((o.report.fid for o in outcomes if o.recipe == BASELINE), None)
     for o in outcomes:
         ratio = f"{o.report.fid / baseline:.2f}x" if baseline else "-"
         lines.append(f"| {o.recipe} | {o.g_parameters / 1e6:.2f} M | {o.kimg:.1f} | {o.train_seconds:.0f} | "

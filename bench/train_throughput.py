@@ -1,13 +1,13 @@
-"""Training throughput: our trainer against the PyTorch DCGAN example's training step.
+"""Training throughput: our trainer against a plain DCGAN-64 training step (bench/baseline_dcgan.py).
 
 Both train the same networks (DCGAN-64: nz=100, ngf=ndf=64, BatchNorm), on the
 same images (the default procedural scenes at 64 px), with the same batch size,
 Adam(2e-4, betas=(0.5, 0.999)) and the non-saturating BCE loss:
 
-  baseline    pytorch/examples dcgan/main.py's Generator, Discriminator, weights_init
-              and inner loop, verbatim except for the data source (batches handed over
-              ready as float tensors on the device, which favours the baseline: no
-              DataLoader, no decoding);
+  baseline    bench/baseline_dcgan.py: the DCGAN recipe as the PyTorch examples' dcgan
+              uses it (Radford et al. 2016), written for this project, fp32, one D then
+              one G step per iteration, batches handed over ready as float tensors on the
+              device (which favours the baseline: no data loading, no decoding);
   ours-fp32   ganlib.training.loop.train_gan, precision fp32, NCHW;
   ours-fp32-cl  fp32 with channels_last;
   ours-bf16-cl  bf16 autocast and channels_last (plus torch.compile on CUDA with --compile);
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcgan_example import ExampleTraining, ndf, ngf, nz
+from baseline_dcgan import D_WIDTH, G_WIDTH, LATENT_DIM, BaselineTraining
 
 from ganlib.config import Params, load_params
 from ganlib.data.dataset import FORMAT, IMAGES_FILE, MANIFEST_FILE
@@ -51,8 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def baseline_img_per_s(images: np.ndarray, batch_size: int, steps: int, device: torch.device) -> float:
-    """The example's inner loop (one D step on real + fake, one G step reusing the fake), timed."""
-    example = ExampleTraining(device)
+    """The baseline's iteration (one D step on real + fake, one G step reusing the fakes), timed."""
+    baseline = BaselineTraining(device)
     rng = np.random.default_rng(0)
     batches = [
         torch.from_numpy(images[rng.choice(len(images), batch_size)]).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
@@ -60,11 +60,11 @@ def baseline_img_per_s(images: np.ndarray, batch_size: int, steps: int, device: 
     ]
     warmup = max(2, steps // 5)
     for i in range(warmup):
-        example.step(batches[i % len(batches)])
+        baseline.step(batches[i % len(batches)])
     synchronize(device)
     started = time.perf_counter()
     for i in range(steps):
-        example.step(batches[i % len(batches)])  # .item() calls sync every step, as in the example
+        baseline.step(batches[i % len(batches)])  # its .item() calls sync every step
     synchronize(device)
     return steps * batch_size / (time.perf_counter() - started)
 
@@ -76,7 +76,7 @@ def ours_img_per_s(root: Path, params_file: Path, device: str, batch_size: int, 
     """train_gan for one warm-up tick plus one measured tick of `steps` steps; the measured tick's img/s."""
     tick_kimg = steps * batch_size / 1000
     overrides = [
-        f"base.device={device}", "train.arch=dcgan", f"train.z_dim={nz}", f"train.g_width={ngf}", f"train.d_width={ndf}",
+        f"base.device={device}", "train.arch=dcgan", f"train.z_dim={LATENT_DIM}", f"train.g_width={G_WIDTH}", f"train.d_width={D_WIDTH}",
         "train.loss=bce", "train.r1_gamma=0", "train.diffaugment=[]", f"train.batch_size={batch_size}",
         f"train.microbatch={batch_size}", "train.lr_g=0.0002", "train.lr_d=0.0002", "train.betas=[0.5,0.999]",
         "train.d_steps=1", f"train.kimg={2 * tick_kimg}", f"train.tick_kimg={tick_kimg}", "train.keep_last=1",
