@@ -9,7 +9,7 @@
                            against torch before it is written (ganlib/publish/onnx_export.py)
     config.json            what to build (class, build kwargs), how to sample it (latent convention,
                            output range and layout) and where it came from (params, code, data)
-    samples.png            the card's example grid: the gallery grid's latents
+    samples.png            the card's example grid: the first 16 latents of the gallery's grid
     MODEL_CARD.md          what the model is, its data, training, metrics, limits, and how to load it
                            (ganlib/publish/model_card.py)
 
@@ -64,6 +64,7 @@ SAMPLES_FILE = "samples.png"
 CARD_FILE = "MODEL_CARD.md"
 
 ONNX_CHECK_LATENTS = 8   # latents the ONNX file is checked on (not the exporter's example batch size)
+CARD_GRID = 4            # samples.png is at most 4 x 4: an example for the card, the gallery has the full grid
 # The TorchScript exporter is ~10x faster (~0.5 s against ~5 s for the demo model) but cannot export
 # r3gan's low-pass filter; see ganlib/publish/onnx_export.py. An architecture not listed gets the general one.
 ONNX_EXPORTERS: dict[str, Exporter] = {"dcgan": "torchscript", "resnet": "torchscript", "r3gan": "torch.export"}
@@ -118,7 +119,7 @@ def build_model_package(
         generator, fixed_latents(ONNX_CHECK_LATENTS, info.z_dim, params.publish.seed),
         ONNX_EXPORTERS.get(info.arch, "torch.export"),
     )
-    grid = params.publish.grid_size
+    grid = min(params.publish.grid_size, CARD_GRID)
     sheet = contact_sheet(
         generate_all(generator, fixed_latents(grid**2, info.z_dim, params.publish.seed), info.resolution,
                      params.publish.batch_size),
