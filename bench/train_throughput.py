@@ -76,7 +76,8 @@ def ours_img_per_s(root: Path, params_file: Path, device: str, batch_size: int, 
     """train_gan for one warm-up tick plus one measured tick of `steps` steps; the measured tick's img/s."""
     tick_kimg = steps * batch_size / 1000
     overrides = [
-        f"base.device={device}", "train.arch=dcgan", f"train.z_dim={LATENT_DIM}", f"train.g_width={G_WIDTH}", f"train.d_width={D_WIDTH}",
+        f"base.device={device}", "train.arch=dcgan",
+        f"train.z_dim={LATENT_DIM}", f"train.g_width={G_WIDTH}", f"train.d_width={D_WIDTH}",
         "train.loss=bce", "train.r1_gamma=0", "train.diffaugment=[]", f"train.batch_size={batch_size}",
         f"train.microbatch={batch_size}", "train.lr_g=0.0002", "train.lr_d=0.0002", "train.betas=[0.5,0.999]",
         "train.d_steps=1", f"train.kimg={2 * tick_kimg}", f"train.tick_kimg={tick_kimg}", "train.keep_last=1",
