@@ -1,4 +1,4 @@
-"""Prefect task around ganlib.publish.run: publish (or skip, by the gate) the sample gallery; write the model package."""
+"""Prefect task around ganlib.publish.run: publish (or skip, by the gate) the gallery; write the model package."""
 
 from __future__ import annotations
 

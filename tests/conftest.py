@@ -139,6 +139,7 @@ TINY_PIPELINE = TINY_DATA + [
     "evaluate.during_training.every_kimg=0",
     "publish.n_samples=4",
     "publish.grid_size=4",
+    "publish.walk_frames_per_keyframe=2",   # a 4-keyframe walk of 8 frames: the gallery's video, made cheaply
 ]
 
 
@@ -153,7 +154,8 @@ def tiny_project(project_copy: Path) -> Path:
     # reads no weights; anything that did would refuse these bytes (their sha1 is checked).
     (project_copy / "weights").mkdir()
     (project_copy / "weights" / FID_INCEPTION_FILE).write_bytes(b"placeholder: not the FID Inception weights\n")
-    (project_copy / ".gitignore").write_text("/weights/\n/cache/\n/runs/\n/results/gallery/\n/reports/\n")
+    ignored = ("/weights/", "/cache/", "/runs/", "/results/gallery/", "/results/model/", "/reports/")
+    (project_copy / ".gitignore").write_text("".join(f"{path}\n" for path in ignored))
     run(["git", "add", "-A"], project_copy)
     run(["git", "commit", "-qm", "tiny project"], project_copy)
     return project_copy

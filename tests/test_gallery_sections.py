@@ -128,7 +128,8 @@ def test_the_page_shows_a_looping_walk_video_allowed_by_its_security_policy(full
 def test_the_truncation_table_has_a_row_per_psi(full):
     root, _ = full
     html = (root / "gallery/index.html").read_text()
-    table = html[html.index('<section id="truncation">'):html.index("</section>", html.index('<section id="truncation">'))]
+    start = html.index('<section id="truncation">')
+    table = html[start:html.index("</section>", start)]
     rows = re.findall(r"<tr>(.*?)</tr>", table)
     cells = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in rows]
     assert cells[0] == ["psi", "FID ↓", "KID ↓", "precision ↑", "recall ↑", "density", "coverage ↑"]
@@ -143,8 +144,8 @@ def test_nearest_pairs_show_the_regenerated_sample_beside_the_training_image(ful
     html = (root / "gallery/index.html").read_text()
     latents = fixed_latents(EVAL_N, 16, EVAL_SEED)
     training = open_prepared(root / PATHS.prepared).images
-    shown = re.findall(r'src="releases/[^/]+/nearest/sample_(\d+)\.png".*?src="releases/[^/]+/nearest/training_(\d+)\.png"',
-                       html)
+    shown = re.findall(
+        r'src="releases/[^/]+/nearest/sample_(\d+)\.png".*?src="releases/[^/]+/nearest/training_(\d+)\.png"', html)
     # The first three pairs of each space (publish.nearest_pairs=3), nearest first, features then pixels.
     assert [(int(s), int(t)) for s, t in shown] == [(17, 5), (3, 40), (17, 6), (3, 40), (8, 0)]
     for sample, index in {(17, 5), (3, 40), (17, 6), (8, 0)}:
@@ -171,7 +172,8 @@ def test_each_absent_section_is_one_line_saying_why(tmp_path):
                    "writes it).",
     }
     assert "<video" not in html and "<h2>Truncation" not in html and "Nearest training images</h2>" not in html
-    assert report.walk is None and not any("walk" in name or "nearest" in name for name in release_files(tmp_path, report))
+    assert report.walk is None
+    assert not any("walk" in name or "nearest" in name for name in release_files(tmp_path, report))
 
 
 @pytest.mark.parametrize("setup, note", [

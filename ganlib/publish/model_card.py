@@ -101,7 +101,8 @@ def data_rows(config: Mapping[str, Any], package: ModelPackage) -> list[tuple[st
             record.near_duplicate_action or "", record.near_duplicate_action or "action not recorded")
         near = f"{record.near_duplicate_groups} groups, {record.near_duplicate_copies} later copies ({action})"
     return [
-        ("dataset version (DVC md5 of the raw data)", dataset["data_md5"] or "untracked: no DVC record of the raw data"),
+        ("dataset version (DVC md5 of the raw data)",
+         dataset["data_md5"] or "untracked: no DVC record of the raw data"),
         ("prepared data (sha256 of images.npy)", dataset["prepared_sha256"] or NOT_RECORDED),
         ("images trained on", _count(dataset["images"])),
         ("files scanned by preprocess", _count(record.scanned)),

@@ -1,6 +1,6 @@
 """The model package: the trained generator as files that load without scenegan.
 
-`<base.paths.model>/`, a cached DVC out of the publish stage, rewritten whole on every run:
+`<base.paths.model>/`, a DVC out of the publish stage (not cached: dvc.yaml says why), rewritten whole on every run:
 
     generator.safetensors  the EMA generator's state_dict (safetensors: tensors only, no pickled code)
     generator_arch.py      the architecture's own source file (ganlib/models/<arch>.py), which imports only

@@ -101,7 +101,8 @@ def _export(generator: nn.Module, example: torch.Tensor, exporter: Exporter) -> 
             return _export_torchscript(generator, example), OPSET
         return _export_torch_export(generator, example)
     except ImportError as exc:  # onnx or onnxscript missing: an install problem, said as one
-        raise OnnxExportError(f"ONNX export ({exporter}) needs {exc.name or exc}; reinstall with `make install`") from exc
+        raise OnnxExportError(
+            f"ONNX export ({exporter}) needs {exc.name or exc}; reinstall with `make install`") from exc
     except Exception as exc:  # torch.export's, the translators' and the symbolic functions' many error types
         raise OnnxExportError(f"torch could not export the generator to ONNX ({exporter} exporter): {exc}") from exc
 

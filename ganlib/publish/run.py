@@ -37,7 +37,14 @@ from ganlib.publish.model_package import (
     package_config,
     write_model_package,
 )
-from ganlib.publish.stage import GENERATOR_FILE, METRICS_FILE, PublishReport, metrics_mismatches, publish_generator, read_metrics
+from ganlib.publish.stage import (
+    GENERATOR_FILE,
+    METRICS_FILE,
+    PublishReport,
+    metrics_mismatches,
+    publish_generator,
+    read_metrics,
+)
 
 
 @dataclass(frozen=True)

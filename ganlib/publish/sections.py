@@ -93,7 +93,8 @@ def read_truncation_table(path: Path, z_dim: int, shown: str | None = None) -> T
     if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
         return f"No truncation table: {path} holds no rows; re-run the evaluate stage."
     if record.get("z_dim") not in (None, z_dim):
-        return f"No truncation table: {path} was measured on a generator with z_dim {record.get('z_dim')}, not {z_dim}."
+        return (f"No truncation table: {path} was measured on a generator with z_dim {record.get('z_dim')}, "
+                f"not {z_dim}; re-run the evaluate stage.")
     caption = (f"{record.get('n_samples')} samples per psi (latent i scaled by psi), {record.get('n_reference')} real "
                f"images, {record.get('extractor')} features; precision/recall/density/coverage with k = "
                f"{record.get('prdc_k')}. psi 1.0 is the evaluation above; psi < 1 trades diversity for fidelity.")
@@ -127,8 +128,8 @@ def read_nearest_pairs(
                 f"not {z_dim}; re-run the evaluate stage.")
     try:
         dataset = open_prepared(prepared_dir)
-    except PreparedDatasetError as exc:
-        return f"No nearest training images: the training images cannot be read ({exc})."
+    except PreparedDatasetError:   # its message names a path of this machine: not for a published page
+        return "No nearest training images: the prepared dataset cannot be read; re-run the preprocess stage."
     if training.get("dataset_sha256") != dataset.content_hash:
         return (f"No nearest training images: {path} was measured against other prepared data than "
                 "the training images now prepared; re-run the evaluate stage.")
