@@ -243,3 +243,15 @@ def test_in_chromium_every_image_and_the_video_load_with_a_clean_console(full, t
     assert video["loop"] and video["muted"]
     assert images["scripts"] == 0 and not images["overflow"]
     assert problems == []
+
+
+def test_the_metrics_table_labels_density_coverage_and_memorisation_against_its_baseline():
+    from ganlib.publish.page import metric_rows
+
+    rows = dict(metric_rows({"fid": 10.0, "precision": 0.5, "recall": 0.4, "density": 0.9, "coverage": 0.7,
+                             "prdc_k": 5, "memorisation": 0.0625, "memorisation_pixels": 0.05,
+                             "memorisation_baseline": 0.05, "memorisation_n": 1000}))
+    assert rows["Density (~1 typical)"] == "0.900" and rows["Coverage ↑"] == "0.700"
+    assert rows["Memorisation (Inception features)"] == "0.062 (fresh images ~0.05, copies 1)"
+    assert rows["Memorisation (32x32 pixels)"] == "0.050 (fresh images ~0.05, copies 1)"
+    assert rows["k of precision/recall/density/coverage"] == "5" and "memorisation_baseline" not in rows

@@ -48,6 +48,8 @@ MEASUREMENT_LABELS = {
     "dataset_sha256": "measured against prepared data (sha256)",
     "resolution": "resolution (px)",
     "fid_noise_bias": "FID sampling-noise bias (mean resampled FID minus FID; kept out of the band)",
+    "prdc_k": "k of precision/recall/density/coverage",
+    "memorisation_n": "samples checked for memorisation",
 }
 # The sections that may be replaced by a one-line note (GalleryPage.section_notes).
 SECTION_NOTES = ("walk", "truncation", "nearest")
@@ -214,7 +216,7 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     metrics = with_current_metric_keys(metrics)   # a release published before the band's rename
     rows: list[tuple[str, str]] = []
     shown = {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "is_unavailable_reason", "precision", "recall",
-             *FID_NOISE_KEYS}
+             "density", "coverage", "memorisation", "memorisation_pixels", "memorisation_baseline", *FID_NOISE_KEYS}
     if "fid" in metrics:
         rows.append(("FID ↓", fixed(metrics["fid"], 3)))
         rows += _fid_uncertainty_rows(metrics)
@@ -226,11 +228,25 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
             rows.append(("Inception Score ↑", f"unavailable: {reason}"))
         else:
             rows.append(("Inception Score ↑", plus_minus(metrics.get("is_mean"), metrics.get("is_std"), partial(fixed, decimals=3))))
-    for key, label in (("precision", "Precision ↑"), ("recall", "Recall ↑")):
+    for key, label in (("precision", "Precision ↑"), ("recall", "Recall ↑"), ("density", "Density (~1 typical)"),
+                       ("coverage", "Coverage ↑")):
         if key in metrics:
             rows.append((label, fixed(metrics[key], 3)))
+    rows += _memorisation_rows(metrics)
     for key in sorted(set(metrics) - shown):
         rows.append((MEASUREMENT_LABELS.get(key, key), _value_text(metrics[key])))
+    return rows
+
+
+def _memorisation_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Each memorisation figure beside what fresh images and copies score (its baseline and 1)."""
+    baseline = metrics.get("memorisation_baseline")
+    rows = []
+    for key, label in (("memorisation", "Memorisation (Inception features)"),
+                       ("memorisation_pixels", "Memorisation (32x32 pixels)")):
+        if metrics.get(key) is not None:
+            reference = f" (fresh images ~{baseline:.3g}, copies 1)" if isinstance(baseline, (int, float)) else ""
+            rows.append((label, fixed(metrics[key], 3) + reference))
     return rows
 
 
