@@ -343,6 +343,7 @@ def test_training_time_is_the_sum_of_each_ticks_images_over_its_speed(tmp_path):
 
 
 def test_the_package_is_an_uncached_dvc_output_of_the_publish_stage():
-    """Uncached: `dvc exp apply` of a retrain (whose experiment stops before publish) must not try to check it out."""
+    """Uncached: `dvc exp apply` of a retrain (whose experiment stops before publish) must not try to check it
+    out. Persisted: DVC leaves it in place while the stage runs, so a failed run keeps the previous package."""
     outs = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]["publish"]["outs"]
-    assert {"${base.paths.model}": {"cache": False}} in outs
+    assert {"${base.paths.model}": {"cache": False, "persist": True}} in outs
