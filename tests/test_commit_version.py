@@ -14,7 +14,8 @@ from conftest import run
 
 from ganlib.io.provenance import dvc_tracked_md5
 
-RESULTS = ["dvc.lock", "results/evaluate/metrics.json", "results/evaluate/params.json", "results/publish.json"]
+EVALUATE = ["results/evaluate/metrics.json", "results/evaluate/memorisation.json", "results/evaluate/truncation.json"]
+RESULTS = ["dvc.lock", *EVALUATE, "results/evaluate/params.json", "results/publish.json"]
 
 
 def scenegan(root: Path, env: dict[str, str], *args: str):
@@ -73,7 +74,7 @@ def test_commit_version_refuses_until_reproduced_then_commits_exactly_the_versio
     short = run(["git", "rev-parse", "--short", "HEAD"], root).stdout.strip()
     assert f"Committed {short}: dataset version {dvc_tracked_md5(root / 'data.dvc')[:8]} (data.dvc)" in done.stdout
     # evaluate/params.json records the evaluate params, which this version did not change.
-    assert committed_files(root) == sorted(["data.dvc", *RESULTS[:2], "results/publish.json"])
+    assert committed_files(root) == sorted(["data.dvc", "dvc.lock", *EVALUATE, "results/publish.json"])
     assert json.loads(run([str(Path(sys.executable).with_name("dvc")), "status", "--json"], root, env=env).stdout) == {}
 
     # `scenegan compare`, no arguments: the two committed versions, oldest first, each with its FID and the

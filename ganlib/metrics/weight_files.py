@@ -89,14 +89,16 @@ def find_is_inception_weights(
     if configured is not None:
         candidate = Path(configured)
         candidate = candidate if candidate.is_absolute() else Path(root) / candidate
-        where = f"evaluate.inception_weights ({candidate})"
+        # Names as the user wrote them, never resolved: this text lands in metrics.json, which must read the
+        # same in the workspace and in a DVC experiment's temporary copy of it.
+        where = f"evaluate.inception_weights ({configured})"
     else:
         hub = Path(torch.hub.get_dir()) / "checkpoints" / TORCH_FIDELITY_INCEPTION_FILE
         local = None if weights_dir is None else Path(weights_dir) / TORCH_FIDELITY_INCEPTION_FILE
         candidate = local if local is not None and local.is_file() else hub
         where = f"the torch hub cache ({hub}); set evaluate.inception_weights to use another copy"
         if local is not None:
-            where = f"{local.parent} or " + where
+            where = f"{_shown(local.parent, Path(root))} or " + where
     if not candidate.is_file():
         return None, (
             f"torch-fidelity's Inception classifier weights ({TORCH_FIDELITY_INCEPTION_FILE}) not found in {where}; "
@@ -106,6 +108,14 @@ def find_is_inception_weights(
     if digest != TORCH_FIDELITY_INCEPTION_SHA256:
         return None, f"{candidate}: sha256 {digest[:12]}... is not torch-fidelity's {TORCH_FIDELITY_INCEPTION_SHA256[:12]}...; replace the file"
     return candidate, None
+
+
+def _shown(path: Path, root: Path) -> str:
+    """`path` relative to the repository root where it lies inside it (the form params.yaml uses)."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def find_dinov2_weights(weights_dir: Path) -> tuple[Path | None, str | None]:
