@@ -15,7 +15,7 @@
     scenegan serve                                          serve the retrain deployment on retrain.cron
     scenegan compare [REV ...]                              metrics per dataset version (CSV, markdown, PNG)
     scenegan fid-real DIR_A DIR_B                           FID/KID between two prepared datasets
-    scenegan preset [NAME]                                  list presets, or print one as `dvc exp run` -S flags
+    scenegan preset [NAME]                                  list presets.yaml, or print one as `dvc exp run` -S flags
     scenegan generate --out DIR|FILE.zip [--n N] [--seed S] [--truncation PSI] [--generator PATH]
                                                             PNG images (image i: seed S+i) with a manifest.json
     scenegan generate --walk K --out walk.mp4 [--seed S]    a looping latent walk through K keyframes (MP4, else WebP)
@@ -45,7 +45,7 @@ from flows.offline import keep_prefect_offline
 from flows.boundary import run_guarded
 from flows.output import CommandResult, emit
 from flows.stage import add_override_argument, add_stage_arguments, check_stage_devices, expand_preset
-from ganlib.config import Params, load_params, preset_overrides
+from ganlib.config import Params, load_params, preset_overrides, presets_file
 from ganlib.errors import UserFacingError
 from ganlib.logs import plain_logger
 
@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("dataset_a", type=Path)
     real.add_argument("dataset_b", type=Path)
     add_override_argument(real)
-    preset = _command(commands, "preset", "list the presets in params.yaml, or print one as `dvc exp run` -S flags",
+    preset = _command(commands, "preset", "list the presets in presets.yaml, or print one as `dvc exp run` -S flags",
                       show_preset)
     preset.add_argument("name", nargs="?", help="the preset to print (default: list them)")
     add_generate_command(commands)
@@ -443,7 +443,7 @@ def show_preset(args: argparse.Namespace) -> CommandResult:
     params = load_params(args.params)
     if args.name is None:
         overrides = {name: preset_overrides(params, name) for name in params.presets}
-        return preset_list_result(params.presets, overrides, args.params)
+        return preset_list_result(params.presets, overrides, presets_file(args.params))
     return preset_flags_result(args.name, preset_overrides(params, args.name))
 
 

@@ -393,10 +393,12 @@ def fid_real_result(comparison: DatasetComparison, dataset_a: Path, dataset_b: P
 
 
 def preset_list_result(presets: Mapping[str, Mapping[str, Any]], overrides: Mapping[str, Sequence[str]],
-                       params_file: Path) -> CommandResult:
+                       presets_path: Path) -> CommandResult:
     """One line per preset: its first few settings (a preset sets dozens); `scenegan preset NAME` prints them all."""
     if not presets:
-        return CommandResult([f"{shown_path(params_file)}: no presets defined"], {"command": "preset", "presets": {}})
+        missing = "" if presets_path.exists() else " (no such file)"
+        return CommandResult([f"{shown_path(presets_path)}: no presets defined{missing}"],
+                             {"command": "preset", "presets": {}})
     # What tells presets apart comes first: a setting that many presets share says little about the choice.
     shared_by = Counter(expression for expressions in overrides.values() for expression in set(expressions))
     lines = []

@@ -64,7 +64,8 @@ def add_override_argument(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--preset", metavar="NAME",
-        help="apply a named preset from params.yaml `presets` first (then any --set); `scenegan preset` lists them",
+        help="apply a named preset from presets.yaml (beside the params file) first, then any --set; "
+             "`scenegan preset` lists them",
     )
 
 

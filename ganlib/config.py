@@ -25,12 +25,15 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ganlib.errors import UserFacingError
 from ganlib.io.atomic import atomic_write_text
 
 DEFAULT_PARAMS_FILE = "params.yaml"
+# The named override sets live beside the params file, not in it: DVC shows every key of
+# params.yaml as a param of every run (`dvc exp show` grew a column per preset key).
+PRESETS_FILE_NAME = "presets.yaml"
 
 
 class _ParamsYamlLoader(yaml.SafeLoader):
@@ -485,8 +488,11 @@ class Params(Section):
     publish: PublishParams
     retrain: RetrainParams
     compare: CompareParams
-    # Named override sets, `section.key: value` each (`--preset NAME`); checked in validate_params.
-    presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Named override sets, `section.key: value` each (`--preset NAME`), from presets.yaml beside the
+    # params file (load_params), never from params.yaml itself (validate_params refuses the key).
+    # Excluded from dumps: a preset is a recipe, not a setting a run used.
+    presets: dict[str, dict[str, Any]] = Field(default_factory=dict, exclude=True)
+    _presets_file: Path | None = PrivateAttr(default=None)  # where `presets` came from, for error messages
 
     @model_validator(mode="after")
     def _resolution_the_architecture_builds(self) -> "Params":
@@ -559,40 +565,81 @@ def params_fingerprint(params: Params, *sections: str, exclude: Sequence[str] = 
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: Sequence[str] = ()) -> Params:
-    """Read, override and validate params.yaml. Raises ParamsError naming the problem."""
+    """Read, override and validate params.yaml, with the presets beside it. Raises ParamsError naming the problem."""
     path = Path(path)
     raw = _read_yaml_mapping(path)
+    presets_path = presets_file(path)
+    presets = read_presets(presets_path)
     # The presets must apply to the file as written (not to this run's --set, which may
     # legitimately conflict with a preset nobody picked): checked before the overrides.
     params = validate_params(raw, source=str(path))
-    _check_presets(params, raw, str(path))
-    if not overrides:
-        return params
-    return validate_params(apply_overrides(raw, overrides), source=f"{path} (with --set {' '.join(overrides)})")
+    _check_presets(presets, raw, presets_path, str(path))
+    if overrides:
+        params = validate_params(apply_overrides(raw, overrides), source=f"{path} (with --set {' '.join(overrides)})")
+    return _with_presets(params, presets, presets_path)
+
+
+def presets_file(params_path: str | Path) -> Path:
+    """The presets of a params file: presets.yaml in the same folder (each project, each --params, its own)."""
+    return Path(params_path).parent / PRESETS_FILE_NAME
+
+
+def read_presets(path: Path) -> dict[str, dict[str, Any]]:
+    """presets.yaml as {name: {section.key: value}}; no file means no presets (it is asked for by name only)."""
+    if not path.exists():
+        return {}
+    data = _read_yaml(path, "presets file")
+    if data is None:  # empty, or comments only
+        return {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of preset names to `section.key: value` overrides, "
+                          f"got {type(data).__name__}")
+    for name, values in data.items():
+        if not isinstance(name, str):
+            raise ParamsError(f"{path}: preset name {name!r} is not text; quote it")
+        if not isinstance(values, dict) or not all(isinstance(key, str) for key in values):
+            raise ParamsError(f"{path}: preset {name!r}: expected a mapping of `section.key: value` overrides "
+                              f"(e.g. `train.kimg: 16`), got {values!r}")
+    return data
 
 
 def validate_params(raw: dict[str, Any], source: str) -> Params:
+    if "presets" in raw:
+        # An older params.yaml: say where the section goes rather than "unknown key".
+        raise ParamsError(f"{source}: `presets` is not a params.yaml section any more; move its entries "
+                          f"(without the `presets:` line) to {PRESETS_FILE_NAME} in the same folder")
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError(_format_validation_error(exc, source)) from None
 
 
-def _check_presets(params: Params, raw: dict[str, Any], source: str) -> None:
-    """A preset that does not apply cleanly is an error when the file loads, not when someone first picks it."""
-    for name, values in params.presets.items():
+def _with_presets(params: Params, presets: dict[str, dict[str, Any]], source: Path) -> Params:
+    with_presets = params.model_copy(update={"presets": presets})
+    with_presets._presets_file = source
+    return with_presets
+
+
+def _check_presets(presets: Mapping[str, Mapping[str, Any]], raw: dict[str, Any], presets_path: Path,
+                   params_source: str) -> None:
+    """A preset that does not apply cleanly is an error when the params load, not when someone first picks it."""
+    for name, values in presets.items():
         # The values as they are: `scenegan preset` output parsing back to them is tests/test_presets.py's job.
         with_preset = copy.deepcopy(raw)
         for dotted, value in values.items():
-            _set_dotted(with_preset, dotted, value, f"presets.{name} {dotted!r}")
-        validate_params(with_preset, f"{source}, presets.{name}")
+            _set_dotted(with_preset, dotted, value, f"{presets_path}: preset {name!r}")
+        validate_params(with_preset, f"{presets_path}: preset {name!r} applied to {params_source}")
 
 
 def preset_overrides(params: Params, name: str) -> list[str]:
     """The preset `name` as `section.key=value` overrides, values in YAML flow style (as --set takes them)."""
     if name not in params.presets:
+        where = params._presets_file or PRESETS_FILE_NAME
+        if params._presets_file is not None and not params._presets_file.exists():
+            raise ParamsError(f"--preset {name!r}: no presets file {where} (presets live in {PRESETS_FILE_NAME} "
+                              "beside the params file); create it, or run without --preset")
         known = ", ".join(sorted(params.presets)) or "none are defined"
-        raise ParamsError(f"--preset {name!r}: no such preset in params.yaml `presets`; known: {known}")
+        raise ParamsError(f"--preset {name!r}: no such preset in {where}; known: {known}")
     return [f"{key}={_flow_yaml(value)}" for key, value in params.presets[name].items()]
 
 
@@ -699,19 +746,24 @@ def _drop_dotted(data: dict[str, Any], dotted: str) -> None:
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"{path}: parameter file not found (run from the repository root, or pass --params PATH)")
+    data = _read_yaml(path, "parameter file")
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections (base, preprocess, ...), got {type(data).__name__}")
+    return data
+
+
+def _read_yaml(path: Path, what: str) -> Any:
+    """The YAML document in `path`; `what` names the file in errors (a parameter file, the presets file)."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ParamsError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
-        raise ParamsError(f"{path}: cannot read the parameter file: {exc.strerror}") from None
+        raise ParamsError(f"{path}: cannot read the {what}: {exc.strerror}") from None
     try:
-        data = _parse_yaml(text)
+        return _parse_yaml(text)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ParamsError(f"{path}: expected a mapping of sections (base, preprocess, ...), got {type(data).__name__}")
-    return data
 
 
 def _parse_yaml(text: str) -> Any:

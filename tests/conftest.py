@@ -13,7 +13,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What a stage needs to run inside a scratch copy of the project.
-PROJECT_FILES = ("ganlib", "tasks", "flows", "dvc.yaml", "params.yaml", ".dvcignore")
+PROJECT_FILES = ("ganlib", "tasks", "flows", "dvc.yaml", "params.yaml", "presets.yaml", ".dvcignore")
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -1,9 +1,10 @@
-"""The presets in params.yaml: each is a valid configuration that builds its networks; bad ones are named."""
+"""The presets in presets.yaml: each is a valid configuration that builds its networks; bad ones are named."""
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,23 +43,51 @@ def test_gamma_grows_with_resolution():
     assert gammas == sorted(gammas) and gammas[0] < gammas[-1]
 
 
-def write_params_with_presets(tmp_path: Path, presets: dict) -> Path:
-    raw = yaml.safe_load(PARAMS.read_text())
-    raw["presets"] = presets
+def write_params_with_presets(tmp_path: Path, presets: dict | str | None) -> Path:
+    """A copy of params.yaml with `presets` (a mapping, or the file's text) beside it as presets.yaml; None: no file."""
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    shutil.copy(PARAMS, path)
+    if presets is not None:
+        (tmp_path / "presets.yaml").write_text(presets if isinstance(presets, str) else yaml.safe_dump(presets))
     return path
 
 
 @pytest.mark.parametrize(("preset", "named"), [
-    ({"train.widht": 3}, r"presets\.bad .*unknown key 'train\.widht'"),
-    ({"train.r1_gamma": -1}, r"(?s)presets\.bad.*train\.r1_gamma"),
-    ({"train.arch": "dcgan", "train.loss": "rpgan"}, r"(?s)presets\.bad.*rpgan needs a discriminator without BatchNorm"),
+    ({"train.widht": 3}, r"presets\.yaml: preset 'bad': unknown key 'train\.widht'"),
+    ({"train.r1_gamma": -1}, r"(?s)presets\.yaml: preset 'bad'.*train\.r1_gamma"),
+    ({"train.arch": "dcgan", "train.loss": "rpgan"},
+     r"(?s)presets\.yaml: preset 'bad'.*rpgan needs a discriminator without BatchNorm"),
 ])
 def test_a_preset_that_does_not_apply_is_refused_at_load_with_its_name(tmp_path, preset, named):
     path = write_params_with_presets(tmp_path, {"good": {"train.kimg": 1}, "bad": preset})
     with pytest.raises(ParamsError, match=named):
         load_params(path)
+
+
+@pytest.mark.parametrize(("presets", "named"), [
+    ("quick: {train.kimg: [1,\n", r"presets\.yaml: not valid YAML"),
+    ("- train.kimg: 1\n", r"presets\.yaml: expected a mapping of preset names"),
+    ("quick: 16\n", r"presets\.yaml: preset 'quick': expected a mapping of `section\.key: value` overrides"),
+])
+def test_a_broken_presets_file_is_named(tmp_path, presets, named):
+    with pytest.raises(ParamsError, match=named):
+        load_params(write_params_with_presets(tmp_path, presets))
+
+
+def test_presets_live_beside_the_params_file_and_are_never_params(tmp_path):
+    # No presets.yaml: the params load; only asking for a preset is an error, naming the file to create.
+    params = load_params(write_params_with_presets(tmp_path, None))
+    assert params.presets == {}
+    with pytest.raises(ParamsError, match=r"--preset 'quick': no presets file .*presets\.yaml"):
+        preset_overrides(params, "quick")
+    # An older params.yaml with its `presets` section: told where the section goes (DVC would show it as params).
+    raw = yaml.safe_load(PARAMS.read_text())
+    raw["presets"] = {"quick": {"train.kimg": 16}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"`presets` is not a params\.yaml section any more.*presets\.yaml"):
+        load_params(tmp_path / "params.yaml")
+    # A preset is a recipe, not a setting: records of what a run used never hold them.
+    assert "presets" not in load_params(PARAMS).model_dump()
 
 
 def test_set_wins_over_the_preset_and_an_unknown_preset_lists_the_known_ones():
@@ -79,6 +108,6 @@ def test_scenegan_preset_prints_dvc_flags_that_give_the_preset_back(capsys):
     # one shell word each, also for lists: `$(scenegan preset ...)` splits on spaces
     assert all(" " not in expression for expression in expressions)
     applied = apply_overrides(raw, expressions)
-    for dotted, value in raw["presets"]["r3gan-128"].items():
+    for dotted, value in yaml.safe_load((REPO_ROOT / "presets.yaml").read_text())["r3gan-128"].items():
         section, key = dotted.split(".")
         assert applied[section][key] == value, dotted

@@ -9,8 +9,9 @@ moved from the previous row's (real-vs-real FID/KID, "drift"), and the value
 of every parameter that differs between the compared versions.
 
 The params compared are the ones a run used: the params.json records the
-stages wrote where a revision has them, else its params.yaml without
-`presets` (a preset is a recipe, not a setting any run used). A key that only
+stages wrote where a revision has them, else its params.yaml, less the
+`presets` section revisions before presets.yaml kept there (a preset is a
+recipe, not a setting any run used). A key that only
 some rows have is not a difference: it is listed once, under the table, as
 "added in this version" (or "removed") at the first row where it appears.
 
@@ -312,7 +313,7 @@ def version_row(facts: VersionFacts) -> VersionRow:
 
 
 def used_params(facts: VersionFacts) -> dict[str, Any] | None:
-    """Dotted params a run at this revision used: its stages' records, else params.yaml without presets."""
+    """Dotted params a run at this revision used: its stages' records, else params.yaml less any old `presets`."""
     if facts.used_params is not None:
         return flatten_dotted(facts.used_params)
     if facts.params is None:
