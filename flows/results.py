@@ -223,17 +223,19 @@ def _publish_lines(outcome: Mapping[str, Any], params: Params, root: Path) -> li
 def summary_result(params: Params, root: Path) -> CommandResult:
     """`scenegan summary`: the text `make demo` ends with; for --json also the records it is made from."""
     from flows.summary import pipeline_summary
-    from ganlib.metrics.report import METRICS_FILE
+    from ganlib.metrics.report import METRICS_FILE, PROVENANCE_FILE, read_evaluation
 
     text = pipeline_summary(params, root)
     record_path = root / params.base.paths.publish_record
-    metrics_path = root / params.base.paths.evaluate / METRICS_FILE
+    evaluate_dir = root / params.base.paths.evaluate
     data = {
         "command": "summary",
         "publish_record": str(record_path),
         "gallery": json.loads(record_path.read_text()) if record_path.is_file() else None,
-        "metrics_file": str(metrics_path),
-        "metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
+        "metrics_file": str(evaluate_dir / METRICS_FILE),
+        "provenance_file": str(evaluate_dir / PROVENANCE_FILE),
+        # Both files as one mapping: the scores with what they were measured on (dataset, extractor, device).
+        "metrics": read_evaluation(evaluate_dir),
         # pipeline_summary ends with the Prefect UI line (a link to the latest run when a server is reachable).
         "prefect_ui": text.splitlines()[-1].removeprefix("Prefect UI: "),
         "text": text,

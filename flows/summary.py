@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ganlib.config import Params
-from ganlib.metrics.report import METRICS_FILE, EvaluationReport, render_table
+from ganlib.metrics.report import METRICS_FILE, EvaluationReport, read_evaluation, render_table
 
 STAGE_FLOW_NAMES = ["pipeline", "publish", "evaluate", "train", "preprocess"]
 
@@ -31,9 +31,10 @@ def _gallery_line(params: Params, root: Path) -> str:
 
 def _metrics_lines(params: Params, root: Path) -> list[str]:
     path = root / params.base.paths.evaluate / METRICS_FILE
-    if not path.is_file():
+    record = read_evaluation(path.parent)   # metrics.json with the provenance in evaluation.json beside it
+    if record is None:
         return [f"Metrics: none yet (no {path}); run `dvc repro evaluate`"]
-    report = EvaluationReport.from_json(json.loads(path.read_text()))
+    report = EvaluationReport.from_json(record)
     return [f"Metrics ({path.relative_to(root) if path.is_relative_to(root) else path}):", render_table(report.report_rows())]
 
 

@@ -14,7 +14,8 @@ from conftest import run
 
 from ganlib.io.provenance import dvc_tracked_md5
 
-EVALUATE = ["results/evaluate/metrics.json", "results/evaluate/memorisation.json", "results/evaluate/truncation.json"]
+EVALUATE = ["results/evaluate/metrics.json", "results/evaluate/evaluation.json", "results/evaluate/memorisation.json",
+            "results/evaluate/truncation.json"]
 RESULTS = ["dvc.lock", *EVALUATE, "results/evaluate/params.json", "results/publish.json"]
 
 

@@ -19,7 +19,7 @@ from test_metrics_support import TinyGenerator, TinyInfo, project, tiny_params  
 from ganlib.config import ParamsError, load_params
 from ganlib.logs import plain_logger
 from ganlib.metrics.evaluate import measure_generator, score_generator, write_evaluation
-from ganlib.metrics.report import EvaluationReport, render_table
+from ganlib.metrics.report import EvaluationReport, read_evaluation, render_table
 from ganlib.metrics.scores import (
     FrechetTerms,
     fid_noise_band,
@@ -206,12 +206,15 @@ def test_evaluation_writes_and_shows_the_band_labelled_as_sampling_noise(tmp_pat
     assert "sampling noise: 95% band over 50 bootstrap resamples of the 40 generated samples; reference fixed" in table
     assert "not an interval on the true FID" in table
 
-    # 40 samples of the tiny extractor's 64-d features: below 2 per dimension, FID-infinity is null, with why
-    assert metrics["fid_infinity"] is None
-    assert "40 generated samples of 64-dimensional features" in metrics["fid_infinity_unavailable_reason"]
+    # 40 samples of the tiny extractor's 64-d features: below 2 per dimension, no FID-infinity in metrics.json;
+    # evaluation.json says why.
+    provenance = json.loads((root / params.base.paths.evaluate / "evaluation.json").read_text())
+    assert "fid_infinity" not in metrics
+    assert "40 generated samples of 64-dimensional features" in provenance["fid_infinity_unavailable_reason"]
     [row] = [row for row in report.report_rows() if row["metric"] == "FID-infinity"]
     assert row["value"] == "n/a" and row["detail"].startswith("unavailable: FID-infinity not reported: 40")
-    assert EvaluationReport.from_json(metrics).to_json() == metrics
+    record = read_evaluation(root / params.base.paths.evaluate)
+    assert record["fid_infinity"] is None and EvaluationReport.from_json(record).to_json() == record
 
     enough = score_generator(TinyGenerator(), TinyInfo(), tiny_params(
         "evaluate.metrics=[fid]", "evaluate.fid_bootstrap=0", "evaluate.fid_infinity=true", "evaluate.n_samples=128"),

@@ -1,4 +1,4 @@
-"""What evaluation writes: metrics.json (DVC metrics), params.json, the table, and the training curve."""
+"""What evaluation writes: metrics.json (DVC metrics), evaluation.json, params.json, the table, the training curve."""
 
 from __future__ import annotations
 
@@ -16,16 +16,21 @@ from ganlib.metrics.report import render_table
 
 LOG = plain_logger("scenegan-tests")
 
+# metrics.json: numbers only (DVC metric columns). evaluation.json: what they were measured with and on.
 REQUIRED = {
-    "fid": float, "kid_mean": float, "kid_std": float, "is_mean": type(None), "is_std": type(None),
-    "is_unavailable_reason": str, "precision": float, "recall": float, "density": float, "coverage": float,
-    "prdc_k": int, "n_samples": int, "batch_size": int,
-    "seed": int, "extractor": str, "data_md5": str, "dataset_sha256": str, "checkpoint_kimg": float,
+    "fid": float, "kid_mean": float, "kid_std": float, "precision": float, "recall": float, "density": float,
+    "coverage": float, "prdc_k": int, "n_samples": int, "n_reference": int, "seed": int, "checkpoint_kimg": float,
     "resolution": int,
+}
+PROVENANCE = {
+    "is_unavailable_reason": str, "extractor": str, "extractor_description": str, "data_md5": str,
+    "dataset_sha256": str, "device": str, "batch_size": int, "reference_stats_cached": bool, "notes": list,
 }
 
 
-def test_metrics_json_schema_and_params_record(tmp_path, empty_torch_hub):
+def test_metrics_json_holds_numbers_only_and_evaluation_json_the_provenance(tmp_path, empty_torch_hub):
+    from ganlib.metrics.report import EvaluationReport, read_evaluation
+
     root = project(tmp_path)
     params = tiny_params("evaluate.metrics=[fid,kid,is,prdc,memorisation]")
     evaluation = measure_generator(TinyGenerator(), TinyInfo(kimg=2.5), params, LOG, root)
@@ -33,19 +38,32 @@ def test_metrics_json_schema_and_params_record(tmp_path, empty_torch_hub):
     path = write_evaluation(evaluation, params, out_dir)
 
     metrics = json.loads(path.read_text())
+    assert metrics and all(type(value) in (int, float) for value in metrics.values()), metrics  # no bool, str, null
     for key, kind in REQUIRED.items():
         assert isinstance(metrics[key], kind), (key, metrics[key])
-    assert metrics["n_samples"] == 40 and metrics["batch_size"] == 16 and metrics["seed"] == 12345
-    assert metrics["extractor"] == "tiny-random-conv" and metrics["checkpoint_kimg"] == 2.5
-    assert metrics["resolution"] == 16 and len(metrics["dataset_sha256"]) == 64
-    recorded = json.loads((out_dir / "params.json").read_text())
-    assert recorded["evaluate"]["n_samples"] == 40
-    assert sorted(p.name for p in out_dir.iterdir()) == ["memorisation.json", "metrics.json", "params.json", "truncation.json"]
-    # metrics.json holds numbers (and the existing text fields) only: no nesting for DVC's metric columns.
+    assert "is_mean" not in metrics and "is_std" not in metrics   # asked for, unavailable: absent, the reason beside
+    assert metrics["n_samples"] == 40 and metrics["seed"] == 12345 and metrics["checkpoint_kimg"] == 2.5
+    assert metrics["resolution"] == 16
     for key in ("density", "coverage", "memorisation", "memorisation_pixels", "memorisation_baseline"):
         assert isinstance(metrics[key], float), (key, metrics[key])
     assert metrics["prdc_k"] == 5 and metrics["memorisation_n"] == 40 and metrics["memorisation_baseline"] == 0.05
-    assert not any(isinstance(value, (dict, list)) for key, value in metrics.items() if key != "notes")
+
+    provenance = json.loads((out_dir / "evaluation.json").read_text())
+    for key, kind in PROVENANCE.items():
+        assert isinstance(provenance[key], kind), (key, provenance[key])
+    assert not set(provenance) & set(metrics)
+    assert provenance["extractor"] == "tiny-random-conv" and provenance["batch_size"] == 16
+    assert len(provenance["dataset_sha256"]) == 64 and "not found" in provenance["is_unavailable_reason"]
+    # The project's own folders by their params.yaml names: it reads the same in a DVC experiment's copy.
+    assert str(root / params.base.paths.weights) not in json.dumps(provenance)
+
+    # Read back together, the two files are the report.
+    assert read_evaluation(out_dir) == evaluation.report.to_json()
+    assert EvaluationReport.from_json(read_evaluation(out_dir)) == evaluation.report
+    recorded = json.loads((out_dir / "params.json").read_text())
+    assert recorded["evaluate"]["n_samples"] == 40
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "evaluation.json", "memorisation.json", "metrics.json", "params.json", "truncation.json"]
 
 
 def test_table_and_rows_state_samples_seed_and_extractor(tmp_path, empty_torch_hub):
@@ -144,9 +162,11 @@ def test_evaluate_generator_stage_end_to_end(tmp_path, empty_torch_hub):
 
     report = evaluate_generator(params, LOG, tmp_path)
     metrics = json.loads((tmp_path / params.base.paths.evaluate / "metrics.json").read_text())
+    provenance = json.loads((tmp_path / params.base.paths.evaluate / "evaluation.json").read_text())
     assert metrics["checkpoint_kimg"] == 7.5 and metrics["fid"] == report.fid > 0
-    assert metrics["is_mean"] is None and "not found" in metrics["is_unavailable_reason"]
+    assert "is_mean" not in metrics and "not found" in provenance["is_unavailable_reason"]
     assert metrics["kid_subset_size"] == 16 and metrics["resolution"] == 32
+    assert provenance["data_md5"] == dataset.data_md5
     assert (tmp_path / params.base.paths.evaluate / "params.json").is_file()
 
 

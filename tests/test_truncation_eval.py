@@ -94,7 +94,8 @@ def test_the_evaluate_stage_prints_the_table_and_writes_every_file(tmp_path, cap
     assert "truncation (quality/diversity trade-off; psi 1.0 is the evaluation above" in caplog.text
     assert "psi  FID" in caplog.text and "\n0.6  " in caplog.text
     out = tmp_path / params.base.paths.evaluate
-    assert sorted(p.name for p in out.iterdir()) == ["memorisation.json", "metrics.json", "params.json", "truncation.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "evaluation.json", "memorisation.json", "metrics.json", "params.json", "truncation.json"]
 
 
 def test_psi_outside_zero_to_one_is_refused_naming_the_key():

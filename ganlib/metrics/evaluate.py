@@ -1,7 +1,7 @@
 """The evaluation stage: score the trained EMA generator; compare two datasets.
 
-    evaluate_generator(params, log, root)          generator.pt -> metrics.json, memorisation.json,
-                                                   truncation.json (+ params.json)
+    evaluate_generator(params, log, root)          generator.pt -> metrics.json (numbers), evaluation.json
+                                                   (provenance), memorisation.json, truncation.json (+ params.json)
     measure_generator(G, info, params, log, root)  all of that for a module in memory, no files
     score_generator(G, info, params, log, root)    metrics.json's scores only (no truncation table)
     compare_datasets(a, b, params, log, root)      FID/KID between two prepared datasets
@@ -46,7 +46,7 @@ from ganlib.metrics.memorisation import MEMORISATION_FILE, MemorisationCheck, me
 from ganlib.metrics.pixels import PixelKeepingGenerator, pixel_side
 from ganlib.metrics.prdc import Prdc
 from ganlib.metrics.reference import ReferenceStats, reference_statistics
-from ganlib.metrics.report import METRICS_FILE, DatasetComparison, EvaluationReport, render_table
+from ganlib.metrics.report import METRICS_FILE, PROVENANCE_FILE, DatasetComparison, EvaluationReport, render_table
 from ganlib.metrics.scores import (
     FidUncertainty,
     InceptionScore,
@@ -67,7 +67,7 @@ from ganlib.metrics.truncation_table import (
     truncation_record,
     truncation_table_rows,
 )
-from ganlib.metrics.weight_files import find_is_inception_weights
+from ganlib.metrics.weight_files import find_dinov2_weights, find_is_inception_weights
 
 GENERATOR_FILE = "generator.pt"
 PARAMS_RECORD_FILE = "params.json"
@@ -92,7 +92,7 @@ def evaluation_device(setting: str) -> torch.device:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What the evaluate stage writes: metrics.json (report), memorisation.json and truncation.json."""
+    """What the evaluate stage writes: metrics.json and evaluation.json (report), memorisation.json, truncation.json."""
 
     report: EvaluationReport
     memorisation: MemorisationCheck | None
@@ -102,8 +102,8 @@ class Evaluation:
 
 
 def evaluate_generator(params: Params, log: Logger, root: Path) -> EvaluationReport:
-    """Score root/<paths.train>/generator.pt; write metrics.json, memorisation.json, truncation.json and
-    params.json to <paths.evaluate>."""
+    """Score root/<paths.train>/generator.pt; write metrics.json, evaluation.json, memorisation.json,
+    truncation.json and params.json to <paths.evaluate>."""
     from ganlib.models.generator_file import load_generator  # the training side's file format
 
     root = Path(root)
@@ -124,10 +124,12 @@ def evaluate_generator(params: Params, log: Logger, root: Path) -> EvaluationRep
 
 
 def write_evaluation(evaluation: Evaluation, params: Params, out_dir: Path) -> Path:
-    """metrics.json, memorisation.json, truncation.json and params.json, swapped into place together."""
+    """metrics.json, evaluation.json, memorisation.json, truncation.json and params.json, swapped into place
+    together; returns metrics.json's path."""
     report = evaluation.report
     with staged_directory(out_dir) as staging:
-        atomic_write_json(staging / METRICS_FILE, report.to_json())
+        atomic_write_json(staging / METRICS_FILE, report.metrics_json())
+        atomic_write_json(staging / PROVENANCE_FILE, report.provenance_json())
         atomic_write_json(
             staging / MEMORISATION_FILE, memorisation_record(evaluation.memorisation, evaluation.memorisation_reason)
         )
@@ -300,6 +302,8 @@ def _fd_dinov2(
     settings = params.evaluate
     spec, reason = dinov2_extractor_spec(root / params.base.paths.weights)
     if spec is None:
+        # The same check again, its reason naming the file as params.yaml does (the reason is recorded in git).
+        reason = find_dinov2_weights(root / params.base.paths.weights, root)[1] or reason
         log.warning(f"FD_DINOv2 unavailable: {reason}")
         return None, reason
     make_extractor = functools.cache(lambda: build_extractor(spec, [spec.feature_layer], device))

@@ -1,15 +1,33 @@
-"""Evaluation results as data: metrics.json, table rows (for a Prefect table artifact), a text table."""
+"""Evaluation results as data: metrics.json and evaluation.json, table rows (for a Prefect table artifact), text.
+
+The evaluate stage writes two files side by side in base.paths.evaluate:
+
+    metrics.json     numbers only: the scores, their noise band, sample counts, checkpoint kimg, resolution,
+                     seed. DVC shows every key as a metric column (`dvc metrics show/diff`, `dvc exp show`),
+                     so a score that was not computed is absent, never a string or null.
+    evaluation.json  provenance: which dataset (md5, sha256), extractor (and its description), device and
+                     batch size, whether the reference statistics came from the cache, notes, and why a
+                     score asked for is unavailable. A DVC out, not a metric.
+
+Readers take the two together (evaluation_record, read_evaluation): one mapping
+with the keys metrics.json held before it was split, so a metrics.json of an
+older revision, strings and all, reads the same way.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, fields
 from functools import partial
+from pathlib import Path
 from typing import Any, Mapping
 
 from ganlib.formatting import fid_noise_band_text, fid_noise_description, significant
 from ganlib.io.provenance import short_md5
+from ganlib.metrics.errors import EvaluationError
 
 METRICS_FILE = "metrics.json"
+PROVENANCE_FILE = "evaluation.json"
 _number = partial(significant, digits=6, scientific_from=1e5)   # the tables' precision: 218.812, 0.0123457
 FID_UNCERTAINTY_KEYS = (
     "fid_noise_low", "fid_noise_high", "fid_noise_bias", "fid_noise_resamples", "fid_noise_n", "fid_infinity",
@@ -27,6 +45,13 @@ LEGACY_FID_NOISE_KEYS = {
     "fid_bootstrap_resamples": "fid_noise_resamples",
     "fid_bootstrap_n": "fid_noise_n",
 }
+# EvaluationReport fields that go to evaluation.json, not metrics.json: text, flags, and batch_size (a number,
+# but a setting that does not change the scores; a metric column for it would only add width).
+PROVENANCE_FIELDS = (
+    "extractor", "extractor_description", "data_md5", "dataset_sha256", "device", "batch_size",
+    "reference_stats_cached", "notes", "is_unavailable_reason", "fd_dinov2_unavailable_reason",
+    "fid_infinity_unavailable_reason",
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +77,7 @@ class EvaluationReport:
     dataset_sha256: str
     checkpoint_kimg: float | None
     resolution: int
-    reference_stats_cached: bool | None  # None: not known (a report read back from metrics.json)
+    reference_stats_cached: bool | None  # None: not known (read back from files written before evaluation.json)
     device: str
     notes: tuple[str, ...]
     # Fréchet distance on DINOv2 ViT-B/14 features; both None when evaluate.metrics lacks fd_dinov2.
@@ -67,8 +92,8 @@ class EvaluationReport:
     fid_noise_resamples: int | None = None
     fid_noise_n: int | None = None
     fid_infinity: float | None = None
-    # Asked for but not reported (too few samples per feature dimension): why. metrics.json then holds
-    # "fid_infinity": null beside it.
+    # Asked for but not reported (too few samples per feature dimension): why, in evaluation.json;
+    # metrics.json then has no fid_infinity (older files hold "fid_infinity": null beside the reason).
     fid_infinity_unavailable_reason: str | None = None
     # Precision and recall above, density and coverage here, all with k-NN balls of prdc_k (ganlib/metrics/prdc.py).
     # Files from before prdc (evaluate.metrics: prc) hold precision/recall with k = 3 and no prdc_k.
@@ -84,16 +109,16 @@ class EvaluationReport:
     memorisation_n: int | None = None          # samples checked
 
     def to_json(self) -> dict[str, Any]:
-        """What metrics.json holds (DVC metrics): every field but how the run went, notes as a list.
+        """The whole report as one mapping: metrics.json and evaluation.json together (what readers get back).
 
-        Whether the reference statistics came from the cache says nothing about
-        the numbers; kept out, two identical evaluations write identical files
-        and `dvc metrics diff` shows only real changes. FD_DINOv2 appears only
-        when it was asked for, so existing metrics files and tables stay as they were.
+        The keys are those metrics.json held before provenance moved beside it:
+        FD_DINOv2 appears only when it was asked for, the FID band, PRDC and
+        memorisation keys only when computed, reference_stats_cached only when known.
         """
         data = asdict(self)
-        data.pop("reference_stats_cached")
         data["notes"] = list(self.notes)
+        if self.reference_stats_cached is None:
+            data.pop("reference_stats_cached")
         if not self._fd_dinov2_requested():
             data.pop("fd_dinov2")
             data.pop("fd_dinov2_unavailable_reason")
@@ -105,6 +130,19 @@ class EvaluationReport:
                 data.pop(key)
         return data
 
+    def metrics_json(self) -> dict[str, int | float]:
+        """What metrics.json holds: every score and count that has a value, numbers only (DVC metric columns).
+
+        A score not computed (or unavailable) is left out; evaluation.json says why.
+        Two identical evaluations write identical files, so `dvc metrics diff` shows only real changes.
+        """
+        return {key: value for key, value in self.to_json().items()
+                if key not in PROVENANCE_FIELDS and value is not None}
+
+    def provenance_json(self) -> dict[str, Any]:
+        """What evaluation.json holds: what was measured with and on, how the run went, why a score is missing."""
+        return {key: value for key, value in self.to_json().items() if key in PROVENANCE_FIELDS}
+
     @property
     def _k_nn(self) -> str:
         return "k-NN" if self.prdc_k is None else f"{self.prdc_k}-NN"
@@ -113,9 +151,15 @@ class EvaluationReport:
         return self.fd_dinov2 is not None or self.fd_dinov2_unavailable_reason is not None
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "EvaluationReport":
+    def from_json(cls, data: Mapping[str, Any]) -> "EvaluationReport":
+        """A report from to_json's mapping (evaluation_record of the two files, or an older metrics.json).
+
+        A field the mapping lacks is None (a score not computed, a file from before the field); a key
+        that is no field (a file from a later or earlier version of this code) is ignored.
+        """
         data = with_current_metric_keys(data)
-        return cls(**{**data, "notes": tuple(data.get("notes", ())), "reference_stats_cached": None})
+        values = {item.name: data.get(item.name) for item in fields(cls)}
+        return cls(**{**values, "notes": tuple(data.get("notes") or ())})
 
     def report_rows(self) -> list[dict[str, str]]:
         """Rows {metric, value, detail} for a printed table or a Prefect table artifact."""
@@ -141,7 +185,8 @@ class EvaluationReport:
             {"metric": "samples", "value": str(self.n_samples), "detail": f"batch {self.batch_size}, seed {self.seed}"},
             {"metric": "reference", "value": str(self.n_reference), "detail": _reference_origin(self.reference_stats_cached)},
             {"metric": "extractor", "value": self.extractor, "detail": self.extractor_description},
-            {"metric": "dataset", "value": short_md5(self.data_md5), "detail": f"images sha256 {self.dataset_sha256[:12]}, {self.resolution}px"},
+            {"metric": "dataset", "value": short_md5(self.data_md5),
+             "detail": f"images sha256 {(self.dataset_sha256 or 'unknown')[:12]}, {self.resolution}px"},
             {"metric": "checkpoint", "value": _number(self.checkpoint_kimg) + " kimg", "detail": f"device {self.device}"},
         ]
         rows += [{"metric": "note", "value": "", "detail": note} for note in self.notes]
@@ -156,6 +201,42 @@ def with_current_metric_keys(metrics: Mapping[str, Any]) -> dict[str, Any]:
     current = {LEGACY_FID_NOISE_KEYS.get(key, key): value for key, value in metrics.items()
                if key not in LEGACY_FID_NOISE_KEYS or LEGACY_FID_NOISE_KEYS[key] not in metrics}
     return current
+
+
+def evaluation_record(
+    metrics: Mapping[str, Any], provenance: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """metrics.json and evaluation.json as the one mapping EvaluationReport.to_json gives.
+
+    Without an evaluation.json (written before the split, when metrics.json held the
+    provenance itself) metrics.json is taken as it is, its old key names mapped.
+    """
+    if provenance is None:
+        return with_current_metric_keys(metrics)
+    return EvaluationReport.from_json({**provenance, **metrics}).to_json()
+
+
+def read_evaluation(out_dir: Path) -> dict[str, Any] | None:
+    """The evaluate stage's record in `out_dir` (base.paths.evaluate): evaluation_record of its two files.
+
+    None when there is no metrics.json; evaluation.json may be absent (an evaluation from before it).
+    """
+    metrics = _read_json_object(Path(out_dir) / METRICS_FILE)
+    if metrics is None:
+        return None
+    return evaluation_record(metrics, _read_json_object(Path(out_dir) / PROVENANCE_FILE))
+
+
+def _read_json_object(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvaluationError(f"{path}: not valid JSON ({exc}); re-run the evaluate stage (`dvc repro evaluate`)") from None
+    if not isinstance(data, dict):
+        raise EvaluationError(f"{path}: expected a JSON object; re-run the evaluate stage (`dvc repro evaluate`)")
+    return data
 
 
 @dataclass(frozen=True)
@@ -202,11 +283,11 @@ def _reference_origin(cached: bool | None) -> str:
 
 
 def _unavailable(reason: str | None, width: int = 72) -> str:
-    """The table cell for a score that could not be computed; the full reason stays in metrics.json."""
+    """The table cell for a score that could not be computed; the full reason stays in evaluation.json."""
     if not reason:
         return "not computed"
     text = f"unavailable: {reason}"
-    return text if len(text) <= width else text[: width - 1].rstrip() + "… (see metrics.json)"
+    return text if len(text) <= width else text[: width - 1].rstrip() + "… (see evaluation.json)"
 
 
 def render_table(rows: list[dict[str, str]]) -> str:

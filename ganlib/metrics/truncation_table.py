@@ -30,7 +30,7 @@ truncation.json (in base.paths.evaluate, beside metrics.json; a DVC out):
     }
 
 A value is null when its metric is not in evaluate.metrics (fid, kid, prdc),
-or could not be computed (metrics.json's notes say why).
+or could not be computed (the notes in evaluation.json, beside metrics.json, say why).
 """
 
 from __future__ import annotations

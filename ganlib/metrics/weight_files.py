@@ -89,7 +89,7 @@ def find_is_inception_weights(
     if configured is not None:
         candidate = Path(configured)
         candidate = candidate if candidate.is_absolute() else Path(root) / candidate
-        # Names as the user wrote them, never resolved: this text lands in metrics.json, which must read the
+        # Names as the user wrote them, never resolved: this text lands in evaluation.json, which must read the
         # same in the workspace and in a DVC experiment's temporary copy of it.
         where = f"evaluate.inception_weights ({configured})"
     else:
@@ -106,7 +106,8 @@ def find_is_inception_weights(
         )
     digest = file_digest(candidate, "sha256")
     if digest != TORCH_FIDELITY_INCEPTION_SHA256:
-        return None, f"{candidate}: sha256 {digest[:12]}... is not torch-fidelity's {TORCH_FIDELITY_INCEPTION_SHA256[:12]}...; replace the file"
+        return None, (f"{_shown(candidate, Path(root))}: sha256 {digest[:12]}... is not torch-fidelity's "
+                      f"{TORCH_FIDELITY_INCEPTION_SHA256[:12]}...; replace the file")
     return candidate, None
 
 
@@ -118,13 +119,19 @@ def _shown(path: Path, root: Path) -> str:
         return str(path)
 
 
-def find_dinov2_weights(weights_dir: Path) -> tuple[Path | None, str | None]:
-    """The DINOv2 ViT-B/14 checkpoint for FD_DINOv2: (path, None), or (None, why it is unavailable). Never downloads."""
+def find_dinov2_weights(weights_dir: Path, root: Path | None = None) -> tuple[Path | None, str | None]:
+    """The DINOv2 ViT-B/14 checkpoint for FD_DINOv2: (path, None), or (None, why it is unavailable). Never downloads.
+
+    With `root` the reason names the file relative to it, as params.yaml does (it is recorded in
+    evaluation.json, which must read the same in a DVC experiment's temporary copy of the project).
+    """
     path = Path(weights_dir) / DINOV2_FILE
     command = INSTALL_COMMAND.format(metric="fd-dinov2")
+    shown = path if root is None else _shown(path, Path(root))
     if not path.is_file():
-        return None, f"DINOv2 ViT-B/14 weights ({DINOV2_FILE}) not found in {path.parent}; with internet, `{command}` installs them"
+        return None, (f"DINOv2 ViT-B/14 weights ({DINOV2_FILE}) not found in {Path(shown).parent.as_posix()}; "
+                      f"with internet, `{command}` installs them")
     digest = file_digest(path, "sha256")
     if digest != DINOV2_SHA256:
-        return None, f"{path}: sha256 {digest[:12]}... is not {DINOV2_SHA256[:12]}...; delete it and run `{command}`"
+        return None, f"{shown}: sha256 {digest[:12]}... is not {DINOV2_SHA256[:12]}...; delete it and run `{command}`"
     return path, None

@@ -27,6 +27,7 @@ import torch
 
 from ganlib.config import Params
 from ganlib.logs import Logger
+from ganlib.metrics.report import METRICS_FILE
 from ganlib.models.generator_file import load_generator
 from ganlib.publish.model_card import model_card_context, render_model_card
 from ganlib.publish.model_package import (
@@ -39,7 +40,6 @@ from ganlib.publish.model_package import (
 )
 from ganlib.publish.stage import (
     GENERATOR_FILE,
-    METRICS_FILE,
     PublishReport,
     metrics_mismatches,
     publish_generator,

@@ -2,13 +2,14 @@
 
 The stage as DVC runs it is ganlib/publish/run.py: this gallery, then the
 model package (ganlib/publish/model_package.py). `publish_gallery` is the
-gallery alone: it loads `generator.pt` and the evaluate stage's metrics.json, decides whether to publish (`publish.gate`; the rule and
-the re-scoring of a release measured under other settings: ganlib/publish/gate.py),
-writes a new release to `publish.target` (layout and failure behaviour: see
-ganlib/publish/targets.py), generator.pt included so that a later gate can
-re-score it, and records what it did, with the gate's numbers, in
-`base.paths.publish_record`. A skipped publish leaves the target byte for
-byte as it was.
+gallery alone: it loads `generator.pt` and the evaluate stage's metrics.json
+(with evaluation.json beside it), decides whether to publish (`publish.gate`;
+the rule and the re-scoring of a release measured under other settings:
+ganlib/publish/gate.py), writes a new release to `publish.target` (layout and
+failure behaviour: see ganlib/publish/targets.py), generator.pt included so
+that a later gate can re-score it, and records what it did, with the gate's
+numbers, in `base.paths.publish_record`. A skipped publish leaves the target
+byte for byte as it was.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from ganlib.config import Params, PublishParams
 from ganlib.formatting import iso_utc
 from ganlib.io.atomic import atomic_write_json
 from ganlib.logs import Logger
+from ganlib.metrics.errors import EvaluationError
+from ganlib.metrics.report import METRICS_FILE, read_evaluation
 from ganlib.models.generator_file import load_generator
 from ganlib.models.sampling import fixed_latents
 from ganlib.publish.fid_settings import MANIFEST_KEY, fid_settings
@@ -48,7 +51,6 @@ from ganlib.publish.targets import (
 )
 
 GENERATOR_FILE = "generator.pt"
-METRICS_FILE = "metrics.json"
 SECTIONS_SHOWN = ("train", "evaluate")  # the params a reader needs to reproduce the samples' model
 KIMG_TOLERANCE = 1e-6
 
@@ -152,15 +154,14 @@ def publish_generator(
 
 
 def read_metrics(path: Path) -> dict[str, Any] | None:
-    """The evaluate stage's metrics.json, or None when it does not exist."""
-    if not path.is_file():
-        return None
+    """The evaluate stage's metrics.json with the evaluation.json beside it, as one mapping
+    (ganlib.metrics.report.read_evaluation); None when metrics.json does not exist."""
     try:
-        metrics = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PublishError(f"{path}: not valid JSON ({exc}); re-run the evaluate stage") from None
-    if not isinstance(metrics, dict):
-        raise PublishError(f"{path}: expected a JSON object of metrics; re-run the evaluate stage")
+        metrics = read_evaluation(path.parent)
+    except EvaluationError as exc:
+        raise PublishError(str(exc)) from None
+    if metrics is None:
+        return None
     fid = metrics.get("fid")
     if fid is not None and (not isinstance(fid, (int, float)) or isinstance(fid, bool) or not math.isfinite(fid)):
         raise PublishError(f"{path}: fid is {fid!r}, expected a finite number or null; re-run the evaluate stage")

@@ -2,8 +2,8 @@
 
 A dataset version is only reproducible from git when the commit that records
 it (data.dvc) also records what the pipeline made of it: dvc.lock (the md5 of
-every stage's inputs and outputs), the evaluate stage's metrics, params,
-memorisation and truncation records, the publish record, the retrain history and the .gitignore files DVC
+every stage's inputs and outputs), the evaluate stage's metrics, provenance,
+params, memorisation and truncation records, the publish record, the retrain history and the .gitignore files DVC
 writes. Committing them one by one invites a commit whose data.dvc and
 dvc.lock disagree, so this commits them together, and only when `dvc status`
 is clean: otherwise dvc.lock would describe results the workspace does not hold.
@@ -22,7 +22,7 @@ from ganlib.errors import UserFacingError
 from ganlib.io.dvc_cli import run_dvc
 from ganlib.io.provenance import DATA_DVC_FILE, dataset_dvc_file, dvc_tracked_md5, short_md5
 from ganlib.metrics.memorisation import MEMORISATION_FILE
-from ganlib.metrics.report import METRICS_FILE
+from ganlib.metrics.report import METRICS_FILE, PROVENANCE_FILE
 from ganlib.metrics.truncation_table import TRUNCATION_FILE
 
 DVC_LOCK_FILE = "dvc.lock"
@@ -55,7 +55,7 @@ def version_files(params: Params, root: Path) -> list[str]:
     paths = [
         _relative(dvc_file, root), DVC_LOCK_FILE,
         *(f"{params.base.paths.evaluate}/{name}"
-          for name in (METRICS_FILE, EVALUATE_PARAMS_FILE, MEMORISATION_FILE, TRUNCATION_FILE)),
+          for name in (METRICS_FILE, PROVENANCE_FILE, EVALUATE_PARAMS_FILE, MEMORISATION_FILE, TRUNCATION_FILE)),
         params.base.paths.publish_record, params.base.paths.history, *dvc_gitignores(params, root),
     ]
     return [path for path in dict.fromkeys(paths) if (root / path).is_file()]

@@ -42,7 +42,7 @@ from ganlib.io.dvc_cli import DvcError, dvc_executable, has_default_remote, run_
 from ganlib.io.logged_command import run_logged
 from ganlib.io.provenance import DATA_DVC_FILE, dvc_tracked_md5
 from ganlib.logs import Logger
-from ganlib.metrics.report import METRICS_FILE
+from ganlib.metrics.report import METRICS_FILE, read_evaluation
 from ganlib.versions.commit import commit_version, git, retrain_commit_message, version_files
 from ganlib.versions.history import METRIC_COLUMNS, append_history_row, last_data_md5
 
@@ -142,8 +142,12 @@ def record_retrain(
     params: Params, root: Path, name: str, previous_md5: str | None, flow_run: str | None, now: datetime,
     publish_ran: bool,
 ) -> RetrainOutcome:
-    """Append the dataset version -> metrics row; return what happened, read from metrics.json and publish.json."""
-    metrics = json.loads((root / params.base.paths.evaluate / METRICS_FILE).read_text())
+    """Append the dataset version -> metrics row; return what happened, read from the evaluate stage's
+    metrics.json and evaluation.json, and publish.json."""
+    metrics = read_evaluation(root / params.base.paths.evaluate)
+    if metrics is None:
+        raise RetrainError(f"{params.base.paths.evaluate}/{METRICS_FILE}: missing after the experiment's evaluate "
+                           "stage; run `dvc repro evaluate` and look at its log")
     record_path = root / params.base.paths.publish_record
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     outcome, published, reason = publish_outcome(record, publish_ran)

@@ -3,8 +3,9 @@
 A version is a git commit, branch or tag, a DVC experiment, or the
 workspace. For each we read, through DVC's own filesystem (dvc.api), the
 files that describe it at that revision: params.yaml, data.dvc (the dataset
-md5), the evaluate stage's metrics.json (committed to git) and the prepared
-dataset's manifest.json (a DVC output, read from the local DVC cache).
+md5), the evaluate stage's metrics.json and evaluation.json (committed to
+git) and the prepared dataset's manifest.json (a DVC output, read from the
+local DVC cache).
 Experiment names are resolved with `dvc exp show --json`, never by parsing
 text.
 """
@@ -30,7 +31,7 @@ from ganlib.errors import UserFacingError
 from ganlib.io.dvc_cli import run_dvc_json
 from ganlib.io.provenance import DATA_DVC_FILE, dvc_file_md5, short_md5
 from ganlib.logs import Logger
-from ganlib.metrics.report import METRICS_FILE, with_current_metric_keys
+from ganlib.metrics.report import METRICS_FILE, PROVENANCE_FILE, evaluation_record
 
 WORKSPACE = "workspace"
 PARAMS_FILE = "params.yaml"
@@ -269,6 +270,8 @@ def read_version(repo: Path, revision: Revision, fallback_paths: Paths) -> Versi
             notes.append(f"no dataset version ({DATA_DVC_FILE} missing or without an md5)")
         metrics_path = f"{paths['evaluate']}/{METRICS_FILE}"
         metrics = _read_json(fs, metrics_path)
+        # The provenance beside it (dataset md5, extractor); revisions from before it hold both in metrics.json.
+        provenance = _read_json(fs, f"{paths['evaluate']}/{PROVENANCE_FILE}") if metrics is not None else None
         prepared, why_not = _read_prepared(fs, paths["prepared"])
         used_params = _read_params_records(fs, paths)
     finally:
@@ -281,9 +284,14 @@ def read_version(repo: Path, revision: Revision, fallback_paths: Paths) -> Versi
                      "(stale: `dvc repro` at this revision updates it)")
         prepared = None
     if metrics is not None:
-        metrics = with_current_metric_keys(metrics)   # files from before the FID band's rename (fid_ci_*)
+        # One mapping, old key names mapped (files from before the FID band's rename, fid_ci_*).
+        metrics = evaluation_record(metrics, provenance)
     if metrics is None:
         notes.append(f"no metrics: {metrics_path} missing or unreadable at this revision (evaluate has not run here)")
+    elif data_md5 and "data_md5" not in metrics:
+        notes.append(f"no metrics: {metrics_path} at this revision has no {PROVENANCE_FILE} beside it to say which "
+                     f"dataset it was computed on (commit both: `scenegan commit-version`)")
+        metrics = None
     elif data_md5 and metrics.get("data_md5") != data_md5:
         notes.append(
             f"no metrics: {metrics_path} was computed on dataset {short_md5(metrics.get('data_md5'))}, "
