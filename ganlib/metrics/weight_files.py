@@ -96,7 +96,7 @@ def find_is_inception_weights(
         hub = Path(torch.hub.get_dir()) / "checkpoints" / TORCH_FIDELITY_INCEPTION_FILE
         local = None if weights_dir is None else Path(weights_dir) / TORCH_FIDELITY_INCEPTION_FILE
         candidate = local if local is not None and local.is_file() else hub
-        where = f"the torch hub cache ({hub}); set evaluate.inception_weights to use another copy"
+        where = f"the torch hub cache ({_from_home(hub)}); set evaluate.inception_weights to use another copy"
         if local is not None:
             where = f"{_shown(local.parent, Path(root))} or " + where
     if not candidate.is_file():
@@ -115,6 +115,14 @@ def _shown(path: Path, root: Path) -> str:
     """`path` relative to the repository root where it lies inside it (the form params.yaml uses)."""
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _from_home(path: Path) -> str:
+    """`path` with the user's home folder as ~: the default torch hub cache reads the same on every machine."""
+    try:
+        return "~/" + path.relative_to(Path.home()).as_posix()
     except ValueError:
         return str(path)
 
