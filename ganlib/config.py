@@ -640,7 +640,12 @@ def preset_overrides(params: Params, name: str) -> list[str]:
                               "beside the params file); create it, or run without --preset")
         known = ", ".join(sorted(params.presets)) or "none are defined"
         raise ParamsError(f"--preset {name!r}: no such preset in {where}; known: {known}")
-    return [f"{key}={_flow_yaml(value)}" for key, value in params.presets[name].items()]
+    return [override_expression(key, value) for key, value in params.presets[name].items()]
+
+
+def override_expression(dotted: str, value: Any) -> str:
+    """`section.key=value`, the value in YAML flow style: --set and `dvc exp run -S` both read it back as `value`."""
+    return f"{dotted}={_flow_yaml(value)}"
 
 
 def _flow_yaml(value: Any) -> str:

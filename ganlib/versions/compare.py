@@ -200,9 +200,9 @@ class Comparison:
         return [_display_row(row, self.param_keys, with_infinity, bool(why), with_prdc)
                 for row, why in zip(self.rows, reasons)]
 
-    def to_markdown(self) -> str:
+    def to_markdown(self, title: str = "Metrics per dataset version") -> str:
         rows = self.table_rows()
-        lines = ["# Metrics per dataset version", ""]
+        lines = [f"# {title}", ""]
         extractors = sorted({row.extractor for row in self.rows if row.extractor})
         if len(extractors) > 1:
             lines += [f"Rows were scored with different extractors ({', '.join(map(markdown_text, extractors))}): "
@@ -715,18 +715,20 @@ MAX_TERMINAL_CELL = 28   # a long tag or experiment name is cut, not allowed to 
 
 def terminal_table(
     table: Sequence[Mapping[str, str]], param_keys: Sequence[str], width: int = TERMINAL_WIDTH, wide: bool = False,
+    columns: Sequence[str] = TERMINAL_COLUMNS, max_cell: int = MAX_TERMINAL_CELL,
 ) -> list[str]:
     """`table` (Comparison.table_rows) as text lines no wider than `width`, or every column when `wide`.
 
-    Columns absent from the table are skipped (a history-only table has no params). The params that
-    do not fit are summarised on one line after the table, pointing at --wide.
+    `columns` come first, in order, then `param_keys` while they fit; cells are cut at `max_cell`
+    characters. Columns absent from the table are skipped (a history-only table has no params). The
+    params that do not fit are summarised on one line after the table, pointing at --wide.
     """
     if not table:
         return []
     if wide:
         return render_columns(table, list(table[0]))
-    rows = [{key: _cut(str(value)) for key, value in row.items()} for row in table]
-    chosen = _columns_that_fit([c for c in TERMINAL_COLUMNS if c in rows[0]], rows, width)
+    rows = [{key: _cut(str(value), max_cell) for key, value in row.items()} for row in table]
+    chosen = _columns_that_fit([c for c in columns if c in rows[0]], rows, width)
     params = [key for key in param_keys if key in rows[0]]
     shown_params = _columns_that_fit(params, rows, width, chosen)[len(chosen):]
     lines = render_columns(rows, chosen + shown_params)

@@ -31,7 +31,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -112,12 +112,19 @@ def experiment_name(params: Params, data_md5: str | None, now: datetime) -> str:
     return f"{params.retrain.experiment_prefix}-{(data_md5 or 'untracked')[:8]}-{now:%Y%m%dT%H%M%SZ}"
 
 
-def run_experiment(params: Params, root: Path, name: str, log: Logger) -> None:
-    """Reproduce up to `evaluate` as a DVC experiment in a temporary copy of the repo."""
+def run_experiment(params: Params, root: Path, name: str, log: Logger, set_params: Sequence[str] = (),
+                   wait_for_lock: bool = False) -> None:
+    """Reproduce up to `evaluate` as a DVC experiment in a temporary copy of the repo.
+
+    `set_params` (`section.key=value`) are the experiment's changes to params.yaml (`-S`); with
+    `wait_for_lock`, DVC waits for another experiment's hold on the repository lock instead of failing
+    (several experiments started together, as a sweep does, each take it briefly to start and finish).
+    """
     # Ignored paths the stages read but git does not carry: the extractor
     # weights and the cached reference statistics.
     copy_paths = [p for p in (params.base.paths.weights, params.base.paths.fid_cache) if (root / p).exists()]
-    command = ["exp", "run", "--temp", "--name", name, *(f"--copy-paths={p}" for p in copy_paths), "evaluate"]
+    command = [*(["--wait-for-lock"] if wait_for_lock else []), "exp", "run", "--temp", "--name", name,
+               *(f"--copy-paths={p}" for p in copy_paths), *(f"--set-param={p}" for p in set_params), "evaluate"]
     _stream_dvc(command, root, log)
 
 
