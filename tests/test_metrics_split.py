@@ -58,7 +58,8 @@ def test_the_split_files_hold_numbers_and_provenance_and_read_back_as_one_record
     assert provenance["extractor"] == "fid-inception-v3-tf2015@bf16" and provenance["reference_stats_cached"] is True
     assert provenance["is_unavailable_reason"] == "no weights" and provenance["notes"] == ["KID subset size reduced"]
     record = evaluation_record(metrics, provenance)
-    assert record == report.to_json() and EvaluationReport.from_json(record) == report
+    assert record == report.to_json() and EvaluationReport.from_json({**provenance, **metrics}) == report
+    assert "reference_stats_cached" not in record   # how the run went: evaluation.json only
     # The gate compares FID settings across the two files as it did within one.
     assert fid_settings(record) == fid_settings({**OLD_METRICS, "extractor": "fid-inception-v3-tf2015@bf16"})
     # A metrics.json from before the split is taken as it is, its old band names mapped.

@@ -113,12 +113,13 @@ class EvaluationReport:
 
         The keys are those metrics.json held before provenance moved beside it:
         FD_DINOv2 appears only when it was asked for, the FID band, PRDC and
-        memorisation keys only when computed, reference_stats_cached only when known.
+        memorisation keys only when computed. Whether the reference statistics
+        came from the cache says how the run went, not what it measured: only
+        evaluation.json has it, so the gallery and the history read the same either way.
         """
         data = asdict(self)
+        data.pop("reference_stats_cached")
         data["notes"] = list(self.notes)
-        if self.reference_stats_cached is None:
-            data.pop("reference_stats_cached")
         if not self._fd_dinov2_requested():
             data.pop("fd_dinov2")
             data.pop("fd_dinov2_unavailable_reason")
@@ -141,7 +142,8 @@ class EvaluationReport:
 
     def provenance_json(self) -> dict[str, Any]:
         """What evaluation.json holds: what was measured with and on, how the run went, why a score is missing."""
-        return {key: value for key, value in self.to_json().items() if key in PROVENANCE_FIELDS}
+        provenance = {key: value for key, value in self.to_json().items() if key in PROVENANCE_FIELDS}
+        return {**provenance, "reference_stats_cached": self.reference_stats_cached}
 
     @property
     def _k_nn(self) -> str:
