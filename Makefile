@@ -111,7 +111,7 @@ ui: install
 # ---------------------------------------------------------------- checks
 
 test: install weights browser vega
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=30  # the slowest tests, so a CI log shows where the time went
 
 test-fast: install weights vega
 	$(BIN)/pytest -q -m "not slow"

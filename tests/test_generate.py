@@ -299,3 +299,19 @@ def test_exact_fp32_turns_tf32_off_on_cuda_and_restores_it():
         assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+
+
+def test_slerp_hits_the_endpoints_and_keeps_gaussian_norms():
+    from ganlib.generation.walk import slerp
+
+    rng = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 256, generator=rng), torch.randn(4, 256, generator=rng)
+    assert torch.allclose(slerp(a, b, torch.zeros(4)).float(), a, atol=1e-5)
+    assert torch.allclose(slerp(a, b, torch.ones(4)).float(), b, atol=1e-5)
+    middle = slerp(a, b, torch.full((4,), 0.5)).float()
+    lerp_middle = (a + b) / 2
+    # Linear interpolation of near-orthogonal Gaussians shrinks the norm by ~1/sqrt(2); slerp does not.
+    assert (middle.norm(dim=1) / a.norm(dim=1)).min() > 0.9
+    assert (lerp_middle.norm(dim=1) / a.norm(dim=1)).max() < 0.8
+    # Parallel endpoints (angle 0) fall back to a finite linear interpolation.
+    assert torch.allclose(slerp(a, 2 * a, torch.full((4,), 0.5)).float(), 1.5 * a, atol=1e-4)

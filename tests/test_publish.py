@@ -31,7 +31,7 @@ from ganlib.errors import UserFacingError
 from ganlib.models.sampling import fixed_latents
 from ganlib.publish.fid_settings import fid_settings
 from ganlib.publish.gate import FidBand, FidComparison, compare_fids, comparison_markdown
-from ganlib.publish.images import GeneratorOutputError, interpolation_latents, slerp
+from ganlib.publish.images import GeneratorOutputError, interpolation_latents
 from ganlib.publish.stage import PublishError, publish_generator
 from ganlib.publish.targets import PublishTargetError
 
@@ -832,20 +832,6 @@ def test_stage_publishes_the_trained_generator_file_and_records_it(tmp_path):
 
 
 # ----------------------------------------------------------------------------- latents
-
-
-def test_slerp_hits_the_endpoints_and_keeps_gaussian_norms():
-    rng = torch.Generator().manual_seed(0)
-    a, b = torch.randn(4, 256, generator=rng), torch.randn(4, 256, generator=rng)
-    assert torch.allclose(slerp(a, b, torch.zeros(4)), a, atol=1e-5)
-    assert torch.allclose(slerp(a, b, torch.ones(4)), b, atol=1e-5)
-    middle = slerp(a, b, torch.full((4,), 0.5))
-    lerp_middle = (a + b) / 2
-    # Linear interpolation of near-orthogonal Gaussians shrinks the norm by ~1/sqrt(2); slerp does not.
-    assert (middle.norm(dim=1) / a.norm(dim=1)).min() > 0.9
-    assert (lerp_middle.norm(dim=1) / a.norm(dim=1)).max() < 0.8
-    # Parallel endpoints (angle 0) fall back to a finite linear interpolation.
-    assert torch.allclose(slerp(a, 2 * a, torch.full((4,), 0.5)), 1.5 * a, atol=1e-4)
 
 
 def test_interpolation_rows_run_between_fixed_latents():

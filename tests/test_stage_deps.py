@@ -29,7 +29,7 @@ def entry_modules(stage: str) -> list[str]:
 
 
 # Files a stage reads rather than imports, so the import closure cannot see them.
-READ_FILES = {"publish": ["ganlib/publish/templates"]}
+READ_FILES = {"publish": ["ganlib/publish/templates", "presets.yaml"]}
 
 
 def code_deps(stage: str) -> list[PurePosixPath]:
@@ -40,7 +40,7 @@ def code_deps(stage: str) -> list[PurePosixPath]:
 
 @pytest.mark.parametrize("stage", sorted(READ_FILES))
 def test_stage_depends_on_the_files_it_reads(stage):
-    """Editing the gallery or model-card template must make `dvc repro` publish again."""
+    """Editing the gallery or model-card template, or the presets the card names, republishes on `dvc repro`."""
     for path in READ_FILES[stage]:
         assert path in STAGES[stage]["deps"] and (REPO_ROOT / path).exists(), path
 

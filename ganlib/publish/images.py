@@ -23,32 +23,13 @@ from PIL import Image
 from torch import nn
 
 from ganlib.errors import UserFacingError
+from ganlib.generation.walk import slerp
 from ganlib.models.grid import image_grid
 from ganlib.models.sampling import fixed_latents, to_uint8_images
 
 
 class GeneratorOutputError(UserFacingError, RuntimeError):
     """The generator produced something that is not an image batch in [-1, 1]."""
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between rows of `a` and `b` at fractions `t` ([N] each row).
-
-    Gaussian latents concentrate near a sphere; a straight line between two of
-    them passes through low-norm latents the generator rarely saw, so a linear
-    strip fades to grey in the middle while slerp does not.
-    """
-    t = t.reshape(-1, 1)
-    a_unit = a / a.norm(dim=1, keepdim=True)
-    b_unit = b / b.norm(dim=1, keepdim=True)
-    cos_omega = (a_unit * b_unit).sum(dim=1, keepdim=True).clamp(-1.0, 1.0)
-    omega = torch.acos(cos_omega)
-    sin_omega = torch.sin(omega)
-    nearly_parallel = sin_omega.abs() < 1e-6
-    safe_sin = torch.where(nearly_parallel, torch.ones_like(sin_omega), sin_omega)
-    spherical = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / safe_sin
-    linear = (1 - t) * a + t * b
-    return torch.where(nearly_parallel, linear, spherical)
 
 
 def interpolation_latents(seed: int, rows: int, steps: int, z_dim: int) -> torch.Tensor:
@@ -58,7 +39,7 @@ def interpolation_latents(seed: int, rows: int, steps: int, z_dim: int) -> torch
     t = torch.linspace(0.0, 1.0, steps, dtype=torch.float32)
     a = starts.repeat_interleave(steps, dim=0)
     b = stops.repeat_interleave(steps, dim=0)
-    return slerp(a, b, t.repeat(rows))
+    return slerp(a, b, t.repeat(rows)).to(torch.float32)
 
 
 def generate_images(

@@ -124,7 +124,7 @@ def training_rows(config: Mapping[str, Any], package: ModelPackage) -> list[tupl
         ("time in training steps", NOT_RECORDED if training.step_seconds is None
             else f"{duration(training.step_seconds)} over {training.ticks} ticks (upkeep between ticks not counted)"),
         ("precision", training.precision or NOT_RECORDED),
-        ("preset", config["preset"] or "none (no params.yaml preset matches this run's settings)"),
+        ("preset", config["preset"] or "none (no preset of presets.yaml matches this run's settings)"),
         ("params fingerprint", config["params_fingerprint"] or NOT_RECORDED),
         ("training code digest", config["code_digest"] or NOT_RECORDED),
         ("weights", "EMA (exponential moving average) of the generator"),

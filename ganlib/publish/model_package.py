@@ -249,7 +249,7 @@ def onnx_record(onnx: CheckedOnnx) -> dict[str, Any]:
 
 
 def matching_preset(params: Params, resolution: int) -> str | None:
-    """The params.yaml preset whose model settings this run used, or None (the run does not record a name).
+    """The preset (presets.yaml) whose model settings this run used, or None (the run does not record a name).
 
     A preset matches when each of its train.* and evaluate.* values equals
     the run's and its preprocess.resolution equals the model's; other
