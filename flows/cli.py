@@ -14,6 +14,8 @@
     scenegan commit-version -m MSG                          git-commit data.dvc, dvc.lock and the results together
     scenegan serve                                          serve the retrain deployment on retrain.cron
     scenegan compare [REV ...]                              metrics per dataset version (CSV, markdown, PNG)
+    scenegan sweep --grid K=V1,V2 [--grid ...] | --run "K=V K=V" [--run ...] [--jobs N]
+                                                            parameter sets as DVC experiments, ranked by FID
     scenegan fid-real DIR_A DIR_B                           FID/KID between two prepared datasets
     scenegan preset [NAME]                                  list presets.yaml, or print one as `dvc exp run` -S flags
     scenegan generate --out DIR|FILE.zip [--n N] [--seed S] [--truncation PSI] [--generator PATH]
@@ -145,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--wide", action="store_true",
                          help="print every column (default: what fits in 120 characters; compare.md and compare.csv have all)")
     add_override_argument(compare)
+    add_sweep_command(commands)
     real = _command(commands, "fid-real", "FID/KID between two prepared datasets (e.g. two dataset versions)", fid_real)
     real.add_argument("dataset_a", type=Path)
     real.add_argument("dataset_b", type=Path)
@@ -426,6 +429,35 @@ def compare_revisions(args: argparse.Namespace) -> CommandResult:
     load_params(args.params, args.overrides)  # fail fast, before a flow run starts
     return compare_result(call_with_prefect_api(
         lambda: compare_flow(params_file=str(args.params), revs=args.revs, overrides=args.overrides)), wide=args.wide)
+
+
+def add_sweep_command(commands: "argparse._SubParsersAction") -> None:
+    sweep = _command(commands, "sweep", "run a grid or list of parameter sets on the current dataset version, "
+                     "each a DVC experiment (`dvc exp run --temp`), and rank them by FID", run_sweep)
+    sweep.add_argument("--grid", action="append", default=[], metavar="SECTION.KEY=V1,V2",
+                       help="a swept key and its comma-separated values; repeatable: every combination runs")
+    sweep.add_argument("--run", dest="runs", action="append", default=[], metavar="'SECTION.KEY=V ...'",
+                       help="one run's settings, quoted as one argument; repeatable (instead of --grid)")
+    sweep.add_argument("--jobs", type=_at_least(1), default=1,
+                       help="experiments at once per device: the slots of its Prefect global concurrency limit "
+                            "scenegan-sweep-DEVICE (default: 1)")
+    add_override_argument(sweep)
+
+
+def run_sweep(args: argparse.Namespace) -> CommandResult:
+    from ganlib.versions.sweep import plan_sweep
+
+    # Every parameter set validated, and its devices checked, before a flow run (and a server) starts.
+    plan = plan_sweep(args.params, args.overrides, args.grid, args.runs)
+    for params in plan.params:
+        check_stage_devices(params, ["train", "evaluate"])
+
+    from flows.results import sweep_result
+    from flows.server import call_with_prefect_api
+    from flows.sweep import sweep_flow
+
+    return sweep_result(call_with_prefect_api(lambda: sweep_flow(
+        params_file=str(args.params), overrides=list(args.overrides), grid=args.grid, runs=args.runs, jobs=args.jobs)))
 
 
 def fid_real(args: argparse.Namespace) -> CommandResult:

@@ -424,3 +424,25 @@ def preset_flags_result(name: str, overrides: Sequence[str]) -> CommandResult:
     flags = [f"-S {shlex.quote(expression)}" for expression in overrides]
     return CommandResult([" ".join(flags)], {"command": "preset", "preset": name, "overrides": list(overrides),
                                               "dvc_exp_run_flags": " ".join(flags)})
+
+
+def sweep_result(result: Mapping[str, Any]) -> CommandResult:
+    """The runs best FID first (name, FID with its noise band, KID, the swept params), what the bands say,
+    the report files, and how to look at or promote a run."""
+    import textwrap
+
+    from ganlib.versions.compare import FID_HEADING, NOT_COMPARABLE_MARK, TERMINAL_WIDTH, terminal_table
+
+    table = list(result["table"])
+    # The experiment's whole name (what `dvc exp apply` takes) and the swept params, before anything else.
+    lines = terminal_table(table[:MAX_TABLE_ROWS], result.get("swept_keys") or [], max_cell=48,
+                           columns=(NOT_COMPARABLE_MARK, "version", FID_HEADING, "KID"))
+    if len(table) > MAX_TABLE_ROWS:
+        lines.append(f"... and {len(table) - MAX_TABLE_ROWS} more runs (all of them in the files below)")
+    lines += [line for note in [*result.get("summary", []), *(result.get("footnotes") or [])]
+              for line in textwrap.wrap(note, TERMINAL_WIDTH, subsequent_indent="  ", break_on_hyphens=False)]
+    lines += [f"{kind}: {shown_path(path)}" for kind, path in result["files"].items()]
+    lines.append("The runs are DVC experiments: `dvc exp show` lists them with their params and metrics.")
+    next_steps = [f"`dvc exp apply {result['best']}` to bring the best run into the workspace (then `dvc repro "
+                  "publish` to publish it, `scenegan commit-version -m MSG` to keep it)"] if result.get("best") else []
+    return CommandResult(lines, {"command": "sweep", **to_jsonable(result)}, next_steps)
