@@ -443,6 +443,10 @@ def sweep_result(result: Mapping[str, Any]) -> CommandResult:
               for line in textwrap.wrap(note, TERMINAL_WIDTH, subsequent_indent="  ", break_on_hyphens=False)]
     lines += [f"{kind}: {shown_path(path)}" for kind, path in result["files"].items()]
     lines.append("The runs are DVC experiments: `dvc exp show` lists them with their params and metrics.")
-    next_steps = [f"`dvc exp apply {result['best']}` to bring the best run into the workspace (then `dvc repro "
-                  "publish` to publish it, `scenegan commit-version -m MSG` to keep it)"] if result.get("best") else []
+    # DVC's --keep takes regular expressions matched from a column name's start; --drop '.*' drops all the others.
+    keep = "|".join(["Experiment", "^fid$", *(result.get("swept_keys") or [])])
+    next_steps = [f"`dvc exp show --drop '.*' --keep '{keep}'` for DVC's table of the runs: FID and the swept params"]
+    if result.get("best"):
+        next_steps.append(f"`dvc exp apply {result['best']}` to bring the best run into the workspace (then "
+                          "`dvc repro publish` to publish it, `scenegan commit-version -m MSG` to keep it)")
     return CommandResult(lines, {"command": "sweep", **to_jsonable(result)}, next_steps)
