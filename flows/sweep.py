@@ -42,6 +42,8 @@ def sweep_flow(params_file: str = "params.yaml", overrides: list[str] | None = N
                runs: list[str] | None = None, jobs: int = 1) -> dict[str, Any]:
     """Run a grid (`grid`: section.key=v1,v2 ...) or list (`runs`) of parameter sets as DVC experiments."""
     log = get_run_logger()
+    if jobs < 1:  # a limit of no slots would leave every run waiting for ever
+        raise sweep.SweepError(f"sweep: jobs must be at least 1, got {jobs}")
     overrides = list(overrides or [])
     params, root = load_stage_params(params_file, overrides)
     plan = sweep.plan_sweep(params_file, overrides, grid or [], runs or [])
