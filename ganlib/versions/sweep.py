@@ -379,6 +379,9 @@ def _noted(row: VersionRow, runs: Mapping[str, SweepRun], verdict: str) -> Versi
 # --------------------------------------------------------------------------- report
 
 
+MAX_COMMON_SHOWN = 6
+
+
 def sweep_title(stem: str, count: int) -> str:
     return f"Sweep {stem}: {count} runs ranked by FID, best first"
 
@@ -387,7 +390,10 @@ def summary_lines(ranked: RankedSweep, runs: Sequence[SweepRun], overrides: Sequ
                   data_md5: str | None) -> list[str]:
     """What the sweep ran and found, in sentences (the report's head, the CLI's closing lines)."""
     by_name = {run.name: run for run in runs}
-    common = " ".join(overrides) if overrides else "none (params.yaml as it is)"
+    # A preset sets dozens of keys: the first few say which, the report's params columns and CSV have them all.
+    shown = " ".join(overrides[:MAX_COMMON_SHOWN])
+    more = f" and {len(overrides) - MAX_COMMON_SHOWN} more" if len(overrides) > MAX_COMMON_SHOWN else ""
+    common = f"{shown}{more}" if overrides else "none (params.yaml as it is)"
     lines = [f"{len(runs)} runs on dataset version {short_md5(data_md5)}; settings common to all: {common}."]
     if ranked.best is None:
         lines.append("No run has an FID.")
