@@ -390,7 +390,7 @@ def summary_lines(ranked: RankedSweep, runs: Sequence[SweepRun], overrides: Sequ
                   data_md5: str | None) -> list[str]:
     """What the sweep ran and found, in sentences (the report's head, the CLI's closing lines)."""
     by_name = {run.name: run for run in runs}
-    # A preset sets dozens of keys: the first few say which, the report's params columns and CSV have them all.
+    # A preset sets dozens of keys: the first few say which (`dvc exp show` has every param of each run).
     shown = " ".join(overrides[:MAX_COMMON_SHOWN])
     more = f" and {len(overrides) - MAX_COMMON_SHOWN} more" if len(overrides) > MAX_COMMON_SHOWN else ""
     common = f"{shown}{more}" if overrides else "none (params.yaml as it is)"
