@@ -1,4 +1,4 @@
-"""What evaluation writes: metrics.json (DVC metrics), evaluation.json, params.json, the table, the training curve."""
+"""What evaluation writes: metrics.json, scores/ (DVC metrics), evaluation.json, params.json, the table, the training curve."""
 
 from __future__ import annotations
 
@@ -63,7 +63,19 @@ def test_metrics_json_holds_numbers_only_and_evaluation_json_the_provenance(tmp_
     recorded = json.loads((out_dir / "params.json").read_text())
     assert recorded["evaluate"]["n_samples"] == 40
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "evaluation.json", "memorisation.json", "metrics.json", "params.json", "truncation.json"]
+        "evaluation.json", "memorisation.json", "metrics.json", "params.json", "scores", "truncation.json"]
+
+    # DVC's metrics: a file per metric computed (IS was not), built from metrics.json's numbers.
+    scores = {p.name: json.loads(p.read_text()) for p in (out_dir / "scores").iterdir()}
+    assert sorted(scores) == ["coverage.json", "density.json", "fid.json", "kid.json", "memorisation.json",
+                              "precision.json", "recall.json"]
+    assert scores["fid.json"]["value"] == metrics["fid"] and scores["kid.json"]["std"] == metrics["kid_std"]
+    assert scores["memorisation.json"]["pixels"] == metrics["memorisation_pixels"]
+
+    # A later evaluation without a metric leaves no stale file of it: the folder is rewritten.
+    fewer = measure_generator(TinyGenerator(), TinyInfo(kimg=2.5), tiny_params("evaluate.metrics=[fid,kid]"), LOG, root)
+    write_evaluation(fewer, params, out_dir)
+    assert sorted(p.name for p in (out_dir / "scores").iterdir()) == ["fid.json", "kid.json"]
 
 
 def test_table_and_rows_state_samples_seed_and_extractor(tmp_path, empty_torch_hub):

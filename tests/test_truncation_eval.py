@@ -95,7 +95,7 @@ def test_the_evaluate_stage_prints_the_table_and_writes_every_file(tmp_path, cap
     assert "psi  FID" in caplog.text and "\n0.6  " in caplog.text
     out = tmp_path / params.base.paths.evaluate
     assert sorted(p.name for p in out.iterdir()) == [
-        "evaluation.json", "memorisation.json", "metrics.json", "params.json", "truncation.json"]
+        "evaluation.json", "memorisation.json", "metrics.json", "params.json", "scores", "truncation.json"]
 
 
 def test_psi_outside_zero_to_one_is_refused_naming_the_key():

@@ -1,7 +1,8 @@
 """The evaluation stage: score the trained EMA generator; compare two datasets.
 
     evaluate_generator(params, log, root)          generator.pt -> metrics.json (numbers), evaluation.json
-                                                   (provenance), memorisation.json, truncation.json (+ params.json)
+                                                   (provenance), memorisation.json, truncation.json (+ params.json,
+                                                   scores/: the numbers as DVC's metrics, one file per metric)
     measure_generator(G, info, params, log, root)  all of that for a module in memory, no files
     score_generator(G, info, params, log, root)    metrics.json's scores only (no truncation table)
     compare_datasets(a, b, params, log, root)      FID/KID between two prepared datasets
@@ -19,6 +20,7 @@ whenever the data and settings match.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +32,9 @@ import torch.nn as nn
 from ganlib.config import STAGE_PARAMS, EvaluateParams, Params, select_params
 from ganlib.data.dataset import PreparedDataset, open_prepared
 from ganlib.hardware.device import resolve_device
-from ganlib.io.atomic import atomic_write_json, staged_directory
+from ganlib.io.atomic import atomic_write_json, atomic_write_text, staged_directory
 from ganlib.logs import Logger
+from ganlib.metrics.dvc_scores import SCORES_DIR, dvc_score_files
 from ganlib.metrics.errors import EvaluationError
 from ganlib.metrics.extractors import (
     IS_LOGITS,
@@ -124,11 +127,17 @@ def evaluate_generator(params: Params, log: Logger, root: Path) -> EvaluationRep
 
 
 def write_evaluation(evaluation: Evaluation, params: Params, out_dir: Path) -> Path:
-    """metrics.json, evaluation.json, memorisation.json, truncation.json and params.json, swapped into place
-    together; returns metrics.json's path."""
+    """metrics.json, evaluation.json, memorisation.json, truncation.json, params.json and scores/ (DVC's
+    metrics, ganlib/metrics/dvc_scores.py), swapped into place together; returns metrics.json's path."""
     report = evaluation.report
+    metrics = report.metrics_json()
+    # The whole folder is rebuilt, scores/ included: a metric no longer computed leaves no stale file behind.
     with staged_directory(out_dir) as staging:
-        atomic_write_json(staging / METRICS_FILE, report.metrics_json())
+        atomic_write_json(staging / METRICS_FILE, metrics)
+        (staging / SCORES_DIR).mkdir()
+        for name, scores in dvc_score_files(metrics).items():
+            # Keys in their own order, not sorted: `dvc exp show` makes its columns in file order (value first).
+            atomic_write_text(staging / SCORES_DIR / name, json.dumps(scores, indent=2) + "\n")
         atomic_write_json(staging / PROVENANCE_FILE, report.provenance_json())
         atomic_write_json(
             staging / MEMORISATION_FILE, memorisation_record(evaluation.memorisation, evaluation.memorisation_reason)

@@ -3,8 +3,8 @@
 The evaluate stage writes two files side by side in base.paths.evaluate:
 
     metrics.json     numbers only: the scores, their noise band, sample counts, checkpoint kimg, resolution,
-                     seed. DVC shows every key as a metric column (`dvc metrics show/diff`, `dvc exp show`),
-                     so a score that was not computed is absent, never a string or null.
+                     seed; a score that was not computed is absent, never a string or null. A DVC out: what
+                     DVC shows as metrics is scores/ beside it, the same numbers a file per metric (dvc_scores.py).
     evaluation.json  provenance: which dataset (md5, sha256), extractor (and its description), device and
                      batch size, whether the reference statistics came from the cache, notes, and why a
                      score asked for is unavailable. A DVC out, not a metric.
