@@ -2,11 +2,13 @@
 
 A dataset version is only reproducible from git when the commit that records
 it (data.dvc) also records what the pipeline made of it: dvc.lock (the md5 of
-every stage's inputs and outputs), the evaluate stage's metrics, provenance,
-params, memorisation and truncation records, the publish record, the retrain history and the .gitignore files DVC
-writes. Committing them one by one invites a commit whose data.dvc and
-dvc.lock disagree, so this commits them together, and only when `dvc status`
-is clean: otherwise dvc.lock would describe results the workspace does not hold.
+every stage's inputs and outputs), the evaluate stage's metrics (metrics.json
+and the scores folder DVC reads), provenance, params, memorisation and
+truncation records, the publish record, the retrain history and the
+.gitignore files DVC writes. Committing them one by one invites a commit
+whose data.dvc and dvc.lock disagree, so this commits them together, and only
+when `dvc status` is clean: otherwise dvc.lock would describe results the
+workspace does not hold.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ganlib.config import Params
 from ganlib.errors import UserFacingError
 from ganlib.io.dvc_cli import run_dvc
 from ganlib.io.provenance import DATA_DVC_FILE, dataset_dvc_file, dvc_tracked_md5, short_md5
+from ganlib.metrics.dvc_scores import SCORES_DIR
 from ganlib.metrics.memorisation import MEMORISATION_FILE
 from ganlib.metrics.report import METRICS_FILE, PROVENANCE_FILE
 from ganlib.metrics.truncation_table import TRUNCATION_FILE
@@ -50,15 +53,22 @@ class VersionCommit:
 
 
 def version_files(params: Params, root: Path) -> list[str]:
-    """The files that make up a dataset version and its results, relative to root, those that exist."""
+    """The files that make up a dataset version and its results, relative to root, those that exist.
+
+    The evaluate stage's scores folder (DVC's metrics, a file per metric) is one entry, the folder: git then
+    adds the files in it and removes those an earlier evaluation wrote and this one did not.
+    """
     dvc_file = dataset_dvc_file(root, params.base.paths.raw) or root / DATA_DVC_FILE
+    evaluate = params.base.paths.evaluate
     paths = [
         _relative(dvc_file, root), DVC_LOCK_FILE,
-        *(f"{params.base.paths.evaluate}/{name}"
+        *(f"{evaluate}/{name}"
           for name in (METRICS_FILE, PROVENANCE_FILE, EVALUATE_PARAMS_FILE, MEMORISATION_FILE, TRUNCATION_FILE)),
         params.base.paths.publish_record, params.base.paths.history, *dvc_gitignores(params, root),
     ]
-    return [path for path in dict.fromkeys(paths) if (root / path).is_file()]
+    files = [path for path in dict.fromkeys(paths) if (root / path).is_file()]
+    scores = f"{evaluate}/{SCORES_DIR}"
+    return files + ([scores] if (root / scores).is_dir() else [])
 
 
 def dvc_gitignores(params: Params, root: Path) -> list[str]:
