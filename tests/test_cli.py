@@ -50,3 +50,13 @@ def test_import_copies_a_zip_into_the_raw_folder(tmp_path):
     run([SCENEGAN, "data", "import", str(tmp_path / "photos.zip"), "--out", str(out),
          "--params", str(REPO_ROOT / "params.yaml")], tmp_path)
     assert (out / "trip" / "sky.png").is_file()
+
+
+def test_the_cli_and_its_result_summaries_load_without_torch():
+    """Data, version and listing commands start in about a second: torch and torch-fidelity cost several."""
+    import subprocess
+
+    check = ("import sys, flows.cli, flows.results, ganlib.versions.commit; "
+             "heavy = sorted(m for m in ('torch', 'torch_fidelity') if m in sys.modules); "
+             "assert not heavy, f'the CLI imported {heavy}'")
+    subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, check=True)

@@ -29,26 +29,6 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
     return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
 
 
-@pytest.mark.slow  # three dvc repro runs of a tiny training: about a minute on 2 cores
-def test_editing_a_model_retrains_and_a_comment_resumes(tiny_project, subprocess_env):
-    assert "Running stage 'train'" in repro_train(tiny_project, subprocess_env)
-    trained = generator_weights(tiny_project)
-    model_file = tiny_project / DCGAN
-    source = model_file.read_text()
-    assert INIT in source
-
-    # A comment is a code change to DVC (the stage re-runs), but not to the run: it resumes
-    # the finished checkpoint and writes the same generator.
-    model_file.write_text(source + "\n# a comment that changes nothing\n")
-    assert "Running stage 'train'" in repro_train(tiny_project, subprocess_env)
-    assert same_weights(generator_weights(tiny_project), trained)
-
-    # A change to what the model computes must train again, not resume the old run.
-    model_file.write_text(source.replace(INIT, INIT.replace("0.02", "0.03")))
-    assert "Running stage 'train'" in repro_train(tiny_project, subprocess_env)
-    assert not same_weights(generator_weights(tiny_project), trained)
-
-
 def dvc_status(root: Path, env: dict, stage: str) -> str:
     return run([str(Path(sys.executable).with_name("dvc")), "status", stage], root, env).stdout
 
@@ -58,19 +38,37 @@ def repro_train_log(root: Path, env: dict) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.mark.slow  # two dvc repro runs of a tiny training
-def test_the_downloader_is_no_dependency_and_a_comment_in_the_loop_resumes_identical_weights(tiny_project, subprocess_env):
-    repro_train(tiny_project, subprocess_env)
+@pytest.mark.slow  # four dvc repro runs of a tiny training: about a minute on 2 cores
+def test_code_edits_retrain_only_when_they_change_what_training_computes(tiny_project, subprocess_env):
+    assert "Running stage 'train'" in repro_train(tiny_project, subprocess_env)
     trained = generator_weights(tiny_project)
-    downloader = tiny_project / "ganlib/metrics/weights.py"  # not run by the stage: no dep, no re-run
+
+    # The weights downloader is not run by the stage: no dep, no re-run.
+    downloader = tiny_project / "ganlib/metrics/weights.py"
     downloader.write_text(downloader.read_text() + "\n# a comment in the download helper\n")
     assert "up to date" in dvc_status(tiny_project, subprocess_env, "train")
+
+    # A comment in the loop is a new file to DVC (the stage re-runs), but the same run to training:
+    # it resumes the finished checkpoint and writes the same generator.
     loop_file = tiny_project / "ganlib/training/loop.py"
     loop_file.write_text(loop_file.read_text() + "\n# a comment from a git pull\n")
-    assert "changed" in dvc_status(tiny_project, subprocess_env, "train")  # DVC sees a new file...
+    assert "changed" in dvc_status(tiny_project, subprocess_env, "train")
     log = repro_train_log(tiny_project, subprocess_env)
-    assert "resuming from" in log and "starting from scratch" not in log  # ...training sees the same run
+    assert "resuming from" in log and "starting from scratch" not in log
     assert same_weights(generator_weights(tiny_project), trained)
+
+    # The same for a comment in a model file.
+    model_file = tiny_project / DCGAN
+    source = model_file.read_text()
+    assert INIT in source
+    model_file.write_text(source + "\n# a comment that changes nothing\n")
+    assert "Running stage 'train'" in repro_train(tiny_project, subprocess_env)
+    assert same_weights(generator_weights(tiny_project), trained)
+
+    # A change to what the model computes must train again, not resume the old run.
+    model_file.write_text(source.replace(INIT, INIT.replace("0.02", "0.03")))
+    assert "Running stage 'train'" in repro_train(tiny_project, subprocess_env)
+    assert not same_weights(generator_weights(tiny_project), trained)
 
 
 @pytest.mark.slow  # two dvc repro runs of a tiny training, the first measuring precision

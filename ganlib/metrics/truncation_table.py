@@ -45,8 +45,8 @@ import torch.nn as nn
 from ganlib.formatting import significant
 from ganlib.metrics.sources import SeededGenerator
 from ganlib.models.truncation import check_truncation, truncate_latents
+from ganlib.metrics.report import TRUNCATION_FILE  # noqa: F401 (its readers import it from here)
 
-TRUNCATION_FILE = "truncation.json"
 TRUNCATION_FORMAT = "scenegan-truncation/1"
 _number = partial(significant, digits=4, scientific_from=1e5)
 

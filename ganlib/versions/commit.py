@@ -24,9 +24,7 @@ from ganlib.errors import UserFacingError
 from ganlib.io.dvc_cli import run_dvc
 from ganlib.io.provenance import DATA_DVC_FILE, dataset_dvc_file, dvc_tracked_md5, short_md5
 from ganlib.metrics.dvc_scores import SCORES_DIR
-from ganlib.metrics.memorisation import MEMORISATION_FILE
-from ganlib.metrics.report import METRICS_FILE, PROVENANCE_FILE
-from ganlib.metrics.truncation_table import TRUNCATION_FILE
+from ganlib.metrics.report import MEMORISATION_FILE, METRICS_FILE, PROVENANCE_FILE, TRUNCATION_FILE
 
 DVC_LOCK_FILE = "dvc.lock"
 EVALUATE_PARAMS_FILE = "params.json"  # dvc.yaml: the evaluate stage's uncached params record
