@@ -444,7 +444,8 @@ def sweep_result(result: Mapping[str, Any]) -> CommandResult:
     lines += [f"{kind}: {shown_path(path)}" for kind, path in result["files"].items()]
     lines.append("The runs are DVC experiments: `dvc exp show` lists them with their params and metrics.")
     # DVC's --keep takes regular expressions matched from a column name's start; --drop '.*' drops all the others.
-    keep = "|".join(["Experiment", "^fid$", *(result.get("swept_keys") or [])])
+    # FID is the `value` of evaluate's scores/fid.json; its band's keys (low, high) are fid.json's alone.
+    keep = "|".join(["Experiment", r".*scores/fid\.json:value", "^low$", "^high$", *(result.get("swept_keys") or [])])
     next_steps = [f"`dvc exp show --drop '.*' --keep '{keep}'` for DVC's table of the runs: FID and the swept params"]
     if result.get("best"):
         next_steps.append(f"`dvc exp apply {result['best']}` to bring the best run into the workspace (then "
