@@ -12,6 +12,9 @@ VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
 PY := $(BIN)/python
 PORT ?= 4200
+# Test processes (pytest-xdist). Most tests wait on subprocesses (dvc, Prefect servers, torchrun), so two
+# workers keep two cores busy; --durations lists the slowest tests, so a CI log shows where the time went.
+TEST_WORKERS ?= 2
 
 # dvc.yaml's stage commands call `python -m flows.stage ...`: make that the venv's python.
 export PATH := $(BIN):$(PATH)
@@ -111,10 +114,10 @@ ui: install
 # ---------------------------------------------------------------- checks
 
 test: install weights browser vega
-	$(BIN)/pytest -q --durations=30  # the slowest tests, so a CI log shows where the time went
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=30
 
 test-fast: install weights vega
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 bench: install weights
 	$(PY) bench/train_throughput.py

@@ -100,7 +100,10 @@ def test_an_exception_in_the_log_callback_stops_every_rank_even_one_that_ignores
 # How the caller is stopped: Ctrl-C, or a Prefect cancellation (the runner sends SIGTERM, which
 # Prefect's flow engine turns into a TerminationSignal exception in the flow's process).
 STOPS = {
-    "ctrl-c": (signal.SIGINT, "", "KeyboardInterrupt"),
+    # A terminal's Ctrl-C; the handler is set because a caller that inherits SIGINT ignored (as under
+    # pytest-xdist's workers) would never see it.
+    "ctrl-c": (signal.SIGINT, "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n",
+               "KeyboardInterrupt"),
     "prefect-cancellation": (
         signal.SIGTERM,
         "import signal\n"
