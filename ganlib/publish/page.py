@@ -158,6 +158,7 @@ def gallery_context(page: GalleryPage, link_prefix: str = "", show_history: bool
         "dataset_version": page.dataset_version or "untracked",
         "notes": list(page.notes),
         "metrics": None if page.metrics is None else _rows(metric_rows(page.metrics)),   # None: "not evaluated"
+        "measurement": [] if page.metrics is None else _rows(measurement_rows(page.metrics)),
         "fid_noise_note": None if page.metrics is None else fid_noise_note(page.metrics),
         "grid": _image(page.grid, link_prefix, scale),
         "interpolation": _image(page.interpolation, link_prefix, scale),
@@ -212,11 +213,9 @@ def gallery_environment() -> jinja2.Environment:
 
 
 def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(label, value) rows for the metrics table: the known metrics first, then any other key."""
+    """(label, value) rows of the scores for the metrics table; measurement_rows has the rest."""
     metrics = with_current_metric_keys(metrics)   # a release published before the band's rename
     rows: list[tuple[str, str]] = []
-    shown = {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "is_unavailable_reason", "precision", "recall",
-             "density", "coverage", "memorisation", "memorisation_pixels", "memorisation_baseline", *FID_NOISE_KEYS}
     if "fid" in metrics:
         rows.append(("FID ↓", fixed(metrics["fid"], 3)))
         rows += _fid_uncertainty_rows(metrics)
@@ -224,8 +223,9 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("KID ↓", plus_minus(metrics.get("kid_mean"), metrics.get("kid_std"), partial(fixed, decimals=5))))
     if "is_mean" in metrics or "is_unavailable_reason" in metrics:
         if metrics.get("is_mean") is None:
-            reason = metrics.get("is_unavailable_reason") or "not computed"
-            rows.append(("Inception Score ↑", f"unavailable: {reason}"))
+            # Why (a missing weights file, where it was looked for, how to install it) is the operator's
+            # business: evaluation.json and the run log carry it, never the published page.
+            rows.append(("Inception Score ↑", "not measured for this release"))
         else:
             rows.append(("Inception Score ↑", plus_minus(metrics.get("is_mean"), metrics.get("is_std"), partial(fixed, decimals=3))))
     for key, label in (("precision", "Precision ↑"), ("recall", "Recall ↑"), ("density", "Density (~1 typical)"),
@@ -233,9 +233,23 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
         if key in metrics:
             rows.append((label, fixed(metrics[key], 3)))
     rows += _memorisation_rows(metrics)
-    for key in sorted(set(metrics) - shown):
-        rows.append((MEASUREMENT_LABELS.get(key, key), _value_text(metrics[key])))
     return rows
+
+
+# What metric_rows shows, and what measurement_rows leaves to it.
+SCORE_KEYS = {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "is_unavailable_reason", "precision", "recall",
+              "density", "coverage", "memorisation", "memorisation_pixels", "memorisation_baseline", *FID_NOISE_KEYS}
+
+
+def measurement_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """How the scores were measured (sample counts, extractor, dataset, seed...): the page's collapsed details.
+
+    Reasons a metric is unavailable are left out: they name files and commands of the publishing machine.
+    """
+    metrics = with_current_metric_keys(metrics)
+    hidden = {key for key in metrics if key.endswith("_unavailable_reason")}
+    return [(MEASUREMENT_LABELS.get(key, key), _value_text(metrics[key]))
+            for key in sorted(set(metrics) - SCORE_KEYS - hidden)]
 
 
 def _memorisation_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:

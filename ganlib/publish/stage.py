@@ -138,7 +138,10 @@ def publish_generator(
         log.info("publish skipped: %s", decision.reason)
         report = _report("skipped", decision, settings, now, fid, info.kimg, current, files=0)
     else:
-        notes = [decision.reason] + [f"warning: {text}" for text in mismatches]
+        # The page is for its readers: "publish.gate is always" is the operator's setting (the log has it);
+        # a better_fid decision says why this release replaced the last one, which readers can use.
+        reasons = [decision.reason] if settings.gate != "always" else []
+        notes = reasons + [f"warning: {text}" for text in mismatches]
         for text in mismatches:
             log.warning("metrics.json does not match generator.pt: %s", text)
         sections = read_section_inputs(root, params.base.paths.evaluate, params.base.paths.prepared, settings,
