@@ -232,7 +232,7 @@ def test_card_shows_data_training_metrics_and_limits(published):
         "| time in training steps | 8 s over 2 ticks",
         "| precision | bf16 |", "c0de" * 16, "0123456789abcdef",
         "61.234, sampling noise [59.500, 63.250]: 95% band over 200 bootstrap resamples of the 40 generated samples",
-        "0.04321 ± 0.00211", "not measured: no IS weights installed", "| density (~1 is typical) | 0.833 (k = 5) |",
+        "0.04321 ± 0.00211", "| Inception Score ↑ | not measured |", "| density (~1 is typical) | 0.833 (k = 5) |",
         "| coverage ↑ | 0.547 (k = 5) |", "0.062 (fresh images: ~0.05, copies: 1)",
         "| generated images measured | 40 |",
         "Memorisation: 0.062 of 40 samples", "32 x 32 px images only", "![2 x 2 samples of seed 2024", "(samples.png)",

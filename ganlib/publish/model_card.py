@@ -144,12 +144,12 @@ def metric_rows(metrics: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     if metrics.get("is_mean") is not None:
         rows.append(("Inception Score ↑", plus_minus(metrics["is_mean"], metrics.get("is_std"), three)))
     else:
-        reason = metrics.get("is_unavailable_reason")
-        rows.append(("Inception Score ↑", f"{NOT_MEASURED}: {cell(reason)}" if reason else NOT_MEASURED))
+        # The reasons (a weights file not found here, the command that installs it) are the publishing
+        # machine's, kept in evaluation.json; the card travels with the model.
+        rows.append(("Inception Score ↑", NOT_MEASURED))
     if "fd_dinov2" in metrics or metrics.get("fd_dinov2_unavailable_reason"):
-        reason = metrics.get("fd_dinov2_unavailable_reason")
         rows.append(("FD_DINOv2 ↓", three(metrics["fd_dinov2"]) if metrics.get("fd_dinov2") is not None
-                     else f"{NOT_MEASURED}: {cell(reason)}" if reason else NOT_MEASURED))
+                     else NOT_MEASURED))
     k = metrics.get("prdc_k")
     for key, label in (("precision", "precision ↑"), ("recall", "recall ↑"), ("density", "density (~1 is typical)"),
                        ("coverage", "coverage ↑")):
