@@ -91,6 +91,12 @@ def project_copy(tmp_path: Path) -> Path:
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif source.exists():
             shutil.copy2(source, root / name)
+    return init_git_dvc_repo(root)
+
+
+def init_git_dvc_repo(root: Path) -> Path:
+    """`root` (created if missing) as a git repository with a committer and DVC initialised, analytics off."""
+    root.mkdir(parents=True, exist_ok=True)
     dvc = str(Path(sys.executable).with_name("dvc"))
     run(["git", "init", "-q"], root)
     run(["git", "config", "user.email", "test@example.com"], root)

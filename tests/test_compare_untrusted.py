@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from conftest import REPO_ROOT, load_test_params, run
+from conftest import REPO_ROOT, init_git_dvc_repo, load_test_params, run
 
 from ganlib.logs import plain_logger
 from ganlib.versions.compare import compare_versions
@@ -40,11 +39,7 @@ def commit(root: Path, tag: str) -> None:
 
 
 def test_crafted_images_sha256_is_refused_and_nothing_outside_scratch_is_deleted(tmp_path, monkeypatch):
-    root = tmp_path / "repo"
-    root.mkdir()
-    for args in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                 ["git", "config", "user.name", "tests"], [str(Path(sys.executable).with_name("dvc")), "init", "-q"]):
-        run(args, root)
+    root = init_git_dvc_repo(tmp_path / "repo")
     shutil.copy2(REPO_ROOT / "params.yaml", root / "params.yaml")
     write_prepared(root, seed=1)
     commit(root, "a")
@@ -96,11 +91,7 @@ def table_cells(line: str) -> list[str]:
 def test_hostile_tag_names_and_param_values_are_text_in_compare_md(tmp_path):
     import yaml
 
-    root = tmp_path / "repo"
-    root.mkdir()
-    for args in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                 ["git", "config", "user.name", "tests"], [str(Path(sys.executable).with_name("dvc")), "init", "-q"]):
-        run(args, root)
+    root = init_git_dvc_repo(tmp_path / "repo")
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["retrain"]["<script>key</script>"] = "0"
     (root / "params.yaml").write_text(yaml.safe_dump(params))

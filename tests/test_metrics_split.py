@@ -8,11 +8,10 @@ metrics.json committed without its evaluation.json.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import yaml
-from conftest import REPO_ROOT, load_test_params, run
+from conftest import REPO_ROOT, init_git_dvc_repo, load_test_params, run
 
 from ganlib.logs import plain_logger
 from ganlib.metrics.report import EvaluationReport, evaluation_record
@@ -68,11 +67,7 @@ def test_the_split_files_hold_numbers_and_provenance_and_read_back_as_one_record
 
 
 def test_compare_reads_an_old_metrics_json_and_the_split_files_at_their_revisions(tmp_path):
-    root = tmp_path / "repo"
-    root.mkdir()
-    for args in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                 ["git", "config", "user.name", "tests"], [str(Path(sys.executable).with_name("dvc")), "init", "-q"]):
-        run(args, root)
+    root = init_git_dvc_repo(tmp_path / "repo")
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     (root / "data.dvc").write_text(yaml.safe_dump({"outs": [{"md5": f"{DATA_MD5}.dir", "path": "raw"}]}))
