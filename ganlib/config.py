@@ -82,6 +82,7 @@ class Paths(Section):
     raw: str
     prepared: str
     train: str
+    live: str                                 # train -> the dvclive log: curves and sample grids per tick
     checkpoints: str
     evaluate: str
     fid_cache: str
@@ -527,7 +528,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "train": (
         # base.device: the same run on another device is not bit-identical
         "base.seed", "base.device",
-        "base.paths.prepared", "base.paths.train", "base.paths.checkpoints",
+        "base.paths.prepared", "base.paths.train", "base.paths.live", "base.paths.checkpoints",
         "base.paths.weights", "base.paths.fid_cache",  # the optional FID curve
         "train",
         # what shapes the optional FID curve written during training (its rows carry a key of them)

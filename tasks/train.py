@@ -23,9 +23,9 @@ from ganlib.config import Params
 from ganlib.errors import UserFacingError
 from ganlib.io.logged_command import run_logged
 from ganlib.logs import Logger
-from ganlib.stages.train import with_fid_curve
+from ganlib.stages.train import train_with_curves
 from ganlib.training.launch import launch_command, launched_as_rank, needs_launcher, world_from_env
-from ganlib.training.loop import TickReport, train_gan
+from ganlib.training.loop import TickReport
 from tasks.artifacts import png_data_uri
 
 PREVIEW_PX = 256  # the embedded grid preview stays small: artifacts live in the Prefect database
@@ -42,9 +42,11 @@ def train_gan_task(params: Params, root: Path, params_file: str, overrides: Sequ
     on_tick = None
     if world.is_main:  # rank 0 reports; the other ranks only train
         progress_id = create_progress_artifact(progress=0.0, key="train-progress", description="training progress (%)")
-        on_tick = with_fid_curve(params, log, root, lambda report: _publish_tick(report, progress_id))
+
+        def on_tick(report: TickReport) -> None:
+            _publish_tick(report, progress_id)
     try:
-        summary = train_gan(params, log, root, on_tick=on_tick, world=world)
+        summary = train_with_curves(params, log, root, on_tick=on_tick, world=world)
     finally:
         if dist.is_initialized():  # as a rank: leave the process group cleanly (the launcher's children do)
             dist.destroy_process_group()

@@ -67,8 +67,6 @@ def test_outputs_are_complete_and_loadable(tmp_path):
         assert np.isfinite([record["loss_d"], record["loss_g"], record["diversity"]]).all()
         assert (out / record["grid"]).is_file()
     assert stats[-1]["penalty"] > 0  # R1 ran
-    curve = (out / "curve.csv").read_text().splitlines()
-    assert curve[0] == "kimg,loss_d,loss_g,penalty,img_per_s,diversity_ratio" and len(curve) == 4
     assert (out / "samples" / "final.png").read_bytes() == (out / stats[-1]["grid"]).read_bytes()
     assert json.loads((out / "params.json").read_text())["train"]["kimg"] == 0.192
 

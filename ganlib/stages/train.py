@@ -11,11 +11,14 @@ it replaces itself with this machine's torchrun, e.g.
 (`ganlib.training.launch.launch_command` builds that line), which starts the ranks;
 so on a cluster each node runs the same command (`srun python -m ganlib.stages.train ...`).
 
-The trainer knows nothing about metrics: `with_fid_curve` wraps its per-tick
-callback. The curve is written into the run's working directory (which survives
-an interruption; a resumed run carries on from its last point), and the trainer
-publishes every CSV there with its outputs, so it ends up as
-`<base.paths.train>/fid_curve.csv`, where `dvc plots show` finds it.
+The trainer knows nothing about metrics: `train_with_curves` attaches the FID
+curve and the dvclive log to its per-tick callback (ganlib/stages/train_curves.py).
+The FID curve is written into the run's working directory (which survives an
+interruption; a resumed run carries on from its last point), and the trainer
+publishes every CSV there with its outputs (`<base.paths.train>/fid_curve.csv`);
+the dvclive log (`base.paths.live`: losses, img/s, diversity, FID/KID and the
+sample grids per tick) is what `dvc plots show` draws.
+Imports of the trainer are deferred: a launcher about to exec torchrun needs none of it.
 """
 
 from __future__ import annotations
@@ -32,30 +35,26 @@ from ganlib.logs import Logger, plain_logger
 from ganlib.training.launch import launch_command, launched_as_rank, needs_launcher, world_from_env
 
 if TYPE_CHECKING:
-    from ganlib.training.loop import TickReport
+    from ganlib.training.distributed import World
+    from ganlib.training.loop import TickReport, TrainSummary
 
 TickCallback = Callable[["TickReport"], None]
 
 
-def with_fid_curve(params: Params, log: Logger, root: Path, on_tick: TickCallback | None = None) -> TickCallback | None:
-    """`on_tick`, preceded by a FID/KID measurement whenever one is due (or `on_tick` itself when off)."""
-    if params.evaluate.during_training.every_kimg <= 0:
-        return on_tick
-    # Imported only when the curve is on: the extractor and torch-fidelity take seconds to import.
-    from ganlib.metrics.during_training import TrainingEvaluator, curve_path
+def train_with_curves(
+    params: Params, log: Logger, root: Path, *, world: World, on_tick: TickCallback | None = None,
+) -> TrainSummary:
+    """train_gan with, on rank 0, the FID curve and the dvclive log attached to its ticks, then `on_tick`."""
+    from ganlib.training.loop import train_gan
 
-    evaluator: TrainingEvaluator | None = None
+    if not world.is_main:
+        return train_gan(params, log, root, world=world)
+    from ganlib.stages.train_curves import TrainingCurves
 
-    def tick(report: TickReport) -> None:
-        nonlocal evaluator
-        if evaluator is None:  # built lazily: the run directory is only known once training runs
-            device = next(report.generator.parameters()).device
-            evaluator = TrainingEvaluator(params, log, root, curve_path(report.run_dir), device)
-        evaluator.maybe_measure(report.generator, params.train.z_dim, report.kimg)
-        if on_tick is not None:
-            on_tick(report)
-
-    return tick
+    curves = TrainingCurves(params, log, root)
+    summary = train_gan(params, log, root, on_tick=curves.hook(on_tick), world=world)
+    curves.finish(summary.run_dir)
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,12 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # exec, not a child: a scheduler's signals (srun, a pod's termination) reach torchrun,
             # which passes them to the ranks.
             os.execv(command[0], command)
-        # Imported only here: the trainer (seconds of imports) is not needed by a launcher
-        # that is about to exec torchrun, and every rank imports it anyway.
-        from ganlib.training.loop import train_gan
-
-        on_tick = with_fid_curve(params, log, args.root) if world.is_main else None
-        train_gan(params, log, args.root, on_tick=on_tick, world=world)
+        train_with_curves(params, log, args.root, world=world)
     except UserFacingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

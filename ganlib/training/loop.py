@@ -13,8 +13,7 @@ survives interruptions; only a finished run is published, all at once, to
 `base.paths.train`:
 
     generator.pt     EMA generator (ganlib/models/generator_file.py)
-    stats.jsonl      one JSON object per tick
-    curve.csv        kimg, losses, img/s, collapse indicator (for `dvc plots`)
+    stats.jsonl      one JSON object per tick (the stage's dvclive log draws it: ganlib/stages/train_curves.py)
     samples/         grid-<kimg>.png per tick, final.png
     params.json      the parameters the run used
 
@@ -32,8 +31,6 @@ were made with, whatever the speed probe would say today.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import shutil
@@ -98,9 +95,7 @@ from ganlib.training.throughput import ThroughputWatch, busy_machine_warning
 
 GENERATOR_FILE = "generator.pt"
 STATS_FILE = "stats.jsonl"
-CURVE_FILE = "curve.csv"
 SAMPLES_DIR = "samples"
-CURVE_COLUMNS = ("kimg", "loss_d", "loss_g", "penalty", "img_per_s", "diversity_ratio")
 
 
 class NonFiniteLossError(UserFacingError, RuntimeError):
@@ -566,7 +561,6 @@ def _publish(
     with staged_directory(out_dir) as stage:
         save_generator(stage / GENERATOR_FILE, nets.G_ema, info, generator_kwargs(params.train, dataset.resolution))
         (stage / STATS_FILE).write_text(_jsonl(progress.history))
-        (stage / CURVE_FILE).write_text(_curve_csv(progress.history))
         (stage / SAMPLES_DIR).mkdir()
         for record in progress.history:
             source = run_dir / record["grid"]
@@ -586,11 +580,3 @@ def _publish(
 def _jsonl(records: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
 
-
-def _curve_csv(records: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CURVE_COLUMNS)
-    for record in records:
-        writer.writerow([f"{record[c]:.6g}" for c in CURVE_COLUMNS])
-    return buffer.getvalue()

@@ -77,8 +77,10 @@ def dvc_gitignores(params: Params, root: Path) -> list[str]:
     """
     found = []
     paths = params.base.paths
-    for folder in (paths.raw, paths.prepared, paths.train, paths.model):
+    for folder in (paths.raw, paths.prepared, paths.train, paths.live, paths.model):
         path = (Path(folder).parent / ".gitignore").as_posix()
+        if path in found:
+            continue
         ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=root).returncode == 0
         if (root / path).is_file() and not ignored:
             found.append(path)
