@@ -130,6 +130,9 @@ class PreprocessParams(Section):
     near_duplicates: Literal["report", "drop"]
     near_duplicate_distance: int = Field(ge=0)  # at most NEAR_DUPLICATE_MAX_DISTANCE (_searchable_distance)
     workers: int = Field(ge=0, le=256)
+    # Where each image's class comes from (ganlib/data/labels.py): class folders, labels.csv /
+    # dataset.json at the raw folder's top, none, or auto (a labels file, else class folders, else none).
+    labels: Literal["auto", "folders", "file", "none"]
 
     _background_as_tuple = field_validator("background", mode="before")(_list_as_tuple)
 
@@ -523,7 +526,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
         # every preprocess key but `workers`, which cannot change the result
         "preprocess.resolution", "preprocess.min_side", "preprocess.max_aspect_ratio",
         "preprocess.max_pixels", "preprocess.background", "preprocess.dedupe",
-        "preprocess.near_duplicates", "preprocess.near_duplicate_distance",
+        "preprocess.near_duplicates", "preprocess.near_duplicate_distance", "preprocess.labels",
     ),
     "train": (
         # base.device: the same run on another device is not bit-identical

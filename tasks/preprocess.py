@@ -25,6 +25,18 @@ def prepare_dataset_task(params: Params, root: Path) -> dict[str, Any]:
     return {**asdict(summary), "out_dir": str(summary.out_dir)}
 
 
+def _class_lines(summary: PreparedSummary) -> list[str]:
+    """The classes and every warning, for the summary: what a person checks before training on labels."""
+    if summary.class_counts:
+        counts = ", ".join(f"{name} **{count}**" for name, count in summary.class_counts.items())
+        lines = [f"- classes ({len(summary.class_counts)}, from {summary.labels_source}): {counts}"]
+    else:
+        lines = ["- classes: none (the images carry no labels; see preprocess.labels)"]
+    if summary.warnings:
+        lines += ["", "**Warnings**", ""] + [f"- {warning}" for warning in summary.warnings]
+    return lines
+
+
 def _publish_qa_artifacts(summary: PreparedSummary) -> None:
     lines = [
         f"### Prepared dataset `{summary.out_dir}`",
@@ -36,7 +48,15 @@ def _publish_qa_artifacts(summary: PreparedSummary) -> None:
     lines += [f"- rejected as {reason}: {count}" for reason, count in sorted(summary.rejects_by_reason.items())]
     lines.append(f"- near-duplicate groups: {summary.near_duplicate_groups}"
                  f" ({summary.near_duplicate_copies} images look like an earlier one)")
+    lines += _class_lines(summary)
     create_markdown_artifact(key="preprocess-summary", markdown="\n".join(lines), description="Preprocessing summary")
+    if summary.class_counts:
+        create_table_artifact(
+            key="preprocess-classes",
+            table=[{"class": name, "images": str(count), "share": f"{count / summary.count:.1%}"}
+                   for name, count in summary.class_counts.items()],
+            description=f"Images per class ({len(summary.class_counts)} classes, from {summary.labels_source})",
+        )
     if not (summary.rejected or summary.near_duplicate_groups):
         return
     report = json.loads((summary.out_dir / QA_REPORT_FILE).read_text())

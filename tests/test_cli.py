@@ -14,7 +14,7 @@ def test_data_default_writes_scenes_from_the_command_line(tmp_path):
     out = tmp_path / "raw"
     result = run([SCENEGAN, "data", "default", "--n", "6", "--size", "32", "--out", str(out),
                   "--params", str(REPO_ROOT / "params.yaml")], tmp_path)
-    assert sorted(p.name for p in out.iterdir()) == [f"scene-{i:06d}.png" for i in range(6)]
+    assert sorted(p.name for p in out.rglob("*.png")) == [f"scene-{i:06d}.png" for i in range(6)]  # in class folders
     # Not the project's raw folder: the next step copies them there.
     assert "scenegan data import raw" in result.stdout  # shown relative to the working directory
 

@@ -43,6 +43,8 @@ def test_repro_preprocess_then_nothing_to_do(project_copy, subprocess_env):
     prepared = open_prepared(project_copy / "data/prepared")
     assert prepared.count == 48 and prepared.resolution == 32
     assert prepared.data_md5 == md5
+    # The default dataset's class folders (preprocess.labels: auto): one label per image.
+    assert prepared.class_names == ("dawn", "day", "dusk", "night") and prepared.labels.shape == (48,)
     # The stage was a named flow run on the Prefect server the test points it at.
     assert f"preprocess · data {md5[:8]}" in flow_run_names("preprocess")
 
@@ -72,11 +74,14 @@ def test_preprocess_flow_reports_rejects_as_artifacts(project_copy, prefect_api_
 
     set_params(project_copy / "params.yaml", TINY_DATA)
     add_default_dataset(project_copy)
-    (project_copy / "data/raw/notes.txt").write_text("not an image")
-    (project_copy / "data/raw/tiny.png").write_bytes((project_copy / "data/raw/scene-000000.png").read_bytes()[:40])
+    (project_copy / "data/raw/notes.txt").write_text("not an image")  # beside the class folders: no class
+    (project_copy / "data/raw/day/tiny.png").write_bytes(
+        next((project_copy / "data/raw").rglob("scene-000000.png")).read_bytes()[:40])
 
     result = preprocess_flow(params_file=str(project_copy / "params.yaml"))
     assert result["rejected"] == 2 and result["count"] == 48
+    assert result["rejects_by_reason"] == {"no_label": 1, "not_an_image": 1}
+    assert result["labels_source"] == "folders" and sum(result["class_counts"].values()) == 48
 
     async def latest(key: str):
         async with get_client() as client:
@@ -85,5 +90,9 @@ def test_preprocess_flow_reports_rejects_as_artifacts(project_copy, prefect_api_
 
     summary = asyncio.run(latest("preprocess-summary")).data
     assert "rejected as " in summary and str(result["count"]) in summary
+    assert "classes (4, from folders): dawn **" in summary
+    assert "fewer than 50 images" in summary  # 48 tiny images in 4 classes: the small-class warning
+    classes = asyncio.run(latest("preprocess-classes")).data
+    assert "night" in str(classes) and str(result["class_counts"]["night"]) in str(classes)
     table = asyncio.run(latest("preprocess-rejects")).data
     assert "notes.txt" in str(table) and "tiny.png" in str(table)

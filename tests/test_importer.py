@@ -67,6 +67,29 @@ def test_folder_import_keeps_nested_names_and_only_images(tmp_path: Path) -> Non
     assert [p.name for p in tmp_path.joinpath("data").iterdir()] == ["raw"]  # no staging left behind
 
 
+def test_a_labels_file_at_the_top_comes_along_and_nowhere_else(tmp_path: Path) -> None:
+    """labels.csv / dataset.json give the images their classes (ganlib/data/labels.py): kept at the top level only."""
+    src, dest = tmp_path / "photos", tmp_path / "raw"
+    (src / "forest").mkdir(parents=True)
+    (src / "forest" / "a.png").write_bytes(png_bytes())
+    (src / "labels.csv").write_text("file,class\nforest/a.png,forest\n")
+    (src / "dataset.json").write_text('{"labels": [["forest/a.png", 0]]}')
+    (src / "forest" / "labels.csv").write_text("file,class\n")   # not where preprocess reads it
+
+    summary = import_dataset(src, dest, LOG)
+    assert sorted(tree(dest)) == ["dataset.json", "forest/a.png", "labels.csv"]
+    assert {(s.name, s.reason) for s in summary.skipped} == {("forest/labels.csv", importer.NOT_AN_IMAGE_NAME)}
+
+
+def test_a_labels_file_alone_is_no_dataset(tmp_path: Path) -> None:
+    src = tmp_path / "photos"
+    src.mkdir()
+    (src / "labels.csv").write_text("file,class\n")
+    with pytest.raises(DatasetImportError, match="no image files to import"):
+        import_dataset(src, tmp_path / "raw", LOG)
+    assert not (tmp_path / "raw").exists()
+
+
 def test_reimport_counts_identical_files_and_refuses_to_overwrite_different_ones(tmp_path: Path) -> None:
     src, dest = tmp_path / "photos", tmp_path / "raw"
     src.mkdir()

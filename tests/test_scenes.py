@@ -29,6 +29,16 @@ SIZE = 32          # small renders keep the whole file well under its time budge
 LOG = logging.getLogger("test_scenes")
 
 
+def files(out: Path) -> dict[str, bytes]:
+    """Every file under `out`: relative POSIX path -> bytes."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def scene_path(seed: int, index: int) -> str:
+    """Where write_default_dataset puts scene `index`: in the folder of its time of day (its class)."""
+    return f"{scene_attributes(seed, index).time_of_day}/scene-{index:06d}.png"
+
+
 def pixels(seed: int, index: int, size: int = SIZE) -> np.ndarray:
     image = render_scene(seed, index, size)
     assert image.mode == "RGB" and image.size == (size, size)
@@ -82,7 +92,7 @@ def test_an_image_depends_only_on_seed_index_and_size(tmp_path):
     """Image 5 of a 10-image run equals image 5 rendered alone, so runs can be split or parallel."""
     out = tmp_path / "raw"
     write_default_dataset(out, n_images=10, size=SIZE, seed=4, log=LOG)
-    written = (out / "scene-000005.png").read_bytes()
+    written = (out / scene_path(4, 5)).read_bytes()
     assert written == scene_png_bytes(render_scene(4, 5, SIZE))
 
 
@@ -170,8 +180,10 @@ def test_writes_numbered_pngs_and_reports(tmp_path, caplog):
     out = tmp_path / "data" / "raw"
     with caplog.at_level(logging.INFO, logger=LOG.name):
         summary = write_default_dataset(out, n_images=5, size=SIZE, seed=0, log=LOG)
-    assert sorted(p.name for p in out.iterdir()) == [f"scene-{i:06d}.png" for i in range(5)]
+    assert sorted(files(out)) == sorted(scene_path(0, i) for i in range(5))
     assert summary.n_images == 5 and summary.out_dir == out and summary.images_per_second > 0
+    times = [scene_attributes(0, i).time_of_day for i in range(5)]
+    assert summary.class_counts == {name: times.count(name) for name in scenes.TIMES_OF_DAY if name in times}
     assert any("images/s" in record.getMessage() for record in caplog.records)
     assert [p.name for p in out.parent.iterdir()] == ["raw"], "staging left behind"
 
@@ -179,10 +191,10 @@ def test_writes_numbered_pngs_and_reports(tmp_path, caplog):
 def test_rerun_gives_the_same_bytes_and_replaces_its_own_output(tmp_path):
     out = tmp_path / "raw"
     write_default_dataset(out, n_images=4, size=SIZE, seed=9, log=LOG)
-    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    first = files(out)
     write_default_dataset(out, n_images=3, size=SIZE, seed=9, log=LOG)   # no overwrite needed: only scenes there
-    second = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert sorted(second) == sorted(first)[:3]
+    second = files(out)
+    assert sorted(second) == sorted(scene_path(9, i) for i in range(3)) and set(second) < set(first)
     assert all(second[name] == first[name] for name in second)
 
 
@@ -201,7 +213,40 @@ def test_refuses_to_overwrite_a_directory_it_did_not_write(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["holiday.jpg", "scene-000000.png"]
 
     write_default_dataset(out, n_images=3, size=SIZE, seed=0, log=LOG, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == [f"scene-{i:06d}.png" for i in range(3)]
+    assert sorted(files(out)) == sorted(scene_path(0, i) for i in range(3))
+
+
+def test_replaces_its_own_class_folders_and_its_older_flat_layout(tmp_path):
+    out = tmp_path / "raw"
+    write_default_dataset(out, n_images=6, size=SIZE, seed=0, log=LOG)
+    (out / "scene-000099.png").write_bytes(b"as it wrote them before the classes")
+    write_default_dataset(out, n_images=2, size=SIZE, seed=0, log=LOG)
+    assert sorted(files(out)) == sorted(scene_path(0, i) for i in range(2))
+
+
+@pytest.mark.parametrize("foreign", ["day/holiday.jpg", "forest/scene-000001.png", "day/sub/scene-000001.png"])
+def test_refuses_class_folders_holding_what_it_did_not_write(tmp_path, foreign):
+    out = tmp_path / "raw"
+    write_default_dataset(out, n_images=2, size=SIZE, seed=0, log=LOG)
+    (out / foreign).parent.mkdir(parents=True, exist_ok=True)
+    (out / foreign).write_bytes(b"someone's photo")
+    before = files(out)
+    with pytest.raises(DefaultDatasetError, match=foreign.split("/")[0]):
+        write_default_dataset(out, n_images=2, size=SIZE, seed=0, log=LOG)
+    assert files(out) == before
+
+
+def test_the_committed_default_dataset_has_four_usable_classes():
+    """params.yaml's data section: every time of day well above the small-class warning, no strong imbalance
+    (seed 0, 2000 scenes: dawn 414, day 899, dusk 369, night 318)."""
+    from ganlib.config import load_params
+    from ganlib.data import labels
+
+    data = load_params(Path(__file__).resolve().parents[1] / "params.yaml").data
+    times = [scene_attributes(data.seed, index).time_of_day for index in range(data.n_images)]
+    counts = {name: times.count(name) for name in scenes.TIMES_OF_DAY}
+    assert min(counts.values()) >= 4 * labels.MIN_CLASS_IMAGES
+    assert labels.balance_warnings(counts, "data/raw") == []
 
 
 def test_refuses_a_file_in_place_of_the_directory(tmp_path):
@@ -215,7 +260,7 @@ def test_refuses_a_file_in_place_of_the_directory(tmp_path):
 def test_failure_midway_leaves_no_partial_output(tmp_path, monkeypatch):
     out = tmp_path / "raw"
     write_default_dataset(out, n_images=3, size=SIZE, seed=1, log=LOG)
-    previous = {p.name: p.read_bytes() for p in out.iterdir()}
+    previous = files(out)
 
     real_encode, calls = scenes.scene_png_bytes, []
 
@@ -228,7 +273,7 @@ def test_failure_midway_leaves_no_partial_output(tmp_path, monkeypatch):
     monkeypatch.setattr(scenes, "scene_png_bytes", encode_then_fail)
     with pytest.raises(OSError, match="simulated"):
         write_default_dataset(out, n_images=8, size=SIZE, seed=2, log=LOG)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == previous, "previous dataset was damaged"
+    assert files(out) == previous, "previous dataset was damaged"
     assert [p.name for p in tmp_path.iterdir()] == ["raw"], "staging left behind"
 
     fresh = tmp_path / "fresh"

@@ -23,6 +23,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ganlib.config import PreprocessParams
 
+# File names that say "image": what `scenegan data import` copies, and what the choice of
+# labels (ganlib/data/labels.py) counts as an image before anything is decoded.
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".dib", ".gif",
+    ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".avif",
+})
+
 # Reject reasons (the keys of manifest.json "rejects_by_reason").
 NOT_AN_IMAGE = "not_an_image"
 TRUNCATED = "truncated"

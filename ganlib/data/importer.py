@@ -5,7 +5,9 @@ SRC is a folder (nested) or an archive (.zip, .tar, .tar.gz/.tgz, .tar.bz2,
 
 - Only files with an image extension (IMAGE_SUFFIXES) are imported; anything
   else (README.txt, .json annotations, Thumbs.db) is skipped and reported, so
-  that data/raw - and the DVC cache - hold photos only. Hidden names
+  that data/raw - and the DVC cache - hold photos only. The one exception is
+  a labels file (labels.csv or dataset.json, ganlib/data/labels.py) at SRC's
+  top level: it gives the images their classes. Hidden names
   (dot-files, dot-directories, __MACOSX) are skipped and counted.
 - Relative names are kept: `trips/2021/a.jpg` in SRC becomes
   `DEST/trips/2021/a.jpg`.
@@ -56,16 +58,14 @@ from typing import BinaryIO, Callable
 
 import yaml
 
+from ganlib.data.images import IMAGE_SUFFIXES
+from ganlib.data.labels import LABEL_FILES
 from ganlib.errors import UserFacingError
 from ganlib.io.atomic import fresh_directory
 from ganlib.io.provenance import dataset_dvc_file, dataset_md5, short_md5
 from ganlib.logs import Logger
 from ganlib.progress import Progress
 
-IMAGE_SUFFIXES = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".dib", ".gif",
-    ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".avif",
-})
 DEFAULT_MAX_TOTAL_BYTES = 64 * 2**30  # far above any photo collection one imports by hand
 # JPEG/PNG photos do not compress further (about 1:1), an uncompressed BMP/TIFF
 # photo compresses about 2-4:1, deflate on zeros reaches about 1030:1.
@@ -187,7 +187,7 @@ def import_dataset(
         stager = _Stager(staging, cap, max_ratio, log, str(src))
         log.info("import: reading %s", src)
         stage_source(src, stager)
-        if not stager.names:
+        if all(name in LABEL_FILES for name in stager.names):  # a labels file alone is no dataset
             reasons = _skip_reason_counts(stager.skipped)
             raise DatasetImportError(
                 f"{src}: no image files to import ({stager.hidden} hidden skipped; {reasons or 'nothing else found'}); "
@@ -380,6 +380,8 @@ class _Stager:
         if any(_is_hidden(part) for part in name.parts):
             self.hidden += 1
             return False
+        if len(name.parts) == 1 and name.name in LABEL_FILES:
+            return True  # the classes of the images (ganlib/data/labels.py): read from the top level only
         if name.suffix.lower() not in IMAGE_SUFFIXES:
             self.skip(str(name), NOT_AN_IMAGE_NAME)
             return False

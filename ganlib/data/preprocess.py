@@ -5,7 +5,9 @@ parallel, and streams the accepted images into one memory-mapped images.npy,
 so a dataset far larger than RAM prepares in constant memory. Every file that
 is not used is listed in qa_report.json with its reason, and so are groups of
 perceptual near-duplicates (ganlib/data/near_duplicates.py), which
-`preprocess.near_duplicates: drop` also leaves out. The output directory
+`preprocess.near_duplicates: drop` also leaves out. Each image's class, when
+the data has classes (ganlib/data/labels.py), goes into labels.npy in the
+same order, so a rejected image takes its label with it. The output directory
 appears complete or not at all, and identical inputs give byte-identical
 outputs (DVC hashes them; downstream stages re-run when they change).
 """
@@ -23,14 +25,14 @@ from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ganlib.config import STAGE_PARAMS, Params, PreprocessParams, params_fingerprint, write_resolved_params
-from ganlib.data import dataset, images
+from ganlib.data import dataset, images, labels
 from ganlib.data.near_duplicates import METHOD, NearDuplicateGroups, perceptual_hash
 from ganlib.data.raw_check import DVC_CACHE_DIR, refuse_unsafe_entries
 from ganlib.errors import UserFacingError
@@ -72,6 +74,8 @@ class RawScan:
     files: list[tuple[str, str]]
     rejects: list[RejectRecord]
     hidden: int  # dot-files and dot-directories skipped (each counted once, not descended)
+    # Files at the top level named in `set_aside` (labels files): name -> real path; not images.
+    set_aside: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,9 @@ class PreparedSummary:
     seconds: float
     near_duplicate_groups: int = 0    # groups of perceptual near-duplicates found
     near_duplicate_copies: int = 0    # images in them beyond the first of each (dropped with `drop`)
+    labels_source: str | None = None  # "folders" | "file:<name>" | None (no classes)
+    class_counts: dict[str, int] = field(default_factory=dict)  # images per class, in index order
+    warnings: tuple[str, ...] = ()    # also in qa_report.json and the log
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,11 @@ def prepare_dataset(params: Params, log: Logger, root: Path) -> PreparedSummary:
     # Before any file is opened: symlinks, FIFOs and devices are refused with the listing
     # `scenegan data check` prints (a missing folder is the scan's error to report).
     refuse_unsafe_entries(raw_dir, raw_name, allowed_link_targets=[root / DVC_CACHE_DIR])
-    scan = scan_raw_directory(raw_dir, raw_name, link_targets_allowed=[root / DVC_CACHE_DIR])
+    scan = scan_raw_directory(
+        raw_dir, raw_name, link_targets_allowed=[root / DVC_CACHE_DIR], set_aside=labels.LABEL_FILES
+    )
+    labelling = labels.read_labelling(cfg.labels, scan.files, scan.set_aside, raw_name, log)
+    scan = _without_unlabelled(scan, labelling)
     workers = _worker_count(cfg, len(scan.files))
     log.info(
         "preprocess: %d files to decode (%d rejected while scanning, %d hidden skipped); "
@@ -121,8 +132,12 @@ def prepare_dataset(params: Params, log: Logger, root: Path) -> PreparedSummary:
         raise _nothing_usable(raw_name, scan.rejects)
 
     with staged_directory(out_dir) as staging:
-        count, rejects, near = _decode_into(staging / dataset.IMAGES_FILE, scan, raw_name, cfg, workers, log)
-        manifest = _write_records(staging, params, root, scan, count, rejects, near)
+        count, rejects, near, kept_labels = _decode_into(
+            staging / dataset.IMAGES_FILE, scan, labelling, raw_name, cfg, workers, log
+        )
+        record = labels.record_classes(labelling, kept_labels, raw_name) if labelling.labelled else None
+        warnings = [*(record.warnings if record else ()), *_two_class_warnings(rejects, raw_name)]
+        manifest = _write_records(staging, params, root, scan, count, rejects, near, labelling, record, warnings)
 
     seconds = time.monotonic() - started
     log.info(
@@ -137,19 +152,44 @@ def prepare_dataset(params: Params, log: Logger, root: Path) -> PreparedSummary:
             "left out" if cfg.near_duplicates == "drop" else "kept: set preprocess.near_duplicates: drop to leave them out",
             out_name, dataset.QA_REPORT_FILE,
         )
+    if record is not None:
+        log.info("preprocess: %d classes from %s: %s", len(record.classes), labelling.source,
+                 ", ".join(f"{name} {n}" for name, n in record.counts.items()))
+    for warning in warnings:
+        log.warning("preprocess: %s", warning)
     return PreparedSummary(
         out_dir=out_dir, count=count, resolution=cfg.resolution, scanned=manifest["scanned"],
         rejected=manifest["rejected"], rejects_by_reason=manifest["rejects_by_reason"], hidden_skipped=scan.hidden,
         images_sha256=manifest["images_sha256"], data_md5=manifest["data_md5"], seconds=seconds,
         near_duplicate_groups=len(near.groups), near_duplicate_copies=near.copies,
+        labels_source=manifest["labels_source"], class_counts=dict(record.counts) if record else {},
+        warnings=tuple(warnings),
+    )
+
+
+def _without_unlabelled(scan: RawScan, labelling: labels.Labelling) -> RawScan:
+    """The scan less the files the labels leave out (never decoded: they could not be used), as rejects."""
+    if not labelling.unlabelled:
+        return scan
+    left_out = {rel for rel, _ in labelling.unlabelled}
+    return replace(
+        scan,
+        files=[item for item in scan.files if item[0] not in left_out],
+        rejects=scan.rejects + [RejectRecord(rel, labels.NO_LABEL, detail) for rel, detail in labelling.unlabelled],
     )
 
 
 def _decode_into(
-    images_path: Path, scan: RawScan, raw_name: str, cfg: PreprocessParams, workers: int, log: Logger
-) -> tuple[int, list[RejectRecord], NearDuplicateGroups]:
-    """Decode every scanned file into images.npy, in order; return the count, all rejects, near-duplicates."""
+    images_path: Path, scan: RawScan, labelling: labels.Labelling, raw_name: str, cfg: PreprocessParams,
+    workers: int, log: Logger,
+) -> tuple[int, list[RejectRecord], NearDuplicateGroups, np.ndarray]:
+    """Decode every scanned file into images.npy, in order.
+
+    Returns the count, all rejects, the near-duplicates and the class index of every kept
+    image (int32, in images.npy's order; empty when the data has no classes).
+    """
     writer = _ImageArrayWriter(images_path, len(scan.files), cfg.resolution)
+    kept_labels = np.zeros(len(scan.files) if labelling.labelled else 0, dtype=np.int32)
     rejects = list(scan.rejects)
     kept_by_hash: dict[bytes, str] = {}
     near = NearDuplicateGroups(cfg.near_duplicate_distance)
@@ -158,18 +198,20 @@ def _decode_into(
     with progress, closing(_examine_in_order(scan.files, raw_name, cfg, workers)) as examined:
         for (rel, _), result in zip(scan.files, examined, strict=True):
             progress.advance()
-            reject = _reject_for(rel, result, kept_by_hash, raw_name)
+            reject = _reject_for(rel, result, kept_by_hash, raw_name, labelling)
             if reject is None:
                 reject = _near_duplicate_reject(rel, result, near, cfg, raw_name)
             if reject is not None:
                 rejects.append(reject)
-            else:
-                writer.append(result.decoded.image)
+                continue
+            if labelling.labelled:
+                kept_labels[writer.count] = labelling.of_file[rel]
+            writer.append(result.decoded.image)
     if writer.count == 0:
         raise _nothing_usable(raw_name, rejects)  # the caller's staging directory goes with it
     writer.finish()
     rejects.sort(key=lambda r: (r.path, r.reason))
-    return writer.count, rejects, near
+    return writer.count, rejects, near, kept_labels[: writer.count]  # empty stays empty
 
 
 def _near_duplicate_reject(
@@ -187,11 +229,13 @@ def _near_duplicate_reject(
 
 def _write_records(
     staging: Path, params: Params, root: Path, scan: RawScan, count: int, rejects: list[RejectRecord],
-    near: NearDuplicateGroups,
+    near: NearDuplicateGroups, labelling: labels.Labelling, record: labels.ClassRecord | None, warnings: list[str],
 ) -> dict[str, Any]:
-    """manifest.json, qa_report.json and params.json beside images.npy; returns the manifest."""
+    """labels.npy (with classes), manifest.json, qa_report.json and params.json beside images.npy; returns the manifest."""
     by_reason = dict(sorted(Counter(r.reason for r in rejects).items()))
     raw_name = params.base.paths.raw
+    labels_sha256 = labels.write_labels(staging / dataset.LABELS_FILE, record.labels) if record else None
+    class_counts = dict(record.counts) if record else {}
     manifest = {
         "format": dataset.FORMAT,
         "count": count,
@@ -207,6 +251,11 @@ def _write_records(
         "hidden_skipped": scan.hidden,
         # workers changes how fast, not what: leave it out so outputs match across machines.
         "preprocess_params": params_fingerprint(params, "preprocess", exclude=["preprocess.workers"]),
+        # The contract training and evaluation read (ganlib/data/dataset.py): names in index order.
+        "classes": list(record.classes) if record else [],
+        "class_counts": class_counts,
+        "labels_sha256": labels_sha256,
+        "labels_source": labelling.source if record else None,
     }
     atomic_write_json(staging / dataset.MANIFEST_FILE, manifest)
     atomic_write_json(staging / dataset.QA_REPORT_FILE, {
@@ -225,6 +274,14 @@ def _write_records(
             # Each group: the first image (by path) and the later ones that look like it.
             "listing": near.report(),
         },
+        "labels": {
+            "source": manifest["labels_source"],
+            "classes": manifest["classes"],
+            "class_counts": class_counts,
+            "min_class_images": labels.MIN_CLASS_IMAGES,
+            "max_imbalance": labels.MAX_IMBALANCE,
+        },
+        "warnings": warnings,
     })
     # Only what the stage depends on: the prepared directory is a DVC dependency
     # of training, and neither the worker count nor an unrelated base key
@@ -234,9 +291,13 @@ def _write_records(
 
 
 def scan_raw_directory(
-    raw_dir: Path, display_name: str | None = None, link_targets_allowed: Sequence[Path] = ()
+    raw_dir: Path, display_name: str | None = None, link_targets_allowed: Sequence[Path] = (),
+    set_aside: Sequence[str] = (),
 ) -> RawScan:
     """Walk `raw_dir` (sorted, depth-first) and classify every entry without decoding it.
+
+    Regular files at the top level named in `set_aside` (the labels files) are returned
+    apart, in `RawScan.set_aside`: they describe the images and are not images themselves.
 
     Symlinks are followed only while they stay inside `raw_dir` (or inside
     one of `link_targets_allowed`); a directory reached a second time (a
@@ -253,6 +314,7 @@ def scan_raw_directory(
     inside = (root_real, *(os.path.realpath(path) for path in link_targets_allowed))
     files: list[tuple[str, str]] = []
     rejects: list[RejectRecord] = []
+    aside: dict[str, str] = {}
     hidden = 0
     first_walked_as: dict[str, str] = {}  # real directory path -> relative path it was walked as
     stack: list[tuple[str, str]] = [(root_real, "")]
@@ -277,13 +339,15 @@ def scan_raw_directory(
             kind, target, detail = _classify_entry(entry, inside, f"{display_name}/{rel}")
             if kind == "dir":
                 subdirs.append((target, rel))
+            elif kind == "file" and not rel_dir and entry.name in set_aside:
+                aside[entry.name] = target
             elif kind == "file":
                 files.append((rel, target))
             else:
                 rejects.append(RejectRecord(rel, kind, detail))
         stack.extend(reversed(subdirs))  # pop order = sorted order
     files.sort(key=lambda item: item[0])
-    return RawScan(files=files, rejects=rejects, hidden=hidden)
+    return RawScan(files=files, rejects=rejects, hidden=hidden, set_aside=aside)
 
 
 def _classify_entry(entry: os.DirEntry, inside: tuple[str, ...], shown: str) -> tuple[str, str, str]:
@@ -312,10 +376,19 @@ def _classify_entry(entry: os.DirEntry, inside: tuple[str, ...], shown: str) -> 
     return NOT_A_REGULAR_FILE, target, f"{shown}: symlink to something that is not a regular file (mode {stat.filemode(mode)})"
 
 
-def _reject_for(rel: str, result: _Examined, kept_by_hash: dict[bytes, str], raw_name: str) -> RejectRecord | None:
+def _reject_for(
+    rel: str, result: _Examined, kept_by_hash: dict[bytes, str], raw_name: str, labelling: labels.Labelling
+) -> RejectRecord | None:
     # Results arrive in sorted path order, so the first of identical files is the one kept.
     if result.sha256 is not None:
         kept = kept_by_hash.setdefault(result.sha256, rel)
+        if kept != rel and labelling.labelled and labelling.of_file[kept] != labelling.of_file[rel]:
+            mine, theirs = (labelling.classes[labelling.of_file[name]] for name in (rel, kept))
+            return RejectRecord(
+                rel, labels.IN_TWO_CLASSES,
+                f"{raw_name}/{rel} (class {mine}): byte-identical to {raw_name}/{kept} (class {theirs}, kept); "
+                f"one image cannot be in two classes: delete the copy from the wrong class",
+            )
         if kept != rel:
             return RejectRecord(rel, DUPLICATE, f"{raw_name}/{rel}: byte-identical to {raw_name}/{kept} (kept)")
     if result.decoded.reject is not None:
@@ -455,6 +528,15 @@ def _file_digest(path: Path) -> bytes:
 
 
 # --------------------------------------------------------------------------- reporting
+
+
+def _two_class_warnings(rejects: list[RejectRecord], raw_name: str) -> list[str]:
+    twins = [r.path for r in rejects if r.reason == labels.IN_TWO_CLASSES]
+    if not twins:
+        return []
+    return [f"{len(twins)} image(s) of {raw_name} are byte-identical to an image of another class; the first by "
+            f"path was kept and the copies left out (reason {labels.IN_TWO_CLASSES} in qa_report.json names both "
+            f"classes): {', '.join(twins[:labels.EXAMPLES_SHOWN])}{', ...' if len(twins) > labels.EXAMPLES_SHOWN else ''}"]
 
 
 def _nothing_usable(raw_name: str, rejects: list[RejectRecord]) -> PreprocessError:

@@ -4,6 +4,10 @@ For people without photos of their own, `write_default_dataset` writes PNG
 landscapes: a sky with sun or moon, clouds or stars; layered mountain ridges
 that pale with distance; a lake or the sea reflecting them, or a meadow; forest
 edges and tall foreground trees; in varied time of day, season and weather.
+Each lands in the folder of its time of day (`dawn/`, `day/`, `dusk/`,
+`night/`): the class a person tells at a glance, so that preprocessing
+(preprocess.labels) gives the dataset four classes, as a user's own photos in
+class folders would.
 
 Each image depends only on (seed, index, size): its random numbers come from
 `np.random.default_rng([seed, index])`, so images can be generated in any
@@ -27,7 +31,8 @@ import functools
 import io
 import itertools
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +50,7 @@ WATERS = ("none", "lake", "sea")
 FORESTS = ("none", "conifer", "deciduous")
 
 SUPERSAMPLE = 2          # render at 2x and downsample: antialiased edges
-FILE_PATTERN = "scene-{:06d}.png"
+FILE_PATTERN = "scene-{:06d}.png"   # inside the folder of its class: <time of day>/scene-NNNNNN.png
 PNG_COMPRESS_LEVEL = 1   # fixed, so that the bytes (and DVC's md5) are stable; higher saves ~4% for 2x the time
 MIN_SIZE = 16
 
@@ -131,15 +136,17 @@ class DefaultDatasetSummary:
     size: int
     seed: int
     seconds: float
+    class_counts: dict[str, int] = field(default_factory=dict)  # scenes per time of day (class folder)
 
     @property
     def images_per_second(self) -> float:
         return self.n_images / max(self.seconds, 1e-9)
 
     def __str__(self) -> str:
+        classes = ", ".join(f"{name} {count}" for name, count in self.class_counts.items())
         return (
             f"wrote {self.n_images} scenes of {self.size}x{self.size} px (seed {self.seed}) to {self.out_dir} "
-            f"in {self.seconds:.1f} s ({self.images_per_second:.0f} images/s)"
+            f"in {self.seconds:.1f} s ({self.images_per_second:.0f} images/s); classes by time of day: {classes}"
         )
 
 
@@ -163,11 +170,15 @@ def scene_attributes(seed: int, index: int) -> SceneAttributes:
 
 def render_scene(seed: int, index: int, size: int) -> Image.Image:
     """Scene number `index` of the dataset `seed`, as a size x size RGB image."""
+    return _scene_and_image(seed, index, size)[1]
+
+
+def _scene_and_image(seed: int, index: int, size: int) -> tuple[SceneAttributes, Image.Image]:
     if size < MIN_SIZE:
         raise ValueError(f"size must be >= {MIN_SIZE} px, got {size}")
     rng = scene_rng(seed, index)
     scene = _sample_attributes(rng)
-    return _render(scene, rng, size)
+    return scene, _render(scene, rng, size)
 
 
 def scene_png_bytes(image: Image.Image) -> bytes:
@@ -185,12 +196,13 @@ def write_default_dataset(
     log: Logger,
     overwrite: bool = False,
 ) -> DefaultDatasetSummary:
-    """Write scene-000000.png ... into `out_dir`, all at once or not at all.
+    """Write <time of day>/scene-000000.png ... into `out_dir`, all at once or not at all.
 
-    A non-empty `out_dir` is replaced only if it holds nothing but
-    scene-NNNNNN.png files (what this function writes) or if `overwrite` is
-    True: data/raw may hold someone's own photos. No marker file is written,
-    as it would become part of the dataset.
+    A non-empty `out_dir` is replaced only if it holds nothing but what this
+    function writes (time-of-day folders of scene-NNNNNN.png files, or such
+    files at the top, as it wrote them before the classes) or if `overwrite`
+    is True: data/raw may hold someone's own photos. No marker file is
+    written, as it would become part of the dataset.
     """
     out_dir = Path(out_dir)
     if n_images < 1:
@@ -203,13 +215,20 @@ def write_default_dataset(
 
     log.info("writing %d default scenes of %dx%d px (seed %d) to %s", n_images, size, size, seed, out_dir)
     started = time.perf_counter()
+    counts: Counter[str] = Counter()
     with staged_directory(out_dir) as staging, Progress(log, n_images, "default dataset", "scenes") as progress:
         for index in range(n_images):
-            png = scene_png_bytes(render_scene(seed, index, size))
-            (staging / FILE_PATTERN.format(index)).write_bytes(png)
+            scene, image = _scene_and_image(seed, index, size)
+            folder = staging / scene.time_of_day
+            folder.mkdir(exist_ok=True)
+            (folder / FILE_PATTERN.format(index)).write_bytes(scene_png_bytes(image))
+            counts[scene.time_of_day] += 1
             progress.advance()
     seconds = time.perf_counter() - started
-    summary = DefaultDatasetSummary(out_dir=out_dir, n_images=n_images, size=size, seed=seed, seconds=seconds)
+    summary = DefaultDatasetSummary(
+        out_dir=out_dir, n_images=n_images, size=size, seed=seed, seconds=seconds,
+        class_counts={name: counts[name] for name in TIMES_OF_DAY if counts[name]},
+    )
     log.info("%s", summary)
     return summary
 
@@ -219,7 +238,7 @@ def _check_replaceable(out_dir: Path, overwrite: bool) -> None:
         raise DefaultDatasetError(f"{out_dir}: exists and is not a directory; choose another output path")
     if overwrite or not out_dir.is_dir():
         return
-    foreign = sorted(p.name for p in out_dir.iterdir() if not _is_scene_file(p))
+    foreign = sorted(p.name for p in out_dir.iterdir() if not (_is_scene_file(p) or _is_class_folder(p)))
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         raise DefaultDatasetError(
@@ -232,6 +251,12 @@ def _check_replaceable(out_dir: Path, overwrite: bool) -> None:
 def _is_scene_file(path: Path) -> bool:
     name = path.name
     return path.is_file() and name.startswith("scene-") and name.endswith(".png") and name[6:-4].isdigit()
+
+
+def _is_class_folder(path: Path) -> bool:
+    """A time-of-day folder holding only scene files: what write_default_dataset makes."""
+    return (path.name in TIMES_OF_DAY and path.is_dir() and not path.is_symlink()
+            and all(_is_scene_file(entry) for entry in path.iterdir()))
 
 
 # --------------------------------------------------------------------------- what the scene shows
