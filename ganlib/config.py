@@ -162,6 +162,10 @@ class TrainParams(Section):
     """The training stage (ganlib/training/loop.py). Comments give units and the why."""
 
     arch: Literal["dcgan", "resnet", "r3gan"] # ARCHITECTURE_RESOLUTIONS lists the resolutions of each
+    # Class-conditional G and D (ganlib/models/conditioning.py). auto: on when the prepared data has labels;
+    # true refuses data without labels. The class list is part of the run's identity.
+    conditional: bool | Literal["auto"]
+    class_balanced: bool                      # draw real batches with every class equally often (else as the data has them)
     z_dim: int = Field(ge=1, le=4096)
     g_width: int = Field(ge=4, le=2048)       # base channels: G's last hidden layer (DCGAN-64: ngf)
     d_width: int = Field(ge=4, le=2048)       # base channels: D's first layer (DCGAN-64: ndf)

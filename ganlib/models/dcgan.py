@@ -8,6 +8,9 @@ doubling stages; channel counts double towards the 4x4 end, as in the paper
 (at 256 px that is 32 x width at 4x4: DCGAN was not designed for 256 px and
 trains less stably there; r3gan is the recommended architecture).
 The discriminator returns logits: the losses apply their own link function.
+Class-conditional with n_classes > 0 (ganlib/models/conditioning.py): G's first
+layer reads z concatenated with a class embedding; D adds a projection of its
+4x4 features, sum-pooled, onto the class embedding to its logit.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import math
 
 import torch
 from torch import nn
+
+from ganlib.models.conditioning import ClassEmbedding, ClassProjection
 
 RESOLUTIONS = (32, 64, 128, 256)
 
@@ -28,14 +33,16 @@ def _stages(resolution: int) -> int:
 
 
 class DCGANGenerator(nn.Module):
-    def __init__(self, z_dim: int, width: int, resolution: int) -> None:
+    def __init__(self, z_dim: int, width: int, resolution: int, n_classes: int = 0) -> None:
         super().__init__()
         self.z_dim = z_dim
         self.resolution = resolution
+        self.n_classes = n_classes
         stages = _stages(resolution)
         channels = [width * 2 ** (stages - 1 - i) for i in range(stages)]  # e.g. 8w, 4w, 2w, w
+        inputs = z_dim * 2 if n_classes else z_dim  # z and its class embedding (of z's size)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(z_dim, channels[0], 4, 1, 0, bias=False),
+            nn.ConvTranspose2d(inputs, channels[0], 4, 1, 0, bias=False),
             nn.BatchNorm2d(channels[0]),
             nn.ReLU(inplace=True),
         ]
@@ -44,13 +51,16 @@ class DCGANGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         dcgan_init_(self)
+        self.classes = ClassEmbedding(n_classes, z_dim) if n_classes else None
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.main(z.reshape(z.shape[0], self.z_dim, 1, 1))
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.classes is not None:
+            z = self.classes.with_latents(z, labels)
+        return self.main(z.reshape(z.shape[0], z.shape[1], 1, 1))
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, width: int, resolution: int) -> None:
+    def __init__(self, width: int, resolution: int, n_classes: int = 0) -> None:
         super().__init__()
         self.resolution = resolution
         stages = _stages(resolution)
@@ -61,9 +71,13 @@ class DCGANDiscriminator(nn.Module):
         layers += [nn.Conv2d(channels[-1], 1, 4, 1, 0, bias=False)]
         self.main = nn.Sequential(*layers)
         dcgan_init_(self)
+        self.classes = ClassProjection(n_classes, channels[-1]) if n_classes else None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.main(images).reshape(-1)
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.classes is None:
+            return self.main(images).reshape(-1)
+        features = self.main[:-1](images)  # 4x4; the last layer is the unconditional head
+        return self.main[-1](features).reshape(-1) + self.classes(features.sum(dim=(2, 3)), labels)
 
 
 def dcgan_init_(module: nn.Module) -> None:

@@ -36,6 +36,7 @@ class GeneratorInfo:
     data_md5: str | None
     dataset_sha256: str
     params_fingerprint: str
+    classes: tuple[str, ...] = ()  # a class-conditional generator's class names, in label order; () unconditional
 
 
 def save_generator(path: Path, generator: nn.Module, info: GeneratorInfo, build: dict[str, Any]) -> Path:
@@ -51,14 +52,21 @@ def save_generator(path: Path, generator: nn.Module, info: GeneratorInfo, build:
         "data_md5": info.data_md5,
         "dataset_sha256": info.dataset_sha256,
         "params_fingerprint": info.params_fingerprint,
+        "classes": list(info.classes),
     }
+    if len(info.classes) != int(build.get("n_classes", 0)):
+        raise ValueError(f"{len(info.classes)} class names for a generator built with {build.get('n_classes', 0)} classes")
     buffer = io.BytesIO()
     torch.save(record, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_generator(path: Path, device: torch.device) -> tuple[nn.Module, GeneratorInfo]:
-    """The generator in eval mode on `device`: G(z), z ~ N(0, I) [B, z_dim] -> [B, 3, R, R] in [-1, 1]."""
+    """The generator in eval mode on `device`: G(z), z ~ N(0, I) [B, z_dim] -> [B, 3, R, R] in [-1, 1].
+
+    A class-conditional one (info.classes not empty) takes G(z, labels), labels long [B] indexing
+    info.classes; without labels it draws class i mod C for latent i of the batch.
+    """
     path = Path(path)
     if not path.is_file():
         raise GeneratorFileError(f"{path}: no generator file; run the train stage first (`dvc repro train`)")
@@ -80,5 +88,6 @@ def load_generator(path: Path, device: torch.device) -> tuple[nn.Module, Generat
         data_md5=record["data_md5"],
         dataset_sha256=record["dataset_sha256"],
         params_fingerprint=record["params_fingerprint"],
+        classes=tuple(record.get("classes", ())),  # files written before conditional models have none
     )
     return generator.to(device).eval(), info

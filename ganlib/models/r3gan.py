@@ -18,6 +18,9 @@ learned 4x4 constant modulated channel-wise by a linear map of z and ends in
 a 1x1 convolution to RGB and tanh (every generator here outputs [-1, 1]);
 D starts with a 1x1 convolution from RGB and ends, at 4x4, in a depthwise
 4x4 convolution and a linear layer to one logit.
+Class-conditional with n_classes > 0 (ganlib/models/conditioning.py): the
+modulation of G's constant reads z concatenated with a class embedding; D is a
+projection discriminator on the features its head reads.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ganlib.models.conditioning import ClassEmbedding, ClassProjection
 
 RESOLUTIONS = (32, 64, 128, 256)
 
@@ -142,22 +147,26 @@ def _stages(channels: list[int], resample: type[nn.Module]) -> nn.Sequential:
 
 
 class R3GANGenerator(nn.Module):
-    def __init__(self, z_dim: int, width: int, resolution: int) -> None:
+    def __init__(self, z_dim: int, width: int, resolution: int, n_classes: int = 0) -> None:
         super().__init__()
-        self.z_dim, self.resolution = z_dim, resolution
+        self.z_dim, self.resolution, self.n_classes = z_dim, resolution, n_classes
         channels = stage_channels(width, resolution)
         self.constant = nn.Parameter(torch.randn(channels[0], 4, 4))
-        self.modulation = _he_init(nn.Linear(z_dim, channels[0], bias=False), leaky=False)
+        inputs = z_dim * 2 if n_classes else z_dim  # z and its class embedding (of z's size)
+        self.modulation = _he_init(nn.Linear(inputs, channels[0], bias=False), leaky=False)
         self.stages = _stages(channels, Upsample)
         self.to_rgb = _he_init(nn.Conv2d(channels[-1], 3, 1), leaky=False)
+        self.classes = ClassEmbedding(n_classes, z_dim) if n_classes else None
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.classes is not None:
+            z = self.classes.with_latents(z, labels)
         h = self.constant[None] * self.modulation(z)[:, :, None, None]
         return torch.tanh(self.to_rgb(self.stages(h)))
 
 
 class R3GANDiscriminator(nn.Module):
-    def __init__(self, width: int, resolution: int) -> None:
+    def __init__(self, width: int, resolution: int, n_classes: int = 0) -> None:
         super().__init__()
         self.resolution = resolution
         channels = stage_channels(width, resolution)[::-1]  # from the image inwards
@@ -166,7 +175,10 @@ class R3GANDiscriminator(nn.Module):
         # At 4x4: a learned spatial basis per channel (depthwise 4x4), then one logit.
         self.basis = _he_init(nn.Conv2d(channels[-1], channels[-1], 4, groups=channels[-1], bias=False), leaky=False)
         self.head = _he_init(nn.Linear(channels[-1], 1), leaky=False)
+        self.classes = ClassProjection(n_classes, channels[-1]) if n_classes else None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.stages(F.leaky_relu(self.from_rgb(images), LEAKY_SLOPE))
-        return self.head(self.basis(h).flatten(1)).reshape(-1)
+        features = self.basis(h).flatten(1)
+        logits = self.head(features).reshape(-1)
+        return logits if self.classes is None else logits + self.classes(features, labels)

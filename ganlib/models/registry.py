@@ -25,8 +25,8 @@ class ArchitectureError(UserFacingError, ValueError):
 class Architecture:
     name: str
     resolutions: tuple[int, ...]
-    generator: Callable[..., nn.Module]      # (z_dim, width, resolution)
-    discriminator: Callable[..., nn.Module]  # (width, resolution)
+    generator: Callable[..., nn.Module]      # (z_dim, width, resolution, n_classes=0)
+    discriminator: Callable[..., nn.Module]  # (width, resolution, n_classes=0)
 
 
 # The resolutions come from ganlib.config, where loading params checks preprocess.resolution
@@ -53,18 +53,26 @@ def architecture(name: str, resolution: int) -> Architecture:
     return arch
 
 
-def generator_kwargs(cfg: TrainParams, resolution: int) -> dict[str, Any]:
-    """The plain arguments that rebuild this generator (recorded in generator files)."""
+def generator_kwargs(cfg: TrainParams, resolution: int, n_classes: int = 0) -> dict[str, Any]:
+    """The plain arguments that rebuild this generator (recorded in generator files).
+
+    n_classes > 0: class-conditional (ganlib/models/conditioning.py); an unconditional
+    generator's kwargs have no n_classes, so its files are what they always were.
+    """
     architecture(cfg.arch, resolution)
-    return {"z_dim": cfg.z_dim, "width": cfg.g_width, "resolution": resolution}
+    kwargs: dict[str, Any] = {"z_dim": cfg.z_dim, "width": cfg.g_width, "resolution": resolution}
+    if n_classes:
+        kwargs["n_classes"] = n_classes
+    return kwargs
 
 
-def build_generator(cfg: TrainParams, resolution: int) -> nn.Module:
-    return rebuild_generator(cfg.arch, generator_kwargs(cfg, resolution))
+def build_generator(cfg: TrainParams, resolution: int, n_classes: int = 0) -> nn.Module:
+    return rebuild_generator(cfg.arch, generator_kwargs(cfg, resolution, n_classes))
 
 
-def build_discriminator(cfg: TrainParams, resolution: int) -> nn.Module:
-    return architecture(cfg.arch, resolution).discriminator(width=cfg.d_width, resolution=resolution)
+def build_discriminator(cfg: TrainParams, resolution: int, n_classes: int = 0) -> nn.Module:
+    return architecture(cfg.arch, resolution).discriminator(
+        width=cfg.d_width, resolution=resolution, n_classes=n_classes)
 
 
 def rebuild_generator(arch: str, kwargs: dict[str, Any]) -> nn.Module:

@@ -9,6 +9,10 @@ paper has no 256 px network, so 256 px follows BigGAN's channel plan (Brock et
 al. 2019) with these blocks.
 Initialisation as in the reference implementations: Xavier-uniform, gain
 sqrt(2) for the convolutions inside residual branches and 1 elsewhere.
+Class-conditional with n_classes > 0 (ganlib/models/conditioning.py): G's input
+linear layer reads z concatenated with a class embedding; D is a projection
+discriminator on its pooled features, the embedding spectrally normalised like
+every other weight of D.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from ganlib.models.conditioning import ClassEmbedding, ClassProjection
 
 RESOLUTIONS = (32, 64, 128, 256)
 
@@ -87,25 +93,29 @@ class DiscriminatorBlock(nn.Module):
 
 
 class ResNetGenerator(nn.Module):
-    def __init__(self, z_dim: int, width: int, resolution: int) -> None:
+    def __init__(self, z_dim: int, width: int, resolution: int, n_classes: int = 0) -> None:
         super().__init__()
         _check(resolution)
-        self.z_dim, self.resolution = z_dim, resolution
+        self.z_dim, self.resolution, self.n_classes = z_dim, resolution, n_classes
         channels = [width * m for m in _G_PLANS[resolution]]
         self.c0 = channels[0]
-        self.linear = _xavier(nn.Linear(z_dim, 4 * 4 * self.c0), 1.0)
+        inputs = z_dim * 2 if n_classes else z_dim  # z and its class embedding (of z's size)
+        self.linear = _xavier(nn.Linear(inputs, 4 * 4 * self.c0), 1.0)
         self.blocks = nn.Sequential(*(GeneratorBlock(a, b) for a, b in zip(channels[:-1], channels[1:])))
         self.bn = nn.BatchNorm2d(channels[-1])
         self.to_rgb = _xavier(nn.Conv2d(channels[-1], 3, 3, 1, 1), 1.0)
+        self.classes = ClassEmbedding(n_classes, z_dim) if n_classes else None
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.classes is not None:
+            z = self.classes.with_latents(z, labels)
         h = self.linear(z).reshape(z.shape[0], self.c0, 4, 4)
         h = self.blocks(h)
         return torch.tanh(self.to_rgb(F.relu(self.bn(h))))
 
 
 class ResNetDiscriminator(nn.Module):
-    def __init__(self, width: int, resolution: int) -> None:
+    def __init__(self, width: int, resolution: int, n_classes: int = 0) -> None:
         super().__init__()
         _check(resolution)
         self.resolution = resolution
@@ -115,7 +125,9 @@ class ResNetDiscriminator(nn.Module):
             c_in = width * multiplier
         self.blocks = nn.Sequential(*blocks)
         self.head = spectral_norm(_xavier(nn.Linear(c_in, 1), 1.0))
+        self.classes = ClassProjection(n_classes, c_in, spectral=True) if n_classes else None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = F.relu(self.blocks(images)).sum(dim=(2, 3))
-        return self.head(h).reshape(-1)
+        logits = self.head(h).reshape(-1)
+        return logits if self.classes is None else logits + self.classes(h, labels)

@@ -17,6 +17,12 @@ survives interruptions; only a finished run is published, all at once, to
     samples/         grid-<kimg>.png per tick, final.png
     params.json      the parameters the run used
 
+Class-conditional training (`train.conditional`, ganlib/models/conditioning.py):
+`auto` resolves, before anything is named, to whether the prepared data has
+class labels; the run's identity then covers the labels and the class names,
+and the generator file records the classes. `train.class_balanced` draws real
+batches with every class equally often (ClassBalancedSampler).
+
 Resuming: a rerun with the same parameters, data and weight-shaping code
 continues from the newest checkpoint of its run (`train.resume: auto`);
 `resume_from=PATH` continues from a given checkpoint and refuses one made
@@ -31,6 +37,7 @@ were made with, whatever the speed probe would say today.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -88,7 +95,7 @@ from ganlib.training.distributed import (
 )
 from ganlib.training.ema import recalibrate_batchnorm_, recalibration_latents
 from ganlib.training.monitor import TickMonitor
-from ganlib.training.real_batches import EpochSampler, RealImages
+from ganlib.training.real_batches import ClassBalancedSampler, EpochSampler, RealImages, RealLabels
 from ganlib.training.speed import TrainSpeed, resolve_train_speed
 from ganlib.training.step import GanNetworks, GanStep, build_networks
 from ganlib.training.throughput import ThroughputWatch, busy_machine_warning
@@ -159,6 +166,9 @@ def train_gan(
     dataset = open_prepared(root / params.base.paths.prepared)
     architecture(cfg.arch, dataset.resolution)
     _check_launch(cfg, world, resume_from)
+    classes = _training_classes(cfg, dataset)
+    params = _with_conditional(params, bool(classes))
+    data_key = training_data_key(dataset, classes)
     device = _training_device(params.base.device, world)
     init_process_group(world, device)
     _configure_backends(cfg, device)
@@ -167,12 +177,12 @@ def train_gan(
     # precision/channels_last `auto` become concrete here, before anything is seeded or
     # named: the run's identity, params.json and stats record what actually ran.
     speed = broadcast_object(
-        _settle_speed(params, dataset, device, code, checkpoints_root) if world.is_main else None, world)
+        _settle_speed(params, dataset, data_key, device, code, checkpoints_root) if world.is_main else None, world)
     log.info("train: precision %s, channels_last %s (%s)", speed.precision, speed.channels_last, speed.how)
     params = _with_speed(params, speed)
     cfg = params.train
 
-    identity = run_identity(params, dataset.content_hash, code)
+    identity = run_identity(params, data_key, code)
     run_dir = checkpoints_root / identity.fingerprint
     out_dir = root / params.base.paths.train
     _check_same_run(identity, world)
@@ -184,28 +194,34 @@ def train_gan(
     images_per_step = cfg.batch_size * cfg.d_steps
     stop_nimg = math.ceil(cfg.kimg * 1000 / images_per_step) * images_per_step
 
-    nets = build_networks(cfg, dataset.resolution, device, params.base.seed)
-    sampler = EpochSampler(dataset.count, params.base.seed)
+    nets = build_networks(cfg, dataset.resolution, device, params.base.seed, len(classes))
+    sampler = _real_sampler(cfg, dataset, params.base.seed)
     start, record = _starting_checkpoint(cfg, identity, run_dir, resume_from, world, log)
     progress = _restore(start, record, identity, stop_nimg, nets, sampler, log, cfg.resume == "accept_code_change") \
         if start else Progress()
     if start is None:
         log.info("train: starting from scratch in %s (%s, %d images of %d px, %s)",
                  run_dir, cfg.arch, dataset.count, dataset.resolution, device)
+    if classes:
+        log.info("train: class-conditional on %d classes (%s)%s", len(classes), ", ".join(classes),
+                 ", class-balanced batches" if cfg.class_balanced else "")
     for module in (nets.G, nets.D, nets.G_ema):
         broadcast_module_(module, world)
     barrier(world)  # every process has read its checkpoint before rank 0 writes new ones
 
     step = GanStep(nets, cfg, params.base.seed, device, world)
     real_images = RealImages(dataset.images, device, cfg.data_on_device, cfg.channels_last, log)
-    monitor = _monitor(params, dataset, device) if world.is_main else None
+    real_labels = RealLabels(dataset.labels, device) if classes else None
+    monitor = _monitor(params, dataset, device, len(classes)) if world.is_main else None
     throughput = _throughput_watch(device, log) if world.is_main else None
     tick_start_time, tick_start_nimg = time.perf_counter(), progress.nimg
 
     while progress.nimg < stop_nimg:
-        reals = [_my_reals(real_images, sampler.take(cfg.batch_size), step) for _ in range(cfg.d_steps)]
+        batches = [sampler.take(cfg.batch_size) for _ in range(cfg.d_steps)]
+        reals = [_my_reals(real_images, indices, step) for indices in batches]
+        labels = [_my_reals(real_labels, indices, step) for indices in batches] if real_labels else None
         progress.nimg += images_per_step
-        step.run(progress.step, reals, progress.nimg)
+        step.run(progress.step, reals, progress.nimg, labels)
         progress.step += 1
         tick_due = progress.nimg >= progress.last_tick_nimg + cfg.tick_kimg * 1000 or progress.nimg >= stop_nimg
         if tick_due or progress.step % cfg.check_finite_every == 0:
@@ -233,7 +249,7 @@ def train_gan(
         tick_start_time, tick_start_nimg = time.perf_counter(), progress.nimg
 
     if world.is_main:
-        _publish(params, identity, dataset, nets, progress, speed, run_dir, out_dir)
+        _publish(params, identity, dataset, classes, nets, progress, speed, run_dir, out_dir)
         log.info("train: %.1f kimg done; generator and stats in %s", progress.nimg / 1000, out_dir)
     barrier(world)
     return TrainSummary(
@@ -259,6 +275,41 @@ def _check_launch(cfg: TrainParams, world: World, resume_from: Path | None) -> N
         )
 
 
+def _training_classes(cfg: TrainParams, dataset: PreparedDataset) -> tuple[str, ...]:
+    """The class names a conditional run trains on; () for an unconditional run."""
+    if cfg.class_balanced and dataset.labels is None:
+        raise UserFacingError(
+            f"train.class_balanced is true, but the prepared data ({dataset.root}) has no class labels; put the images "
+            "in class folders (preprocess.labels, README 'Class labels') or set train.class_balanced: false")
+    if cfg.conditional is False or dataset.labels is None:
+        if cfg.conditional is True:
+            raise UserFacingError(
+                f"train.conditional is true, but the prepared data ({dataset.root}) has no class labels; put the "
+                "images in class folders or give a labels file (preprocess.labels, README 'Class labels'), or set "
+                "train.conditional: auto to train unconditionally on unlabelled data")
+        return ()
+    return tuple(dataset.class_names)
+
+
+def _with_conditional(params: Params, conditional: bool) -> Params:
+    """`auto` made concrete: the run's identity and params.json record what ran."""
+    return params.model_copy(update={"train": params.train.model_copy(update={"conditional": conditional})})
+
+
+def training_data_key(dataset: PreparedDataset, classes: tuple[str, ...]) -> str:
+    """What identifies a run's training data: the pixels, and for a conditional run the labels and class names."""
+    if not classes:
+        return dataset.content_hash
+    named = json.dumps([dataset.content_hash, dataset.labels_hash, list(classes)])
+    return hashlib.sha256(named.encode()).hexdigest()
+
+
+def _real_sampler(cfg: TrainParams, dataset: PreparedDataset, seed: int) -> EpochSampler:
+    if cfg.class_balanced:
+        return ClassBalancedSampler(np.asarray(dataset.labels), seed)
+    return EpochSampler(dataset.count, seed)
+
+
 def _check_same_run(identity: RunIdentity, world: World) -> None:
     """Every rank must key the same run: otherwise each would resume and check its own checkpoints."""
     seen = all_gather_object(identity.fingerprint, world)
@@ -279,13 +330,14 @@ def _training_device(name: str, world: World) -> torch.device:
 
 
 def _settle_speed(
-    params: Params, dataset: PreparedDataset, device: torch.device, code: CodeDigest, checkpoints_root: Path,
+    params: Params, dataset: PreparedDataset, data_key: str, device: torch.device, code: CodeDigest,
+    checkpoints_root: Path,
 ) -> TrainSpeed:
     """Concrete precision and channels_last: explicit settings, else what this run's checkpoints
     were made with, else the speed probe (which only ever decides for a run with no checkpoint)."""
     cfg = params.train
     if cfg.precision == "auto" or cfg.channels_last == "auto":
-        recorded = _speed_of_existing_run(params, dataset.content_hash, code, checkpoints_root)
+        recorded = _speed_of_existing_run(params, data_key, code, checkpoints_root)
         if recorded is not None:
             return recorded
     return resolve_train_speed(cfg, dataset.resolution, device, params.base.seed, machine_cache_dir())
@@ -334,17 +386,17 @@ def _throughput_watch(device: torch.device, log: Logger) -> ThroughputWatch | No
     return ThroughputWatch(threads)
 
 
-def _monitor(params: Params, dataset: PreparedDataset, device: torch.device) -> TickMonitor:
+def _monitor(params: Params, dataset: PreparedDataset, device: torch.device, n_classes: int) -> TickMonitor:
     n = max(params.train.grid_size**2, 2)
     reference = np.random.default_rng(params.base.seed).choice(dataset.count, size=min(n, dataset.count), replace=False)
     return TickMonitor(params.train.z_dim, params.train.grid_size, params.base.seed,
-                       dataset.images[np.sort(reference)], device)
+                       dataset.images[np.sort(reference)], device, n_classes)
 
 
-def _my_reals(real_images: RealImages, indices: np.ndarray, step: GanStep) -> list[torch.Tensor]:
-    """This process's real microbatches of one global batch of indices."""
+def _my_reals(source: RealImages | RealLabels, indices: np.ndarray, step: GanStep) -> list[torch.Tensor]:
+    """This process's real microbatches (images, or their labels) of one global batch of indices."""
     size = step.cfg.microbatch
-    return [real_images.batch(indices[m * size : (m + 1) * size]) for m in step.my_microbatches()]
+    return [source.batch(indices[m * size : (m + 1) * size]) for m in step.my_microbatches()]
 
 
 # ---------------------------------------------------------------------- resume
@@ -549,17 +601,18 @@ def _duration(seconds: float) -> str:
 
 
 def _publish(
-    params: Params, identity: RunIdentity, dataset: PreparedDataset, nets: GanNetworks,
+    params: Params, identity: RunIdentity, dataset: PreparedDataset, classes: tuple[str, ...], nets: GanNetworks,
     progress: Progress, speed: TrainSpeed, run_dir: Path, out_dir: Path,
 ) -> None:
     """Swap the finished run's outputs into `out_dir` in one step (ganlib.io.atomic.staged_directory)."""
     info = GeneratorInfo(
         arch=params.train.arch, z_dim=params.train.z_dim, resolution=dataset.resolution,
         kimg=progress.nimg / 1000, data_md5=dataset.data_md5, dataset_sha256=dataset.content_hash,
-        params_fingerprint=identity.fingerprint,
+        params_fingerprint=identity.fingerprint, classes=classes,
     )
     with staged_directory(out_dir) as stage:
-        save_generator(stage / GENERATOR_FILE, nets.G_ema, info, generator_kwargs(params.train, dataset.resolution))
+        save_generator(stage / GENERATOR_FILE, nets.G_ema, info,
+                       generator_kwargs(params.train, dataset.resolution, len(classes)))
         (stage / STATS_FILE).write_text(_jsonl(progress.history))
         (stage / SAMPLES_DIR).mkdir()
         for record in progress.history:

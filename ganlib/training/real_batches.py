@@ -1,8 +1,13 @@
-"""Real images for training: a resumable shuffled sampler and uint8 -> float batches.
+"""Real images for training: resumable shuffled samplers and uint8 -> float batches.
 
-The sampler's whole state is (epoch, position): each epoch's order is a pure
+A sampler's whole state is (epoch, position): each epoch's order is a pure
 function of (seed, epoch), so a checkpoint can record exactly where in the
 data a run stood, which an opaque DataLoader iterator cannot.
+
+    EpochSampler          every image once per epoch
+    ClassBalancedSampler  every class equally often (train.class_balanced): an epoch
+                          holds as many images of each class as the largest class has,
+                          a smaller class's images repeating in a new order each time
 """
 
 from __future__ import annotations
@@ -46,6 +51,29 @@ class EpochSampler:
         return np.random.default_rng([self.seed, epoch]).permutation(self.count)
 
 
+class ClassBalancedSampler(EpochSampler):
+    """An EpochSampler whose epochs show each class as often as the largest class."""
+
+    def __init__(self, labels: np.ndarray, seed: int) -> None:
+        self.by_class = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)] if len(labels) else []
+        empty = [c for c, indices in enumerate(self.by_class) if not len(indices)]
+        if empty:
+            raise ValueError(f"class-balanced sampling: classes {empty} have no images")
+        self.per_class = max(len(indices) for indices in self.by_class) if self.by_class else 0
+        super().__init__(self.per_class * len(self.by_class), seed)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        drawn = [_repeated_shuffle(indices, self.per_class, rng) for indices in self.by_class]
+        return rng.permutation(np.concatenate(drawn))
+
+
+def _repeated_shuffle(indices: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n of `indices`: whole shuffles of them one after another, the last one cut short."""
+    rounds = -(-n // len(indices))
+    return np.concatenate([rng.permutation(indices) for _ in range(rounds)])[:n]
+
+
 class RealImages:
     """The prepared uint8 NHWC images, served as float NCHW batches in [-1, 1] on the training device.
 
@@ -82,6 +110,16 @@ class RealImages:
         # NHWC viewed as NCHW is already channels_last in memory: no copy unless NCHW is wanted.
         images = pixels.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
         return images if self.channels_last else images.contiguous()
+
+
+class RealLabels:
+    """The prepared class labels, served as long tensors on the training device (a few bytes per image)."""
+
+    def __init__(self, labels: np.ndarray, device: torch.device) -> None:
+        self._labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
+
+    def batch(self, indices: np.ndarray) -> torch.Tensor:
+        return self._labels[torch.from_numpy(indices).to(self._labels.device)]
 
 
 def copy_to_device(images: np.ndarray, device: torch.device, chunk_images: int = 1024) -> torch.Tensor:

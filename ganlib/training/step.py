@@ -14,6 +14,10 @@ iteration, and D's weights are frozen while G's loss flows through it. A loss
 that pairs each fake with a real image (rpgan) also re-reads the reals of that
 last discriminator update, so the pairs are the same in both updates.
 
+Class-conditional training: each real microbatch comes with its labels, and
+the fakes it is compared with are drawn for the same labels, so fakes follow
+the class frequencies of the real batches (train.class_balanced decides those).
+
 The non-finite guard costs no host sync: after each update a device-side
 record keeps the first iteration at which a loss or a gradient was not
 finite; the training loop reads it every `check_finite_every` iterations.
@@ -76,12 +80,14 @@ class GanNetworks:
                 scaler.load_state_dict(saved)
 
 
-def build_networks(cfg: TrainParams, resolution: int, device: torch.device, seed: int) -> GanNetworks:
-    """Fresh networks (initialised from `seed`), their EMA copy, optimisers and AMP scalers on `device`."""
+def build_networks(cfg: TrainParams, resolution: int, device: torch.device, seed: int, n_classes: int = 0) -> GanNetworks:
+    """Fresh networks (initialised from `seed`), their EMA copy, optimisers and AMP scalers on `device`.
+
+    n_classes > 0: class-conditional G and D (ganlib/models/conditioning.py)."""
     torch.manual_seed(seed)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    G = build_generator(cfg, resolution).to(device=device, memory_format=memory_format)
-    D = build_discriminator(cfg, resolution).to(device=device, memory_format=memory_format)
+    G = build_generator(cfg, resolution, n_classes).to(device=device, memory_format=memory_format)
+    D = build_discriminator(cfg, resolution, n_classes).to(device=device, memory_format=memory_format)
     # Fused Adam: one kernel per step on CUDA, vectorised on CPU; unavailable elsewhere.
     fused = device.type in ("cuda", "cpu") or None
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas, fused=fused)
@@ -133,19 +139,25 @@ class GanStep:
         """Global microbatch indices this process handles in each update."""
         return range(self.world.rank * self.rounds, (self.world.rank + 1) * self.rounds)
 
-    def run(self, iteration: int, reals_per_d_step: list[list[torch.Tensor]], images_seen: int) -> None:
+    def run(
+        self, iteration: int, reals_per_d_step: list[list[torch.Tensor]], images_seen: int,
+        labels_per_d_step: list[list[torch.Tensor]] | None = None,
+    ) -> None:
         """One iteration; `reals_per_d_step[d][r]` is the real microbatch of D step d, round r.
 
-        `images_seen`: real images shown once this iteration is done.
+        `images_seen`: real images shown once this iteration is done. `labels_per_d_step[d][r]`:
+        the class labels of that microbatch (class-conditional networks only).
         """
         images_per_iteration = self.cfg.batch_size * self.cfg.d_steps
         scheduled = scheduled_values(self.cfg, max(images_seen - images_per_iteration, 0))
         self._apply_schedule(scheduled)
+        if labels_per_d_step is None:
+            labels_per_d_step = [[None] * len(reals) for reals in reals_per_d_step]
         fakes: list[torch.Tensor] = []
-        for d_index, reals in enumerate(reals_per_d_step):
+        for d_index, (reals, labels) in enumerate(zip(reals_per_d_step, labels_per_d_step)):
             last = d_index == len(reals_per_d_step) - 1
-            fakes = self._discriminator_update(iteration, d_index, reals, keep_fakes=last)
-        self._generator_update(iteration, fakes, reals_per_d_step[-1])
+            fakes = self._discriminator_update(iteration, d_index, reals, labels, keep_fakes=last)
+        self._generator_update(iteration, fakes, reals_per_d_step[-1], labels_per_d_step[-1])
         beta = ema_beta(images_per_iteration, images_seen, scheduled.ema_halflife_kimg, self.cfg.ema_rampup)
         update_ema(self.nets.G_ema, self.nets.G, beta)
 
@@ -163,7 +175,8 @@ class GanStep:
     # ------------------------------------------------------------------ phases
 
     def _discriminator_update(
-        self, iteration: int, d_index: int, reals: list[torch.Tensor], keep_fakes: bool
+        self, iteration: int, d_index: int, reals: list[torch.Tensor], labels: list[torch.Tensor | None],
+        keep_fakes: bool,
     ) -> list[torch.Tensor]:
         cfg, nets = self.cfg, self.nets
         d_counter = iteration * cfg.d_steps + d_index
@@ -175,22 +188,23 @@ class GanStep:
         terms = torch.zeros(2, device=self.device)  # loss, penalty: microbatch means summed
         grad_scale = _current_scale(nets.scaler_d, self.device)
         fakes = []
-        for real, microbatch in zip(reals, self.my_microbatches()):
+        for real, y, microbatch in zip(reals, labels, self.my_microbatches()):
             self._seed(iteration, d_index, microbatch)
             z = torch.randn(real.shape[0], cfg.z_dim, device=self.device, generator=self.rng)
             with torch.set_grad_enabled(keep_fakes), self._autocast():
-                fake = self.g_forward(z)
+                fake = self.g_forward(z, y)
             real = real.detach().requires_grad_(apply_r1)
             # R2 differentiates D at the fakes: a leaf of its own, so no gradient reaches G.
             fake_input = fake.detach().requires_grad_(apply_r2)
             with self._autocast():
-                real_logits = self.d_forward(self._augment(real))
-                fake_logits = self.d_forward(self._augment(fake_input))
+                real_logits = self.d_forward(self._augment(real), y)
+                fake_logits = self.d_forward(self._augment(fake_input), y)
                 loss = self.loss.discriminator(real_logits.float(), fake_logits.float())
             # Penalties outside autocast: fp32 arithmetic on a gradient taken at the fp16 loss scale.
             penalty = torch.zeros((), device=self.device)
             if cfg.loss == "wgan-gp":
-                penalty = penalty + gradient_penalty(self._d_logits, real, fake, cfg.gp_weight, self.rng, grad_scale)
+                penalty = penalty + gradient_penalty(
+                    lambda images, y=y: self._d_logits(images, y), real, fake, cfg.gp_weight, self.rng, grad_scale)
             if apply_r1:
                 gamma = cfg.r1_gamma * self.gamma_scale * cfg.r1_interval
                 penalty = penalty + r1_penalty(real_logits, real, gamma, grad_scale)
@@ -211,22 +225,24 @@ class GanStep:
             self.totals[5] += penalty_finite.double()
         return fakes
 
-    def _generator_update(self, iteration: int, fakes: list[torch.Tensor], reals: list[torch.Tensor]) -> None:
-        """`fakes` and `reals`: the microbatches of the last discriminator update (the pairs of rpgan)."""
+    def _generator_update(
+        self, iteration: int, fakes: list[torch.Tensor], reals: list[torch.Tensor], labels: list[torch.Tensor | None],
+    ) -> None:
+        """`fakes`, `reals`, `labels`: the microbatches of the last discriminator update (the pairs of rpgan)."""
         nets = self.nets
         nets.opt_g.zero_grad(set_to_none=True)
         nets.D.requires_grad_(False)  # G's loss flows through D; D's weight gradients are not needed
         terms = torch.zeros(1, device=self.device)
         try:
-            for fake, real, microbatch in zip(fakes, reals, self.my_microbatches()):
+            for fake, real, y, microbatch in zip(fakes, reals, labels, self.my_microbatches()):
                 self._seed(iteration, self.cfg.d_steps, microbatch)
                 with self._autocast():
-                    fake_logits = self.d_forward(self._augment(fake)).float()
+                    fake_logits = self.d_forward(self._augment(fake), y).float()
                     real_logits = None
                     if self.loss.pairs_real_in_g:
                         # Augmented after the fakes, from the same seeded stream: deterministic.
                         with torch.no_grad():
-                            real_logits = self.d_forward(self._augment(real)).float()
+                            real_logits = self.d_forward(self._augment(real), y).float()
                     loss = self.loss.generator(fake_logits, real_logits)
                 self._backward(loss / self.microbatches_total, nets.scaler_g)
                 terms += loss.detach() / self.microbatches_total
@@ -258,9 +274,9 @@ class GanStep:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _d_logits(self, images: torch.Tensor) -> torch.Tensor:
+    def _d_logits(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         with self._autocast():
-            return self.d_forward(images)
+            return self.d_forward(images, labels)
 
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
         return augment_with_probability(images, self.cfg.diffaugment, self.augment_p, self.rng)
