@@ -19,7 +19,7 @@
     scenegan fid-real DIR_A DIR_B                           FID/KID between two prepared datasets
     scenegan preset [NAME]                                  list presets.yaml, or print one as `dvc exp run` -S flags
     scenegan generate --out DIR|FILE.zip [--n N] [--seed S] [--truncation PSI] [--generator PATH]
-                                                            PNG images (image i: seed S+i) with a manifest.json
+                      [--class NAME|all]                    PNG images (image i: seed S+i) with a manifest.json
     scenegan generate --walk K --out walk.mp4 [--seed S]    a looping latent walk through K keyframes (MP4, else WebP)
     scenegan weights install --metric is|fd-dinov2|clip     download IS / FD_DINOv2 / CLIP weights (needs internet)
 
@@ -384,6 +384,9 @@ def add_generate_command(commands: "argparse._SubParsersAction") -> None:
     generate.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                           help="auto: cuda, then mps, then cpu (default: auto); the manifest records it")
     generate.add_argument("--overwrite", action="store_true", help="replace an existing --out (a directory whole)")
+    generate.add_argument("--class", dest="image_class", metavar="NAME",
+                          help="a class-conditional generator's class: NAME, or 'all' (every seed once per class); "
+                               "default: the image of seed s is class s mod the number of classes")
     generate.add_argument("--walk", type=_at_least(2), metavar="K",
                           help="write a looping latent walk through K keyframes instead of images")
     generate.add_argument("--frames-per-keyframe", type=_at_least(1), default=defaults.DEFAULT_FRAMES_PER_KEYFRAME,
@@ -407,7 +410,7 @@ def generate_from_model(args: argparse.Namespace) -> CommandResult:
     request = GenerateRequest(
         out=args.out, seed=args.seed, n=args.n or DEFAULT_N, truncation=args.truncation, batch_size=args.batch,
         device=args.device, generator=args.generator, overwrite=args.overwrite, walk_keyframes=args.walk,
-        frames_per_keyframe=args.frames_per_keyframe, fps=args.fps,
+        frames_per_keyframe=args.frames_per_keyframe, fps=args.fps, image_class=args.image_class,
     )
     return generate_result(generate(request, params, root, plain_logger()))
 

@@ -34,14 +34,15 @@ DATA_MD5 = "0123456789abcdef0123456789abcdef"
 
 
 def write_generator(path: Path, arch: str = "dcgan", build: dict = DCGAN, weights_seed: int = 0,
-                    poison: bool = False) -> Path:
+                    poison: bool = False, classes: tuple[str, ...] = ()) -> Path:
+    build = {**build, "n_classes": len(classes)} if classes else build
     with torch.random.fork_rng():
         torch.manual_seed(weights_seed)
         generator = rebuild_generator(arch, build)
     if poison:  # a diverged run: every output is NaN
         with torch.no_grad():
             next(generator.parameters()).fill_(float("nan"))
-    info = GeneratorInfo(arch, build["z_dim"], build["resolution"], 2.0, DATA_MD5, "e" * 64, "f" * 16)
+    info = GeneratorInfo(arch, build["z_dim"], build["resolution"], 2.0, DATA_MD5, "e" * 64, "f" * 16, classes)
     return save_generator(path, generator, info, build)
 
 
@@ -78,6 +79,36 @@ def test_image_i_of_seed_s_is_the_single_image_of_seed_s_plus_i(tmp_path, projec
     assert later == {name: many[name] for name in later}
     assert one == {"seed1207.png": many["seed1207.png"]}
     assert len(set(many.values())) == len(many)  # distinct images, not one repeated
+
+
+CLASSES = ("dawn", "day", "dusk")
+
+
+def test_class_choices_of_a_conditional_generator(tmp_path, project, capsys):
+    generator = str(write_generator(tmp_path / "conditional.pt", classes=CLASSES))
+    runs = {"default": [], "dusk": ["--class", "dusk"], "all": ["--class", "all"]}
+    for name, extra in runs.items():
+        code, _, err = scenegan(project, capsys, "--generator", generator, "--seed", "30", "--n", "3", "--batch", "4",
+                                "--out", str(tmp_path / name), *extra)
+        assert code == 0, err
+    default, dusk, every = (pngs(tmp_path / name) for name in runs)
+    # No --class: the image of seed s is class s mod 3, so it is the same image as that class asked for by name.
+    assert list(default) == ["seed0030-dawn.png", "seed0031-day.png", "seed0032-dusk.png"]
+    assert list(dusk) == ["seed0030-dusk.png", "seed0031-dusk.png", "seed0032-dusk.png"]
+    assert default["seed0032-dusk.png"] == dusk["seed0032-dusk.png"]
+    assert default["seed0030-dawn.png"] != dusk["seed0030-dusk.png"]  # same latent, other class, other image
+    assert sorted(every) == sorted(f"seed{s:04d}-{c}.png" for s in (30, 31, 32) for c in CLASSES)
+    assert every["seed0031-dusk.png"] == dusk["seed0031-dusk.png"]
+    manifest = json.loads((tmp_path / "all" / "manifest.json").read_text())
+    assert manifest["generator"]["classes"] == list(CLASSES) and manifest["n"] == 3
+    assert {entry["class"] for entry in manifest["images"]} == set(CLASSES) and len(manifest["images"]) == 9
+    assert "--class all" in manifest["regenerate"]
+
+    code, _, err = scenegan(project, capsys, "--generator", generator, "--class", "noon", "--out", str(tmp_path / "x"))
+    assert code != 0 and "--class noon: the generator has no such class; its classes are dawn, day, dusk" in err
+    code, _, err = scenegan(project, capsys, "--class", "dawn", "--out", str(tmp_path / "y"))  # the unconditional one
+    assert code != 0 and "--class dawn: this generator is unconditional" in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_the_same_seed_gives_the_same_bytes_and_truncation_one_is_none(tmp_path, project, capsys):

@@ -60,16 +60,23 @@ FULL_METRICS = {
 }
 
 
-def stand_in_run(root: Path, arch: str = "dcgan", weights_seed: int = 0, metrics: dict | None = FULL_METRICS) -> None:
+CLASSES = ("dawn", "day", "night")
+
+
+def stand_in_run(
+    root: Path, arch: str = "dcgan", weights_seed: int = 0, metrics: dict | None = FULL_METRICS,
+    classes: tuple[str, ...] = (),
+) -> None:
     """generator.pt and the records the preprocess, train and evaluate stages write, under `root`."""
+    build = {**BUILD, "n_classes": len(classes)} if classes else BUILD
     with torch.random.fork_rng():
         torch.manual_seed(weights_seed)
-        generator = rebuild_generator(arch, BUILD)
+        generator = rebuild_generator(arch, build)
     info = GeneratorInfo(arch=arch, z_dim=16, resolution=32, kimg=KIMG, data_md5="d" * 32, dataset_sha256="e" * 64,
-                         params_fingerprint="0123456789abcdef")
+                         params_fingerprint="0123456789abcdef", classes=classes)
     train = root / PATHS.train
     train.mkdir(parents=True, exist_ok=True)
-    save_generator(train / "generator.pt", generator, info, BUILD)
+    save_generator(train / "generator.pt", generator, info, build)
     run_record = {"run": {"code_digest": "c0de" * 16, "speed": {"precision": "bf16"}}}
     (train / "params.json").write_text(json.dumps(run_record))
     ticks = [{"kimg": 1.0, "img_per_s": 250.0}, {"kimg": 1.5, "img_per_s": 125.0}]
@@ -106,10 +113,20 @@ def published(tmp_path_factory) -> Path:
     return root
 
 
-def torch_images(root: Path, seed: int, n: int) -> np.ndarray:
+@pytest.fixture(scope="module")
+def published_conditional(tmp_path_factory) -> Path:
+    """The same, for a class-conditional stand-in."""
+    root = tmp_path_factory.mktemp("published-conditional")
+    stand_in_run(root, classes=CLASSES)
+    run_publish_stage(stage_params(root), LOG, root)
+    return root
+
+
+def torch_images(root: Path, seed: int, n: int, label: int | None = None) -> np.ndarray:
     generator, info = load_generator(root / PATHS.train / "generator.pt", torch.device("cpu"))
+    z = fixed_latents(n, info.z_dim, seed)
     with torch.no_grad():
-        return generator(fixed_latents(n, info.z_dim, seed)).numpy()
+        return (generator(z) if label is None else generator(z, torch.full((n,), label))).numpy()
 
 
 # ----------------------------------------------------------------------------- ONNX
@@ -132,6 +149,24 @@ def test_onnx_output_matches_torch_within_the_stated_tolerance(arch):
         expected = generator(z).numpy()
     assert exported.shape == (3, 3, 32, 32)
     assert np.abs(exported - expected).max() <= ONNX_TOLERANCE
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_a_conditional_generators_onnx_file_takes_the_labels(arch):
+    import onnxruntime
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        generator = rebuild_generator(arch, {**BUILD, "n_classes": 3}).eval()
+    onnx = export_checked_onnx(generator, fixed_latents(8, 16, seed=1), model_package.ONNX_EXPORTERS[arch],
+                               labels=torch.arange(8) % 3)
+    session = onnxruntime.InferenceSession(onnx.data, providers=["CPUExecutionProvider"])
+    z, labels = fixed_latents(5, 16, seed=2), torch.tensor([2, 2, 0, 1, 2])
+    exported = session.run(["images"], {"z": z.numpy(), "labels": labels.numpy()})[0]
+    with torch.no_grad():
+        expected = generator(z, labels).numpy()
+        other_classes = generator(z, (labels + 1) % 3).numpy()
+    assert np.abs(exported - expected).max() <= ONNX_TOLERANCE < np.abs(exported - other_classes).max()
 
 
 def test_an_onnx_file_that_does_not_reproduce_torch_is_refused():
@@ -202,6 +237,27 @@ def test_the_cards_snippet_loads_the_weights_into_plain_torch_without_scenegan(p
     np.testing.assert_allclose(np.load(out / "onnx.npy"), expected, rtol=0, atol=ONNX_TOLERANCE)
     from ganlib.models.sampling import to_uint8
     assert np.array_equal(np.load(out / "pixels.npy"), to_uint8(torch.from_numpy(expected)).numpy())
+
+
+def test_a_conditional_models_card_lists_its_classes_and_its_snippets_take_a_label(published_conditional, tmp_path):
+    package = tmp_path / "model"
+    shutil.copytree(published_conditional / PATHS.model, package)
+    config = json.loads((package / CONFIG_FILE).read_text())
+    assert config["classes"] == list(CLASSES) and config["build_kwargs"]["n_classes"] == 3
+    assert config["onnx"]["labels"]["name"] == "labels"
+    card = (package / CARD_FILE).read_text()
+    assert "class-conditional" in card and "0 `dawn`, 1 `day`, 2 `night`." in card
+    assert "row 1: dawn, row 2: day" in card
+    assert_every_field_filled(card)
+    out = tmp_path / "out"
+    out.mkdir()
+    code = (card_code_blocks(card, "### Load the weights") + f"\nnp.save({str(out / 'torch.npy')!r}, images.numpy())\n"
+            + card_code_blocks(card, "### Or run the ONNX file") + f"\nnp.save({str(out / 'onnx.npy')!r}, images)\n")
+    result = run_without_scenegan(code, package)
+    assert result.returncode == 0, result.stderr
+    expected = torch_images(published_conditional, seed=0, n=8, label=0)  # the snippets draw class 0, `dawn`
+    np.testing.assert_allclose(np.load(out / "torch.npy"), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.load(out / "onnx.npy"), expected, rtol=0, atol=ONNX_TOLERANCE)
 
 
 def test_the_clean_interpreter_really_cannot_import_scenegan(tmp_path):

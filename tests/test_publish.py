@@ -95,6 +95,7 @@ class Info:
     data_md5: str | None = "0123456789abcdef0123456789abcdef"
     dataset_sha256: str | None = "f" * 64
     params_fingerprint: str | None = "a1b2c3d4e5f60718"
+    classes: tuple[str, ...] = ()
 
 
 def write_metrics(root: Path, fid: float | None, **extra) -> None:
@@ -878,3 +879,35 @@ def test_publish_flow_shows_the_gate_numbers_as_an_artifact(tmp_path, prefect_ap
     rescored = record["comparison"]["previous_fid_rescored"]
     assert f"| published, re-scored | {rescored:.6g} |" in markdown
     assert "| seed | 2 | 1 |" in markdown and record["comparison"]["rule_text"] in markdown
+
+
+class TinyConditionalGenerator(TinyGenerator):
+    """TinyGenerator whose colour depends on the class: class c adds c to every pixel before tanh."""
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        labels = torch.arange(len(z)) % 3 if labels is None else labels
+        pre = self.linear(z).view(-1, 3, self.resolution, self.resolution) + labels.float().view(-1, 1, 1, 1)
+        return torch.tanh(pre)
+
+
+def test_a_conditional_generator_gets_a_row_per_class_with_its_scores(tmp_path):
+    per_class = {
+        "dawn": {"fid": 12.3, "fid_low": 11.9, "fid_high": 12.8, "kid": 0.0123, "kid_std": 0.002, "n_samples": 50,
+                 "n_real": 414},
+        "day": {"fid": 8.25, "fid_low": 8.0, "fid_high": 8.5, "kid": 0.01, "kid_std": 0.001, "n_samples": 50,
+                "n_real": 899},
+        "night": {"n_real": 30, "n_samples": 0},
+    }
+    write_metrics(tmp_path, fid=20.0, per_class=per_class)
+    target = str(tmp_path / "gallery")
+    publish(tmp_path, target, generator=TinyConditionalGenerator(), info=Info(classes=("dawn", "day", "night")))
+    files = release_relative(snapshot(target, tmp_path))
+    rows = {name: np.asarray(Image.open(io.BytesIO(files[f"classes/{name}.png"]))) for name in ("dawn", "day", "night")}
+    assert all(row.shape == (8 + 4, 2 * (8 + 2) + 2, 3) for row in rows.values())  # one row of grid_size samples
+    assert rows["dawn"].mean() < rows["day"].mean() < rows["night"].mean()  # each row drawn as its own class
+    html = files["index.html"].decode()
+    section = html[html.index('<section id="classes">'):]
+    assert [h for h in re.findall(r"<h3>(\w+)</h3>", section)] == ["dawn", "day", "night"]
+    assert "FID 12.30 (11.90 to 12.80), KID 0.0123 ± 0.0020; 50 samples of this class against its 414 real images" in section
+    assert "too few real images (30) for a per-class FID" in section
+    assert "A class per row" in html

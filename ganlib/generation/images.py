@@ -3,7 +3,9 @@
     write_images(generator, info, out, source=..., seed=S, n=N, ...) -> GeneratedImages
 
 Image i uses seed S + i and is named `seed{S+i:04d}.png` (sampler.py says why
-that makes any single image reproducible alone). manifest.json beside the
+that makes any single image reproducible alone); a class-conditional
+generator's images are named `seed{S+i:04d}-<class>.png` (classes.py says which
+class each one is). manifest.json beside the
 images records what a reader needs to make them again or trace them: every
 file with its seed and sha256, the generator (where it came from, its sha256,
 architecture, kimg) and the dataset version it was trained on (data_md5, the
@@ -41,6 +43,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ganlib.generation.classes import ImagePlan, image_plan
 from ganlib.generation.defaults import DEFAULT_BATCH_SIZE
 from ganlib.generation.sampler import PRECISION, GenerationError, check_seed_range, render, seed_latents
 from ganlib.io.atomic import DiskFullError, fresh_directory, fsync_directory, staged_directory
@@ -74,9 +77,9 @@ class GeneratedImages:
         return self.n / self.seconds if self.seconds > 0 else 0.0
 
 
-def image_name(seed: int) -> str:
-    """`seed1234.png`: the same name for the same seed, whatever the run it came from."""
-    return f"seed{seed:04d}.png"
+def image_name(seed: int, class_name: str | None = None) -> str:
+    """`seed1234.png` (`seed1234-dawn.png` for a class): the same name for the same image, whatever the run."""
+    return f"seed{seed:04d}.png" if class_name is None else f"seed{seed:04d}-{class_name}.png"
 
 
 def output_kind(out: Path) -> Literal["directory", "zip"]:
@@ -97,12 +100,13 @@ def write_images(
     overwrite: bool = False,
     regenerate: str | None = None,
     log: Logger | None = None,
+    image_class: str | None = None,
 ) -> GeneratedImages:
     """Images of seeds seed .. seed+n-1 from `generator` (eval mode, on `device`) as PNGs + manifest.json in `out`.
 
     `source` describes where the generator file came from (its path, sha256,
     kind, release) and goes into the manifest with `info`; `regenerate` is the
-    command line that makes the same images, recorded as given.
+    command line that makes the same images, recorded as given. `image_class`: --class (classes.py).
     """
     out = Path(out)
     if n < 1:
@@ -110,16 +114,19 @@ def write_images(
     check_seed_range(seed, n)
     truncation = check_truncation(truncation, "--truncation")
     kind = output_kind(out)
+    plan = image_plan(image_class, info.classes, seed, n)
     refuse_existing_output(out, kind, overwrite)
     started = time.perf_counter()
-    members = _image_members(generator, info, seed, n, truncation, batch_size, device, log)
+    members = _image_members(generator, info, plan, truncation, batch_size, device, log)
     settings = {"seed": seed, "n": n, "truncation": truncation, "batch_size": batch_size, "device": str(device),
                 "precision": PRECISION}
+    if info.classes:
+        settings["classes"] = {"generator": list(info.classes), "chosen": plan.how}
     if kind == "zip":
         files, size, manifest = _write_zip(out, members, info, source, settings, regenerate)
     else:
         files, size, manifest = _write_directory(out, members, info, source, settings, regenerate)
-    return GeneratedImages(out=out, kind=kind, n=n, first_seed=seed, last_seed=seed + n - 1, files=files,
+    return GeneratedImages(out=out, kind=kind, n=len(plan.seeds), first_seed=seed, last_seed=seed + n - 1, files=files,
                            size_bytes=size, seconds=time.perf_counter() - started, manifest=manifest)
 
 
@@ -161,16 +168,18 @@ def software_versions() -> dict[str, str | None]:
     return versions
 
 
-def _image_members(generator: nn.Module, info: GeneratorInfo, seed: int, n: int, truncation: float, batch_size: int,
-                   device: torch.device, log: Logger | None) -> Iterator[tuple[str, int, bytes]]:
-    """(file name, seed, PNG bytes) for each image, in seed order, generated batch by batch."""
-    latents = seed_latents(seed, n, info.z_dim)
-    index = seed
-    progress = Progress(log, total=n, what="generate", unit="images") if log is not None else None
+def _image_members(generator: nn.Module, info: GeneratorInfo, plan: ImagePlan, truncation: float, batch_size: int,
+                   device: torch.device, log: Logger | None) -> Iterator[tuple[str, int, str | None, bytes]]:
+    """(file name, seed, class, PNG bytes) for each image of the plan, in order, generated batch by batch."""
+    first, n = plan.seeds[0], len(set(plan.seeds))
+    latents = seed_latents(first, n, info.z_dim)[[seed - first for seed in plan.seeds]]
+    index = 0
+    progress = Progress(log, total=len(plan.seeds), what="generate", unit="images") if log is not None else None
     try:
-        for batch in render(generator, latents, info.resolution, batch_size, device, truncation):
+        for batch in render(generator, latents, info.resolution, batch_size, device, truncation, plan.labels):
             for image in batch:
-                yield image_name(index), index, encode_png(image)
+                seed, class_name = plan.seeds[index], plan.class_names[index]
+                yield image_name(seed, class_name), seed, class_name, encode_png(image)
                 index += 1
             if progress is not None:
                 progress.advance(len(batch))
@@ -194,6 +203,7 @@ def _manifest(entries: list[dict[str, Any]], info: GeneratorInfo, source: Mappin
             "data_md5": info.data_md5,
             "dataset_sha256": info.dataset_sha256,
             "params_fingerprint": info.params_fingerprint,
+            "classes": list(info.classes),
         },
         "latents": "image i: numpy.random.RandomState(seed + i).randn(1, z_dim), times truncation",
         "regenerate": regenerate,
@@ -202,18 +212,25 @@ def _manifest(entries: list[dict[str, Any]], info: GeneratorInfo, source: Mappin
     }
 
 
+def _entry(name: str, seed: int, class_name: str | None, data: bytes) -> dict[str, Any]:
+    entry: dict[str, Any] = {"file": name, "seed": seed}
+    if class_name is not None:
+        entry["class"] = class_name
+    return {**entry, "sha256": hashlib.sha256(data).hexdigest()}
+
+
 def _manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
 
 
-def _write_directory(out: Path, members: Iterator[tuple[str, int, bytes]], info: GeneratorInfo,
+def _write_directory(out: Path, members: Iterator[tuple[str, int, str | None, bytes]], info: GeneratorInfo,
                      source: Mapping[str, Any], settings: Mapping[str, Any],
                      regenerate: str | None) -> tuple[list[str], int, dict[str, Any]]:
     entries, size = [], 0
     with staged_directory(out) as staging:
-        for name, seed, data in members:
+        for name, seed, class_name, data in members:
             (staging / name).write_bytes(data)
-            entries.append({"file": name, "seed": seed, "sha256": hashlib.sha256(data).hexdigest()})
+            entries.append(_entry(name, seed, class_name, data))
             size += len(data)
         manifest = _manifest(entries, info, source, settings, regenerate)
         manifest_data = _manifest_bytes(manifest)
@@ -221,7 +238,7 @@ def _write_directory(out: Path, members: Iterator[tuple[str, int, bytes]], info:
     return [entry["file"] for entry in entries] + [MANIFEST_FILE], size + len(manifest_data), manifest
 
 
-def _write_zip(out: Path, members: Iterator[tuple[str, int, bytes]], info: GeneratorInfo,
+def _write_zip(out: Path, members: Iterator[tuple[str, int, str | None, bytes]], info: GeneratorInfo,
                source: Mapping[str, Any], settings: Mapping[str, Any],
                regenerate: str | None) -> tuple[list[str], int, dict[str, Any]]:
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -233,9 +250,9 @@ def _write_zip(out: Path, members: Iterator[tuple[str, int, bytes]], info: Gener
         partial = scratch / out.name
         with open(partial, "wb") as handle:
             with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
-                for name, seed, data in members:
+                for name, seed, class_name, data in members:
                     archive.writestr(_zip_entry(f"{folder}/{name}"), data)
-                    entries.append({"file": name, "seed": seed, "sha256": hashlib.sha256(data).hexdigest()})
+                    entries.append(_entry(name, seed, class_name, data))
                 manifest = _manifest(entries, info, source, settings, regenerate)
                 archive.writestr(_zip_entry(f"{folder}/{MANIFEST_FILE}"), _manifest_bytes(manifest))
             handle.flush()

@@ -3,6 +3,7 @@
     seed_latents(first_seed, n, z_dim)      row i = fixed_latents(1, z_dim, first_seed + i)
     check_seed_range(first_seed, n, flag)   a clear error when a seed falls outside numpy's range
     render(generator, latents, ...)         uint8 NHWC batches, in order, each computed in a batch of batch_size
+    seed_classes(first_seed, n, classes)    a conditional generator's default class per seed: seed mod C
 
 "Image i uses seed S + i": each image has its own seed, so any one image
 can be made again alone (`--seed 1234 --n 1` is image 34 of `--seed 1200
@@ -54,6 +55,14 @@ def check_seed_range(first_seed: int, n: int, flag: str = "--seed") -> None:
         )
 
 
+def seed_classes(first_seed: int, n: int, n_classes: int) -> torch.Tensor:
+    """The class a conditional generator draws for seeds first_seed .. first_seed + n - 1 when none is asked for.
+
+    Tied to the seed, like the latent, so the image of seed s is the same whatever run it is part of.
+    """
+    return torch.arange(first_seed, first_seed + n) % n_classes
+
+
 def seed_latents(first_seed: int, n: int, z_dim: int) -> torch.Tensor:
     """[n, z_dim] float32 on the CPU: row i is the latent of seed first_seed + i."""
     check_seed_range(first_seed, n)
@@ -85,8 +94,11 @@ def render(
     batch_size: int,
     device: torch.device,
     truncation: float = 1.0,
+    labels: torch.Tensor | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield uint8 [B, R, R, 3] batches of generator(truncate(latents)), in order (the last one may be shorter).
+
+    `labels` (long, one per latent): a class-conditional generator's class of each image.
 
     Each batch is computed as exactly `batch_size` rows (see the module note).
     `resolution` None accepts any square output (the walk, which is not told it).
@@ -101,7 +113,14 @@ def render(
             rows = chunk.shape[0]
             if rows < batch_size:
                 chunk = torch.cat([chunk, chunk.new_zeros(batch_size - rows, chunk.shape[1])])
-            output = generator(chunk.to(device=device, dtype=torch.float32))[:rows]
+            chunk = chunk.to(device=device, dtype=torch.float32)
+            if labels is None:
+                output = generator(chunk)[:rows]
+            else:
+                classes = labels[start:start + batch_size].to(device=device, dtype=torch.long)
+                if rows < batch_size:
+                    classes = torch.cat([classes, classes.new_zeros(batch_size - rows)])
+                output = generator(chunk, classes)[:rows]
             yield checked_images(output, resolution)
 
 

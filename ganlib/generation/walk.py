@@ -174,13 +174,18 @@ def latent_walk_video(
     scale: int | None = None,
     preferred: VideoFormatName = "mp4",
     log: Logger | None = None,
+    label: int | None = None,
 ) -> WalkVideo:
-    """The walk's frames rendered by `generator` (eval mode, on `device`) and encoded (see the module docstring)."""
+    """The walk's frames rendered by `generator` (eval mode, on `device`) and encoded (see the module docstring).
+
+    `label`: a class-conditional generator's class, the same for every frame (a class per frame would
+    jump between classes as the walk goes)."""
     truncation = check_truncation(truncation)
     if fps < 1:
         raise GenerationError(f"fps must be at least 1 (--fps), got {fps}")
     latents = walk_latents(z_dim, seed, keyframes, frames_per_keyframe)
-    frames = _render_frames(generator, latents, device, truncation, batch_size, log)
+    labels = None if label is None else torch.full((latents.shape[0],), label, dtype=torch.long)
+    frames = _render_frames(generator, latents, device, truncation, batch_size, log, labels)
     scale = auto_scale(frames.shape[1]) if scale is None else scale
     if scale < 1:
         raise GenerationError(f"scale must be at least 1, got {scale}")
@@ -210,6 +215,7 @@ def write_latent_walk(
     scale: int | None = None,
     overwrite: bool = False,
     log: Logger | None = None,
+    label: int | None = None,
 ) -> WalkFile:
     """latent_walk_video in the format `path`'s suffix names, written atomically; see the module docstring."""
     path = Path(path)
@@ -218,6 +224,7 @@ def write_latent_walk(
     video = latent_walk_video(
         generator, z_dim=z_dim, seed=seed, keyframes=keyframes, frames_per_keyframe=frames_per_keyframe, fps=fps,
         device=device, truncation=truncation, batch_size=batch_size, scale=scale, preferred=preferred, log=log,
+        label=label,
     )
     written = path.with_suffix(video.suffix)
     if written != path:
@@ -245,12 +252,12 @@ def refuse_existing_file(path: Path, overwrite: bool) -> None:
 
 
 def _render_frames(generator: nn.Module, latents: torch.Tensor, device: torch.device, truncation: float,
-                   batch_size: int, log: Logger | None) -> np.ndarray:
+                   batch_size: int, log: Logger | None, labels: torch.Tensor | None) -> np.ndarray:
     if log is None:
-        return np.concatenate(list(render(generator, latents, None, batch_size, device, truncation)))
+        return np.concatenate(list(render(generator, latents, None, batch_size, device, truncation, labels)))
     batches = []
     with Progress(log, total=latents.shape[0], what="walk", unit="frames") as progress:
-        for batch in render(generator, latents, None, batch_size, device, truncation):
+        for batch in render(generator, latents, None, batch_size, device, truncation, labels):
             batches.append(batch)
             progress.advance(len(batch))
     return np.concatenate(batches)

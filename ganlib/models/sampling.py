@@ -8,6 +8,7 @@ image FID measured for seed s.
     fixed_latents(n, z_dim, seed)   latent i of seed s, identical on every device and for every n
     to_uint8(images)                [-1, 1] floats -> uint8 pixels, NCHW, on the images' device
     to_uint8_images(images)         the same pixels as NHWC numpy (PNG encoders, grids)
+    grid_row_labels(n, cols, C)     a conditional generator's grid: class r mod C in row r
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ def fixed_latents(n: int, z_dim: int, seed: int) -> torch.Tensor:
     calculate_metrics computes for the same generator and seed.
     """
     return torch.from_numpy(np.random.RandomState(seed).randn(n, z_dim)).to(torch.float32)
+
+
+def grid_row_labels(n: int, cols: int, n_classes: int) -> torch.Tensor | None:
+    """Class r mod n_classes for each of n samples laid out `cols` to a row (None when unconditional).
+
+    Every sample grid of a class-conditional generator (training ticks, gallery, model card) shows a class per row.
+    """
+    if not n_classes:
+        return None
+    return (torch.arange(n) // cols) % n_classes
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

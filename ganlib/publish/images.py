@@ -43,9 +43,10 @@ def interpolation_latents(seed: int, rows: int, steps: int, z_dim: int) -> torch
 
 
 def generate_images(
-    generator: nn.Module, latents: torch.Tensor, resolution: int, batch_size: int
+    generator: nn.Module, latents: torch.Tensor, resolution: int, batch_size: int,
+    labels: torch.Tensor | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield uint8 [B, R, R, 3] batches of generator(latents), in order.
+    """Yield uint8 [B, R, R, 3] batches of generator(latents) (with `labels`, a conditional generator's classes), in order.
 
     The generator must already be on the CPU in fp32 (see the module note);
     its output is checked, so a broken checkpoint fails here with a message
@@ -54,7 +55,8 @@ def generate_images(
     generator.eval()
     with torch.inference_mode():
         for start in range(0, latents.shape[0], batch_size):
-            output = generator(latents[start : start + batch_size])
+            chunk = slice(start, start + batch_size)
+            output = generator(latents[chunk]) if labels is None else generator(latents[chunk], labels[chunk])
             yield images_to_uint8(output, resolution)
 
 
@@ -74,8 +76,10 @@ def images_to_uint8(output: torch.Tensor, resolution: int) -> np.ndarray:
     return to_uint8_images(output)
 
 
-def generate_all(generator: nn.Module, latents: torch.Tensor, resolution: int, batch_size: int) -> np.ndarray:
-    return np.concatenate(list(generate_images(generator, latents, resolution, batch_size)), axis=0)
+def generate_all(
+    generator: nn.Module, latents: torch.Tensor, resolution: int, batch_size: int, labels: torch.Tensor | None = None,
+) -> np.ndarray:
+    return np.concatenate(list(generate_images(generator, latents, resolution, batch_size, labels)), axis=0)
 
 
 def contact_sheet(images: np.ndarray, cols: int) -> np.ndarray:

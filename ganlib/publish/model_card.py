@@ -48,6 +48,8 @@ def model_card_context(
         "arch_source": config["arch_source"],
         "resolution": config["resolution"],
         "z_dim": config["z_dim"],
+        # A conditional generator's class names (safe identifiers, preprocess checks them), in label order.
+        "classes": [cell(name) for name in config.get("classes", [])],
         "kimg": fixed(config["kimg"], 1),
         "created_at": config["created_at"],
         "gallery": gallery_sentence(gallery),
@@ -59,8 +61,7 @@ def model_card_context(
         "metric_warnings": [cell(text) for text in metric_warnings],
         "memorisation": memorisation_sentence(metrics),
         "samples_file": config["samples"]["file"],
-        "samples_caption": (f"{config['samples']['grid']} x {config['samples']['grid']} samples of seed "
-                            f"{config['samples']['seed']}, image i (row-major) from latent i"),
+        "samples_caption": samples_caption(config),
         "onnx": config["onnx"],
         "onnx_difference": significant(config["onnx"]["max_abs_difference_vs_torch"], 3),
         "file_rows": [{"name": name, "bytes": f"{len(data):,}", "sha256": hashlib.sha256(data).hexdigest()}
@@ -79,6 +80,15 @@ def render_model_card(context: Mapping[str, Any]) -> str:
         keep_trailing_newline=True,
     )
     return environment.get_template(CARD_TEMPLATE).render(context)
+
+
+def samples_caption(config: Mapping[str, Any]) -> str:
+    grid, seed, classes = config["samples"]["grid"], config["samples"]["seed"], config.get("classes", [])
+    caption = f"{grid} x {grid} samples of seed {seed}, image i (row-major) from latent i"
+    if classes:
+        rows = ", ".join(f"row {r + 1}: {classes[r % len(classes)]}" for r in range(grid))
+        caption += f"; a class per row ({cell(rows)})"
+    return caption
 
 
 def gallery_sentence(gallery: Mapping[str, Any]) -> str:

@@ -3,8 +3,9 @@
 `<base.paths.model>/`, a DVC out of the publish stage (not cached: dvc.yaml says why), rewritten whole on every run:
 
     generator.safetensors  the EMA generator's state_dict (safetensors: tensors only, no pickled code)
-    generator_arch.py      the architecture's own source file (ganlib/models/<arch>.py), which imports only
-                           torch and the standard library: build the network from it, load the weights
+    generator_arch.py      the architecture's own source file (ganlib/models/<arch>.py), with the class
+                           conditioning it imports (ganlib/models/conditioning.py) written into it: it
+                           imports only torch and the standard library; build the network from it, load the weights
     generator.onnx         the same network for onnxruntime and friends, batch axis dynamic, checked
                            against torch before it is written (ganlib/publish/onnx_export.py)
     config.json            what to build (class, build kwargs), how to sample it (latent convention,
@@ -50,9 +51,9 @@ from ganlib.formatting import iso_utc
 from ganlib.io.atomic import atomic_write_bytes, staged_directory
 from ganlib.models.generator_file import GeneratorInfo
 from ganlib.models.registry import architecture
-from ganlib.models.sampling import fixed_latents
+from ganlib.models.sampling import fixed_latents, grid_row_labels
 from ganlib.publish.images import contact_sheet, encode_image, generate_all
-from ganlib.publish.onnx_export import INPUT_NAME, OUTPUT_NAME, CheckedOnnx, Exporter, export_checked_onnx
+from ganlib.publish.onnx_export import INPUT_NAME, LABELS_NAME, OUTPUT_NAME, CheckedOnnx, Exporter, export_checked_onnx
 from ganlib.publish.run_records import DatasetRecord, TrainingRecord, read_dataset_record, read_training_record
 
 PACKAGE_FORMAT = "scenegan-model-package/1"
@@ -70,6 +71,9 @@ CARD_GRID = 4            # samples.png is at most 4 x 4: an example for the card
 ONNX_EXPORTERS: dict[str, Exporter] = {"dcgan": "torchscript", "resnet": "torchscript", "r3gan": "torch.export"}
 # What the architecture file may import: it travels alone, beside the weights.
 STANDALONE_IMPORTS = frozenset(sys.stdlib_module_names) | {"torch"}
+# Project modules an architecture file may import: their source is written into generator_arch.py in place
+# of the import (they too may import only torch and the standard library).
+INLINED_MODULES = ("ganlib.models.conditioning",)
 
 LATENT_CONVENTION = {
     "distribution": "z ~ N(0, I), float32 [n, z_dim]",
@@ -115,14 +119,16 @@ def build_model_package(
     generator = generator.to(device="cpu", dtype=torch.float32).eval()
     build = generator_build(generator_file)
     class_name, arch_path, arch_source = architecture_source(info.arch, info.resolution)
+    n_classes = len(info.classes)
     onnx = export_checked_onnx(
         generator, fixed_latents(ONNX_CHECK_LATENTS, info.z_dim, params.publish.seed),
         ONNX_EXPORTERS.get(info.arch, "torch.export"),
+        labels=torch.arange(ONNX_CHECK_LATENTS) % n_classes if n_classes else None,
     )
     grid = min(params.publish.grid_size, CARD_GRID)
     sheet = contact_sheet(
         generate_all(generator, fixed_latents(grid**2, info.z_dim, params.publish.seed), info.resolution,
-                     params.publish.batch_size),
+                     params.publish.batch_size, grid_row_labels(grid**2, grid, n_classes)),
         cols=grid,
     )
     dataset = read_dataset_record(root / params.base.paths.prepared)
@@ -136,10 +142,12 @@ def build_model_package(
         "build_kwargs": build,
         "z_dim": info.z_dim,
         "resolution": info.resolution,
+        # A conditional generator's classes, in label order: G(z, labels), labels int64 [n] indexing this list.
+        "classes": list(info.classes),
         "latent": LATENT_CONVENTION,
         "output": OUTPUT_CONVENTION,
         "weights": {"file": WEIGHTS_FILE, "what": "EMA generator state_dict", "tensors": len(generator.state_dict())},
-        "onnx": onnx_record(onnx),
+        "onnx": onnx_record(onnx, n_classes),
         "kimg": info.kimg,
         "preset": matching_preset(params, info.resolution),
         "params_fingerprint": info.params_fingerprint,
@@ -152,7 +160,8 @@ def build_model_package(
             "images": dataset.images,
         },
         "data_licence": params.publish.data_licence,
-        "samples": {"file": SAMPLES_FILE, "grid": grid, "seed": params.publish.seed},
+        "samples": {"file": SAMPLES_FILE, "grid": grid, "seed": params.publish.seed,
+                    **({"rows": "class r mod len(classes) in row r"} if n_classes else {})},
     }
     return ModelPackage(
         weights=safetensors_bytes(generator, info), arch_source=arch_source, onnx=onnx,
@@ -201,7 +210,7 @@ def architecture_source(arch: str, resolution: int) -> tuple[str, str, bytes]:
     """
     generator_class = architecture(arch, resolution).generator
     path = Path(inspect.getsourcefile(generator_class) or "")
-    source = path.read_bytes()
+    source = with_inlined_modules(path.read_text()).encode()
     foreign = foreign_imports(source)
     if foreign:
         raise ModelPackageError(
@@ -209,6 +218,39 @@ def architecture_source(arch: str, resolution: int) -> tuple[str, str, bytes]:
             "so it may import only torch and the standard library"
         )
     return generator_class.__name__, generator_class.__module__.replace(".", "/") + ".py", source
+
+
+def with_inlined_modules(source: str) -> str:
+    """`source` with each top-level `from <INLINED_MODULES> import ...` replaced by that module's code.
+
+    The module's docstring and `from __future__` line are left out (the architecture file has its own);
+    a comment marks where the inlined code starts and ends.
+    """
+    lines = source.splitlines(keepends=True)
+    imports = [node for node in ast.parse(source).body
+               if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in INLINED_MODULES]
+    for node in reversed(imports):  # from the bottom up, so earlier line numbers stay valid
+        module = sys.modules.get(node.module) or __import__(node.module, fromlist=["_"])
+        body = _module_body(Path(inspect.getsourcefile(module) or "").read_text())
+        block = [f"# ---- {node.module} (written in here: this file travels alone) ----\n", body,
+                 f"# ---- end of {node.module} ----\n"]
+        lines[node.lineno - 1 : node.end_lineno] = block
+    return "".join(lines)
+
+
+def _module_body(source: str) -> str:
+    """A module's code without its docstring and `from __future__` imports."""
+    body = [node for node in ast.parse(source).body
+            if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str))
+            and not (isinstance(node, ast.ImportFrom) and node.module == "__future__")]
+    lines = source.splitlines(keepends=True)
+    start = min(_first_line(node) for node in body) - 1
+    return "".join(lines[start:])
+
+
+def _first_line(node: ast.stmt) -> int:
+    decorators = getattr(node, "decorator_list", [])
+    return min([node.lineno, *(d.lineno for d in decorators)])
 
 
 def foreign_imports(source: bytes) -> list[str]:
@@ -234,10 +276,12 @@ def safetensors_bytes(generator: nn.Module, info: GeneratorInfo) -> bytes:
                                    "resolution": str(info.resolution), "config": CONFIG_FILE})
 
 
-def onnx_record(onnx: CheckedOnnx) -> dict[str, Any]:
+def onnx_record(onnx: CheckedOnnx, n_classes: int = 0) -> dict[str, Any]:
+    labels = {"labels": {"name": LABELS_NAME, "shape": ["batch"], "dtype": "int64", "values": f"0..{n_classes - 1}"}}
     return {
         "file": ONNX_FILE,
         "input": {"name": INPUT_NAME, "shape": ["batch", "z_dim"], "dtype": "float32"},
+        **(labels if n_classes else {}),
         "output": {"name": OUTPUT_NAME, "shape": ["batch", 3, "resolution", "resolution"], "dtype": "float32"},
         "opset": onnx.opset,
         "exporter": onnx.exporter,

@@ -14,7 +14,9 @@ shape and refuses ("convolution for kernel of unknown shape", after dumping
 the whole graph to stderr). So the faster one where it works, the general
 one where it does not (ganlib/publish/model_package.py says which is which);
 CheckedOnnx.exporter records it. Either way the batch axis is dynamic: the
-file takes any number of latents.
+file takes any number of latents. A class-conditional generator's file takes
+a second input, `labels` (int64 [batch], class indices), so the class is the
+caller's choice, not the batch position.
 
 The check runs the saved bytes in onnxruntime on the caller's latents (a
 batch size other than the export's example, so a batch axis wrongly frozen
@@ -41,6 +43,7 @@ from ganlib.errors import UserFacingError
 # typically differs by (1e-6 to 1e-9 measured on the three architectures, CPU fp32).
 ONNX_TOLERANCE = 1e-4
 INPUT_NAME = "z"
+LABELS_NAME = "labels"
 OUTPUT_NAME = "images"
 EXAMPLE_BATCH = 2   # what the exporter traces with; the check uses another size
 OPSET = 18          # the TorchScript exporter's; the torch.export one writes its own default (recorded)
@@ -65,21 +68,31 @@ class CheckedOnnx:
 
 def export_checked_onnx(
     generator: nn.Module, latents: torch.Tensor, exporter: Exporter, tolerance: float = ONNX_TOLERANCE,
+    labels: torch.Tensor | None = None,
 ) -> CheckedOnnx:
-    """`generator` (eval mode, CPU, fp32) as ONNX with a dynamic batch axis, checked on `latents` [N, z_dim]."""
+    """`generator` (eval mode, CPU, fp32) as ONNX with a dynamic batch axis, checked on `latents` [N, z_dim].
+
+    `labels` (long [N]): the generator is class-conditional; the file takes them as its second input.
+    """
     if latents.ndim != 2 or len(latents) == EXAMPLE_BATCH:
         raise ValueError(f"check latents must be [N, z_dim] with N != {EXAMPLE_BATCH}, got {tuple(latents.shape)}")
     # Imported here: only the publish stage exports, and these imports take seconds.
     import onnxruntime
 
-    data, opset = _export(generator, torch.zeros(EXAMPLE_BATCH, latents.shape[1]), exporter)
+    example = (torch.zeros(EXAMPLE_BATCH, latents.shape[1]),)
+    if labels is not None:
+        example += (torch.arange(EXAMPLE_BATCH, dtype=torch.long) % max(int(labels.max()) + 1, 1),)
+    data, opset = _export(generator, example, exporter)
+    feeds = {INPUT_NAME: latents.numpy().astype(np.float32)}
+    if labels is not None:
+        feeds[LABELS_NAME] = labels.numpy().astype(np.int64)
     try:
         session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-        exported = session.run([OUTPUT_NAME], {INPUT_NAME: latents.numpy().astype(np.float32)})[0]
+        exported = session.run([OUTPUT_NAME], feeds)[0]
     except Exception as exc:  # onnxruntime's own exception types: a file it cannot load or run
         raise OnnxExportError(f"onnxruntime cannot run the exported generator: {exc}") from exc
     with torch.no_grad():
-        expected = generator(latents).numpy()
+        expected = (generator(latents) if labels is None else generator(latents, labels)).numpy()
     if exported.shape != expected.shape:
         raise OnnxExportError(f"the ONNX generator returns shape {exported.shape} for {len(latents)} latents, "
                               f"torch returns {expected.shape}")
@@ -92,7 +105,7 @@ def export_checked_onnx(
     return CheckedOnnx(data, opset, difference, tolerance, len(latents), onnxruntime.__version__, exporter)
 
 
-def _export(generator: nn.Module, example: torch.Tensor, exporter: Exporter) -> tuple[bytes, int]:
+def _export(generator: nn.Module, example: tuple[torch.Tensor, ...], exporter: Exporter) -> tuple[bytes, int]:
     """The .onnx bytes and their opset, from `exporter`."""
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter: expected one of {EXPORTERS}, got {exporter!r}")
@@ -107,21 +120,27 @@ def _export(generator: nn.Module, example: torch.Tensor, exporter: Exporter) -> 
         raise OnnxExportError(f"torch could not export the generator to ONNX ({exporter} exporter): {exc}") from exc
 
 
-def _export_torchscript(generator: nn.Module, example: torch.Tensor) -> bytes:
+def _input_names(example: tuple[torch.Tensor, ...]) -> list[str]:
+    return [INPUT_NAME, LABELS_NAME][: len(example)]
+
+
+def _export_torchscript(generator: nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:
     buffer = io.BytesIO()
+    names = _input_names(example)
     with _quiet_exporter():
         torch.onnx.export(
-            generator, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            generator, example, buffer, dynamo=False, opset_version=OPSET, input_names=names,
+            output_names=[OUTPUT_NAME], dynamic_axes={**{name: {0: "batch"} for name in names}, OUTPUT_NAME: {0: "batch"}},
         )
     return buffer.getvalue()
 
 
-def _export_torch_export(generator: nn.Module, example: torch.Tensor) -> tuple[bytes, int]:
+def _export_torch_export(generator: nn.Module, example: tuple[torch.Tensor, ...]) -> tuple[bytes, int]:
+    batch = torch.export.Dim("batch", min=1)
     with _quiet_exporter():
         program = torch.onnx.export(
-            generator, (example,), None, dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), external_data=False, verbose=False,
+            generator, example, None, dynamo=True, input_names=_input_names(example), output_names=[OUTPUT_NAME],
+            dynamic_shapes=tuple({0: batch} for _ in example), external_data=False, verbose=False,
             report=False,
         )
     model = program.model_proto

@@ -108,6 +108,15 @@ class NearestSection:
 
 
 @dataclass(frozen=True)
+class ClassRow:
+    """A conditional generator's class: a row of samples and its per-class scores, in words."""
+
+    name: str
+    image: ImageRef
+    scores: str
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     release: str
     published_at: str
@@ -130,6 +139,7 @@ class GalleryPage:
     params: Mapping[str, Any]                 # the sections shown under "Parameters"
     display_scale: int
     history: Sequence[HistoryEntry] = field(default_factory=tuple)
+    class_rows: Sequence[ClassRow] = field(default_factory=tuple)  # a conditional generator's classes
     # The sections below the samples; each is None/empty when its input is absent, and
     # section_notes then holds the one line shown in its place ("walk", "truncation", "nearest").
     walk: VideoRef | None = None
@@ -163,6 +173,8 @@ def gallery_context(page: GalleryPage, link_prefix: str = "", show_history: bool
         "grid": _image(page.grid, link_prefix, scale),
         "interpolation": _image(page.interpolation, link_prefix, scale),
         "samples": [_image(image, link_prefix, scale) for image in page.samples],
+        "class_rows": [{"name": row.name, "image": _image(row.image, link_prefix, scale), "scores": row.scores}
+                       for row in page.class_rows],
         "walk": None if page.walk is None else _video(page.walk, link_prefix),
         "truncation": page.truncation,
         "nearest": [

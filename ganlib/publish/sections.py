@@ -4,7 +4,7 @@
     write_sections(upload, generator, ..., inputs)         the walk and the pairs' images into the release;
                                                            what the page shows (PageSections)
 
-    walk_video(generator, z_dim, settings)                 the looping walk (ganlib/generation/walk.py), or None
+    walk_video(generator, z_dim, settings, classes)        the looping walk (ganlib/generation/walk.py), or None
     read_truncation_table(path, z_dim)                     rows of the evaluate stage's truncation.json
     read_nearest_pairs(path, k, z_dim, prepared_dir)       the closest sample/training pairs of memorisation.json
     nearest_images(pairs, generator, ...)                  those samples (regenerated) and training images (read)
@@ -72,14 +72,18 @@ class NearestPairs:
     baseline: float
 
 
-def walk_video(generator: nn.Module, z_dim: int, settings: PublishParams) -> WalkVideo | None:
-    """The page's latent walk (None when publish.walk_keyframes is 0): CPU, fp32, seeds publish.seed onwards."""
+def walk_video(
+    generator: nn.Module, z_dim: int, settings: PublishParams, classes: tuple[str, ...] = (),
+) -> WalkVideo | None:
+    """The page's latent walk (None when publish.walk_keyframes is 0): CPU, fp32, seeds publish.seed onwards.
+
+    A class-conditional generator walks as its first class throughout."""
     if settings.walk_keyframes == 0:
         return None
     return latent_walk_video(
         generator, z_dim=z_dim, seed=settings.seed, keyframes=settings.walk_keyframes,
         frames_per_keyframe=settings.walk_frames_per_keyframe, fps=settings.walk_fps, device=torch.device("cpu"),
-        batch_size=settings.batch_size,
+        batch_size=settings.batch_size, label=0 if classes else None,
     )
 
 
@@ -230,11 +234,11 @@ def read_section_inputs(root: Path, evaluate: str, prepared: str, settings: Publ
 
 def write_sections(
     upload: GalleryUpload, generator: nn.Module, z_dim: int, resolution: int, settings: PublishParams,
-    inputs: SectionInputs,
+    inputs: SectionInputs, classes: tuple[str, ...] = (),
 ) -> PageSections:
     """Render the walk and the nearest pairs' images into the release; the page's view of all three sections."""
     notes: dict[str, str] = {}
-    video = walk_video(generator, z_dim, settings)
+    video = walk_video(generator, z_dim, settings, classes)
     walk = walk_file = None
     if video is None:
         notes["walk"] = "No latent walk: publish.walk_keyframes is 0."
@@ -245,7 +249,9 @@ def write_sections(
         walk = VideoRef(walk_file, video.width, video.height, video.mime_type, (
             f"A loop through {video.keyframes} keyframes, the latents of seeds {video.seed} to {last} (the images "
             f"of scenegan generate --seed {video.seed} --n {video.keyframes}), by slerp: {video.frames_per_keyframe} "
-            f"frames each at {video.fps} fps, {video.duration_s:.1f} s, shown {video.scale}x. {video.reason}."))
+            f"frames each at {video.fps} fps, {video.duration_s:.1f} s, shown {video.scale}x"
+            + (f", all as class {classes[0]} (scenegan generate --class {classes[0]} --walk {video.keyframes})"
+               if classes else "") + f". {video.reason}."))
     truncation = inputs.truncation if isinstance(inputs.truncation, TruncationTable) else None
     if truncation is None:
         notes["truncation"] = str(inputs.truncation)

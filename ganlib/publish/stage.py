@@ -31,11 +31,11 @@ from ganlib.logs import Logger
 from ganlib.metrics.errors import EvaluationError
 from ganlib.metrics.report import METRICS_FILE, read_evaluation
 from ganlib.models.generator_file import load_generator
-from ganlib.models.sampling import fixed_latents
+from ganlib.models.sampling import fixed_latents, grid_row_labels
 from ganlib.publish.fid_settings import MANIFEST_KEY, fid_settings
 from ganlib.publish.gate import GateDecision, PublishError, decide_gate
 from ganlib.publish.images import contact_sheet, encode_image, generate_all, generate_images, interpolation_latents
-from ganlib.publish.page import GalleryPage, HistoryEntry, ImageRef, render_gallery_html
+from ganlib.publish.page import ClassRow, GalleryPage, HistoryEntry, ImageRef, render_gallery_html
 from ganlib.publish.rescore import GENERATOR_KEY, RELEASE_GENERATOR_FILE, generator_record, rescore_published
 from ganlib.publish.sections import SectionInputs, read_section_inputs, write_sections
 from ganlib.publish.targets import (
@@ -65,6 +65,7 @@ class GeneratorFacts(Protocol):
     data_md5: str | None
     dataset_sha256: str | None
     params_fingerprint: str | None
+    classes: tuple[str, ...]   # a class-conditional generator's class names; () unconditional
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,8 @@ def write_release(
     history = release_history(current, target.release_ids(), settings.keep_releases - 1)
     with target.publish(release_id, keep={entry.release for entry in history}, log=log) as upload:
         images = write_images(upload, generator, info, settings)
-        extra = write_sections(upload, generator, info.z_dim, info.resolution, settings, sections)
+        class_rows = write_class_rows(upload, generator, info, settings, metrics)
+        extra = write_sections(upload, generator, info.z_dim, info.resolution, settings, sections, info.classes)
         page = GalleryPage(
             release=release_id,
             published_at=now,
@@ -238,6 +240,7 @@ def write_release(
             grid=images.grid,
             interpolation=images.interpolation,
             samples=images.samples,
+            class_rows=class_rows,
             walk=extra.walk,
             truncation=extra.truncation,
             nearest=extra.nearest,
@@ -274,7 +277,8 @@ def write_images(upload: GalleryUpload, generator: nn.Module, info: GeneratorFac
 
     # One stream of latents (ganlib.models.sampling, shared with evaluation): the grid is its first samples.
     grid_latents = fixed_latents(settings.grid_size**2, info.z_dim, settings.seed)
-    grid_sheet = contact_sheet(generate_all(generator, grid_latents, r, batch), cols=settings.grid_size)
+    grid_labels = grid_row_labels(len(grid_latents), settings.grid_size, len(info.classes))  # a class per row
+    grid_sheet = contact_sheet(generate_all(generator, grid_latents, r, batch, grid_labels), cols=settings.grid_size)
     upload.add(f"grid.{ext}", encode_image(grid_sheet, ext))
     grid = ImageRef(f"grid.{ext}", grid_sheet.shape[1], grid_sheet.shape[0], "samples from fixed seeds")
 
@@ -293,6 +297,44 @@ def write_images(upload: GalleryUpload, generator: nn.Module, info: GeneratorFac
     upload.add(f"interpolation.{ext}", encode_image(strip, ext))
     interpolation = ImageRef(f"interpolation.{ext}", strip.shape[1], strip.shape[0], "latent interpolation")
     return GalleryImages(grid=grid, interpolation=interpolation, samples=samples)
+
+
+def write_class_rows(
+    upload: GalleryUpload, generator: nn.Module, info: GeneratorFacts, settings: PublishParams,
+    metrics: dict[str, Any] | None,
+) -> list[ClassRow]:
+    """A conditional generator's row per class: the grid's first row of latents drawn as each class, with its scores."""
+    ext, r, cols = settings.image_format, info.resolution, settings.grid_size
+    latents = fixed_latents(cols, info.z_dim, settings.seed)
+    rows = []
+    for label, name in enumerate(info.classes):
+        labels = torch.full((cols,), label, dtype=torch.long)
+        sheet = contact_sheet(generate_all(generator, latents, r, settings.batch_size, labels), cols=cols)
+        path = f"classes/{name}.{ext}"
+        upload.add(path, encode_image(sheet, ext))
+        image = ImageRef(path, sheet.shape[1], sheet.shape[0], f"class {name}: the first {cols} latents")
+        rows.append(ClassRow(name=name, image=image, scores=class_scores_text(name, metrics)))
+    return rows
+
+
+def class_scores_text(name: str, metrics: dict[str, Any] | None) -> str:
+    """One class's FID/KID as the gallery states it, or why there is none (metrics.json's per_class)."""
+    if metrics is None:
+        return "not evaluated"
+    scores = (metrics.get("per_class") or {}).get(name)
+    if not scores:
+        return "no per-class scores in metrics.json"
+    n_real, n_samples = scores.get("n_real"), scores.get("n_samples")
+    if scores.get("fid") is None:
+        return f"too few real images ({n_real}) for a per-class FID"
+    text = f"FID {scores['fid']:.2f}"
+    if scores.get("fid_low") is not None and scores.get("fid_high") is not None:
+        text += f" ({scores['fid_low']:.2f} to {scores['fid_high']:.2f})"
+    if scores.get("kid") is not None:
+        text += f", KID {scores['kid']:.4f}"
+        if scores.get("kid_std") is not None:
+            text += f" ± {scores['kid_std']:.4f}"
+    return text + f"; {n_samples} samples of this class against its {n_real} real images"
 
 
 def release_history(current: PublishedGallery | None, present: list[str], limit: int) -> list[HistoryEntry]:
@@ -322,6 +364,7 @@ def model_facts(info: GeneratorFacts) -> list[tuple[str, str]]:
         ("dataset version (DVC md5)", info.data_md5 or "untracked"),
         ("prepared data sha256", info.dataset_sha256 or "unknown"),
         ("params fingerprint", info.params_fingerprint or "unknown"),
+        *([("classes", ", ".join(info.classes))] if info.classes else []),
     ]
 
 

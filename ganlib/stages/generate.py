@@ -31,7 +31,8 @@ from ganlib.config import Params
 from ganlib.errors import UserFacingError
 from ganlib.generation.defaults import DEFAULT_BATCH_SIZE, DEFAULT_FPS, DEFAULT_FRAMES_PER_KEYFRAME, DEFAULT_N
 from ganlib.generation.images import GeneratedImages, output_kind, refuse_existing_output, write_images
-from ganlib.generation.sampler import check_seed_range
+from ganlib.generation.classes import ALL_CLASSES, image_plan
+from ganlib.generation.sampler import GenerationError, check_seed_range
 from ganlib.generation.video import video_format_for
 from ganlib.generation.walk import WalkFile, check_walk_shape, refuse_existing_file, write_latent_walk
 from ganlib.hardware.device import resolve_device
@@ -78,6 +79,7 @@ class GenerateRequest:
     generator: Path | None = None
     overwrite: bool = False
     walk_keyframes: int | None = None      # None: images; K: a latent walk through K keyframes
+    image_class: str | None = None         # --class NAME | all (a class-conditional generator: ganlib/generation/classes.py)
     frames_per_keyframe: int = DEFAULT_FRAMES_PER_KEYFRAME
     fps: int = DEFAULT_FPS
 
@@ -110,14 +112,24 @@ def generate(request: GenerateRequest, params: Params, root: Path, log: Logger) 
             generator, z_dim=info.z_dim, seed=request.seed, path=request.out, keyframes=request.walk_keyframes,
             frames_per_keyframe=request.frames_per_keyframe, fps=request.fps, device=device, truncation=truncation,
             batch_size=request.batch_size, overwrite=request.overwrite, log=log,
+            label=walk_label(request.image_class, info.classes, request.seed),
         )
         return GenerateOutcome(source, str(device), info.resolution, images=None, walk=walk)
     images = write_images(
         generator, info, request.out, source=source.manifest_record(), seed=request.seed, n=request.n,
         truncation=truncation, batch_size=request.batch_size, device=device, overwrite=request.overwrite,
-        regenerate=regenerate_command(request, source, device), log=log,
+        regenerate=regenerate_command(request, source, device), log=log, image_class=request.image_class,
     )
     return GenerateOutcome(source, str(device), info.resolution, images=images, walk=None)
+
+
+def walk_label(requested: str | None, classes: tuple[str, ...], seed: int) -> int | None:
+    """The one class a walk is drawn as: --class NAME, else its first keyframe's (seed mod C); None unconditional."""
+    if requested == ALL_CLASSES:
+        raise GenerationError(f"--class {ALL_CLASSES} makes images of every class; a walk is drawn as one class: "
+                              f"give --class NAME ({', '.join(classes) or 'this generator has none'})")
+    plan = image_plan(requested, classes, seed, 1)
+    return None if plan.labels is None else int(plan.labels[0])
 
 
 def load_chosen_generator(params: Params, root: Path, given: Path | None,
@@ -168,6 +180,8 @@ def regenerate_command(request: GenerateRequest, source: GeneratorSource, device
     words = ["scenegan", "generate", "--generator", source.path, "--seed", str(request.seed), "--n", str(request.n),
              "--truncation", f"{request.truncation:g}", "--batch", str(request.batch_size), "--device", device.type,
              "--out", str(request.out)]
+    if request.image_class is not None:
+        words[-2:-2] = ["--class", request.image_class]
     return shlex.join(words)
 
 

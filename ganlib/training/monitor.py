@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from ganlib.models.grid import image_grid
-from ganlib.models.sampling import fixed_latents, to_uint8_images
+from ganlib.models.sampling import fixed_latents, grid_row_labels, to_uint8_images
 
 
 def mean_pairwise_distance(images: torch.Tensor) -> float:
@@ -64,9 +64,3 @@ class TickMonitor:
         images = generator(z) if labels is None else generator(z, labels.to(self.device))
         return images.float().cpu()
 
-
-def grid_row_labels(n: int, grid_size: int, n_classes: int) -> torch.Tensor | None:
-    """Class r mod n_classes for every sample of grid row r (None for an unconditional generator)."""
-    if not n_classes:
-        return None
-    return (torch.arange(n) // grid_size) % n_classes
