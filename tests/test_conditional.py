@@ -7,16 +7,22 @@ must draw red for class 0 and blue for class 1 from the same latents.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from train_support import assert_same_tensors, checkpoint_tensors, one_thread, smooth_images, tiny_params, write_prepared  # noqa: F401
+from train_support import (  # noqa: F401
+    assert_same_tensors,
+    checkpoint_tensors,
+    one_thread,
+    smooth_images,
+    tiny_params,
+    write_labels,
+    write_prepared,
+)
 
-from ganlib.data.dataset import LABELS_FILE, MANIFEST_FILE
 from ganlib.errors import UserFacingError
 from ganlib.logs import plain_logger
 from ganlib.models.generator_file import load_generator
@@ -28,19 +34,8 @@ from ganlib.training.real_batches import ClassBalancedSampler
 LOG = plain_logger("scenegan-tests")
 
 
-def add_labels(prepared: Path, labels: np.ndarray, classes: list[str]) -> None:
-    """Labels beside a prepared dataset, in the layout preprocess writes (labels.npy + manifest entries)."""
-    np.save(prepared / LABELS_FILE, labels.astype(np.int32))
-    manifest = json.loads((prepared / MANIFEST_FILE).read_text())
-    manifest["classes"] = classes
-    manifest["class_counts"] = {name: int((labels == i).sum()) for i, name in enumerate(classes)}
-    manifest["labels_sha256"] = hashlib.sha256((prepared / LABELS_FILE).read_bytes()).hexdigest()
-    (prepared / MANIFEST_FILE).write_text(json.dumps(manifest))
-
-
 def labelled_root(root: Path, params, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> Path:
-    prepared = write_prepared(root, params, images)
-    add_labels(prepared, labels, classes)
+    write_labels(write_prepared(root, params, images), labels, classes)
     return root
 
 

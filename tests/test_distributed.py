@@ -14,11 +14,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 from conftest import REPO_ROOT
-from train_support import TINY_TRAIN, checkpoint_tensors, one_thread, smooth_images, tiny_params, write_prepared
+from train_support import TINY_TRAIN, checkpoint_tensors, one_thread, smooth_images, tiny_params, write_labels, write_prepared
 
 from ganlib.errors import UserFacingError
 from ganlib.training.checkpoint import list_checkpoints
@@ -38,11 +39,14 @@ ONE_STEP = (*TINY_TRAIN, "train.kimg=0.016", "train.tick_kimg=0.016", "train.mic
             "train.diffaugment=[color,translation,cutout]")
 
 
-def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path):
+@pytest.mark.parametrize("classes", [(), ("day", "night", "fog")], ids=["unconditional", "conditional"])
+def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path, classes):
     images = smooth_images(64, 32)
     single_root, parallel_root = tmp_path / "single", tmp_path / "parallel"
     for root in (single_root, parallel_root):
-        write_prepared(root, tiny_params(), images)
+        prepared = write_prepared(root, tiny_params(), images)
+        if classes:  # each process takes its microbatch's labels with its images
+            write_labels(prepared, np.arange(64) % len(classes), classes)
 
     single = train_gan(tiny_params(*ONE_STEP, "train.nproc=1"), LOG, single_root)
 
@@ -52,10 +56,10 @@ def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path):
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
-    assert_same_step_as(single, parallel_root)
+    assert_same_step_as(single, parallel_root, len(classes))
 
 
-def assert_same_step_as(single: TrainSummary, parallel_root: Path) -> None:
+def assert_same_step_as(single: TrainSummary, parallel_root: Path, n_classes: int = 0) -> None:
     """The run under `parallel_root` is `single`'s run (same identity) and took the same step."""
     run_dirs = list((parallel_root / "runs" / "checkpoints").iterdir())
     assert [d.name for d in run_dirs] == [single.run_dir.name]  # the process layout does not change a run's identity
@@ -67,7 +71,7 @@ def assert_same_step_as(single: TrainSummary, parallel_root: Path) -> None:
             if tensor.is_floating_point() and "running" not in name:  # BN running stats are per process
                 torch.testing.assert_close(got["networks"][net][name], tensor, rtol=1e-5, atol=1e-7, msg=f"{net}.{name}")
     # The step really moved the weights (so the comparison is not between two initialisations).
-    initial = build_networks(tiny_params(*ONE_STEP).train, 32, torch.device("cpu"), seed=0)
+    initial = build_networks(tiny_params(*ONE_STEP).train, 32, torch.device("cpu"), seed=0, n_classes=n_classes)
     assert not torch.equal(initial.G.state_dict()["main.0.weight"], expected["networks"]["G"]["main.0.weight"])
 
 

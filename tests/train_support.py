@@ -67,6 +67,21 @@ def write_prepared(root: Path, params: Params, images: np.ndarray) -> Path:
     return write_prepared_dataset(root / params.base.paths.prepared, images, data_md5=None)
 
 
+def write_labels(prepared: Path, labels: np.ndarray, classes: Sequence[str]) -> None:
+    """Class labels beside a prepared dataset, in the layout preprocess writes (labels.npy + manifest entries)."""
+    import hashlib
+    import json
+
+    from ganlib.data.dataset import LABELS_FILE, MANIFEST_FILE
+
+    np.save(prepared / LABELS_FILE, np.asarray(labels, dtype=np.int32))
+    manifest = json.loads((prepared / MANIFEST_FILE).read_text())
+    manifest["classes"] = list(classes)
+    manifest["class_counts"] = {name: int((labels == i).sum()) for i, name in enumerate(classes)}
+    manifest["labels_sha256"] = hashlib.sha256((prepared / LABELS_FILE).read_bytes()).hexdigest()
+    (prepared / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
 def checkpoint_tensors(path: Path) -> dict:
     import torch
 
