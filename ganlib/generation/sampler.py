@@ -124,20 +124,25 @@ def render(
             yield checked_images(output, resolution)
 
 
-def checked_images(output: torch.Tensor, resolution: int | None) -> np.ndarray:
-    """Generator output [B, 3, R, R] -> uint8 [B, R, R, 3]; a wrong shape or NaN/inf is a GenerationError."""
+def checked_images(
+    output: torch.Tensor,
+    resolution: int | None,
+    *,
+    error: type[Exception] = GenerationError,
+    mismatch_advice: str = "the generator file does not match its recorded resolution",
+    nonfinite_advice: str = "use an earlier generator file (--generator PATH)",
+) -> np.ndarray:
+    """Generator output [B, 3, R, R] -> uint8 [B, R, R, 3]; a wrong shape or NaN/inf raises `error` with the advice.
+
+    The one check of a generator's output before its pixels are used (here and in the gallery, which gives
+    its own advice)."""
     side = resolution if resolution is not None else (output.shape[-1] if output.ndim == 4 else -1)
     expected = (3, side, side)
     if output.ndim != 4 or tuple(output.shape[1:]) != expected:
-        raise GenerationError(
-            f"generator output has shape {tuple(output.shape)}, expected [B, {_shape_text(resolution)}]: "
-            "the generator file does not match its recorded resolution"
-        )
+        raise error(f"generator output has shape {tuple(output.shape)}, expected [B, {_shape_text(resolution)}]: "
+                    f"{mismatch_advice}")
     if not torch.isfinite(output).all():
-        raise GenerationError(
-            "generator output contains NaN or infinite values (training diverged?); "
-            "use an earlier generator file (--generator PATH)"
-        )
+        raise error(f"generator output contains NaN or infinite values (training diverged?); {nonfinite_advice}")
     return to_uint8_images(output)
 
 

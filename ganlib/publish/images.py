@@ -23,9 +23,10 @@ from PIL import Image
 from torch import nn
 
 from ganlib.errors import UserFacingError
+from ganlib.generation.sampler import checked_images
 from ganlib.generation.walk import slerp
 from ganlib.models.grid import image_grid
-from ganlib.models.sampling import fixed_latents, to_uint8_images
+from ganlib.models.sampling import fixed_latents
 
 
 class GeneratorOutputError(UserFacingError, RuntimeError):
@@ -61,19 +62,12 @@ def generate_images(
 
 
 def images_to_uint8(output: torch.Tensor, resolution: int) -> np.ndarray:
-    """Generator output [B, 3, R, R] in [-1, 1] -> uint8 [B, R, R, 3]."""
-    expected = (3, resolution, resolution)
-    if output.ndim != 4 or tuple(output.shape[1:]) != expected:
-        raise GeneratorOutputError(
-            f"generator output has shape {tuple(output.shape)}, expected [B, {', '.join(map(str, expected))}]; "
-            "the checkpoint does not match its recorded resolution: re-run the train stage"
-        )
-    if not torch.isfinite(output).all():
-        raise GeneratorOutputError(
-            "generator output contains NaN or infinite values (training diverged?); "
-            "nothing was published: re-run training or publish an earlier checkpoint"
-        )
-    return to_uint8_images(output)
+    """Generator output [B, 3, R, R] in [-1, 1] -> uint8 [B, R, R, 3], checked (GeneratorOutputError)."""
+    return checked_images(
+        output, resolution, error=GeneratorOutputError,
+        mismatch_advice="the checkpoint does not match its recorded resolution: re-run the train stage",
+        nonfinite_advice="nothing was published: re-run training or publish an earlier checkpoint",
+    )
 
 
 def generate_all(
