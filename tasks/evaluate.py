@@ -25,4 +25,7 @@ def evaluate_generator_task(params: Params, root: Path) -> dict[str, Any]:
             f"{short_md5(report.data_md5)}: {report.n_samples} samples, extractor {report.extractor}"
         ),
     )
+    per_class = report.per_class_rows()
+    if per_class:   # a class-conditional generator: its scores class by class
+        create_table_artifact(key="evaluation-per-class", table=per_class, description=report.per_class_title())
     return report.to_json()

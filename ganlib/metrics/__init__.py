@@ -12,6 +12,7 @@ Modules, in the order data flows through them:
     pixels.py       downscaled pixels of real and generated images (the memorisation check's second opinion)
     memorisation.py each sample's nearest training image: the memorisation figure and memorisation.json
     truncation_table.py  the scores per truncation psi (truncation.json)
+    per_class.py    a class-conditional generator: samples in the data's class proportions, FID/KID per class
     report.py       the result as metrics.json (numbers) and evaluation.json (provenance), table rows, a text table
     evaluate.py     the stage entry points: evaluate_generator, measure_generator, score_generator, compare_datasets
     during_training.py  a cheaper FID/KID at training ticks, written as a curve

@@ -13,9 +13,13 @@ the table is one row per metric and a handful of columns:
     scores/memorisation.json  {"value": in Inception features, "pixels": in 32x32 pixels,
                                "baseline": what fresh images score, "n": samples checked}
     scores/fid_infinity.json, scores/fd_dinov2.json  {"value": ..., "n": samples}
+    scores/fid-<class>.json   a class-conditional generator's FID of one class, keys as fid.json's
+                              (n: the samples generated as that class)
+    scores/kid-<class>.json   its KID, keys as kid.json's
 
 A metric not computed in this run has no file (dvc.yaml declares the folder,
-and DVC reads every file in it). A key whose number is unknown (FID without
+and DVC reads every file in it); nor has a class with too few real images for
+a number (evaluation.json says why). A key whose number is unknown (FID without
 its noise band) is null; DVC shows it as "-". metrics.json stays the record
 the project's own code reads (compare, publish, history); these files are
 only DVC's view of it, rebuilt from it on every evaluation.
@@ -50,6 +54,14 @@ def dvc_score_files(metrics: Mapping[str, Any]) -> dict[str, dict[str, Number]]:
         "memorisation": {"value": metrics.get("memorisation"), "pixels": metrics.get("memorisation_pixels"),
                          "baseline": metrics.get("memorisation_baseline"), "n": metrics.get("memorisation_n")},
     }
+    per_class = metrics.get("per_class")
+    for name, scores in (per_class.items() if isinstance(per_class, Mapping) else ()):
+        if not isinstance(scores, Mapping):
+            continue
+        # "-" joins metric and class: no metric's own file name holds one, so fid-<class> never clashes with them.
+        rows[f"fid-{name}"] = {"value": scores.get("fid"), "low": scores.get("fid_low"), "high": scores.get("fid_high"),
+                               "n": scores.get("n_samples")}
+        rows[f"kid-{name}"] = {"value": scores.get("kid"), "std": scores.get("kid_std"), "n": scores.get("n_samples")}
     return {f"{name}.json": {key: _number(row[key]) for key in SCORE_KEYS if key in row}
             for name, row in rows.items() if _number(row["value"]) is not None}
 

@@ -7,6 +7,9 @@
     score_generator(G, info, params, log, root)    metrics.json's scores only (no truncation table)
     compare_datasets(a, b, params, log, root)      FID/KID between two prepared datasets
 
+A class-conditional generator's overall samples are drawn in the data's class
+proportions, and each class is also scored on its own (ganlib/metrics/per_class.py).
+
 Precision/recall/density/coverage, the memorisation check and every row of
 the truncation table reuse the features FID extracts (generated ones once
 per psi, real ones from the reference cache): no image goes through the
@@ -46,6 +49,13 @@ from ganlib.metrics.extractors import (
 from ganlib.metrics.features import generator_features
 from ganlib.metrics.knn_scores import GeneratedPixels, KnnScores, knn_scores
 from ganlib.metrics.memorisation import MEMORISATION_FILE, MemorisationCheck, memorisation_record
+from ganlib.metrics.per_class import (
+    PerClassResult,
+    SampleLabelling,
+    per_class_scores,
+    per_class_unavailable_reason,
+    sample_labelling,
+)
 from ganlib.metrics.pixels import PixelKeepingGenerator, pixel_side
 from ganlib.metrics.prdc import Prdc
 from ganlib.metrics.reference import ReferenceStats, reference_statistics
@@ -84,6 +94,8 @@ class GeneratorInfo(Protocol):
     kimg: float
     data_md5: str | None
     dataset_sha256: str | None
+    # A class-conditional generator's class names in label order (ganlib.models.generator_file); read with
+    # getattr(..., "classes", ()), so an info without it (an unconditional generator's) is fine.
 
 
 def evaluation_device(setting: str) -> torch.device:
@@ -120,6 +132,8 @@ def evaluate_generator(params: Params, log: Logger, root: Path) -> EvaluationRep
     evaluation = measure_generator(generator, info, params, log, root, device)
     write_evaluation(evaluation, params, root / params.base.paths.evaluate)
     log.info("evaluation:\n" + render_table(evaluation.report.report_rows()))
+    if evaluation.report.per_class_rows():
+        log.info(evaluation.report.per_class_title() + "\n" + render_table(evaluation.report.per_class_rows()))
     if len(evaluation.truncation) > 1:
         log.info("truncation (quality/diversity trade-off; psi 1.0 is the evaluation above; rows in "
                  f"{TRUNCATION_FILE}):\n" + render_table(truncation_table_rows(evaluation.truncation)))
@@ -160,10 +174,11 @@ def score_generator(
 ) -> EvaluationReport:
     """Every metric in evaluate.metrics for `generator` against the prepared dataset; writes only the cache.
 
-    The truncation table's other rows (evaluate.truncation) are not made: each
-    costs n_samples more images through the extractor (measure_generator makes them).
+    The truncation table's other rows (evaluate.truncation) and a conditional
+    generator's per-class scores are not made: each costs more images through
+    the extractor (measure_generator makes them). The overall scores are the same.
     """
-    return _measure(generator, info, params, log, root, device, sweep_truncation=False).report
+    return _measure(generator, info, params, log, root, device, full=False).report
 
 
 def measure_generator(
@@ -174,8 +189,9 @@ def measure_generator(
     root: Path,
     device: torch.device | None = None,
 ) -> Evaluation:
-    """score_generator's report, the memorisation check's details and a row per evaluate.truncation psi."""
-    return _measure(generator, info, params, log, root, device, sweep_truncation=True)
+    """score_generator's report, the memorisation check's details, a row per evaluate.truncation psi and,
+    for a class-conditional generator, FID/KID per class."""
+    return _measure(generator, info, params, log, root, device, full=True)
 
 
 def _measure(
@@ -185,7 +201,7 @@ def _measure(
     log: Logger,
     root: Path,
     device: torch.device | None,
-    sweep_truncation: bool,
+    full: bool,
 ) -> Evaluation:
     settings = params.evaluate
     root = Path(root)
@@ -219,11 +235,15 @@ def _measure(
         )
 
     started = time.perf_counter()
-    psis = table_psis(settings.truncation)[1:] if sweep_truncation and wanted & TRUNCATION_METRICS else []
+    psis = table_psis(settings.truncation)[1:] if full and wanted & TRUNCATION_METRICS else []
+    generator_classes = tuple(getattr(info, "classes", ()) or ())
+    # A conditional generator's samples are drawn in the data's class proportions (the reference is the whole
+    # dataset's); None for an unconditional one, whose samples are made exactly as before.
+    labelling = sample_labelling(generator_classes, dataset, settings.seed)
     with eval_mode(generator):
-        model = SeededGenerator(generator, info.z_dim, info.resolution)
+        model = SeededGenerator(generator, info.z_dim, info.resolution, labelling)
         # The memorisation check's pixels are kept as the features' images are made: no second generator pass.
-        measured = (PixelKeepingGenerator(generator, info.z_dim, info.resolution, pixel_side(info.resolution))
+        measured = (PixelKeepingGenerator(generator, info.z_dim, info.resolution, pixel_side(info.resolution), labelling)
                     if "memorisation" in wanted else model)
         fake: dict[str, torch.Tensor] = {}
         if reference is not None or share_is_pass:
@@ -235,7 +255,7 @@ def _measure(
             )[IS_LOGITS]
         truncated = {
             psi: generator_features(
-                TruncatedGenerator(generator, info.z_dim, info.resolution, psi), make_extractor(),
+                TruncatedGenerator(generator, info.z_dim, info.resolution, psi, labelling), make_extractor(),
                 settings.n_samples, settings.batch_size, settings.seed, device,
             )[spec.feature_layer]
             for psi in psis
@@ -243,8 +263,17 @@ def _measure(
     at_psis = f" at each of {len(psis) + 1} truncation psi" if psis else ""
     log.info(f"generated features: {settings.n_samples} samples{at_psis} in {time.perf_counter() - started:.1f} s on {device}")
     fd_dinov2, fd_dinov2_unavailable_reason = (
-        _fd_dinov2(generator, info, dataset, params, root, device, log) if "fd_dinov2" in wanted else (None, None)
+        _fd_dinov2(generator, info, dataset, params, root, device, log, labelling) if "fd_dinov2" in wanted
+        else (None, None)
     )
+    classes_unavailable = (per_class_unavailable_reason(generator_classes, dataset, settings, wanted)
+                           if labelling is not None else None)
+    by_class = None
+    if labelling is not None and full and classes_unavailable is None:
+        started = time.perf_counter()
+        by_class = per_class_scores(generator, info.z_dim, info.resolution, generator_classes, dataset, spec,
+                                    make_extractor, settings, wanted, root / params.base.paths.fid_cache, device, log)
+        log.info(f"per-class scores ({len(by_class.scores)} classes) in {time.perf_counter() - started:.1f} s on {device}")
 
     scores = _scores(fake, reference, spec.feature_layer, settings, wanted)
     knn = KnnScores(None, None, {psi: None for psi in psis})
@@ -258,7 +287,8 @@ def _measure(
                  f"{time.perf_counter() - started:.1f} s on {device}")
         if knn.memorisation is not None:
             log.info(knn.memorisation.summary())
-    notes = (*scores.notes, *([knn.prdc.note] if knn.prdc is not None and knn.prdc.note else []))
+    notes = (*scores.notes, *([knn.prdc.note] if knn.prdc is not None and knn.prdc.note else []),
+             *(by_class.notes if by_class is not None else ()))
     infinity_reason = scores.uncertainty.infinity_unavailable_reason if scores.uncertainty else None
     for note in (*notes, *([infinity_reason] if infinity_reason else [])):
         log.warning(note)
@@ -290,6 +320,7 @@ def _measure(
         **_uncertainty_fields(scores.uncertainty),
         **_prdc_fields(knn.prdc),
         **_memorisation_fields(knn.memorisation),
+        **_class_fields(labelling, by_class, classes_unavailable, dataset, settings.n_samples, full),
     )
     rows = [_truncation_row(1.0, scores, knn.prdc)] + [
         _truncation_row(psi, _scores({spec.feature_layer: features}, reference, spec.feature_layer, settings,
@@ -302,7 +333,7 @@ def _measure(
 
 def _fd_dinov2(
     generator: nn.Module, info: GeneratorInfo, dataset: PreparedDataset, params: Params, root: Path,
-    device: torch.device, log: Logger,
+    device: torch.device, log: Logger, labelling: SampleLabelling | None = None,
 ) -> tuple[float | None, str | None]:
     """FD_DINOv2 (Stein et al. 2023): the FID formula on DINOv2 ViT-B/14 features, same samples and reference subset.
 
@@ -321,7 +352,7 @@ def _fd_dinov2(
         root / params.base.paths.fid_cache, log,
     )
     with eval_mode(generator):
-        model = SeededGenerator(generator, info.z_dim, info.resolution)
+        model = SeededGenerator(generator, info.z_dim, info.resolution, labelling)
         fake = generator_features(model, make_extractor(), settings.n_samples, settings.batch_size, settings.seed, device)
     return fid_from_features(fake[spec.feature_layer], reference.fid_statistics), None
 
@@ -436,6 +467,27 @@ def _memorisation_fields(check: MemorisationCheck | None) -> dict[str, float | i
         "memorisation_pixels": check.pixels.memorisation,
         "memorisation_baseline": check.baseline,
         "memorisation_n": check.images.n_samples,
+    }
+
+
+def _class_fields(
+    labelling: SampleLabelling | None, by_class: PerClassResult | None, unavailable: str | None,
+    dataset: PreparedDataset, n_samples: int, full: bool,
+) -> dict[str, object]:
+    """EvaluationReport's class keys: none for an unconditional generator (its files stay as they were)."""
+    if labelling is None:
+        return {}
+    fields: dict[str, object] = {"sample_labelling": labelling.description(n_samples),
+                                 "sample_class_counts": labelling.counts(n_samples)}
+    if not full:   # score_generator: the overall scores only
+        return fields
+    fields["classes"] = dataset.class_names
+    if by_class is None:
+        return {**fields, "per_class_unavailable_reason": unavailable}
+    return {
+        **fields,
+        "per_class": {score.name: score.metrics() for score in by_class.scores},
+        "per_class_reasons": {score.name: score.reason for score in by_class.scores if score.reason},
     }
 
 

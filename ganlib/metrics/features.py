@@ -36,12 +36,20 @@ def dataset_features(images: Dataset, extractor: FeatureExtractorBase, batch_siz
 def generator_features(
     model: SeededGenerator, extractor: FeatureExtractorBase, n_samples: int, batch_size: int, seed: int, device: torch.device
 ) -> FeaturesDict:
-    """Features of the `n_samples` images `model` makes from fixed_latents(n_samples, z_dim, seed), on the CPU."""
+    """Features of the `n_samples` images `model` makes from fixed_latents(n_samples, z_dim, seed), on the CPU.
+
+    A model with sample labels (a class-conditional generator) makes image i as the class
+    model.labels_for(n_samples)[i]: each batch gets its latents' own labels.
+    """
     latents = fixed_latents(n_samples, model.z_size, seed)
+    labels = model.labels_for(n_samples)
     batches: list[FeaturesDict] = []
     with exact_cuda_convolutions(device), torch.no_grad():
-        for z in latents.split(batch_size):
-            features = extractor.convert_features_tuple_to_dict(extractor(model(z.to(device))))
+        for start in range(0, n_samples, batch_size):
+            z = latents[start:start + batch_size].to(device)
+            # Without labels, model(z) exactly as before: unconditional evaluation is unchanged.
+            images = model(z) if labels is None else model(z, labels[start:start + batch_size])
+            features = extractor.convert_features_tuple_to_dict(extractor(images))
             batches.append({layer: value.cpu() for layer, value in features.items()})
     return {layer: torch.cat([batch[layer] for batch in batches]) for layer in batches[0]}
 

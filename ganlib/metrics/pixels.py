@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganlib.metrics.sources import SeededGenerator
+from ganlib.metrics.sources import SampleLabels, SeededGenerator
 
 PIXEL_SIDE = 32
 _CHUNK = 512   # images decoded from the memmap and averaged at a time
@@ -49,13 +49,14 @@ def reference_pixels(images: np.ndarray, indices: np.ndarray | None, side: int) 
 class PixelKeepingGenerator(SeededGenerator):
     """SeededGenerator whose images are also kept, downscaled, in the order made (`kept_pixels()`)."""
 
-    def __init__(self, generator: nn.Module, z_dim: int, resolution: int, side: int):
-        super().__init__(generator, z_dim, resolution)
+    def __init__(self, generator: nn.Module, z_dim: int, resolution: int, side: int,
+                 sample_labels: SampleLabels | None = None):
+        super().__init__(generator, z_dim, resolution, sample_labels)
         self.side = side
         self._kept: list[torch.Tensor] = []
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        images = super().forward(z)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        images = super().forward(z, labels)
         self._kept.append(downscaled(images, self.side))
         return images
 

@@ -14,6 +14,12 @@ without anyone having to remember to bump a version. An entry stores the feature
 (KID and precision/recall need them) and the FID mean/covariance, computed by
 torch-fidelity's own function so that FID matches calculate_metrics'.
 
+A class-conditional generator is also scored per class (ganlib/metrics/per_class.py)
+against statistics of that class's real images alone: their entries' keys add the
+class's name, the labels file's hash and a hash of exactly which rows they hold, so a
+relabelled image or a renamed class never reuses another class's statistics, and the
+whole dataset's entries are keyed as before.
+
 Each entry is one .npz written atomically, with its key and a checksum of its
 arrays inside; a file that fails to load, does not match its key or its
 checksum is recomputed, never trusted.
@@ -70,10 +76,31 @@ class ReferenceStats:
         return int(self.features.shape[0])
 
 
-def reference_key(dataset: PreparedDataset, spec: ExtractorSpec, n_reference: int, seed: int) -> dict[str, Any]:
-    """Everything that changes the statistics' numbers, and nothing else."""
-    indices = reference_indices(dataset.count, n_reference, seed)
-    return {
+@dataclass(frozen=True)
+class ClassImages:
+    """One class's real images: the rows of the prepared dataset whose label is that class (per-class FID)."""
+
+    name: str
+    indices: np.ndarray            # sorted rows of the prepared dataset, int64
+    labels_sha256: str | None      # of the dataset's labels.npy, which says which rows are this class
+
+    def identity(self) -> dict[str, Any]:
+        """What a cache key adds for the class: its name, the labels file and exactly which rows."""
+        rows = np.ascontiguousarray(self.indices, dtype=np.int64)
+        return {"name": self.name, "labels_sha256": self.labels_sha256,
+                "rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest()}
+
+
+def reference_key(
+    dataset: PreparedDataset, spec: ExtractorSpec, n_reference: int, seed: int, subset: ClassImages | None = None,
+) -> dict[str, Any]:
+    """Everything that changes the statistics' numbers, and nothing else.
+
+    A class's statistics (`subset`) are keyed by its rows as well: the same pixels labelled
+    differently are other statistics, and a relabelled image moves an entry to a new key.
+    """
+    indices = _reference_rows(dataset, n_reference, seed, subset)
+    key = {
         "format": CACHE_FORMAT,
         "dataset_sha256": dataset.content_hash,
         "resolution": dataset.resolution,
@@ -83,8 +110,17 @@ def reference_key(dataset: PreparedDataset, spec: ExtractorSpec, n_reference: in
         "torch_fidelity": torch_fidelity.__version__,
         "feature_layer": spec.feature_layer,
         "n_images": dataset.count if indices is None else len(indices),
-        "subset_seed": None if indices is None else seed,
+        "subset_seed": None if indices is None or subset is not None else seed,
     }
+    # Only a class's key has this entry, so the whole dataset's keys (and cache files) stay as they were.
+    return key if subset is None else {**key, "class": subset.identity()}
+
+
+def _reference_rows(
+    dataset: PreparedDataset, n_reference: int, seed: int, subset: ClassImages | None,
+) -> np.ndarray | None:
+    """The rows the statistics use: the seeded reference subset (None: all images), or the class's own rows."""
+    return reference_indices(dataset.count, n_reference, seed) if subset is None else subset.indices
 
 
 def feature_code_digest(root: Path) -> str:
@@ -94,7 +130,11 @@ def feature_code_digest(root: Path) -> str:
 
 def reference_cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    name = f"{key['dataset_sha256'][:12]}-{key['resolution']}px-{key['extractor']}-{key['feature_layer']}-n{key['n_images']}-{digest}.npz"
+    # Class names are checked safe for paths when the data is prepared (ganlib/data/labels.py); the name is
+    # only there for a person looking in the folder, the digest is what keys the entry.
+    of_class = f"-class-{key['class']['name']}" if "class" in key else ""
+    name = (f"{key['dataset_sha256'][:12]}-{key['resolution']}px-{key['extractor']}-{key['feature_layer']}"
+            f"{of_class}-n{key['n_images']}-{digest}.npz")
     return Path(cache_dir) / name
 
 
@@ -108,35 +148,37 @@ def reference_statistics(
     device: torch.device,
     cache_dir: Path,
     log: Logger,
+    subset: ClassImages | None = None,
 ) -> tuple[ReferenceStats, bool]:
-    """The dataset's reference statistics and whether they came from the cache.
+    """The dataset's reference statistics (or, with `subset`, one class's) and whether they came from the cache.
 
     `make_extractor` is only called on a cache miss, so a cached evaluation
     does not even load the network for the real side.
     """
-    key = reference_key(dataset, spec, n_reference, seed)
+    key = reference_key(dataset, spec, n_reference, seed, subset)
+    of_class = "" if subset is None else f" of class {subset.name}"
     if key["n_images"] < 2:
         raise EvaluationError(
-            f"{dataset.root}: reference statistics need at least 2 real images, got {key['n_images']} "
+            f"{dataset.root}: reference statistics{of_class} need at least 2 real images, got {key['n_images']} "
             f"({dataset.count} prepared, evaluate.n_reference={n_reference}); a covariance of one image is undefined"
         )
     path = reference_cache_path(cache_dir, key)
     remove_stale_temporaries(path.parent)  # what writers killed mid-write left in the cache
     cached, problem = load_reference_stats(path, key)
     if cached is not None:
-        log.info(f"reference statistics: cached {path} ({cached.count} images)")
+        log.info(f"reference statistics{of_class}: cached {path} ({cached.count} images)")
         return cached, True
     if problem is not None:
-        log.warning(f"reference statistics: {problem}; recomputing")
+        log.warning(f"reference statistics{of_class}: {problem}; recomputing")
 
     started = time.perf_counter()
-    images = PreparedImages(dataset.images, reference_indices(dataset.count, n_reference, seed))
+    images = PreparedImages(dataset.images, _reference_rows(dataset, n_reference, seed, subset))
     features = dataset_features(images, make_extractor(), batch_size, device)[spec.feature_layer]
     statistics = fid_features_to_statistics(features)
     stats = ReferenceStats(features, statistics["mu"], statistics["sigma"], key, dataset.data_md5)
     save_reference_stats(path, stats)
     log.info(
-        f"reference statistics: {len(images)} real images through {spec.name} in "
+        f"reference statistics{of_class}: {len(images)} real images through {spec.name} in "
         f"{time.perf_counter() - started:.1f} s, cached at {path}"
     )
     return stats, False

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Mapping
 
-from ganlib.formatting import fid_noise_band_text, fid_noise_description, significant
+from ganlib.formatting import fid_noise_band_text, fid_noise_description, plus_minus, significant
 from ganlib.io.provenance import short_md5
 from ganlib.metrics.errors import EvaluationError
 
@@ -55,7 +55,14 @@ PROVENANCE_FIELDS = (
     "extractor", "extractor_description", "data_md5", "dataset_sha256", "device", "batch_size",
     "reference_stats_cached", "notes", "is_unavailable_reason", "fd_dinov2_unavailable_reason",
     "fid_infinity_unavailable_reason",
+    "classes", "sample_labelling", "sample_class_counts", "per_class_reasons", "per_class_unavailable_reason",
 )
+# A class-conditional generator's keys (ganlib/metrics/per_class.py): absent for an unconditional one, whose
+# files stay exactly as they were. per_class (metrics.json) maps each class to its numbers; the rest is provenance.
+CLASS_KEYS = ("classes", "sample_labelling", "sample_class_counts", "per_class", "per_class_reasons",
+              "per_class_unavailable_reason")
+# The per-class table's FID heading (the band as in the overall FID row).
+CLASS_FID_HEADING = "FID [sampling noise, 95%]"
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,15 @@ class EvaluationReport:
     memorisation_pixels: float | None = None
     memorisation_baseline: float | None = None
     memorisation_n: int | None = None          # samples checked
+    # A class-conditional generator (ganlib/metrics/per_class.py); all None for an unconditional one.
+    classes: tuple[str, ...] | None = None     # the data's classes, in label order: per_class's keys
+    sample_labelling: str | None = None        # how the overall scores' samples were labelled, in words
+    sample_class_counts: dict[str, int] | None = None   # of the n_samples, how many per class
+    # class -> {fid, fid_low, fid_high, kid, kid_std, n_samples, n_real}, numbers only; a class without scores
+    # has only n_real and n_samples 0, and its reason in per_class_reasons.
+    per_class: dict[str, dict[str, float | int]] | None = None
+    per_class_reasons: dict[str, str] | None = None
+    per_class_unavailable_reason: str | None = None     # why no class has scores (data without labels, ...)
 
     def to_json(self) -> dict[str, Any]:
         """The whole report as one mapping: metrics.json and evaluation.json together (what readers get back).
@@ -130,9 +146,11 @@ class EvaluationReport:
         for key in FID_UNCERTAINTY_KEYS:
             if data[key] is None and not (key == "fid_infinity" and self.fid_infinity_unavailable_reason):
                 data.pop(key)
-        for key in (*PRDC_KEYS, *MEMORISATION_KEYS):
+        for key in (*PRDC_KEYS, *MEMORISATION_KEYS, *CLASS_KEYS):
             if data[key] is None:
                 data.pop(key)
+        if self.classes is not None:
+            data["classes"] = list(self.classes)
         return data
 
     def metrics_json(self) -> dict[str, int | float]:
@@ -165,7 +183,8 @@ class EvaluationReport:
         """
         data = with_current_metric_keys(data)
         values = {item.name: data.get(item.name) for item in fields(cls)}
-        return cls(**{**values, "notes": tuple(data.get("notes") or ())})
+        classes = None if values["classes"] is None else tuple(values["classes"])
+        return cls(**{**values, "notes": tuple(data.get("notes") or ()), "classes": classes})
 
     def report_rows(self) -> list[dict[str, str]]:
         """Rows {metric, value, detail} for a printed table or a Prefect table artifact."""
@@ -175,6 +194,7 @@ class EvaluationReport:
                     missing=_unavailable(self.fid_infinity_unavailable_reason))]
               if self.fid_infinity is not None or self.fid_infinity_unavailable_reason else []),
             _row("KID", self.kid_mean, _spread_detail(self.kid_std, f"subset size {self.kid_subset_size}")),
+            *self._labelling_rows(),
             _row("IS", self.is_mean, _spread_detail(self.is_std, "higher is better"),
                  missing=_unavailable(self.is_unavailable_reason)),
             *([_row("FD_DINOv2", self.fd_dinov2, "lower is better (DINOv2 ViT-B/14 features)",
@@ -197,6 +217,44 @@ class EvaluationReport:
         ]
         rows += [{"metric": "note", "value": "", "detail": note} for note in self.notes]
         return rows
+
+    def _labelling_rows(self) -> list[dict[str, str]]:
+        """What a conditional generator's overall scores were measured on (no row for an unconditional one)."""
+        if self.sample_labelling is None:
+            return []
+        count = len(self.sample_class_counts or {})
+        return [{"metric": "classes", "value": f"{count} class{'es' if count != 1 else ''}",
+                 "detail": f"the scores above are on {self.sample_labelling}"}]
+
+    def per_class_rows(self) -> list[dict[str, str]]:
+        """One row per class {class, real images, samples, FID [band], KID}; the reason where a class has no number.
+
+        Empty for an unconditional generator; a single row saying why when no class could be scored.
+        """
+        if self.per_class_unavailable_reason:
+            return [{"class": "all", "real images": "", "samples": "", CLASS_FID_HEADING:
+                     f"n/a: {self.per_class_unavailable_reason}", "KID": ""}]
+        rows = []
+        for name, scores in (self.per_class or {}).items():
+            reason = (self.per_class_reasons or {}).get(name)
+            fid, kid = scores.get("fid"), scores.get("kid")
+            if reason or (fid is None and kid is None):
+                shown_fid, shown_kid = f"n/a: {reason or 'not computed'}", "n/a"
+            else:
+                shown_fid = "n/a" if fid is None else _number(fid)
+                if fid is not None and scores.get("fid_low") is not None and scores.get("fid_high") is not None:
+                    shown_fid += " " + fid_noise_band_text(scores["fid_low"], scores["fid_high"], _number)
+                shown_kid = plus_minus(kid, scores.get("kid_std"), _number, missing="n/a")
+            rows.append({"class": name, "real images": str(scores.get("n_real", "")),
+                         "samples": str(scores.get("n_samples", "")), CLASS_FID_HEADING: shown_fid, "KID": shown_kid})
+        return rows
+
+    def per_class_title(self) -> str:
+        """The line above the per-class table: what each row measures."""
+        n = next((s.get("n_samples") for s in (self.per_class or {}).values() if s.get("n_samples")), None)
+        drawn = f"{n} samples" if n else "samples"
+        return (f"per class ({drawn} generated as each class, seed {self.seed}, against that class's real images "
+                "only; the band is FID's sampling noise):")
 
 
 def with_current_metric_keys(metrics: Mapping[str, Any]) -> dict[str, Any]:

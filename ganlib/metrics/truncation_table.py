@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 
 from ganlib.formatting import significant
-from ganlib.metrics.sources import SeededGenerator
+from ganlib.metrics.sources import SampleLabels, SeededGenerator
 from ganlib.models.truncation import check_truncation, truncate_latents
 from ganlib.metrics.report import TRUNCATION_FILE  # noqa: F401 (its readers import it from here)
 
@@ -60,12 +60,13 @@ def table_psis(setting: Sequence[float]) -> list[float]:
 class TruncatedGenerator(SeededGenerator):
     """SeededGenerator that makes image i from psi * latent i (the latents features.generator_features draws)."""
 
-    def __init__(self, generator: nn.Module, z_dim: int, resolution: int, psi: float):
-        super().__init__(generator, z_dim, resolution)
+    def __init__(self, generator: nn.Module, z_dim: int, resolution: int, psi: float,
+                 sample_labels: SampleLabels | None = None):
+        super().__init__(generator, z_dim, resolution, sample_labels)
         self.psi = check_truncation(psi, "evaluate.truncation")
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return super().forward(truncate_latents(z, self.psi))
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(truncate_latents(z, self.psi), labels)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,259 @@
+"""A class-conditional generator's evaluation: which class each sample is drawn as, and FID/KID per class.
+
+    largest_remainder(counts, n)              n samples shared out in proportion to counts (whole numbers)
+    proportional_labels(counts, n, seed)      the class of sample i: those shares, laid out by a seeded permutation
+    sample_labelling(classes, dataset, seed)  the overall scores' labelling for a generator's classes (None: unconditional)
+    class_images(dataset, n_reference, seed)  each class's real rows, as the per-class reference statistics use them
+    per_class_scores(...)                     FID (with its noise band) and KID per class
+
+The overall FID/KID/IS/PRDC compare samples with the whole dataset's
+reference statistics, so the samples are drawn in the data's class
+proportions: a generator asked for equal shares of a 900-image class and a
+300-image one would be measured against a mixture it was never meant to
+match. Which sample gets which class is a fixed allotment (largest-remainder
+counts, then a permutation seeded with evaluate.seed), so sample i is the same
+class in every run, on every machine and for every batch size.
+
+Per class, evaluate.per_class_samples latents (fixed_latents with
+evaluate.seed: the same latents for every class, so classes differ only by
+their label) are drawn as that class and compared with that class's real
+images alone, through reference statistics cached per class
+(ganlib/metrics/reference.py: the key holds the class's rows and labels hash).
+A class with fewer real images than evaluate.per_class_min_images gets no
+number, only the reason: FID on a handful of images is mostly noise.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch_fidelity import FeatureExtractorBase
+
+from ganlib.config import EvaluateParams
+from ganlib.data.dataset import PreparedDataset
+from ganlib.logs import Logger
+from ganlib.metrics.extractors import ExtractorSpec
+from ganlib.metrics.features import generator_features
+from ganlib.metrics.reference import ClassImages, reference_statistics
+from ganlib.metrics.scores import fid_from_features, fid_uncertainty, kid_from_features
+from ganlib.metrics.sources import SeededGenerator, eval_mode, reference_indices
+
+# What the report says the overall scores were measured on, for a conditional generator.
+PROPORTIONAL = "samples labelled in the data's class proportions"
+BALANCED = "samples labelled in equal shares of the generator's classes"
+
+
+def largest_remainder(counts: Sequence[int], n: int) -> list[int]:
+    """n shared out in proportion to `counts`: each share rounded down, the rest one each to the largest remainders.
+
+    Ties go to the earlier class, so the shares are a function of (counts, n) alone. A class with
+    count 0 gets nothing.
+    """
+    total = int(sum(counts))
+    if total <= 0:
+        raise ValueError(f"class counts {list(counts)} hold no images")
+    exact = [n * int(count) / total for count in counts]
+    shares = [int(value) for value in exact]
+    by_remainder = sorted(range(len(counts)), key=lambda c: (-(exact[c] - shares[c]), c))
+    for c in by_remainder[: n - sum(shares)]:
+        shares[c] += 1
+    return shares
+
+
+def proportional_labels(counts: Sequence[int], n: int, seed: int) -> np.ndarray:
+    """The class index (into `counts`) of each of n samples: largest_remainder's shares in a seeded order.
+
+    Blocks of one class in a row would put whole batches of one class together; a
+    permutation spreads them, and being seeded, sample i has the same class everywhere.
+    """
+    ordered = np.repeat(np.arange(len(counts)), largest_remainder(counts, n))
+    return ordered[np.random.RandomState(seed).permutation(n)]
+
+
+@dataclass(frozen=True)
+class SampleLabelling:
+    """How a conditional generator's overall samples are labelled: shares of the named classes, seeded order."""
+
+    names: tuple[str, ...]            # the classes drawn (those of the data the generator knows, or all of its own)
+    generator_labels: tuple[int, ...]  # each one's label index in the generator
+    weights: tuple[int, ...]          # real images per class (data proportions), or 1 each (equal shares)
+    seed: int
+    how: str                          # PROPORTIONAL or BALANCED
+    caveat: str | None = None         # what the labelling leaves out, in words
+
+    def __call__(self, n: int) -> torch.Tensor:
+        """The generator label of each of the first n latents (ganlib.metrics.sources.SampleLabels)."""
+        classes = proportional_labels(self.weights, n, self.seed)
+        return torch.as_tensor(np.asarray(self.generator_labels)[classes], dtype=torch.long)
+
+    def counts(self, n: int) -> dict[str, int]:
+        """How many of n samples each class gets."""
+        return dict(zip(self.names, largest_remainder(self.weights, n)))
+
+    def description(self, n: int) -> str:
+        shares = ", ".join(f"{name} {count}" for name, count in self.counts(n).items())
+        text = (f"{self.how} ({shares} of {n}; largest-remainder shares, sample order a permutation "
+                f"seeded with evaluate.seed)")
+        return text if self.caveat is None else f"{text}; {self.caveat}"
+
+
+def sample_labelling(generator_classes: Sequence[str], dataset: PreparedDataset, seed: int) -> SampleLabelling | None:
+    """The labelling of a generator with `generator_classes` scored against `dataset`; None when unconditional.
+
+    Classes are matched by name, so a generator and a dataset listing them in another order agree.
+    Data classes the generator does not know get no samples (it cannot draw them; the overall
+    score pays for it against the whole dataset's reference); the caveat says so.
+    """
+    generator_classes = tuple(generator_classes)
+    if not generator_classes:
+        return None
+    own = {name: index for index, name in enumerate(generator_classes)}
+    data_counts = _class_counts(dataset)
+    known = [(name, count) for name, count in data_counts.items() if name in own and count > 0]
+    if not known:
+        why = ("the prepared data has no labels" if not data_counts
+               else f"none of the data's classes ({', '.join(data_counts)}) is one of the generator's")
+        return SampleLabelling(generator_classes, tuple(range(len(generator_classes))), (1,) * len(generator_classes),
+                               seed, BALANCED, why)
+    unknown = [f"{name} ({count} images)" for name, count in data_counts.items() if name not in own and count > 0]
+    caveat = (f"the generator has no class {', '.join(unknown)} of the data, so draws none of those images"
+              if unknown else None)
+    return SampleLabelling(tuple(name for name, _ in known), tuple(own[name] for name, _ in known),
+                           tuple(count for _, count in known), seed, PROPORTIONAL, caveat)
+
+
+def _class_counts(dataset: PreparedDataset) -> dict[str, int]:
+    """Real images per class name, in the dataset's class order ({} when the data has no labels)."""
+    if dataset.labels is None or not dataset.class_names:
+        return {}
+    counts = np.bincount(np.asarray(dataset.labels), minlength=len(dataset.class_names))
+    return {name: int(count) for name, count in zip(dataset.class_names, counts)}
+
+
+def class_images(dataset: PreparedDataset, n_reference: int, seed: int) -> list[ClassImages]:
+    """Each class's real rows, in the dataset's class order; at most n_reference of them (0: all), a seeded subset."""
+    if dataset.labels is None:
+        return []
+    labels = np.asarray(dataset.labels)
+    found = []
+    for index, name in enumerate(dataset.class_names):
+        rows = np.flatnonzero(labels == index).astype(np.int64)
+        chosen = reference_indices(len(rows), n_reference, seed)    # the same rule as the whole dataset's subset
+        found.append(ClassImages(name, rows if chosen is None else rows[chosen], dataset.labels_hash))
+    return found
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """One class's scores, or the reason it has none."""
+
+    name: str
+    n_real: int                       # real images of the class its reference statistics hold (or would)
+    n_samples: int                    # samples generated as the class; 0 when it has no scores
+    fid: float | None = None
+    fid_low: float | None = None      # FID's sampling-noise band (evaluate.fid_bootstrap; None when off)
+    fid_high: float | None = None
+    kid: float | None = None
+    kid_std: float | None = None
+    reason: str | None = None         # why there is no number ("night: 30 real images, fewer than ...")
+
+    def metrics(self) -> dict[str, float | int]:
+        """metrics.json's entry for the class: numbers only, a score not computed left out."""
+        values = {"fid": self.fid, "fid_low": self.fid_low, "fid_high": self.fid_high, "kid": self.kid,
+                  "kid_std": self.kid_std, "n_samples": self.n_samples, "n_real": self.n_real}
+        return {key: value for key, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class PerClassResult:
+    scores: tuple[ClassScore, ...]
+    notes: tuple[str, ...]            # settings reduced on the way (KID subset size), in words
+
+
+def per_class_scores(
+    generator: nn.Module,
+    z_dim: int,
+    resolution: int,
+    generator_classes: Sequence[str],
+    dataset: PreparedDataset,
+    spec: ExtractorSpec,
+    make_extractor: Callable[[], FeatureExtractorBase],
+    settings: EvaluateParams,
+    wanted: set[str],
+    cache_dir: Path,
+    device: torch.device,
+    log: Logger,
+) -> PerClassResult:
+    """FID (with its sampling-noise band) and KID of each data class's samples against that class's real images.
+
+    Classes are the data's, in its order, matched to the generator's labels by name.
+    """
+    own = {name: index for index, name in enumerate(generator_classes)}
+    scores: list[ClassScore] = []
+    reduced: dict[str, int] = {}
+    n = settings.per_class_samples
+    for images in class_images(dataset, settings.n_reference, settings.seed):
+        n_real = len(images.indices)
+        if images.name not in own:
+            scores.append(ClassScore(images.name, n_real, 0, reason=f"{images.name}: the generator was not trained "
+                                     "on this class (its generator file does not list it)"))
+            continue
+        if n_real < settings.per_class_min_images:
+            scores.append(ClassScore(images.name, n_real, 0, reason=f"{images.name}: {n_real} real images, fewer "
+                                     f"than evaluate.per_class_min_images ({settings.per_class_min_images})"))
+            continue
+        started = time.perf_counter()
+        reference, _ = reference_statistics(dataset, spec, make_extractor, settings.n_reference, settings.seed,
+                                            settings.batch_size, device, cache_dir, log, subset=images)
+        label = own[images.name]
+        with eval_mode(generator):
+            model = SeededGenerator(generator, z_dim, resolution, functools.partial(_one_class, label))
+            fake = generator_features(model, make_extractor(), n, settings.batch_size, settings.seed, device)
+        features = fake[spec.feature_layer]
+        fid = fid_low = fid_high = kid = kid_std = None
+        if "fid" in wanted:
+            fid = fid_from_features(features, reference.fid_statistics)
+            band = fid_uncertainty(features, reference.fid_statistics, settings.fid_bootstrap, False, settings.seed).band
+            fid_low, fid_high = (None, None) if band is None else (band.low, band.high)
+        if "kid" in wanted:
+            score = kid_from_features(features, reference.features, settings.kid_subsets, settings.kid_subset_size,
+                                      settings.seed)
+            kid, kid_std = score.mean, score.std
+            if score.note:
+                reduced[images.name] = score.subset_size
+        scores.append(ClassScore(images.name, n_real, n, fid, fid_low, fid_high, kid, kid_std))
+        log.info(f"class {images.name}: {n} samples against {n_real} real images in "
+                 f"{time.perf_counter() - started:.1f} s")
+    notes: tuple[str, ...] = ()
+    if reduced:
+        sizes = ", ".join(f"{name} {size}" for name, size in reduced.items())
+        notes = (f"per-class KID subset size reduced from {settings.kid_subset_size} to the class's samples or real "
+                 f"images ({sizes}; evaluate.kid_subset_size): small subsets make KID noisier",)
+    return PerClassResult(tuple(scores), notes)
+
+
+def _one_class(label: int, n: int) -> torch.Tensor:
+    return torch.full((n,), label, dtype=torch.long)
+
+
+def per_class_unavailable_reason(
+    generator_classes: Sequence[str], dataset: PreparedDataset, settings: EvaluateParams, wanted: set[str],
+) -> str | None:
+    """Why a conditional generator gets no per-class scores at all (None: it gets them, class by class)."""
+    if dataset.labels is None or not dataset.class_names:
+        return f"the prepared dataset at {dataset.root} has no class labels (preprocess.labels)"
+    if settings.per_class_samples == 0:
+        return "evaluate.per_class_samples is 0"
+    if not wanted & {"fid", "kid"}:
+        return "neither fid nor kid is in evaluate.metrics"
+    if not set(generator_classes) & set(dataset.class_names):
+        return (f"none of the data's classes ({', '.join(dataset.class_names)}) is one of the generator's "
+                f"({', '.join(generator_classes)})")
+    return None
