@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.reconcile import record_and_reconcile
 from flows.stage_params import load_stage_params
 from ganlib.config import Params
-from ganlib.versions.compare import Comparison, compare_versions, write_comparison
+from ganlib.versions.compare import PER_CLASS_TITLE, Comparison, compare_versions, write_comparison
 from tasks.artifacts import png_data_uri
 
 
@@ -25,6 +25,9 @@ def compare_versions_task(root: Path, revs: list[str], params: Params) -> Compar
 def write_comparison_task(comparison: Comparison, out_dir: Path) -> dict[str, str]:
     written = write_comparison(comparison, out_dir)
     create_table_artifact(key="compare-table", table=comparison.table_rows(), description="metrics per dataset version")
+    per_class = comparison.per_class_table_rows()
+    if per_class:   # some version's generator was class-conditional: its FID per class across the versions
+        create_table_artifact(key="compare-per-class", table=per_class, description=PER_CLASS_TITLE)
     create_markdown_artifact(
         key="compare-report",
         markdown=f"{comparison.to_markdown()}\n\n![metrics per version]({png_data_uri(written['png'])})",
@@ -53,4 +56,9 @@ def compare_flow(params_file: str = "params.yaml", revs: list[str] | None = None
             "rows": comparison.records(), "table": comparison.table_rows(),
             # The terminal shows the params that fit (flows.results.compare_result) and these notes under the table.
             "param_keys": list(comparison.param_keys), "footnotes": comparison.footnotes(),
-            "skipped": [skipped.line() for skipped in comparison.skipped]}
+            "skipped": [skipped.line() for skipped in comparison.skipped],
+            # FID per class across the versions (empty when no version was scored per class): the table and
+            # its n/a reasons for the terminal, every class's numbers for --json.
+            "per_class_table": comparison.per_class_table_rows(),
+            "per_class_footnotes": comparison.per_class_footnotes(),
+            "per_class": comparison.per_class_records() if comparison.classes else []}

@@ -372,7 +372,7 @@ def compare_result(result: Mapping[str, Any], wide: bool = False) -> CommandResu
     """The table in 120 columns (version, date, FID, KID, drift, images, the params that fit), or all with `wide`."""
     import textwrap
 
-    from ganlib.versions.compare import NO_RESULTS, TERMINAL_WIDTH, terminal_table
+    from ganlib.versions.compare import NO_RESULTS, TERMINAL_WIDTH, per_class_terminal_lines, terminal_table
 
     table = list(result["table"])
     shown = terminal_table(table[:MAX_TABLE_ROWS], result.get("param_keys") or [], wide=wide)
@@ -381,6 +381,11 @@ def compare_result(result: Mapping[str, Any], wide: bool = False) -> CommandResu
         lines.append(f"... and {len(table) - MAX_TABLE_ROWS} more versions (all of them in the files below)")
     # A footnote may list dozens of keys: wrapped, so the output stays within the table's width.
     lines += [line for note in result.get("footnotes") or []
+              for line in textwrap.wrap(note, TERMINAL_WIDTH, subsequent_indent="  ", break_on_hyphens=False)]
+    # FID per class, a second table under the first (as many as the classes need to fit the width).
+    per_class = per_class_terminal_lines(list(result.get("per_class_table") or [])[:MAX_TABLE_ROWS], wide=wide)
+    lines += ([""] + per_class if per_class else [])
+    lines += [line for note in (result.get("per_class_footnotes") or []) if per_class
               for line in textwrap.wrap(note, TERMINAL_WIDTH, subsequent_indent="  ", break_on_hyphens=False)]
     lines += [f"{kind}: {shown_path(path)}" for kind, path in result["files"].items()]
     return CommandResult(lines, {"command": "compare", **to_jsonable(result)})

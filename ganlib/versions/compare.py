@@ -31,6 +31,14 @@ shown once. A version without usable metrics is not a row: it is listed as
 skipped, one line saying why (`Comparison.skipped`). Named revs are always
 rows, with blanks and notes where something is missing.
 
+Per class: when some version's generator was class-conditional and scored
+per class (ganlib/metrics/per_class.py), a second table has a column per class
+present in any version, its FID with the sampling-noise band: "-" where a
+version has no such class (or was not scored per class), "n/a" where it had
+too few real images, the reason as a footnote. It answers "did adding
+mountain photos in v3 help mountains, and hurt nothing else?". The CSV adds
+fid/<class>, fid_low/<class>, fid_high/<class>, kid/<class>, kid_std/<class>.
+
 The CSV holds raw values for machines (full md5s and shas, unrounded
 numbers); the markdown and `table_rows` (a Prefect table artifact) are
 formatted for people. The retrain history (ganlib.versions.history) can be listed
@@ -129,6 +137,21 @@ class VersionRow:
     coverage: float | None = None
     memorisation: float | None = None
     params: Mapping[str, Any] | None = field(default=None, compare=False)  # dotted key -> value; None: unknown
+    # A class-conditional generator's scores per class, as metrics.json holds them ({class: {fid, fid_low,
+    # fid_high, kid, kid_std, n_samples, n_real}}), and why a class has none; None when not evaluated per class.
+    per_class: Mapping[str, Mapping[str, Any]] | None = field(default=None, compare=False)
+    per_class_reasons: Mapping[str, str] | None = field(default=None, compare=False)
+
+    def class_cell(self, name: str) -> tuple[str, float | None, str | None]:
+        """("scored" | "n/a" | "absent", FID, reason) of class `name` in this version."""
+        scores = (self.per_class or {}).get(name)
+        reason = (self.per_class_reasons or {}).get(name)
+        if scores is None and reason is None:
+            return "absent", None, None
+        fid = _float((scores or {}).get("fid"))
+        if reason is not None or fid is None:
+            return "n/a", None, reason or "no FID recorded for this class"
+        return "scored", fid, None
 
     def record(self) -> dict[str, Any]:
         """The fixed columns with raw values (notes joined)."""
@@ -161,14 +184,53 @@ class Comparison:
 
     @property
     def columns(self) -> list[str]:
-        return [*ROW_COLUMNS, NOT_COMPARABLE_COLUMN, *self.param_keys]
+        return [*ROW_COLUMNS, NOT_COMPARABLE_COLUMN, *self.param_keys, *self._class_columns()]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Every class some version was scored on (or has a reason for), in order of first appearance."""
+        seen: dict[str, None] = {}
+        for row in self.rows:
+            seen.update(dict.fromkeys(row.per_class or {}))
+            seen.update(dict.fromkeys(row.per_class_reasons or {}))
+        return tuple(seen)
 
     def records(self) -> list[dict[str, Any]]:
-        """Raw values per row, fixed columns, why a row is not comparable, then the differing params (absent: None)."""
+        """Raw values per row, fixed columns, why a row is not comparable, the differing params (absent: None),
+        then each class's FID, its band and KID (CLASS_CSV_FIELDS; absent or too few images: None)."""
         reasons = not_comparable_reasons(self.rows)
         return [{**row.record(), NOT_COMPARABLE_COLUMN: "; ".join(why),
-                 **{key: _param_value(row, key) for key in self.param_keys}}
+                 **{key: _param_value(row, key) for key in self.param_keys},
+                 **_class_values(row, self.classes)}
                 for row, why in zip(self.rows, reasons)]
+
+    def _class_columns(self) -> list[str]:
+        return [f"{field_name}/{name}" for name in self.classes for field_name in CLASS_CSV_FIELDS]
+
+    def per_class_records(self) -> list[dict[str, Any]]:
+        """Per version, every class's numbers as metrics.json holds them and the reasons (what --json shows)."""
+        return [{"label": row.label, "commit": row.commit, "per_class": dict(row.per_class or {}),
+                 "per_class_reasons": dict(row.per_class_reasons or {})} for row in self.rows]
+
+    def per_class_table_rows(self) -> list[dict[str, str]]:
+        """Rows for people: the version, then each class's FID with its band; "-" where the version has no such
+        class, "n/a" where it had too few images (per_class_footnotes say why). Empty when no version has classes."""
+        classes = self.classes
+        if not classes:
+            return []
+        return [{"version": row.label, **{name: _class_display(row, name) for name in classes}} for row in self.rows]
+
+    def per_class_footnotes(self, text: Callable[[str], str] = str) -> list[str]:
+        """Why each "n/a" of the per-class table has no number, one line per version and class."""
+        notes = []
+        for row in self.rows:
+            for name in self.classes:
+                kind, _, reason = row.class_cell(name)
+                if kind == "n/a":
+                    # Reasons written by evaluate start with the class's name already ("night: 30 real images ...").
+                    said = reason if reason.startswith(f"{name}:") else f"{name}: {reason}"
+                    notes.append(f"n/a in {text(row.label)}: {text(said)}")
+        return notes
 
     def footnotes(self, text: Callable[[str], str] = str) -> list[str]:
         """What the table leaves out or marks: params only some rows have, and the rows marked not comparable.
@@ -216,7 +278,20 @@ class Comparison:
             lines.append("| " + " | ".join(markdown_text(row[key]) for key in header) + " |")
         footnotes = self.footnotes(markdown_text)
         lines += ["", *(f"{note}  " for note in footnotes)] if footnotes else []  # two spaces: a markdown line break
-        return "\n".join(lines + self.fid_noise_legend()) + "\n"
+        return "\n".join(lines + self.fid_noise_legend() + self._per_class_markdown()) + "\n"
+
+    def _per_class_markdown(self) -> list[str]:
+        """The per-class table under the first: a column per class (none when no version was scored per class)."""
+        rows = self.per_class_table_rows()
+        if not rows:
+            return []
+        header = list(rows[0])
+        lines = ["", f"## {PER_CLASS_TITLE}", "", PER_CLASS_LEGEND, "",
+                 "| " + " | ".join(markdown_text(key) for key in header) + " |",
+                 "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(markdown_text(row[key]) for key in header) + " |" for row in rows]
+        notes = self.per_class_footnotes(markdown_text)
+        return lines + (["", *(f"{note}  " for note in notes)] if notes else [])
 
     def fid_noise_legend(self) -> list[str]:
         """Lines saying what the bracketed FID band is, one per distinct (resamples, n); none without bands."""
@@ -296,7 +371,10 @@ def _why_no_metrics(facts: VersionFacts) -> str:
 
 def version_row(facts: VersionFacts) -> VersionRow:
     metrics, prepared, revision = facts.metrics or {}, facts.prepared, facts.revision
+    per_class, reasons = metrics.get("per_class"), metrics.get("per_class_reasons")
     return VersionRow(
+        per_class=per_class if isinstance(per_class, Mapping) else None,
+        per_class_reasons=reasons if isinstance(reasons, Mapping) else None,
         label=revision.label,
         kind=revision.kind,
         commit=revision.sha,
@@ -626,6 +704,35 @@ def _display_row(
     return shown
 
 
+# The per-class table (compare.md, the terminal, a Prefect table artifact): a column per class.
+PER_CLASS_TITLE = "FID per class [sampling noise, 95%]"
+PER_CLASS_LEGEND = ("Samples generated as each class against that class's real images only (evaluate.per_class_samples); "
+                    "- : the version has no such class (or was not scored per class); n/a : too few real images, "
+                    "the reason below.")
+# Per class in compare.csv and records(): "fid/night", "fid_low/night", ... (a "/" never appears in the other columns).
+CLASS_CSV_FIELDS = ("fid", "fid_low", "fid_high", "kid", "kid_std")
+
+
+def _class_values(row: VersionRow, classes: Sequence[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in classes:
+        scores = (row.per_class or {}).get(name) or {}
+        values.update({f"{field_name}/{name}": _float(scores.get(field_name)) for field_name in CLASS_CSV_FIELDS})
+    return values
+
+
+def _class_display(row: VersionRow, name: str) -> str:
+    kind, fid, _ = row.class_cell(name)
+    if kind == "absent":
+        return "-"
+    if kind == "n/a":
+        return "n/a"
+    scores = row.per_class[name]
+    low, high = _float(scores.get("fid_low")), _float(scores.get("fid_high"))
+    band = "" if low is None or high is None else " " + fid_noise_band_text(low, high, _display)
+    return f"{_display(fid)}{band}"
+
+
 def _pair(first: float | None, second: float | None) -> str:
     """ "0.612 / 0.404"; blank when neither is known."""
     if first is None and second is None:
@@ -735,6 +842,28 @@ def terminal_table(
     hidden = len(params) - len(shown_params)
     if hidden:
         lines.append(f"+{hidden} params differ (--wide; all of them in compare.md and compare.csv)")
+    return lines
+
+
+def per_class_terminal_lines(
+    table: Sequence[Mapping[str, str]], width: int = TERMINAL_WIDTH, wide: bool = False,
+    max_cell: int = MAX_TERMINAL_CELL,
+) -> list[str]:
+    """The per-class table (Comparison.per_class_table_rows) as text: the title, then the classes in as many
+    tables as it takes for each to fit `width`, the version column repeated in each (all in one with `wide`)."""
+    if not table:
+        return []
+    rows = [{key: _cut(str(value), max_cell) for key, value in row.items()} for row in table]
+    classes = [key for key in rows[0] if key != "version"]
+    if wide:
+        return [PER_CLASS_TITLE, *render_columns(table, list(table[0]))]
+    lines = [PER_CLASS_TITLE]
+    while classes:
+        chosen = _columns_that_fit(classes, rows, width, ["version"])[1:] or classes[:1]  # one at least, however wide
+        lines += render_columns(rows, ["version", *chosen])
+        classes = [name for name in classes if name not in chosen]
+        if classes:
+            lines.append("")
     return lines
 
 
