@@ -83,10 +83,16 @@ def stand_in_run(
     (train / "stats.jsonl").write_text("".join(json.dumps(t) + "\n" for t in ticks))
     prepared = root / PATHS.prepared
     prepared.mkdir(parents=True, exist_ok=True)
-    (prepared / "manifest.json").write_text(json.dumps({
-        "count": 48, "scanned": 51, "rejected": 3, "rejects_by_reason": {"too_small": 2, "unreadable": 1},
-        "hidden_skipped": 1,
-    }))
+    counts = {"count": 48, "scanned": 51, "rejected": 3, "rejects_by_reason": {"too_small": 2, "unreadable": 1},
+              "hidden_skipped": 1}
+    if classes:  # the gallery draws a conditional model's samples in the data's class proportions: real data
+        from test_metrics_support import smooth_images, write_prepared_dataset
+        from train_support import write_labels
+
+        write_prepared_dataset(prepared, smooth_images(48, seed=0, resolution=32), data_md5="d" * 32)
+        write_labels(prepared, np.arange(48) % len(classes), classes)
+        counts = {**json.loads((prepared / "manifest.json").read_text()), **counts}
+    (prepared / "manifest.json").write_text(json.dumps(counts))
     qa = {"near_duplicates": {"groups": 2, "copies": 3, "action": "report"}}
     (prepared / "qa_report.json").write_text(json.dumps(qa))
     metrics_path = root / PATHS.evaluate / "metrics.json"

@@ -899,6 +899,13 @@ def test_a_conditional_generator_gets_a_row_per_class_with_its_scores(tmp_path):
         "night": {"n_real": 30, "n_samples": 0},
     }
     write_metrics(tmp_path, fid=20.0, per_class=per_class)
+    from test_metrics_support import smooth_images, write_prepared_dataset
+    from train_support import write_labels
+
+    labels = np.array([0] * 10 + [1] * 30 + [2] * 20)  # the samples are drawn in these proportions
+    prepared = write_prepared_dataset(tmp_path / "data" / "prepared", smooth_images(60, seed=0, resolution=8),
+                                      data_md5=None)
+    write_labels(prepared, labels, ["dawn", "day", "night"])
     target = str(tmp_path / "gallery")
     publish(tmp_path, target, generator=TinyConditionalGenerator(), info=Info(classes=("dawn", "day", "night")))
     files = release_relative(snapshot(target, tmp_path))
@@ -911,3 +918,12 @@ def test_a_conditional_generator_gets_a_row_per_class_with_its_scores(tmp_path):
     assert "FID 12.30 (11.90 to 12.80), KID 0.0123 ± 0.0020; 50 samples of this class against its 414 real images" in section
     assert "too few real images (30) for a per-class FID" in section
     assert "A class per row" in html
+    # The individual samples are drawn as the classes evaluation drew sample i as, and say which.
+    from ganlib.metrics.per_class import sample_labelling
+    from ganlib.data.dataset import open_prepared
+
+    params = load_test_params()
+    labelling = sample_labelling(("dawn", "day", "night"), open_prepared(prepared), params.publish.seed)
+    drawn = labelling(params.evaluate.n_samples)[:5]  # SMALL: 5 samples
+    captions = re.findall(r'alt="sample (\d) · (\w+)"', html)
+    assert [name for _, name in captions] == [("dawn", "day", "night")[i] for i in drawn.tolist()]

@@ -40,6 +40,7 @@ from ganlib.metrics.truncation_table import TRUNCATION_FILE, TRUNCATION_FORMAT
 from ganlib.models.sampling import fixed_latents
 from ganlib.publish.images import encode_image, generate_all
 from ganlib.publish.page import ImageRef, NearestSection, PairRef, TruncationTable, VideoRef
+from ganlib.publish.sample_classes import EvaluationLabels
 from ganlib.publish.targets import GalleryUpload
 
 TRUNCATION_COLUMNS = (("psi", "psi"), ("fid", "FID ↓"), ("kid_mean", "KID ↓"), ("precision", "precision ↑"),
@@ -166,13 +167,16 @@ def read_nearest_pairs(
 
 def nearest_images(
     nearest: NearestPairs, generator: nn.Module, z_dim: int, resolution: int, prepared_dir: Path, batch_size: int,
+    labels: EvaluationLabels | None = None,
 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """uint8 [R, R, 3] images by index: the pairs' samples (regenerated) and training images (read)."""
+    """uint8 [R, R, 3] images by index: the pairs' samples (regenerated, as the classes evaluation drew them as)
+    and training images (read)."""
     sample_ids = sorted({pair.sample for space in nearest.spaces for pair in space.pairs})
     training_ids = sorted({pair.training for space in nearest.spaces for pair in space.pairs})
     # Latent i does not depend on how many are drawn (fixed_latents): draw up to the largest index only.
     latents = fixed_latents(sample_ids[-1] + 1, z_dim, nearest.seed)[sample_ids]
-    samples = generate_all(generator, latents, resolution, batch_size)
+    sample_labels = None if labels is None else labels.of(sample_ids, nearest.n_samples, nearest.seed)
+    samples = generate_all(generator, latents, resolution, batch_size, sample_labels)
     images = open_prepared(prepared_dir).images
     return (dict(zip(sample_ids, samples)),
             {index: np.ascontiguousarray(images[index]) for index in training_ids})
@@ -207,6 +211,7 @@ class SectionInputs:
     truncation: TruncationTable | str
     nearest: NearestPairs | str
     prepared_dir: Path
+    labels: EvaluationLabels | None = None   # a conditional generator's sample classes, as evaluation drew them
 
 
 @dataclass(frozen=True)
@@ -220,7 +225,10 @@ class PageSections:
     notes: dict[str, str]          # section -> the one line shown in its place
 
 
-def read_section_inputs(root: Path, evaluate: str, prepared: str, settings: PublishParams, z_dim: int) -> SectionInputs:
+def read_section_inputs(
+    root: Path, evaluate: str, prepared: str, settings: PublishParams, z_dim: int,
+    labels: EvaluationLabels | None = None,
+) -> SectionInputs:
     """The sections' files under `root` (base.paths.evaluate and .prepared); notes name them relative to it,
     so a published page shows no path of the machine that published it."""
     truncation, memorisation = f"{evaluate}/{TRUNCATION_FILE}", f"{evaluate}/{MEMORISATION_FILE}"
@@ -229,6 +237,7 @@ def read_section_inputs(root: Path, evaluate: str, prepared: str, settings: Publ
         nearest=read_nearest_pairs(root / memorisation, settings.nearest_pairs, z_dim, root / prepared,
                                    shown=memorisation),
         prepared_dir=root / prepared,
+        labels=labels,
     )
 
 
@@ -257,7 +266,8 @@ def write_sections(
         notes["truncation"] = str(inputs.truncation)
     nearest: list[NearestSection] = []
     if isinstance(inputs.nearest, NearestPairs):
-        nearest = _write_nearest(upload, inputs.nearest, generator, z_dim, resolution, settings, inputs.prepared_dir)
+        nearest = _write_nearest(upload, inputs.nearest, generator, z_dim, resolution, settings, inputs.prepared_dir,
+                                 inputs.labels)
     else:
         notes["nearest"] = inputs.nearest
     return PageSections(walk, walk_file, truncation, nearest, notes)
@@ -265,9 +275,9 @@ def write_sections(
 
 def _write_nearest(
     upload: GalleryUpload, pairs: NearestPairs, generator: nn.Module, z_dim: int, resolution: int,
-    settings: PublishParams, prepared_dir: Path,
+    settings: PublishParams, prepared_dir: Path, labels: EvaluationLabels | None,
 ) -> list[NearestSection]:
-    samples, training = nearest_images(pairs, generator, z_dim, resolution, prepared_dir, settings.batch_size)
+    samples, training = nearest_images(pairs, generator, z_dim, resolution, prepared_dir, settings.batch_size, labels)
     ext, r = settings.image_format, resolution
     sample_refs = {i: ImageRef(f"nearest/sample_{i:05d}.{ext}", r, r, f"sample {i}") for i in samples}
     training_refs = {j: ImageRef(f"nearest/training_{j:06d}.{ext}", r, r, f"training image {j}") for j in training}

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
+from ganlib.data.dataset import open_prepared
 from ganlib.config import Params, PublishParams
 from ganlib.formatting import iso_utc
 from ganlib.io.atomic import atomic_write_json
@@ -36,6 +37,7 @@ from ganlib.publish.fid_settings import MANIFEST_KEY, fid_settings
 from ganlib.publish.gate import GateDecision, PublishError, decide_gate
 from ganlib.publish.images import contact_sheet, encode_image, generate_all, generate_images, interpolation_latents
 from ganlib.publish.page import ClassRow, GalleryPage, HistoryEntry, ImageRef, render_gallery_html
+from ganlib.publish.sample_classes import EvaluationLabels
 from ganlib.publish.rescore import GENERATOR_KEY, RELEASE_GENERATOR_FILE, generator_record, rescore_published
 from ganlib.publish.sections import SectionInputs, read_section_inputs, write_sections
 from ganlib.publish.targets import (
@@ -145,8 +147,9 @@ def publish_generator(
         notes = reasons + [f"warning: {text}" for text in mismatches]
         for text in mismatches:
             log.warning("metrics.json does not match generator.pt: %s", text)
+        labels = evaluation_labels(info, root / params.base.paths.prepared, params.evaluate.n_samples)
         sections = read_section_inputs(root, params.base.paths.evaluate, params.base.paths.prepared, settings,
-                                       info.z_dim)
+                                       info.z_dim, labels)
         published = write_release(
             target, generator, info, metrics, settings, params.section_dict(*SECTIONS_SHOWN), notes, current, log, now,
             generator_file, sections,
@@ -155,6 +158,13 @@ def publish_generator(
         report = _report("published", decision, settings, now, fid, info.kimg, published, files=published.files)
     atomic_write_json(root / params.base.paths.publish_record, report.as_record())
     return report
+
+
+def evaluation_labels(info: GeneratorFacts, prepared_dir: Path, evaluated: int) -> EvaluationLabels | None:
+    """How evaluation labelled a conditional generator's samples (None: unconditional)."""
+    if not info.classes:
+        return None
+    return EvaluationLabels(tuple(info.classes), open_prepared(prepared_dir), evaluated)
 
 
 def read_metrics(path: Path) -> dict[str, Any] | None:
@@ -223,7 +233,7 @@ def write_release(
     release_id = new_release_id(now)
     history = release_history(current, target.release_ids(), settings.keep_releases - 1)
     with target.publish(release_id, keep={entry.release for entry in history}, log=log) as upload:
-        images = write_images(upload, generator, info, settings)
+        images = write_images(upload, generator, info, settings, sections.labels)
         class_rows = write_class_rows(upload, generator, info, settings, metrics)
         extra = write_sections(upload, generator, info.z_dim, info.resolution, settings, sections, info.classes)
         page = GalleryPage(
@@ -271,8 +281,14 @@ class GalleryImages:
     samples: list[ImageRef]
 
 
-def write_images(upload: GalleryUpload, generator: nn.Module, info: GeneratorFacts, settings: PublishParams) -> GalleryImages:
-    """Write the grid, the individual samples and the interpolation strip into the release."""
+def write_images(
+    upload: GalleryUpload, generator: nn.Module, info: GeneratorFacts, settings: PublishParams,
+    labels: EvaluationLabels | None = None,
+) -> GalleryImages:
+    """Write the grid, the individual samples and the interpolation strip into the release.
+
+    `labels`: a conditional generator's samples are drawn as the classes evaluation drew them as.
+    """
     ext, r, batch = settings.image_format, info.resolution, settings.batch_size
 
     # One stream of latents (ganlib.models.sampling, shared with evaluation): the grid is its first samples.
@@ -283,13 +299,15 @@ def write_images(upload: GalleryUpload, generator: nn.Module, info: GeneratorFac
     grid = ImageRef(f"grid.{ext}", grid_sheet.shape[1], grid_sheet.shape[0], "samples from fixed seeds")
 
     sample_latents = fixed_latents(settings.n_samples, info.z_dim, settings.seed)
+    sample_labels = labels.first(settings.n_samples, settings.seed) if labels is not None else None
     samples = []
     index = 0
-    for batch_images in generate_images(generator, sample_latents, r, batch):
+    for batch_images in generate_images(generator, sample_latents, r, batch, sample_labels):
         for image in batch_images:
             name = f"samples/sample_{index:04d}.{ext}"
             upload.add(name, encode_image(image, ext))
-            samples.append(ImageRef(name, r, r, f"sample {index}"))
+            caption = f"sample {index}" if labels is None else f"sample {index} · {labels.name(int(sample_labels[index]))}"
+            samples.append(ImageRef(name, r, r, caption))
             index += 1
 
     strip_latents = interpolation_latents(settings.seed, settings.interpolation_rows, settings.interpolation_steps, info.z_dim)
