@@ -371,10 +371,11 @@ class EvaluateParams(Section):
     # generated features for a 95% sampling-noise band (0 = off), and FID-infinity (Chong & Forsyth 2020).
     fid_bootstrap: int = Field(ge=0)
     fid_infinity: bool
-    # A class-conditional generator's FID/KID per class (ganlib/metrics/per_class.py): samples generated as each
-    # class (0 = no per-class scores), against that class's real images; a class with fewer real images than
+    # A class-conditional generator's FID/KID per class (ganlib/metrics/per_class.py): null = the evaluation's own
+    # samples and reference images of each class (no extra extractor pass); N = N fresh samples generated as each
+    # class against all its real images (0 = no per-class scores); a class with fewer real images than
     # per_class_min_images gets its reason instead of a number.
-    per_class_samples: int = Field(ge=0)
+    per_class_samples: int | None = Field(ge=0)
     per_class_min_images: int = Field(ge=2)
 
     @model_validator(mode="before")
@@ -408,7 +409,7 @@ class EvaluateParams(Section):
 
     @field_validator("per_class_samples")
     @classmethod
-    def _enough_class_samples(cls, value: int) -> int:
+    def _enough_class_samples(cls, value: int | None) -> int | None:
         # One sample has no covariance: FID needs two at least.
         if value == 1:
             raise ValueError("0 (no per-class scores) or at least 2 samples per class, got 1")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 from test_metrics_support import TinyGenerator, TinyInfo, smooth_images, tiny_params, write_prepared_dataset
@@ -87,7 +88,7 @@ class ConditionalInfo(TinyInfo):
     classes: tuple[str, ...] = ("blue", "red")
 
 
-def params_for(n_samples: int, per_class_samples: int, *more: str):
+def params_for(n_samples: int, per_class_samples: int | str, *more: str):
     return tiny_params(f"evaluate.n_samples={n_samples}", f"evaluate.per_class_samples={per_class_samples}",
                        "evaluate.per_class_min_images=20", "evaluate.n_reference=0", "evaluate.fid_bootstrap=20",
                        "evaluate.kid_subset_size=20", "evaluate.truncation=[1.0]", *more)
@@ -98,10 +99,12 @@ def labelled_project(tmp_path: Path, per_class: dict[str, np.ndarray]) -> Path:
     return tmp_path
 
 
-def test_per_class_fid_is_zero_for_each_class_and_large_when_the_generator_swaps_them(tmp_path):
+@pytest.mark.parametrize("per_class_samples", ["null", 40], ids=["from-the-evaluation", "fresh-samples"])
+def test_per_class_fid_is_zero_for_each_class_and_large_when_the_generator_swaps_them(tmp_path, per_class_samples):
+    """From the evaluation's own samples and reference (null), or from fresh samples of each class (40)."""
     classes = {"blue": tinted(40, 1, 2), "red": tinted(40, 2, 0)}
     root = labelled_project(tmp_path, classes)
-    params = params_for(80, 40)
+    params = params_for(80, per_class_samples)
 
     honest = measure_generator(RealImageGenerator(classes), ConditionalInfo(), params, LOG, root).report
     assert honest.fid < 1e-3   # the whole dataset, once each, against its own statistics

@@ -52,6 +52,7 @@ from ganlib.metrics.memorisation import MEMORISATION_FILE, MemorisationCheck, me
 from ganlib.metrics.per_class import (
     PerClassResult,
     SampleLabelling,
+    per_class_from_samples,
     per_class_scores,
     per_class_unavailable_reason,
     sample_labelling,
@@ -70,7 +71,7 @@ from ganlib.metrics.scores import (
     inception_score_from_logits,
     kid_from_features,
 )
-from ganlib.metrics.sources import SeededGenerator, eval_mode
+from ganlib.metrics.sources import SeededGenerator, eval_mode, reference_indices
 from ganlib.metrics.speed import extractor_for_device
 from ganlib.metrics.truncation_table import (
     TRUNCATION_FILE,
@@ -271,8 +272,15 @@ def _measure(
     by_class = None
     if labelling is not None and full and classes_unavailable is None:
         started = time.perf_counter()
-        by_class = per_class_scores(generator, info.z_dim, info.resolution, generator_classes, dataset, spec,
-                                    make_extractor, settings, wanted, root / params.base.paths.fid_cache, device, log)
+        if settings.per_class_samples is None:  # the overall samples and reference, split by class: no extra pass
+            by_class = per_class_from_samples(
+                fake[spec.feature_layer], labelling(settings.n_samples), reference,
+                reference_indices(dataset.count, settings.n_reference, settings.seed), generator_classes, dataset,
+                settings, wanted)
+        else:
+            by_class = per_class_scores(generator, info.z_dim, info.resolution, generator_classes, dataset, spec,
+                                        make_extractor, settings, wanted, root / params.base.paths.fid_cache, device,
+                                        log)
         log.info(f"per-class scores ({len(by_class.scores)} classes) in {time.perf_counter() - started:.1f} s on {device}")
 
     scores = _scores(fake, reference, spec.feature_layer, settings, wanted)
@@ -487,6 +495,7 @@ def _class_fields(
     return {
         **fields,
         "per_class": {score.name: score.metrics() for score in by_class.scores},
+        "per_class_how": by_class.how,
         "per_class_reasons": {score.name: score.reason for score in by_class.scores if score.reason},
     }
 

@@ -55,11 +55,12 @@ PROVENANCE_FIELDS = (
     "extractor", "extractor_description", "data_md5", "dataset_sha256", "device", "batch_size",
     "reference_stats_cached", "notes", "is_unavailable_reason", "fd_dinov2_unavailable_reason",
     "fid_infinity_unavailable_reason",
-    "classes", "sample_labelling", "sample_class_counts", "per_class_reasons", "per_class_unavailable_reason",
+    "classes", "sample_labelling", "sample_class_counts", "per_class_how", "per_class_reasons",
+    "per_class_unavailable_reason",
 )
 # A class-conditional generator's keys (ganlib/metrics/per_class.py): absent for an unconditional one, whose
 # files stay exactly as they were. per_class (metrics.json) maps each class to its numbers; the rest is provenance.
-CLASS_KEYS = ("classes", "sample_labelling", "sample_class_counts", "per_class", "per_class_reasons",
+CLASS_KEYS = ("classes", "sample_labelling", "sample_class_counts", "per_class", "per_class_how", "per_class_reasons",
               "per_class_unavailable_reason")
 # The per-class table's FID heading (the band as in the overall FID row).
 CLASS_FID_HEADING = "FID [sampling noise, 95%]"
@@ -125,6 +126,7 @@ class EvaluationReport:
     # class -> {fid, fid_low, fid_high, kid, kid_std, n_samples, n_real}, numbers only; a class without scores
     # has only n_real and n_samples 0, and its reason in per_class_reasons.
     per_class: dict[str, dict[str, float | int]] | None = None
+    per_class_how: str | None = None                    # what each class's numbers compare, in words
     per_class_reasons: dict[str, str] | None = None
     per_class_unavailable_reason: str | None = None     # why no class has scores (data without labels, ...)
 
@@ -251,10 +253,8 @@ class EvaluationReport:
 
     def per_class_title(self) -> str:
         """The line above the per-class table: what each row measures."""
-        n = next((s.get("n_samples") for s in (self.per_class or {}).values() if s.get("n_samples")), None)
-        drawn = f"{n} samples" if n else "samples"
-        return (f"per class ({drawn} generated as each class, seed {self.seed}, against that class's real images "
-                "only; the band is FID's sampling noise):")
+        how = self.per_class_how or f"samples generated as each class, seed {self.seed}, against that class's real images"
+        return f"per class ({how}; the band is FID's sampling noise):"
 
 
 def with_current_metric_keys(metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -706,7 +706,7 @@ def _display_row(
 
 # The per-class table (compare.md, the terminal, a Prefect table artifact): a column per class.
 PER_CLASS_TITLE = "FID per class [sampling noise, 95%]"
-PER_CLASS_LEGEND = ("Samples generated as each class against that class's real images only (evaluate.per_class_samples); "
+PER_CLASS_LEGEND = ("Each class's samples against that class's real images only (evaluate.per_class_samples says which); "
                     "- : the version has no such class (or was not scored per class); n/a : too few real images, "
                     "the reason below.")
 # Per class in compare.csv and records(): "fid/night", "fid_low/night", ... (a "/" never appears in the other columns).
