@@ -34,6 +34,7 @@ from ganlib.io.atomic import atomic_write_text
 from ganlib.logs import Logger
 from ganlib.metrics.extractors import ExtractorSpec, build_extractor
 from ganlib.metrics.features import generator_features
+from ganlib.metrics.per_class import sample_labelling
 from ganlib.metrics.reference import ReferenceStats, reference_statistics
 from ganlib.metrics.scores import fid_from_features, kid_from_features
 from ganlib.metrics.sources import SeededGenerator, eval_mode
@@ -84,16 +85,22 @@ class TrainingEvaluator:
             return False
         return math.floor(kimg / self.every_kimg) > math.floor(self._last_kimg / self.every_kimg)
 
-    def maybe_measure(self, generator: nn.Module, z_dim: int, kimg: float) -> dict[str, float] | None:
+    def maybe_measure(
+        self, generator: nn.Module, z_dim: int, kimg: float, classes: tuple[str, ...] = (),
+    ) -> dict[str, float] | None:
         """measure() when a multiple of every_kimg was passed since the last point, else None."""
-        return self.measure(generator, z_dim, kimg) if self.due(kimg) else None
+        return self.measure(generator, z_dim, kimg, classes) if self.due(kimg) else None
 
-    def measure(self, generator: nn.Module, z_dim: int, kimg: float) -> dict[str, float]:
-        """FID/KID of `generator` now; appends a row to the curve. Leaves the generator's mode and device as they were."""
+    def measure(self, generator: nn.Module, z_dim: int, kimg: float, classes: tuple[str, ...] = ()) -> dict[str, float]:
+        """FID/KID of `generator` now; appends a row to the curve. Leaves the generator's mode and device as they were.
+
+        A conditional generator (`classes`) draws its samples in the data's class proportions, as the evaluate
+        stage does, so the curve's last point and the evaluation measure the same mixture."""
         started = time.perf_counter()
         extractor, reference = self._extractor_and_reference()
+        labelling = sample_labelling(classes, self.dataset, self.settings.seed)
         with eval_mode(generator):
-            model = SeededGenerator(generator, z_dim, self.dataset.resolution)
+            model = SeededGenerator(generator, z_dim, self.dataset.resolution, labelling)
             fake = generator_features(model, extractor, self.n_samples, self.settings.batch_size, self.settings.seed, self.device)
         features = fake[self.spec.feature_layer]
         kid = kid_from_features(features, reference.features, self.settings.kid_subsets, self.settings.kid_subset_size, self.settings.seed)

@@ -49,7 +49,8 @@ class TrainingCurves:
 
         def tick(report: TickReport) -> None:
             if self._fid_curve_on():
-                self._fid_evaluator(report).maybe_measure(report.generator, self.params.train.z_dim, report.kimg)
+                self._fid_evaluator(report).maybe_measure(report.generator, self.params.train.z_dim, report.kimg,
+                                                          report.classes)
             self.live.catch_up(self._run_ticks(report.run_dir))
             if on_tick is not None:
                 on_tick(report)

@@ -126,6 +126,7 @@ class TickReport:
     grid_path: Path
     generator: nn.Module         # the EMA generator, eval mode; read it, do not train it
     run_dir: Path                # the run's working directory: a hook's *.csv here is published with the outputs
+    classes: tuple[str, ...] = ()  # a conditional generator's class names, in label order
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ def train_gan(
         progress.last_tick_nimg = progress.nimg
         if monitor is not None:
             report = _upkeep(params, identity, run_dir, nets, sampler, progress, monitor, losses, img_per_s, stop_nimg,
-                             speed)
+                             speed, classes)
             log.info(_progress_line(report))
             if throughput is not None and (warning := throughput.observe(img_per_s)):
                 log.warning(warning)
@@ -540,6 +541,7 @@ def _upkeep(
     img_per_s: float,
     stop_nimg: int,
     speed: TrainSpeed,
+    classes: tuple[str, ...],
 ) -> TickReport:
     """Grid, stats and checkpoint for the tick just reached (rank 0)."""
     kimg = progress.nimg / 1000
@@ -571,7 +573,7 @@ def _upkeep(
     return TickReport(
         tick=len(progress.history), kimg=kimg, total_kimg=stop_nimg / 1000, img_per_s=img_per_s, eta_s=eta_s,
         losses=losses, diversity=diversity, diversity_ratio=ratio, grid_path=grid_path, generator=nets.G_ema,
-        run_dir=run_dir,
+        run_dir=run_dir, classes=classes,
     )
 
 
