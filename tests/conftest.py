@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,15 +15,22 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What a stage needs to run inside a scratch copy of the project.
 PROJECT_FILES = ("ganlib", "tasks", "flows", "dvc.yaml", "params.yaml", "presets.yaml", ".dvcignore")
+DVC = str(Path(sys.executable).with_name("dvc"))
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+@pytest.fixture(scope="session")
+def session_machine_cache(tmp_path_factory) -> Path:
+    """The session's per-machine cache directory (a module may override machine_cache; this stays)."""
+    return tmp_path_factory.mktemp("machine-cache")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def machine_cache(tmp_path_factory) -> Iterator[Path]:
+def machine_cache(session_machine_cache: Path) -> Iterator[Path]:
     """Speed-probe choices go to a session directory, not the user's cache (child processes inherit it)."""
-    path = tmp_path_factory.mktemp("machine-cache")
+    path = session_machine_cache
     previous = os.environ.get("SCENEGAN_CACHE_DIR")
     os.environ["SCENEGAN_CACHE_DIR"] = str(path)
     yield path
@@ -54,14 +62,19 @@ def prefect_api_url() -> Iterator[str]:
         yield PREFECT_API_URL.value()
 
 
-@pytest.fixture
-def subprocess_env(prefect_api_url: str) -> dict[str, str]:
-    """Environment for child processes (dvc repro, the CLI) that report to the test server."""
+def stage_env(api_url: str) -> dict[str, str]:
+    """Environment for child processes (dvc repro, the CLI) that report to the Prefect server at `api_url`."""
     env = dict(os.environ)
-    env["PREFECT_API_URL"] = prefect_api_url
+    env["PREFECT_API_URL"] = api_url
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture
+def subprocess_env(prefect_api_url: str) -> dict[str, str]:
+    """Environment for child processes (dvc repro, the CLI) that report to the test server."""
+    return stage_env(prefect_api_url)
 
 
 def run(cmd: Sequence[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -80,10 +93,11 @@ def stop_process(process: subprocess.Popen, grace_s: float = 30) -> None:
         process.kill()
 
 
-@pytest.fixture
-def project_copy(tmp_path: Path) -> Path:
-    """A scratch git + DVC repository holding a copy of the project's code and params."""
-    root = tmp_path / "project"
+@pytest.fixture(scope="session")
+def project_template(tmp_path_factory) -> Path:
+    """The scratch git + DVC repository of project_copy, made once per session (per xdist worker):
+    `git init` and `dvc init` are processes of their own, a few seconds a test on a busy machine."""
+    root = tmp_path_factory.mktemp("project-template") / "project"
     root.mkdir()
     for name in PROJECT_FILES:
         source = REPO_ROOT / name
@@ -94,15 +108,43 @@ def project_copy(tmp_path: Path) -> Path:
     return init_git_dvc_repo(root)
 
 
+@pytest.fixture
+def project_copy(project_template: Path, tmp_path: Path) -> Path:
+    """A scratch git + DVC repository holding a copy of the project's code and params."""
+    return copy_project(project_template, tmp_path / "project")
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A copy of the scratch project `source` at `target` that shares no file with it.
+
+    Every file comes along (git, DVC's cache, ignored outputs and checkpoints), so a test may change or
+    delete anything in its copy without touching `source` or another test's copy. Links stay links
+    (symlinks=True) and must lead inside the copy: one into `source` (a DVC cache of type symlink, say)
+    would let a test change what every later copy starts from. DVC's scratch folder (.dvc/tmp: its
+    locks, the experiments' queue) is left out; DVC makes it again.
+    """
+    def scratch(folder: str, names: list[str]) -> set[str]:
+        return {"tmp"} if Path(folder) == source / ".dvc" else set()
+
+    shutil.copytree(source, target, symlinks=True, ignore=scratch)
+    inside = target.resolve()
+    for folder, dirs, files in os.walk(target):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if path.is_symlink() and not (path.parent / os.readlink(path)).resolve().is_relative_to(inside):
+                raise AssertionError(f"{path} links to {os.readlink(path)}, outside the copy {target}: a test "
+                                     f"would change {source} through it; copy the file instead of linking it")
+    return target
+
+
 def init_git_dvc_repo(root: Path) -> Path:
     """`root` (created if missing) as a git repository with a committer and DVC initialised, analytics off."""
     root.mkdir(parents=True, exist_ok=True)
-    dvc = str(Path(sys.executable).with_name("dvc"))
     run(["git", "init", "-q"], root)
     run(["git", "config", "user.email", "test@example.com"], root)
     run(["git", "config", "user.name", "scenegan tests"], root)
-    run([dvc, "init", "-q"], root)
-    run([dvc, "config", "core.analytics", "false"], root)
+    run([DVC, "init", "-q"], root)
+    run([DVC, "config", "core.analytics", "false"], root)
     return root
 
 
@@ -149,19 +191,53 @@ TINY_PIPELINE = TINY_DATA + [
 ]
 
 
-@pytest.fixture
-def tiny_project(project_copy: Path) -> Path:
-    """A committed project copy with tiny params and its (tiny) default dataset version."""
-    set_params(project_copy / "params.yaml", TINY_PIPELINE)
-    add_default_dataset(project_copy)
+def make_tiny_project(root: Path) -> Path:
+    """`root` (a project_copy) with tiny params and its (tiny) default dataset version, committed."""
+    set_params(root / "params.yaml", TINY_PIPELINE)
+    add_default_dataset(root)
     from ganlib.metrics.weight_files import FID_INCEPTION_FILE
 
     # The train stage depends on the FID Inception file, so DVC wants it to exist. The tiny extractor
     # reads no weights; anything that did would refuse these bytes (their sha1 is checked).
-    (project_copy / "weights").mkdir()
-    (project_copy / "weights" / FID_INCEPTION_FILE).write_bytes(b"placeholder: not the FID Inception weights\n")
+    (root / "weights").mkdir()
+    (root / "weights" / FID_INCEPTION_FILE).write_bytes(b"placeholder: not the FID Inception weights\n")
     ignored = ("/weights/", "/cache/", "/runs/", "/results/gallery/", "/results/model/", "/reports/")
-    (project_copy / ".gitignore").write_text("".join(f"{path}\n" for path in ignored))
-    run(["git", "add", "-A"], project_copy)
-    run(["git", "commit", "-qm", "tiny project"], project_copy)
-    return project_copy
+    (root / ".gitignore").write_text("".join(f"{path}\n" for path in ignored))
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "tiny project"], root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_template(project_template: Path, tmp_path_factory) -> Path:
+    """The tiny project, made once per session (per xdist worker); tests get copies (tiny_project)."""
+    return make_tiny_project(copy_project(project_template, tmp_path_factory.mktemp("tiny-template") / "project"))
+
+
+@pytest.fixture
+def tiny_project(tiny_template: Path, tmp_path: Path) -> Path:
+    """A committed project copy with tiny params and its (tiny) default dataset version, never reproduced."""
+    return copy_project(tiny_template, tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def reproduced_template(tiny_template: Path, tmp_path_factory, prefect_api_url: str,
+                        session_machine_cache: Path) -> Path:
+    """The tiny project after a real `dvc repro` of every stage (preprocess, train, evaluate, publish), made
+    once per session (per xdist worker). Its results are not committed: dvc.lock and the evaluate stage's
+    files are changes in the workspace, as after a user's `dvc repro`."""
+    root = copy_project(tiny_template, tmp_path_factory.mktemp("reproduced-template") / "project")
+    # Named here: the first test to need this may be in a module with a machine cache of its own.
+    env = {**stage_env(prefect_api_url), "SCENEGAN_CACHE_DIR": str(session_machine_cache)}
+    run([DVC, "repro"], root, env)
+    return root
+
+
+@pytest.fixture
+def reproduced_project(reproduced_template: Path, tmp_path: Path, subprocess_env: dict[str, str]) -> Path:
+    """A copy of reproduced_template: for tests that need a reproduced project, not the reproduction itself."""
+    root = copy_project(reproduced_template, tmp_path / "project")
+    # The copy must be what `dvc repro` left: every stage up to date (DVC hashes the copied files anew).
+    status = json.loads(run([DVC, "status", "--json"], root, subprocess_env).stdout or "{}")
+    assert status == {}, f"the copy of the reproduced project is not up to date: dvc status {status}"
+    return root

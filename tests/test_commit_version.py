@@ -1,11 +1,13 @@
 """`scenegan commit-version -m MSG`: the dataset version and its results in one commit, only when reproduced.
 
-A real git + DVC tiny project; `dvc repro` runs the real stages (reporting to the test Prefect server).
+A real git + DVC tiny project; `dvc repro` runs the real stages (reporting to the test Prefect server). The
+first dataset version starts reproduced (conftest's reproduced_project); the second is reproduced here.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -35,9 +37,9 @@ def committed_files(root: Path) -> list[str]:
     return sorted(run(["git", "show", "--name-only", "--format=", "HEAD"], root).stdout.split())
 
 
-@pytest.mark.slow
-def test_commit_version_refuses_until_reproduced_then_commits_exactly_the_version_files(tiny_project, subprocess_env):
-    root, env = tiny_project, subprocess_env
+def test_commit_version_refuses_a_project_never_reproduced(tiny_project):
+    # commit-version reads `dvc status` and runs git: no Prefect server, no stage.
+    root, env = tiny_project, dict(os.environ)
     head = run(["git", "rev-parse", "HEAD"], root).stdout.strip()
 
     # Never reproduced: every stage differs from dvc.lock (there is none yet).
@@ -47,7 +49,11 @@ def test_commit_version_refuses_until_reproduced_then_commits_exactly_the_versio
     assert "`dvc repro`" in refused.stderr
     assert run(["git", "rev-parse", "HEAD"], root).stdout.strip() == head  # nothing committed
 
-    dvc(root, env, "repro")
+
+@pytest.mark.slow
+def test_commit_version_commits_exactly_the_version_files_only_when_reproduced(reproduced_project, subprocess_env):
+    # The tiny project after `dvc repro` (conftest: its results not committed yet).
+    root, env = reproduced_project, subprocess_env
     (root / "notes.txt").write_text("someone else's change, not part of the version\n")
     run(["git", "add", "notes.txt"], root)  # staged by the user: must stay out of this commit
     done = scenegan(root, env, "commit-version", "-m", "results of v1", "--json")

@@ -30,25 +30,25 @@ def recorded_keys(params_json: Path) -> set[str]:
     return flatten(json.loads(params_json.read_text()))
 
 
-@pytest.mark.slow  # a tiny preprocess + train through dvc: about 30 s on 2 busy cores
-def test_an_unrelated_base_key_reruns_nothing_and_is_not_recorded(tiny_project, subprocess_env):
-    dvc(tiny_project, "repro", "train", env=subprocess_env)
-    assert not {"preprocess", "train"} & changed_stages(tiny_project, subprocess_env)
+@pytest.mark.slow  # on the tiny project as `dvc repro` left it (conftest): a few dvc status calls
+def test_an_unrelated_base_key_reruns_nothing_and_is_not_recorded(reproduced_project, subprocess_env):
+    root = reproduced_project
+    assert not {"preprocess", "train"} & changed_stages(root, subprocess_env)
 
     # What each stage recorded is what it depends on: no device, no other stage's paths.
-    assert recorded_keys(tiny_project / "data/prepared/params.json") == set(STAGE_PARAMS["preprocess"])
-    trained = recorded_keys(tiny_project / "runs/train/params.json")
+    assert recorded_keys(root / "data/prepared/params.json") == set(STAGE_PARAMS["preprocess"])
+    trained = recorded_keys(root / "runs/train/params.json")
     assert {key for key in trained if key.startswith("base.")} == {
         key for key in STAGE_PARAMS["train"] if key.startswith("base.")}
     assert "base.device" in trained and "base.paths.reports" not in trained
 
     # Where comparison reports go concerns neither stage.
-    set_params(tiny_project / "params.yaml", ["base.paths.reports=elsewhere/reports"])
-    assert not {"preprocess", "train"} & changed_stages(tiny_project, subprocess_env)
+    set_params(root / "params.yaml", ["base.paths.reports=elsewhere/reports"])
+    assert not {"preprocess", "train"} & changed_stages(root, subprocess_env)
 
     # The device can change training's numbers, never preprocessing's.
-    set_params(tiny_project / "params.yaml", ["base.device=cpu"])
-    changed = changed_stages(tiny_project, subprocess_env)
+    set_params(root / "params.yaml", ["base.device=cpu"])
+    changed = changed_stages(root, subprocess_env)
     assert "preprocess" not in changed and "train" in changed
-    assert "Running stage 'preprocess'" not in dvc(tiny_project, "repro", "--dry", "train", env=subprocess_env)
+    assert "Running stage 'preprocess'" not in dvc(root, "repro", "--dry", "train", env=subprocess_env)
 

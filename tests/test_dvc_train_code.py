@@ -38,37 +38,37 @@ def repro_train_log(root: Path, env: dict) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.mark.slow  # four dvc repro runs of a tiny training: about a minute on 2 cores
-def test_code_edits_retrain_only_when_they_change_what_training_computes(tiny_project, subprocess_env):
-    assert "Running stage 'train'" in repro_train(tiny_project, subprocess_env)
-    trained = generator_weights(tiny_project)
+@pytest.mark.slow  # three dvc repro runs of a tiny training, on the tiny project as `dvc repro` left it
+def test_code_edits_retrain_only_when_they_change_what_training_computes(reproduced_project, subprocess_env):
+    root = reproduced_project
+    trained = generator_weights(root)
 
     # The weights downloader is not run by the stage: no dep, no re-run.
-    downloader = tiny_project / "ganlib/metrics/weights.py"
+    downloader = root / "ganlib/metrics/weights.py"
     downloader.write_text(downloader.read_text() + "\n# a comment in the download helper\n")
-    assert "up to date" in dvc_status(tiny_project, subprocess_env, "train")
+    assert "up to date" in dvc_status(root, subprocess_env, "train")
 
     # A comment in the loop is a new file to DVC (the stage re-runs), but the same run to training:
     # it resumes the finished checkpoint and writes the same generator.
-    loop_file = tiny_project / "ganlib/training/loop.py"
+    loop_file = root / "ganlib/training/loop.py"
     loop_file.write_text(loop_file.read_text() + "\n# a comment from a git pull\n")
-    assert "changed" in dvc_status(tiny_project, subprocess_env, "train")
-    log = repro_train_log(tiny_project, subprocess_env)
+    assert "changed" in dvc_status(root, subprocess_env, "train")
+    log = repro_train_log(root, subprocess_env)
     assert "resuming from" in log and "starting from scratch" not in log
-    assert same_weights(generator_weights(tiny_project), trained)
+    assert same_weights(generator_weights(root), trained)
 
     # The same for a comment in a model file.
-    model_file = tiny_project / DCGAN
+    model_file = root / DCGAN
     source = model_file.read_text()
     assert INIT in source
     model_file.write_text(source + "\n# a comment that changes nothing\n")
-    assert "Running stage 'train'" in repro_train(tiny_project, subprocess_env)
-    assert same_weights(generator_weights(tiny_project), trained)
+    assert "Running stage 'train'" in repro_train(root, subprocess_env)
+    assert same_weights(generator_weights(root), trained)
 
     # A change to what the model computes must train again, not resume the old run.
     model_file.write_text(source.replace(INIT, INIT.replace("0.02", "0.03")))
-    assert "Running stage 'train'" in repro_train(tiny_project, subprocess_env)
-    assert not same_weights(generator_weights(tiny_project), trained)
+    assert "Running stage 'train'" in repro_train(root, subprocess_env)
+    assert not same_weights(generator_weights(root), trained)
 
 
 @pytest.mark.slow  # two dvc repro runs of a tiny training, the first measuring precision

@@ -141,30 +141,30 @@ def test_a_missing_command_is_a_usage_error(tmp_path):
 # --------------------------------------------------------------------------- python -m flows.stage under dvc repro
 
 
-@pytest.mark.slow  # a dvc repro of a tiny training, then a refused one: about 40 s on 2 cores
+@pytest.mark.slow  # a refused dvc repro of the tiny project as `dvc repro` left it (conftest)
 def test_dvc_repro_of_a_stage_refused_for_its_device_writes_nothing_and_dvc_checkout_restores_the_outputs(
-    tiny_project, subprocess_env
+    reproduced_project, subprocess_env
 ):
     """What DVC does (3.67, checked here so that a change shows): it deletes a stage's outputs before running
     its command and does not restore them when the command fails. The stage refuses before writing anything
     (the checkpoints, which are not a DVC output, stay), says so, and `dvc checkout train` brings the
     previous outputs back from the cache."""
-    run([DVC, "repro", "train"], tiny_project, subprocess_env)
-    generator = tiny_project / "runs" / "train" / "generator.pt"
+    root = reproduced_project
+    generator = root / "runs" / "train" / "generator.pt"
     trained = generator.read_bytes()
-    checkpoints = sorted(p.relative_to(tiny_project) for p in (tiny_project / "runs" / "checkpoints").rglob("*"))
+    checkpoints = sorted(p.relative_to(root) for p in (root / "runs" / "checkpoints").rglob("*"))
     assert checkpoints
 
-    set_params(tiny_project / "params.yaml", ["base.device=cuda"])
-    refused = run([DVC, "repro", "train"], tiny_project, without_gpu(subprocess_env), check=False)
+    set_params(root / "params.yaml", ["base.device=cuda"])
+    refused = run([DVC, "repro", "train"], root, without_gpu(subprocess_env), check=False)
     output = refused.stdout + refused.stderr
     assert refused.returncode != 0
     assert "scenegan train: base.device is 'cuda' but no CUDA device is visible" in output
     assert "`dvc checkout train` restores them" in output and "Traceback" not in output
     assert not generator.parent.exists()  # DVC removed the output before the stage ran, and left it removed
-    assert sorted(p.relative_to(tiny_project) for p in (tiny_project / "runs" / "checkpoints").rglob("*")) == checkpoints
+    assert sorted(p.relative_to(root) for p in (root / "runs" / "checkpoints").rglob("*")) == checkpoints
 
-    run([DVC, "checkout", "train"], tiny_project, subprocess_env)
+    run([DVC, "checkout", "train"], root, subprocess_env)
     assert generator.read_bytes() == trained
 
 

@@ -253,16 +253,17 @@ def test_flows_server_killed_takes_its_server_and_command_along(tmp_path):
 
 @linux_only
 @pytest.mark.slow
-def test_killed_stage_leaves_no_server_and_its_run_is_crashed_by_the_next(tiny_project, tmp_path, monkeypatch):
+def test_killed_stage_leaves_no_server_and_its_run_is_crashed_by_the_next(reproduced_project, tmp_path, monkeypatch):
+    # Reproduced (conftest): the prepared data training needs is there. A stage that ends normally stops its
+    # server too: checked below, after the next preprocess.
+    root = reproduced_project
     home = tmp_path / "prefect-home"
     env = own_server_env(home)
     stage = [sys.executable, "-m", "flows.stage"]
-    run(stage + ["preprocess"], tiny_project, env)  # the data training needs; a server of its own, stopped
-    assert processes_with_env("PREFECT_HOME", str(home)) == []
 
     log_path = tmp_path / "train.log"
     with open(log_path, "wb") as log:
-        train = subprocess.Popen(stage + ["train", "--set", "train.kimg=1000"], cwd=tiny_project, env=env,
+        train = subprocess.Popen(stage + ["train", "--set", "train.kimg=1000"], cwd=root, env=env,
                                  stdout=log, stderr=subprocess.STDOUT)
     try:
         # Prefect logs the run's page on the stage's own server once it runs.
@@ -285,7 +286,7 @@ def test_killed_stage_leaves_no_server_and_its_run_is_crashed_by_the_next(tiny_p
     wait_for("no process of the killed stage left", lambda: processes_with_env("PREFECT_HOME", str(home)) == [], 60)
 
     # Another stage starts (a server of its own again) and finds the killed run.
-    again = run(stage + ["preprocess"], tiny_project, env)
+    again = run(stage + ["preprocess"], root, env)
     assert run_id in again.stdout + again.stderr, "the next run should say which run it marked Crashed"
     assert processes_with_env("PREFECT_HOME", str(home)) == []
 

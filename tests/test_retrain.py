@@ -1,7 +1,8 @@
 """Scheduled retraining end to end: dataset v1 -> retrain -> v2 -> retrain -> compare.
 
-Real DVC experiments in a temporary git repository, real flows on the test
-Prefect server; only the sizes are tiny.
+Real DVC experiments in a temporary git repository (the tiny project, reproduced
+once per session by conftest), real flows on the test Prefect server; only the
+sizes are tiny.
 """
 
 from __future__ import annotations
@@ -42,34 +43,66 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_two_dataset_versions_retrained_and_compared(tiny_project, subprocess_env, monkeypatch):
+def test_retrain_over_two_dataset_versions_says_kept_published_or_nothing_to_do_and_compares_them(
+        reproduced_project, subprocess_env, monkeypatch):
+    """One walk (each step's retrain is real work, so the steps share it): dataset v1 reproduced and committed
+    -> retrain (kept: already published) -> retrain (nothing to do) -> dataset v2 -> retrain (published,
+    committed) -> compare the two retrains -> retrain under better_fid (kept, with the numbers) -> a failed
+    retrain, which leaves everything as it was."""
     from flows.compare import compare_flow
     from flows.retrain import retrain_flow
+    from ganlib.config import load_params
+    from ganlib.versions.commit import commit_version
 
     # Stage subprocesses (dvc exp run) report to the same test server.
     monkeypatch.setenv("PREFECT_API_URL", subprocess_env["PREFECT_API_URL"])
     monkeypatch.setenv("PATH", subprocess_env["PATH"])
-    params_file = str(tiny_project / "params.yaml")
-    history = tiny_project / "results/history.csv"
+    root, params_file = reproduced_project, str(reproduced_project / "params.yaml")
+    history = root / "results/history.csv"
+    v1 = dvc_tracked_md5(root / "data.dvc")
 
-    v1 = dvc_tracked_md5(tiny_project / "data.dvc")
+    # An already reproduced and committed dataset version (the README's flow: dvc repro, commit-version):
+    # the publish stage is up to date, so the first retrain publishes nothing and must not say it did.
+    commit_version(load_params(params_file), root, "dataset v1 reproduced")
+    published_before = json.loads((root / "results/publish.json").read_text())
     first = retrain_flow(params_file=params_file)
+    text = summary_text(first)
     assert first["status"] == "retrained" and first["data_md5"] == v1
     assert [row["data_md5"] for row in read_history(history)] == [v1]
+    assert first["outcome"] == "kept" and first["published"] == "up to date", first
+    assert first["release"] == published_before["release"]
+    assert "first retrain of this project" in text and "untracked" not in text
+    assert f"Kept the gallery as it was (release {published_before['release']})" in text
+    assert "already published" in text
+    # Every file the retrain wrote is ignored, or named in the Next: line to commit (history.csv among them).
+    assert "results/history.csv" in first["to_commit"]
+    assert untracked_or_modified(root) <= set(first["to_commit"]), untracked_or_modified(root)
+    assert "Next: `scenegan commit-version -m" in text
+    commit_version(load_params(params_file), root, "v1 retrained")
+    assert untracked_or_modified(root) == set()
 
-    assert retrain_flow(params_file=params_file)["status"] == "nothing to do"
+    nothing = retrain_flow(params_file=params_file)
+    assert nothing["status"] == nothing["outcome"] == "nothing to do"
+    assert "nothing to do; dataset version" in summary_text(nothing)
     assert len(read_history(history)) == 1
 
-    v2 = new_dataset_version(tiny_project, n_images=40, seed=7)
+    # A new dataset version, the gate `always`, retrain.commit: published, and nothing left to commit.
+    set_params(root / "params.yaml", ["retrain.commit=true"])
+    v2 = new_dataset_version(root, n_images=40, seed=7)
     assert v2 != v1
-    second = retrain_flow(params_file=params_file)
-    assert second["status"] == "retrained" and second["previous_md5"] == v1
+    published = retrain_flow(params_file=params_file)
+    text = summary_text(published)
+    assert published["status"] == "retrained" and published["previous_md5"] == v1
     rows = read_history(history)
     assert [row["data_md5"] for row in rows] == [v1, v2]
     assert [row["n_images"] for row in rows] == ["48", "40"]
+    assert published["outcome"] == "published" and published["release"] != published_before["release"]
+    assert f"Published release {published['release']}" in text and "publish.gate is always" in text
+    assert published["committed"] and published["to_commit"] == [] and untracked_or_modified(root) == set()
+    assert f"as {published['committed']} (retrain.commit)" in text
 
-    # Each retrain is a DVC experiment with its metrics.
-    experiments = {exp["name"]: exp for exp in _experiments(tiny_project)}
+    # Each retrain is a DVC experiment with its metrics (the first one too, though it reproduced nothing).
+    experiments = {exp["name"]: exp for exp in _experiments(root)}
     assert {rows[0]["experiment"], rows[1]["experiment"]} <= set(experiments)
 
     result = compare_flow(params_file=params_file, revs=[rows[0]["experiment"], rows[1]["experiment"]])
@@ -83,14 +116,26 @@ def test_two_dataset_versions_retrained_and_compared(tiny_project, subprocess_en
     for path in result["files"].values():
         assert Path(path).stat().st_size > 0
 
+    # The same model again under the better_fid gate: not better by more than the noise, so kept, with the numbers.
+    set_params(root / "params.yaml", ["publish.gate=better_fid"])
+    run(["git", "commit", "-qm", "gate: better_fid", "params.yaml"], root)
+    kept = retrain_flow(params_file=params_file, force=True)
+    text = summary_text(kept)
+    record = json.loads((root / "results/publish.json").read_text())
+    assert kept["outcome"] == "kept" and kept["published"] == "skipped" and record["status"] == "skipped"
+    assert kept["comparison"] == record["comparison"] and kept["reason"] == record["reason"]
+    assert f"Kept the gallery as it was (release {published['release']})" in text
+    assert "this model: FID" in text and "published: FID" in text and "the gate's rule: the noise bands" in text
+    assert [row["published"] for row in read_history(history)] == ["up to date", "published", "skipped"]
+
     # A retrain that fails (here: evaluation cannot find the Inception weights)
     # leaves the previous results, gallery and history exactly as they were.
-    before = snapshot(tiny_project)
-    set_params(tiny_project / "params.yaml", ["evaluate.extractor=fid-inception-v3-tf2015"])
-    new_dataset_version(tiny_project, n_images=44, seed=8)
+    before = snapshot(root)
+    set_params(root / "params.yaml", ["evaluate.extractor=fid-inception-v3-tf2015"])
+    new_dataset_version(root, n_images=44, seed=8)
     with pytest.raises(Exception, match="exp run"):
         retrain_flow(params_file=params_file)
-    assert snapshot(tiny_project) == before
+    assert snapshot(root) == before
 
 
 def _experiments(root: Path) -> list[dict]:
@@ -115,60 +160,3 @@ def summary_text(outcome: dict) -> str:
 
 def untracked_or_modified(root: Path) -> set[str]:
     return {line[3:] for line in run(["git", "status", "--porcelain", "--untracked-files=all"], root).stdout.splitlines()}
-
-
-@pytest.mark.slow
-def test_retrain_says_published_kept_or_nothing_to_do_from_what_happened(tiny_project, subprocess_env, monkeypatch):
-    from flows.retrain import retrain_flow
-    from ganlib.config import load_params
-    from ganlib.versions.commit import commit_version
-
-    monkeypatch.setenv("PREFECT_API_URL", subprocess_env["PREFECT_API_URL"])
-    monkeypatch.setenv("PATH", subprocess_env["PATH"])
-    root, params_file = tiny_project, str(tiny_project / "params.yaml")
-
-    # An already reproduced and committed dataset version (the README's flow: dvc repro, commit-version):
-    # the publish stage is up to date, so the first retrain publishes nothing and must not say it did.
-    run([str(Path(sys.executable).with_name("dvc")), "repro"], root, env=subprocess_env)
-    commit_version(load_params(params_file), root, "dataset v1 reproduced")
-    published_before = json.loads((root / "results/publish.json").read_text())
-    first = retrain_flow(params_file=params_file)
-    text = summary_text(first)
-    assert first["outcome"] == "kept" and first["published"] == "up to date", first
-    assert first["release"] == published_before["release"]
-    assert "first retrain of this project" in text and "untracked" not in text
-    assert f"Kept the gallery as it was (release {published_before['release']})" in text
-    assert "already published" in text
-    # Every file the retrain wrote is ignored, or named in the Next: line to commit (history.csv among them).
-    assert "results/history.csv" in first["to_commit"]
-    assert untracked_or_modified(root) <= set(first["to_commit"]), untracked_or_modified(root)
-    assert "Next: `scenegan commit-version -m" in text
-    commit_version(load_params(params_file), root, "v1 retrained")
-    assert untracked_or_modified(root) == set()
-
-    nothing = retrain_flow(params_file=params_file)
-    assert nothing["outcome"] == "nothing to do"
-    assert "nothing to do; dataset version" in summary_text(nothing)
-
-    # A new dataset version, the gate `always`, retrain.commit: published, and nothing left to commit.
-    set_params(root / "params.yaml", ["retrain.commit=true"])
-    new_dataset_version(root, n_images=40, seed=7)
-    published = retrain_flow(params_file=params_file)
-    text = summary_text(published)
-    assert published["outcome"] == "published" and published["release"] != published_before["release"]
-    assert f"Published release {published['release']}" in text and "publish.gate is always" in text
-    assert published["committed"] and published["to_commit"] == [] and untracked_or_modified(root) == set()
-    assert f"as {published['committed']} (retrain.commit)" in text
-
-    # The same model again under the better_fid gate: not better by more than the noise, so kept, with the numbers.
-    set_params(root / "params.yaml", ["publish.gate=better_fid"])
-    run(["git", "commit", "-qm", "gate: better_fid", "params.yaml"], root)
-    kept = retrain_flow(params_file=params_file, force=True)
-    text = summary_text(kept)
-    record = json.loads((root / "results/publish.json").read_text())
-    assert kept["outcome"] == "kept" and kept["published"] == "skipped" and record["status"] == "skipped"
-    assert kept["comparison"] == record["comparison"] and kept["reason"] == record["reason"]
-    assert f"Kept the gallery as it was (release {published['release']})" in text
-    assert "this model: FID" in text and "published: FID" in text and "the gate's rule: the noise bands" in text
-    assert [row["published"] for row in read_history(root / "results/history.csv")] == [
-        "up to date", "published", "skipped"]

@@ -413,8 +413,9 @@ def test_across_filesystems_the_verified_file_is_copied_into_place_atomically(tm
     assert list(target.parent.iterdir()) == [target]
 
 
-@pytest.mark.slow  # a dvc repro of a tiny training, then the install
-def test_installing_is_weights_leaves_the_train_stage_up_to_date(tiny_project, subprocess_env, server, monkeypatch, machine_cache):
+@pytest.mark.slow  # the tiny project as `dvc repro` left it (conftest), then the install
+def test_installing_is_weights_leaves_the_train_stage_up_to_date(reproduced_project, subprocess_env, server, monkeypatch,
+                                                                 machine_cache):
     """The train stage depends on the FID Inception file alone: an IS download, cut short or whole, changes nothing it reads."""
     from conftest import run
 
@@ -422,18 +423,18 @@ def test_installing_is_weights_leaves_the_train_stage_up_to_date(tiny_project, s
     from ganlib.metrics.weight_files import TORCH_FIDELITY_INCEPTION_FILE
 
     dvc = str(Path(sys.executable).with_name("dvc"))
-    run([dvc, "repro", "train"], tiny_project, subprocess_env)
+    root = reproduced_project
 
     def train_status() -> str:
-        return run([dvc, "status", "train"], tiny_project, subprocess_env).stdout
+        return run([dvc, "status", "train"], root, subprocess_env).stdout
 
     assert "up to date" in train_status()
-    weights_dir = tiny_project / "weights"
+    weights_dir = root / "weights"
     before = sorted(p.name for p in weights_dir.iterdir())
     entry = server.table()["fd-dinov2"]
     monkeypatch.setattr(weights, "UPSTREAM_WEIGHTS", {"is": UpstreamWeights(
         TORCH_FIDELITY_INCEPTION_FILE, entry.url, entry.sha256, entry.what, entry.max_size)})
-    params_file = str(tiny_project / "params.yaml")
+    params_file = str(root / "params.yaml")
 
     server.cut_after = 300_000  # interrupted: its bytes wait in the machine cache, not in weights/
     assert scenegan(["weights", "install", "--metric", "is", "--params", params_file]) != 0
