@@ -19,6 +19,16 @@ DVC = str(Path(sys.executable).with_name("dvc"))
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# pytest-xdist workers (`make test`) share the machine's cores: each worker, and the stages and servers it
+# starts, gets its share as torch's thread count, unless the caller set OMP_NUM_THREADS. torch's default, a
+# thread per core, in two workers at once puts four spinning threads on 2 cores (the oversubscription the
+# training log warns of): under -n 2 on 2 busy cores the speed-cache test of test_dvc_train_code.py (two tiny
+# trainings) took 189 s, 46 s with one thread each. Set here, before any test module imports torch; xdist
+# names the worker count before conftest loads.
+_XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _XDIST_WORKERS > 1:
+    _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _CORES // _XDIST_WORKERS)))
 
 
 @pytest.fixture(scope="session")
