@@ -26,7 +26,7 @@ from dvc.exceptions import DvcException
 from dvc_data.index.index import DataIndexError
 
 from ganlib.config import Paths
-from ganlib.data.dataset import IMAGES_FILE, MANIFEST_FILE
+from ganlib.data.dataset import IMAGES_FILE, LABELS_FILE, MANIFEST_FILE
 from ganlib.errors import UserFacingError
 from ganlib.io.dvc_cli import run_dvc_json
 from ganlib.io.provenance import DATA_DVC_FILE, dvc_file_md5, short_md5
@@ -305,9 +305,9 @@ def materialize_prepared(repo: Path, revision: Revision, prepared: PreparedInfo,
     """The revision's prepared dataset as a local directory that ganlib.data.dataset can open.
 
     The workspace's own directory is used in place; any other revision's
-    images.npy and manifest.json are copied out of the DVC cache (or its
-    remote) into `destination`. Raises one of DVC_READ_ERRORS when the data
-    is in neither.
+    images.npy, manifest.json and (for a labelled dataset) labels.npy are
+    copied out of the DVC cache (or its remote) into `destination`. Raises
+    one of DVC_READ_ERRORS when the data is in neither.
     """
     if revision.kind == "workspace":
         local = Path(repo) / prepared.path
@@ -318,6 +318,9 @@ def materialize_prepared(repo: Path, revision: Revision, prepared: PreparedInfo,
     try:
         for name in (MANIFEST_FILE, IMAGES_FILE):
             fs.get_file(f"{prepared.path}/{name}", str(destination / name))
+        # A labelled dataset's manifest names classes, and opening it without its labels is refused.
+        if fs.exists(f"{prepared.path}/{LABELS_FILE}"):
+            fs.get_file(f"{prepared.path}/{LABELS_FILE}", str(destination / LABELS_FILE))
     except BaseException:
         shutil.rmtree(destination, ignore_errors=True)
         raise
