@@ -205,6 +205,11 @@ def _evaluate_lines(outcome: Mapping[str, Any], params: Params, root: Path) -> l
     ]
     if outcome.get("fid_infinity_unavailable_reason"):
         lines.append(f"  {outcome['fid_infinity_unavailable_reason']}")
+    if outcome.get("per_class"):   # a class-conditional generator: the table with bands and reasons is in the summary
+        reasons = outcome.get("per_class_reasons") or {}
+        shown = [f"{name} {'n/a' if name in reasons or scores.get('fid') is None else _number(scores['fid'])}"
+                 for name, scores in outcome["per_class"].items()]
+        lines.append(f"  FID per class: {', '.join(shown)} (bands, KID and reasons: `scenegan summary`)")
     return lines
 
 

@@ -35,7 +35,9 @@ def _metrics_lines(params: Params, root: Path) -> list[str]:
     if record is None:
         return [f"Metrics: none yet (no {path}); run `dvc repro evaluate`"]
     report = EvaluationReport.from_json(record)
-    return [f"Metrics ({path.relative_to(root) if path.is_relative_to(root) else path}):", render_table(report.report_rows())]
+    per_class = report.per_class_section()   # a class-conditional generator's scores class by class
+    return [f"Metrics ({path.relative_to(root) if path.is_relative_to(root) else path}):",
+            render_table(report.report_rows()), *([""] + per_class if per_class else [])]
 
 
 def _ui_line() -> str:

@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 from test_metrics_support import TinyGenerator, TinyInfo, smooth_images, tiny_params, write_prepared_dataset
 
-from flows.results import compare_result
+from flows.results import compare_result, stage_lines
+from flows.summary import pipeline_summary
 from ganlib.data.dataset import LABELS_FILE, MANIFEST_FILE
 from ganlib.logs import plain_logger
 from ganlib.metrics.dvc_scores import dvc_score_files
@@ -200,6 +201,16 @@ def test_a_class_with_too_few_images_says_so_instead_of_a_number(tmp_path):
     assert "fid-blue.json" in scores and "kid-blue.json" in scores and "fid-night.json" not in scores
     assert json.loads((out / "scores" / "fid-blue.json").read_text())["n"] == 40
     assert set(json.loads((out / "scores" / "fid-blue.json").read_text())) == {"value", "low", "high", "n"}
+
+    # What a user reads: `scenegan summary` (the end of `make demo`) has the per-class table, the reason under it,
+    # and `scenegan run evaluate` a line of FID per class.
+    summary = pipeline_summary(params, root).splitlines()
+    title = summary.index(report.per_class_title())
+    assert summary[title + 1].split() == ["class", "real", "images", "samples", "FID", "[sampling", "noise,", "95%]",
+                                          "KID"]
+    assert summary[title + 4].split()[:4] == ["night", "12", "0", "n/a"] and f"  n/a {reason}" in summary[title:]
+    line = stage_lines("evaluate", report.to_json(), params, root)[-1]
+    assert line.startswith("  FID per class: blue 0") and "night n/a" in line
 
 
 def test_an_unconditional_generator_is_scored_as_before_on_labelled_data(tmp_path):

@@ -133,8 +133,8 @@ def evaluate_generator(params: Params, log: Logger, root: Path) -> EvaluationRep
     evaluation = measure_generator(generator, info, params, log, root, device)
     write_evaluation(evaluation, params, root / params.base.paths.evaluate)
     log.info("evaluation:\n" + render_table(evaluation.report.report_rows()))
-    if evaluation.report.per_class_rows():
-        log.info(evaluation.report.per_class_title() + "\n" + render_table(evaluation.report.per_class_rows()))
+    if per_class := evaluation.report.per_class_section():
+        log.info("\n".join(per_class))
     if len(evaluation.truncation) > 1:
         log.info("truncation (quality/diversity trade-off; psi 1.0 is the evaluation above; rows in "
                  f"{TRUNCATION_FILE}):\n" + render_table(truncation_table_rows(evaluation.truncation)))

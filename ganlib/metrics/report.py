@@ -64,6 +64,7 @@ CLASS_KEYS = ("classes", "sample_labelling", "sample_class_counts", "per_class",
               "per_class_unavailable_reason")
 # The per-class table's FID heading (the band as in the overall FID row).
 CLASS_FID_HEADING = "FID [sampling noise, 95%]"
+NOT_SCORED = "n/a: "   # a per-class cell with no number starts so, the reason after it
 
 
 @dataclass(frozen=True)
@@ -235,13 +236,13 @@ class EvaluationReport:
         """
         if self.per_class_unavailable_reason:
             return [{"class": "all", "real images": "", "samples": "", CLASS_FID_HEADING:
-                     f"n/a: {self.per_class_unavailable_reason}", "KID": ""}]
+                     f"{NOT_SCORED}{self.per_class_unavailable_reason}", "KID": ""}]
         rows = []
         for name, scores in (self.per_class or {}).items():
             reason = (self.per_class_reasons or {}).get(name)
             fid, kid = scores.get("fid"), scores.get("kid")
             if reason or (fid is None and kid is None):
-                shown_fid, shown_kid = f"n/a: {reason or 'not computed'}", "n/a"
+                shown_fid, shown_kid = f"{NOT_SCORED}{reason or 'not computed'}", "n/a"
             else:
                 shown_fid = "n/a" if fid is None else _number(fid)
                 if fid is not None and scores.get("fid_low") is not None and scores.get("fid_high") is not None:
@@ -255,6 +256,20 @@ class EvaluationReport:
         """The line above the per-class table: what each row measures."""
         how = self.per_class_how or f"samples generated as each class, seed {self.seed}, against that class's real images"
         return f"per class ({how}; the band is FID's sampling noise):"
+
+    def per_class_section(self) -> list[str]:
+        """The per-class title and table as printed lines, each reason for an n/a under the table (so the table
+        stays as narrow as its numbers); none for an unconditional generator."""
+        rows, reasons = self.per_class_rows(), []
+        for row in rows:
+            cell = row[CLASS_FID_HEADING]
+            if cell.startswith(NOT_SCORED):
+                reason = cell.removeprefix(NOT_SCORED)
+                reasons.append(reason if reason.startswith(f"{row['class']}:") else f"{row['class']}: {reason}")
+                row[CLASS_FID_HEADING] = "n/a (below)"
+        if not rows:
+            return []
+        return [self.per_class_title(), *render_table(rows).splitlines(), *(f"  n/a {reason}" for reason in reasons)]
 
 
 def with_current_metric_keys(metrics: Mapping[str, Any]) -> dict[str, Any]:
