@@ -8,9 +8,10 @@ doubling stages; channel counts double towards the 4x4 end, as in the paper
 (at 256 px that is 32 x width at 4x4: DCGAN was not designed for 256 px and
 trains less stably there; r3gan is the recommended architecture).
 The discriminator returns logits: the losses apply their own link function.
-Class-conditional with n_classes > 0 (ganlib/models/conditioning.py): G's first
-layer reads z concatenated with a class embedding; D adds a projection of its
-4x4 features, sum-pooled, onto the class embedding to its logit.
+Class-conditional with n_classes > 0 (ganlib/models/conditioning.py): G's
+BatchNorms take their scale and shift from the class (conditional BatchNorm);
+D adds a projection of its 4x4 features, sum-pooled, onto the class embedding
+to its logit.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from ganlib.models.conditioning import ClassEmbedding, ClassProjection
+from ganlib.models.conditioning import ClassProjection, batch_labels, batch_norm, normalise
 
 RESOLUTIONS = (32, 64, 128, 256)
 
@@ -40,23 +41,26 @@ class DCGANGenerator(nn.Module):
         self.n_classes = n_classes
         stages = _stages(resolution)
         channels = [width * 2 ** (stages - 1 - i) for i in range(stages)]  # e.g. 8w, 4w, 2w, w
-        inputs = z_dim * 2 if n_classes else z_dim  # z and its class embedding (of z's size)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(inputs, channels[0], 4, 1, 0, bias=False),
-            nn.BatchNorm2d(channels[0]),
+            nn.ConvTranspose2d(z_dim, channels[0], 4, 1, 0, bias=False),
+            batch_norm(channels[0], n_classes),
             nn.ReLU(inplace=True),
         ]
         for c_in, c_out in zip(channels[:-1], channels[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), batch_norm(c_out, n_classes),
+                       nn.ReLU(inplace=True)]
         layers += [nn.ConvTranspose2d(channels[-1], 3, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         dcgan_init_(self)
-        self.classes = ClassEmbedding(n_classes, z_dim) if n_classes else None
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.classes is not None:
-            z = self.classes.with_latents(z, labels)
-        return self.main(z.reshape(z.shape[0], z.shape[1], 1, 1))
+        x = z.reshape(z.shape[0], z.shape[1], 1, 1)
+        if not self.n_classes:
+            return self.main(x)
+        labels = batch_labels(labels, z.shape[0], self.n_classes, z.device)
+        for layer in self.main:
+            x = normalise(layer, x, labels)
+        return x
 
 
 class DCGANDiscriminator(nn.Module):
@@ -85,6 +89,6 @@ def dcgan_init_(module: nn.Module) -> None:
     for layer in module.modules():
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(layer.weight, 0.0, 0.02)
-        elif isinstance(layer, nn.BatchNorm2d):
+        elif isinstance(layer, nn.BatchNorm2d) and layer.affine:  # a ClassBatchNorm2d initialises its own
             nn.init.normal_(layer.weight, 1.0, 0.02)
             nn.init.zeros_(layer.bias)
