@@ -23,7 +23,9 @@ Recipes:
                  uses it (Radford et al. 2016): latent 100, widths 64, BCE, Adam 2e-4
                  (0.5, 0.999), batch 64, fp32; its loop run until the budget is spent;
                  scored in eval mode (BatchNorm running stats);
-  dcgan          ours with params.yaml's train section as it is (the demo's recipe);
+  dcgan          ours with params.yaml's train section as it is (the demo's recipe:
+                 class-conditional on a labelled set such as scenes' times of day);
+  dcgan-unconditional  the same, told to ignore the classes (train.conditional: false);
   resnet         ours, SNGAN-style ResNet with spectral norm and the hinge loss;
   r3gan          ours, the r3gan-64 preset (RpGAN + R1 + R2 every step, cosine schedules,
                  augmentation probability 0 -> 0.3) with widths and batch cut to what a CPU
@@ -103,6 +105,7 @@ EXIF_SIDEWAYS = {5, 6, 7, 8}  # orientations that rotate by 90 degrees: width an
 R3GAN_CPU = ("train.g_width=16", "train.d_width=16", "train.batch_size=32", "train.microbatch=32")
 OURS = {
     "dcgan": (),
+    "dcgan-unconditional": ("train.conditional=false",),
     "resnet": ("train.arch=resnet", "train.loss=hinge"),
     "r3gan": ("preset:r3gan-64", *R3GAN_CPU),
     "r3gan-lazy": ("preset:r3gan-64", *R3GAN_CPU, "train.r1_interval=4"),
