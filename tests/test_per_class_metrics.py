@@ -29,7 +29,7 @@ from ganlib.logs import plain_logger
 from ganlib.metrics.dvc_scores import dvc_score_files
 from ganlib.metrics.evaluate import measure_generator, write_evaluation
 from ganlib.metrics.features import generator_features
-from ganlib.metrics.per_class import largest_remainder, proportional_labels
+from ganlib.metrics.sample_labels import largest_remainder, proportional_labels
 from ganlib.metrics.report import read_evaluation
 from ganlib.metrics.sources import SeededGenerator
 from ganlib.versions.compare import Comparison, VersionRow

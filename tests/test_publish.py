@@ -919,7 +919,7 @@ def test_a_conditional_generator_gets_a_row_per_class_with_its_scores(tmp_path):
     assert "too few real images (30) for a per-class FID" in section
     assert "A class per row" in html
     # The individual samples are drawn as the classes evaluation drew sample i as, and say which.
-    from ganlib.metrics.per_class import sample_labelling
+    from ganlib.metrics.sample_labels import sample_labelling
     from ganlib.data.dataset import open_prepared
 
     params = load_test_params()

@@ -34,7 +34,7 @@ from ganlib.io.atomic import atomic_write_text
 from ganlib.logs import Logger
 from ganlib.metrics.extractors import ExtractorSpec, build_extractor
 from ganlib.metrics.features import generator_features
-from ganlib.metrics.per_class import sample_labelling
+from ganlib.metrics.sample_labels import sample_labelling
 from ganlib.metrics.reference import ReferenceStats, reference_statistics
 from ganlib.metrics.scores import fid_from_features, kid_from_features
 from ganlib.metrics.sources import SeededGenerator, eval_mode

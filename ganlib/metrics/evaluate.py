@@ -49,17 +49,11 @@ from ganlib.metrics.extractors import (
 from ganlib.metrics.features import generator_features
 from ganlib.metrics.knn_scores import GeneratedPixels, KnnScores, knn_scores
 from ganlib.metrics.memorisation import MEMORISATION_FILE, MemorisationCheck, memorisation_record
-from ganlib.metrics.per_class import (
-    PerClassResult,
-    SampleLabelling,
-    per_class_from_samples,
-    per_class_scores,
-    per_class_unavailable_reason,
-    sample_labelling,
-)
+from ganlib.metrics.per_class import PerClassResult, per_class_from_samples, per_class_scores, per_class_unavailable_reason
 from ganlib.metrics.pixels import PixelKeepingGenerator, pixel_side
 from ganlib.metrics.prdc import Prdc
 from ganlib.metrics.reference import ReferenceStats, reference_statistics
+from ganlib.metrics.sample_labels import SampleLabelling, sample_labelling
 from ganlib.metrics.report import METRICS_FILE, PROVENANCE_FILE, DatasetComparison, EvaluationReport, render_table
 from ganlib.metrics.scores import (
     FidUncertainty,

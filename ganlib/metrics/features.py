@@ -9,14 +9,12 @@ FID) equal what its calculate_metrics gives for the same generator.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
 from torch.utils.data import Dataset
 from torch_fidelity import FeatureExtractorBase
 from torch_fidelity.utils import get_featuresdict_from_dataset
 
+from ganlib.metrics.exact_convolutions import exact_cuda_convolutions
 from ganlib.metrics.sources import SeededGenerator
 from ganlib.models.sampling import fixed_latents
 
@@ -54,21 +52,3 @@ def generator_features(
     return {layer: torch.cat([batch[layer] for batch in batches]) for layer in batches[0]}
 
 
-@contextlib.contextmanager
-def exact_cuda_convolutions(device: torch.device) -> Iterator[None]:
-    """Disable TF32 while features are extracted, then restore the caller's setting.
-
-    TF32 convolutions (on by default for cuDNN, and training may enable them)
-    shift Inception features by ~1e-3, enough to move FID between GPU
-    generations; reference statistics must not depend on that.
-    """
-    if device.type != "cuda":
-        yield
-        return
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

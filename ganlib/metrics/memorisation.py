@@ -109,9 +109,8 @@ from ganlib.metrics.neighbours import (
     neighbours_within,
     pair_distances,
 )
-from ganlib.metrics.report import MEMORISATION_FILE  # noqa: F401 (its readers import it from here)
+from ganlib.metrics.report import MEMORISATION_FILE, MEMORISATION_FORMAT  # noqa: F401 (named for readers there)
 
-MEMORISATION_FORMAT = "scenegan-memorisation/1"
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95)
 CLOSEST_PAIRS = 16
 DEFINITION = (

@@ -32,7 +32,7 @@ from typing import Iterator
 
 import torch
 
-from ganlib.metrics.features import exact_cuda_convolutions
+from ganlib.metrics.exact_convolutions import exact_cuda_convolutions
 
 # A tile holds at most TILE_ROWS x TILE_COLUMNS float32 distances (64 MiB), plus cdist's own temporaries.
 TILE_ROWS = 2048

@@ -28,10 +28,13 @@ from ganlib.metrics.errors import EvaluationError
 
 METRICS_FILE = "metrics.json"
 PROVENANCE_FILE = "evaluation.json"
-# The evaluate stage's other outputs, named here so that readers (commit-version, the CLI) need not
+# The evaluate stage's other outputs and their formats, named here so that readers (commit-version, the CLI,
+# the gallery) need not
 # import the modules that compute them (torch, torch-fidelity: seconds per command).
 MEMORISATION_FILE = "memorisation.json"
+MEMORISATION_FORMAT = "scenegan-memorisation/1"
 TRUNCATION_FILE = "truncation.json"
+TRUNCATION_FORMAT = "scenegan-truncation/1"
 _number = partial(significant, digits=6, scientific_from=1e5)   # the tables' precision: 218.812, 0.0123457
 FID_UNCERTAINTY_KEYS = (
     "fid_noise_low", "fid_noise_high", "fid_noise_bias", "fid_noise_resamples", "fid_noise_n", "fid_infinity",

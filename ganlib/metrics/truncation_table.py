@@ -45,9 +45,8 @@ import torch.nn as nn
 from ganlib.formatting import significant
 from ganlib.metrics.sources import SampleLabels, SeededGenerator
 from ganlib.models.truncation import check_truncation, truncate_latents
-from ganlib.metrics.report import TRUNCATION_FILE  # noqa: F401 (its readers import it from here)
+from ganlib.metrics.report import TRUNCATION_FILE, TRUNCATION_FORMAT  # noqa: F401 (named for readers there)
 
-TRUNCATION_FORMAT = "scenegan-truncation/1"
 _number = partial(significant, digits=4, scientific_from=1e5)
 
 

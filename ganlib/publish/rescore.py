@@ -19,7 +19,6 @@ from typing import Any
 
 from ganlib.config import Params
 from ganlib.logs import Logger
-from ganlib.metrics.evaluate import evaluation_device, score_generator
 from ganlib.models.generator_file import load_generator
 from ganlib.publish.fid_settings import fid_settings
 from ganlib.publish.gate import NotRescored, PublishError, RescoredFid, band_from_metrics
@@ -42,6 +41,10 @@ def rescore_published(
     `resolution` is this run's generator's: a published generator of another
     resolution cannot be scored against this run's prepared data.
     """
+    # Imported here: the metrics' extractors (torch-fidelity, torchvision) take seconds to import, and only
+    # the better_fid gate re-scores; every other publish run would pay for them for nothing.
+    from ganlib.metrics.evaluate import evaluation_device, score_generator
+
     stored = _stored_generator(target, published)
     if isinstance(stored, NotRescored):
         return stored

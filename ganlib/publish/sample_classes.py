@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 
 from ganlib.data.dataset import PreparedDataset
-from ganlib.metrics.per_class import sample_labelling
+from ganlib.metrics.sample_labels import sample_labelling
 
 
 @dataclass(frozen=True)

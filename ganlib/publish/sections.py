@@ -35,8 +35,7 @@ from ganlib.config import PublishParams
 from ganlib.data.dataset import PreparedDatasetError, open_prepared
 from ganlib.formatting import significant
 from ganlib.generation.walk import WalkVideo, latent_walk_video
-from ganlib.metrics.memorisation import MEMORISATION_FILE, MEMORISATION_FORMAT
-from ganlib.metrics.truncation_table import TRUNCATION_FILE, TRUNCATION_FORMAT
+from ganlib.metrics.report import MEMORISATION_FILE, MEMORISATION_FORMAT, TRUNCATION_FILE, TRUNCATION_FORMAT
 from ganlib.models.sampling import fixed_latents
 from ganlib.publish.images import encode_image, generate_all
 from ganlib.publish.page import ImageRef, NearestSection, PairRef, TruncationTable, VideoRef
