@@ -29,8 +29,7 @@ from ganlib.metrics.errors import EvaluationError
 METRICS_FILE = "metrics.json"
 PROVENANCE_FILE = "evaluation.json"
 # The evaluate stage's other outputs and their formats, named here so that readers (commit-version, the CLI,
-# the gallery) need not
-# import the modules that compute them (torch, torch-fidelity: seconds per command).
+# the gallery) need not import the modules that compute them (torch-fidelity, torchvision: seconds a process).
 MEMORISATION_FILE = "memorisation.json"
 MEMORISATION_FORMAT = "scenegan-memorisation/1"
 TRUNCATION_FILE = "truncation.json"
