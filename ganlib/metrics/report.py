@@ -66,7 +66,6 @@ CLASS_KEYS = ("classes", "sample_labelling", "sample_class_counts", "per_class",
               "per_class_unavailable_reason")
 # The per-class table's FID heading (the band as in the overall FID row).
 CLASS_FID_HEADING = "FID [sampling noise, 95%]"
-NOT_SCORED = "n/a: "   # a per-class cell with no number starts so, the reason after it
 
 
 @dataclass(frozen=True)
@@ -236,23 +235,8 @@ class EvaluationReport:
 
         Empty for an unconditional generator; a single row saying why when no class could be scored.
         """
-        if self.per_class_unavailable_reason:
-            return [{"class": "all", "real images": "", "samples": "", CLASS_FID_HEADING:
-                     f"{NOT_SCORED}{self.per_class_unavailable_reason}", "KID": ""}]
-        rows = []
-        for name, scores in (self.per_class or {}).items():
-            reason = (self.per_class_reasons or {}).get(name)
-            fid, kid = scores.get("fid"), scores.get("kid")
-            if reason or (fid is None and kid is None):
-                shown_fid, shown_kid = f"{NOT_SCORED}{reason or 'not computed'}", "n/a"
-            else:
-                shown_fid = "n/a" if fid is None else _number(fid)
-                if fid is not None and scores.get("fid_low") is not None and scores.get("fid_high") is not None:
-                    shown_fid += " " + fid_noise_band_text(scores["fid_low"], scores["fid_high"], _number)
-                shown_kid = plus_minus(kid, scores.get("kid_std"), _number, missing="n/a")
-            rows.append({"class": name, "real images": str(scores.get("n_real", "")),
-                         "samples": str(scores.get("n_samples", "")), CLASS_FID_HEADING: shown_fid, "KID": shown_kid})
-        return rows
+        return [row if reason is None else {**row, CLASS_FID_HEADING: f"n/a: {reason}"}
+                for row, reason in self._per_class_entries()]
 
     def per_class_title(self) -> str:
         """The line above the per-class table: what each row measures."""
@@ -262,16 +246,34 @@ class EvaluationReport:
     def per_class_section(self) -> list[str]:
         """The per-class title and table as printed lines, each reason for an n/a under the table (so the table
         stays as narrow as its numbers); none for an unconditional generator."""
-        rows, reasons = self.per_class_rows(), []
-        for row in rows:
-            cell = row[CLASS_FID_HEADING]
-            if cell.startswith(NOT_SCORED):
-                reason = cell.removeprefix(NOT_SCORED)
-                reasons.append(reason if reason.startswith(f"{row['class']}:") else f"{row['class']}: {reason}")
-                row[CLASS_FID_HEADING] = "n/a (below)"
-        if not rows:
+        entries = self._per_class_entries()
+        if not entries:
             return []
+        rows = [row if reason is None else {**row, CLASS_FID_HEADING: "n/a (below)"} for row, reason in entries]
+        reasons = [reason if reason.startswith(f"{row['class']}:") else f"{row['class']}: {reason}"
+                   for row, reason in entries if reason is not None]
         return [self.per_class_title(), *render_table(rows).splitlines(), *(f"  n/a {reason}" for reason in reasons)]
+
+    def _per_class_entries(self) -> list[tuple[dict[str, str], str | None]]:
+        """Each class's row and why it has no number (None when it has one; its FID cell is then left empty)."""
+        if self.per_class_unavailable_reason:
+            return [({"class": "all", "real images": "", "samples": "", CLASS_FID_HEADING: "", "KID": ""},
+                     self.per_class_unavailable_reason)]
+        entries = []
+        for name, scores in (self.per_class or {}).items():
+            reason = (self.per_class_reasons or {}).get(name)
+            fid, kid = scores.get("fid"), scores.get("kid")
+            if reason or (fid is None and kid is None):
+                reason, shown_fid, shown_kid = reason or "not computed", "", "n/a"
+            else:
+                shown_fid = "n/a" if fid is None else _number(fid)
+                if fid is not None and scores.get("fid_low") is not None and scores.get("fid_high") is not None:
+                    shown_fid += " " + fid_noise_band_text(scores["fid_low"], scores["fid_high"], _number)
+                shown_kid = plus_minus(kid, scores.get("kid_std"), _number, missing="n/a")
+            entries.append(({"class": name, "real images": str(scores.get("n_real", "")),
+                             "samples": str(scores.get("n_samples", "")), CLASS_FID_HEADING: shown_fid, "KID": shown_kid},
+                            reason))
+        return entries
 
 
 def with_current_metric_keys(metrics: Mapping[str, Any]) -> dict[str, Any]:
